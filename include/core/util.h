@@ -1,0 +1,49 @@
+#ifndef CORE_UTIL_H
+#define CORE_UTIL_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+/* Wall clock in seconds (double) and monotonic milliseconds. */
+double core_now(void);
+unsigned long long core_mono_ms(void);
+
+/*
+ * $SKY_HOME (default ~/.sky), created 0700 if missing. Caller frees the
+ * returned strings. core_home_path joins a relative path under it.
+ */
+char *core_home_dir(void);
+char *core_home_path(const char *rel);
+/* mkdir -p with <mode>; 0 if it exists already. */
+int core_mkdir_p(const char *path, mode_t mode);
+/* rm -rf; 0 if it did not exist. */
+int core_rm_rf(const char *path);
+/* Reads a whole file (capped at <max> bytes, -EFBIG beyond). Caller frees *out. */
+int core_read_file(const char *path, size_t max, char **out, size_t *len);
+/* Writes atomically through <path>.tmp + rename. */
+int core_write_file(const char *path, const char *data, size_t len, mode_t mode);
+
+/*
+ * The bearer token in <path> (created 0600 with 32 random hex bytes if
+ * missing). Caller frees *out.
+ */
+int core_token_load(const char *path, char **out);
+
+/*
+ * Path of a sibling program: the directory of /proc/self/exe, then
+ * SKY_BINARY_DIR/<subdir>, then $PATH. Caller frees.
+ */
+char *core_find_program(const char *name);
+
+/*
+ * Starts <argv> as a detached daemon (new session, stdin /dev/null,
+ * stdout/stderr appended to <logfile>). Returns the pid or a negative errno.
+ */
+pid_t core_spawn_daemon(char *const argv[], const char *logfile);
+
+/* Human-readable durations as the reference prints them:
+ * "1m 17s", "2h 47m 18s" (absolute) and "3 mins ago" (relative). */
+void core_fmt_duration(double seconds, char *out, size_t outlen);
+void core_fmt_ago(double seconds, char *out, size_t outlen);
+
+#endif
