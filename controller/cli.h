@@ -7,5 +7,12 @@
  * 0 success, 1 failure, 2 usage error.
  */
 int ctl_cli_cloud(int argc, char **argv);
+/* Unmanaged tasks on one-instance clusters (cli_cluster.c). */
+int ctl_cli_launch(int argc, char **argv);
+int ctl_cli_exec(int argc, char **argv);
+int ctl_cli_status(int argc, char **argv);
+int ctl_cli_down(int argc, char **argv);
+int ctl_cli_logs(int argc, char **argv);
+int ctl_cli_serve(int argc, char **argv);
 
 #endif

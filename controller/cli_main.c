@@ -15,7 +15,13 @@ typedef struct {
 } group_t;
 
 static const group_t groups[] = {
+    {"launch", ctl_cli_launch, "launch a cluster and run a task on it"},
+    {"exec", ctl_cli_exec, "run a task on an existing cluster"},
+    {"status", ctl_cli_status, "list clusters"},
+    {"logs", ctl_cli_logs, "show a cluster task's logs"},
+    {"down", ctl_cli_down, "terminate clusters"},
     {"cloud", ctl_cli_cloud, "operate the local cloud (status, preempt, capacity, replay, down)"},
+    {"serve", ctl_cli_serve, "serve on spot/on-demand replicas (up, status, update, down, logs)"},
 };
 
 static void usage(FILE *f)

@@ -174,6 +174,19 @@ static size_t on_stream(char *ptr, size_t size, size_t nmemb, void *arg)
     return n;
 }
 
+/* Called by libcurl about once a second even while no byte arrives, so a
+ * consumer can stop an idle follow stream (e.g. to a vanished host). */
+static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow)
+{
+    stream_t *s = arg;
+    if (s->cb("", 0, s->arg) != 0) {
+        s->stopped = 1;
+        return 1;
+    }
+    return 0;
+}
+
 int core_http_stream_get(const char *url, const char *bearer, long timeout_ms,
                          int (*cb)(const char *data, size_t len, void *arg), void *arg,
                          long *status)
@@ -185,6 +198,9 @@ int core_http_stream_get(const char *url, const char *bearer, long timeout_ms,
         return -ENOMEM;
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_stream);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &st);
+    curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(h, CURLOPT_XFERINFODATA, &st);
+    curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
     CURLcode rc = curl_easy_perform(h);
     long code = 0;
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);

@@ -101,6 +101,8 @@ void core_http_resp_free(core_http_resp_t *r);
 int core_http_json(const char *method, const char *url, const char *bearer, const cJSON *req,
                    long timeout_ms, long *status, cJSON **resp);
 /* Streams a GET's body to <cb> until the server ends it or <cb> returns non-zero.
+ * While the stream is idle <cb> is also called with ("", 0) about once a
+ * second, so that it can give up on a follow whose peer vanished.
  * timeout_ms 0 means no overall timeout (follow mode). */
 int core_http_stream_get(const char *url, const char *bearer, long timeout_ms,
                          int (*cb)(const char *data, size_t len, void *arg), void *arg,

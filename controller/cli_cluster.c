@@ -1,0 +1,617 @@
+/*
+ * Unmanaged tasks, the baseline that replicas and managed jobs build on:
+ *   sky launch FILE [-c NAME] [--env K=V]... [-y] [--detach-run]
+ *   sky exec NAME FILE [--env K=V]... [--detach-run]
+ *   sky status [--json]
+ *   sky down NAME... [-y]
+ *   sky logs NAME [TASK_ID] [--no-follow]
+ * A cluster is one instance of the local cloud running sky-agent; the CLI
+ * keeps its record in $SKY_HOME/clusters.db.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "cli.h"
+#include "cli_util.h"
+#include "core/agent.h"
+#include "core/catalog.h"
+#include "core/err.h"
+#include "core/mem.h"
+#include "core/prov.h"
+#include "core/spec.h"
+#include "core/taskrun.h"
+#include "core/util.h"
+
+/* sky launch/exec exit codes follow the reference's JobExitCode. */
+#define EXIT_JOB_FAILED 100
+#define EXIT_JOB_CANCELLED 103
+
+typedef struct cluster {
+    char name[128];
+    char status[16]; /* INIT while launching, UP once the agent answers */
+    char label[128];
+    double launched_at;
+    core_instance_t inst;
+} cluster_t;
+
+static const char *SCHEMA =
+    "CREATE TABLE IF NOT EXISTS clusters ("
+    " name TEXT PRIMARY KEY, status TEXT NOT NULL, resources TEXT, launched_at REAL,"
+    " instance_id TEXT, cloud TEXT, region TEXT, zone TEXT, instance_type TEXT,"
+    " spot INTEGER, ip TEXT, agent_port INTEGER, port_offset INTEGER, price REAL);";
+
+static int db_open(sqlite3 **out)
+{
+    char *path = core_home_path("clusters.db");
+    int rc = sqlite3_open(path, out);
+    free(path);
+    if (rc != SQLITE_OK) {
+        fprintf(stderr, "sky: cannot open the cluster database: %s\n", sqlite3_errmsg(*out));
+        sqlite3_close(*out);
+        return -EIO;
+    }
+    sqlite3_busy_timeout(*out, 5000);
+    sqlite3_exec(*out, "PRAGMA journal_mode=WAL;", NULL, NULL, NULL);
+    if (sqlite3_exec(*out, SCHEMA, NULL, NULL, NULL) != SQLITE_OK) {
+        fprintf(stderr, "sky: cluster database: %s\n", sqlite3_errmsg(*out));
+        sqlite3_close(*out);
+        return -EIO;
+    }
+    return 0;
+}
+
+static int db_put(sqlite3 *db, const cluster_t *c)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(
+        db,
+        "INSERT OR REPLACE INTO clusters VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14)",
+        -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return -EIO;
+    const core_instance_t *i = &c->inst;
+    sqlite3_bind_text(st, 1, c->name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, c->status, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, c->label, -1, SQLITE_STATIC);
+    sqlite3_bind_double(st, 4, c->launched_at);
+    sqlite3_bind_text(st, 5, i->id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 6, i->cloud, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 7, i->region, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 8, i->zone, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 9, i->instance_type, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 10, i->spot);
+    sqlite3_bind_text(st, 11, i->ip, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 12, i->agent_port);
+    sqlite3_bind_int(st, 13, i->port_offset);
+    sqlite3_bind_double(st, 14, i->price);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+static void col_text(sqlite3_stmt *st, int i, char *out, size_t n)
+{
+    const unsigned char *t = sqlite3_column_text(st, i);
+    snprintf(out, n, "%s", t ? (const char *)t : "");
+}
+
+static void row_to_cluster(sqlite3_stmt *st, cluster_t *c)
+{
+    memset(c, 0, sizeof(*c));
+    col_text(st, 0, c->name, sizeof(c->name));
+    col_text(st, 1, c->status, sizeof(c->status));
+    col_text(st, 2, c->label, sizeof(c->label));
+    c->launched_at = sqlite3_column_double(st, 3);
+    core_instance_t *i = &c->inst;
+    col_text(st, 4, i->id, sizeof(i->id));
+    col_text(st, 5, i->cloud, sizeof(i->cloud));
+    col_text(st, 6, i->region, sizeof(i->region));
+    col_text(st, 7, i->zone, sizeof(i->zone));
+    col_text(st, 8, i->instance_type, sizeof(i->instance_type));
+    i->spot = sqlite3_column_int(st, 9);
+    col_text(st, 10, i->ip, sizeof(i->ip));
+    i->agent_port = sqlite3_column_int(st, 11);
+    i->port_offset = sqlite3_column_int(st, 12);
+    i->price = sqlite3_column_double(st, 13);
+}
+
+/* 0 and *c filled, or -ENOENT. */
+static int db_get(sqlite3 *db, const char *name, cluster_t *c)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, "SELECT * FROM clusters WHERE name = ?1", -1, &st, NULL) !=
+        SQLITE_OK)
+        return -EIO;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    int r = -ENOENT;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        row_to_cluster(st, c);
+        r = 0;
+    }
+    sqlite3_finalize(st);
+    return r;
+}
+
+static int db_del(sqlite3 *db, const char *name)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, "DELETE FROM clusters WHERE name = ?1", -1, &st, NULL) != SQLITE_OK)
+        return -EIO;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+/* Parses "--env K=V" occurrences into the task. */
+static int apply_env(core_task_t *t, const char *kv)
+{
+    const char *eq = strchr(kv, '=');
+    if (eq == NULL || eq == kv) {
+        /* --env K takes the value from the caller's environment, as the reference does. */
+        const char *v = getenv(kv);
+        if (eq == kv || v == NULL) {
+            fprintf(stderr, "sky: --env expects KEY=VALUE, got '%s'\n", kv);
+            return -EINVAL;
+        }
+        core_task_set_env(t, kv, v);
+        return 0;
+    }
+    char *k = core_xstrndup(kv, (size_t)(eq - kv));
+    core_task_set_env(t, k, eq + 1);
+    free(k);
+    return 0;
+}
+
+static int print_chunk(const char *data, size_t len, void *arg)
+{
+    (void)arg;
+    fwrite(data, 1, len, stdout);
+    fflush(stdout);
+    return 0;
+}
+
+/*
+ * Follows the task's logs until it ends, then reports its final status.
+ * Returns the CLI exit code.
+ */
+static int follow_task(const cluster_t *c, int task_id)
+{
+    const core_instance_t *i = &c->inst;
+    int port = i->agent_port;
+    int r = core_agent_logs(i->ip, port, NULL, task_id, 1, -1, print_chunk, NULL);
+    if (r < 0)
+        fprintf(stderr, "sky: log stream ended: %s\n", core_strerror(r));
+    core_agent_task_t t;
+    /* The log stream ends when the task does; the status may lag a moment. */
+    for (int tries = 0; tries < 50; tries++) {
+        r = core_agent_task_get(i->ip, port, NULL, task_id, &t);
+        if (r < 0)
+            break;
+        if (core_agent_status_is_terminal(t.status))
+            break;
+        core_agent_task_free(&t);
+        usleep(100000);
+    }
+    if (r < 0) {
+        fprintf(stderr, "sky: cannot read the task's status on %s: %s\n", c->name,
+                core_strerror(r));
+        return 1;
+    }
+    int code = t.status == CORE_AGENT_SUCCEEDED   ? 0
+               : t.status == CORE_AGENT_CANCELLED ? EXIT_JOB_CANCELLED
+                                                  : EXIT_JOB_FAILED;
+    printf("Task %d on cluster '%s' finished: %s", task_id, c->name,
+           core_agent_status_name(t.status));
+    if (t.has_exit_code && t.status != CORE_AGENT_SUCCEEDED)
+        printf(" (exit code %d)", t.exit_code);
+    printf(".\n");
+    core_agent_task_free(&t);
+    return code;
+}
+
+/* Submits <t> to the cluster's agent with the SKYPILOT_* variables set. */
+static int submit(const cluster_t *c, const core_task_t *t, int *task_id)
+{
+    const core_instance_t *i = &c->inst;
+    cJSON *envs = cJSON_CreateObject();
+    char id[256], ts[64];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(ts, sizeof(ts), "%Y-%m-%d-%H-%M-%S", &tm);
+    snprintf(id, sizeof(id), "sky-%s_%s", ts, c->name);
+    cJSON_AddStringToObject(envs, "SKYPILOT_TASK_ID", id);
+    cJSON_AddStringToObject(envs, "SKYPILOT_NODE_RANK", "0");
+    cJSON_AddStringToObject(envs, "SKYPILOT_NUM_NODES", "1");
+    cJSON_AddStringToObject(envs, "SKYPILOT_NODE_IPS", i->ip);
+    cJSON_AddStringToObject(envs, "SKYPILOT_NUM_GPUS_PER_NODE", "0");
+    char *info = core_xasprintf(
+        "{\"cluster_name\":\"%s\",\"cloud\":\"%s\",\"region\":\"%s\",\"zone\":\"%s\"}", c->name,
+        i->cloud, i->region, i->zone);
+    cJSON_AddStringToObject(envs, "SKYPILOT_CLUSTER_INFO", info);
+    free(info);
+    char *err = NULL;
+    char cwd[PATH_MAX];
+    cJSON *job = core_task_agent_json(t, envs, getcwd(cwd, sizeof(cwd)) ? cwd : NULL, &err);
+    cJSON_Delete(envs);
+    if (job == NULL) {
+        fprintf(stderr, "sky: %s\n", err);
+        free(err);
+        return -EINVAL;
+    }
+    int r = core_agent_submit(i->ip, i->agent_port, NULL, job, task_id);
+    cJSON_Delete(job);
+    if (r < 0)
+        fprintf(stderr, "sky: submitting the task to '%s' (%s) failed: %s\n", c->name, i->ip,
+                core_strerror(r));
+    return r;
+}
+
+static void default_cluster_name(char *out, size_t n)
+{
+    char hex[5];
+    ctl_random_hex(hex, 4);
+    snprintf(out, n, "sky-%s", hex);
+}
+
+static int provision(sqlite3 *db, core_task_t *t, cluster_t *c)
+{
+    core_catalog_t *cat = NULL;
+    core_candidate_t *cands = NULL;
+    size_t n = 0, chosen = 0;
+    core_prov_t *prov = NULL;
+    char *err = NULL;
+    int r;
+    if ((r = core_catalog_load(NULL, &cat, &err)) < 0)
+        goto fail;
+    if ((r = core_catalog_resolve(cat, &t->resources, &cands, &n, &err)) < 0)
+        goto fail;
+    if ((r = core_prov_local_open(&prov)) < 0) {
+        err = core_xasprintf("cannot reach the local cloud: %s", core_strerror(r));
+        goto fail;
+    }
+    snprintf(c->status, sizeof(c->status), "INIT");
+    c->launched_at = core_now();
+    core_candidate_label(&cands[0], c->label, sizeof(c->label));
+    db_put(db, c);
+    printf("Launching cluster '%s' (cheapest of %zu candidates: %s %s %s, $%.3f/h)...\n", c->name,
+           n, cands[0].cloud, cands[0].zone, cands[0].instance_type, cands[0].price);
+    fflush(stdout);
+    char owner[160];
+    snprintf(owner, sizeof(owner), "cluster:%s", c->name);
+    r = core_prov_launch_failover(prov, cands, n, NULL, owner, &c->inst, &chosen, &err);
+    if (r < 0) {
+        db_del(db, c->name);
+        goto fail;
+    }
+    core_candidate_label(&cands[chosen], c->label, sizeof(c->label));
+    snprintf(c->status, sizeof(c->status), "UP");
+    db_put(db, c);
+    printf("Cluster '%s' is UP: %s in %s/%s (%s%s), IP %s.\n", c->name, c->inst.id,
+           c->inst.region, c->inst.zone, c->inst.instance_type, c->inst.spot ? ", spot" : "",
+           c->inst.ip);
+fail:
+    if (r < 0)
+        fprintf(stderr, "sky: %s\n", err ? err : core_strerror(r));
+    free(err);
+    free(cands);
+    core_catalog_free(cat);
+    core_prov_destroy(prov);
+    return r;
+}
+
+static void usage_launch(FILE *f)
+{
+    fprintf(f, "usage: sky launch FILE [-c NAME] [--env K=V]... [-y] [--detach-run]\n"
+               "       sky exec NAME FILE [--env K=V]... [--detach-run]\n");
+}
+
+/* Shared by launch (cluster may be new) and exec (cluster must exist). */
+static int launch_or_exec(int argc, char **argv, int is_exec)
+{
+    const char *file = NULL, *name = NULL;
+    const char *envs[64];
+    size_t n_envs = 0;
+    int detach = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if ((strcmp(a, "-c") == 0 || strcmp(a, "--cluster") == 0) && i + 1 < argc && !is_exec) {
+            name = argv[++i];
+        } else if (strcmp(a, "--env") == 0 && i + 1 < argc && n_envs < 64) {
+            envs[n_envs++] = argv[++i];
+        } else if (strcmp(a, "-y") == 0 || strcmp(a, "--yes") == 0) {
+            /* Nothing to confirm beyond the printed plan. */
+        } else if (strcmp(a, "-d") == 0 || strcmp(a, "--detach-run") == 0) {
+            detach = 1;
+        } else if (a[0] == '-') {
+            usage_launch(stderr);
+            return 2;
+        } else if (is_exec && name == NULL) {
+            name = a;
+        } else if (file == NULL) {
+            file = a;
+        } else {
+            usage_launch(stderr);
+            return 2;
+        }
+    }
+    if (file == NULL || (is_exec && name == NULL)) {
+        usage_launch(stderr);
+        return 2;
+    }
+    core_task_t *t = NULL;
+    char *err = NULL;
+    if (core_task_load(file, &t, &err) < 0) {
+        fprintf(stderr, "%s\n", err);
+        free(err);
+        return 1;
+    }
+    for (size_t i = 0; i < n_envs; i++) {
+        if (apply_env(t, envs[i]) < 0) {
+            core_task_free(t);
+            return 2;
+        }
+    }
+    sqlite3 *db = NULL;
+    if (db_open(&db) < 0) {
+        core_task_free(t);
+        return 1;
+    }
+    cluster_t c;
+    memset(&c, 0, sizeof(c));
+    int code = 1;
+    char defname[32];
+    if (name == NULL) {
+        default_cluster_name(defname, sizeof(defname));
+        name = defname;
+    }
+    int have = db_get(db, name, &c) == 0 && strcmp(c.status, "UP") == 0;
+    if (have) {
+        /* Reuse only a live instance; a preempted one is relaunched. */
+        core_prov_t *prov = NULL;
+        core_instance_t now;
+        if (core_prov_local_open(&prov) == 0 &&
+            core_prov_describe(prov, c.inst.id, &now) == 0 && now.state == CORE_INST_RUNNING) {
+            if (!is_exec)
+                printf("Cluster '%s' is UP; running the task on it.\n", name);
+        } else {
+            have = 0;
+        }
+        core_prov_destroy(prov);
+    }
+    if (!have && is_exec) {
+        fprintf(stderr, "sky: cluster '%s' is not UP; use sky launch -c %s %s\n", name, name, file);
+        goto out;
+    }
+    if (!have) {
+        if (!have && c.inst.id[0]) {
+            core_prov_t *prov = NULL;
+            if (core_prov_local_open(&prov) == 0)
+                core_prov_terminate(prov, c.inst.id);
+            core_prov_destroy(prov);
+        }
+        memset(&c, 0, sizeof(c));
+        snprintf(c.name, sizeof(c.name), "%s", name);
+        if (provision(db, t, &c) < 0)
+            goto out;
+    }
+    int task_id = 0;
+    if (submit(&c, t, &task_id) < 0)
+        goto out;
+    printf("Submitted task %d to cluster '%s'.\n", task_id, name);
+    fflush(stdout);
+    if (detach) {
+        printf("Logs: sky logs %s %d\n", name, task_id);
+        code = 0;
+        goto out;
+    }
+    code = follow_task(&c, task_id);
+out:
+    sqlite3_close(db);
+    core_task_free(t);
+    return code;
+}
+
+static const char *state_to_status(const cluster_t *c, const core_instance_t *live, int found)
+{
+    if (strcmp(c->status, "UP") != 0)
+        return c->status;
+    if (!found)
+        return "TERMINATED";
+    if (live->state == CORE_INST_RUNNING)
+        return "UP";
+    return core_inst_state_name(live->state);
+}
+
+static int cmd_status(int argc, char **argv)
+{
+    int json = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0) {
+            json = 1;
+        } else {
+            fprintf(stderr, "usage: sky status [--json]\n");
+            return 2;
+        }
+    }
+    sqlite3 *db = NULL;
+    if (db_open(&db) < 0)
+        return 1;
+    core_prov_t *prov = NULL;
+    core_prov_local_open(&prov);
+    sqlite3_stmt *st = NULL;
+    sqlite3_prepare_v2(db, "SELECT * FROM clusters ORDER BY launched_at", -1, &st, NULL);
+    static const char *hdr[] = {"NAME", "LAUNCHED", "RESOURCES", "REGION", "ZONE", "STATUS"};
+    ctl_table_t *tab = ctl_table_new(6, hdr);
+    cJSON *arr = cJSON_CreateArray();
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        cluster_t c;
+        row_to_cluster(st, &c);
+        core_instance_t live;
+        memset(&live, 0, sizeof(live));
+        int found = prov && c.inst.id[0] && core_prov_describe(prov, c.inst.id, &live) == 0;
+        const char *status = state_to_status(&c, &live, found);
+        char ago[64];
+        core_fmt_ago(core_now() - c.launched_at, ago, sizeof(ago));
+        const char *row[] = {c.name, ago, c.label, c.inst.region, c.inst.zone, status};
+        ctl_table_add_row(tab, row);
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "name", c.name);
+        cJSON_AddNumberToObject(o, "launched_at", c.launched_at);
+        cJSON_AddStringToObject(o, "resources", c.label);
+        cJSON_AddStringToObject(o, "cloud", c.inst.cloud);
+        cJSON_AddStringToObject(o, "region", c.inst.region);
+        cJSON_AddStringToObject(o, "zone", c.inst.zone);
+        cJSON_AddStringToObject(o, "instance_type", c.inst.instance_type);
+        cJSON_AddBoolToObject(o, "spot", c.inst.spot);
+        cJSON_AddStringToObject(o, "status", status);
+        cJSON_AddStringToObject(o, "instance_id", c.inst.id);
+        cJSON_AddStringToObject(o, "ip", c.inst.ip);
+        cJSON_AddNumberToObject(o, "agent_port", c.inst.agent_port);
+        cJSON_AddItemToArray(arr, o);
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    core_prov_destroy(prov);
+    if (json) {
+        cJSON *doc = cJSON_CreateObject();
+        cJSON_AddItemToObject(doc, "clusters", arr);
+        ctl_cli_print_json(stdout, doc);
+        cJSON_Delete(doc);
+    } else {
+        cJSON_Delete(arr);
+        if (ctl_table_nrows(tab) == 0)
+            printf("No existing clusters.\n");
+        else {
+            printf("Clusters\n");
+            ctl_table_print(tab, stdout);
+        }
+    }
+    ctl_table_free(tab);
+    return 0;
+}
+
+static int cmd_down(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "usage: sky down NAME... [-y]\n");
+        return 2;
+    }
+    sqlite3 *db = NULL;
+    if (db_open(&db) < 0)
+        return 1;
+    core_prov_t *prov = NULL;
+    int r = core_prov_local_open(&prov);
+    if (r < 0) {
+        fprintf(stderr, "sky: cannot reach the local cloud: %s\n", core_strerror(r));
+        sqlite3_close(db);
+        return 1;
+    }
+    int code = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "-y") == 0 || strcmp(argv[i], "--yes") == 0)
+            continue;
+        cluster_t c;
+        if (db_get(db, argv[i], &c) < 0) {
+            fprintf(stderr, "sky: cluster '%s' not found\n", argv[i]);
+            code = 1;
+            continue;
+        }
+        if (c.inst.id[0] && (r = core_prov_terminate(prov, c.inst.id)) < 0) {
+            fprintf(stderr, "sky: terminating '%s' (%s) failed: %s\n", c.name, c.inst.id,
+                    core_strerror(r));
+            code = 1;
+            continue;
+        }
+        db_del(db, c.name);
+        printf("Terminated cluster '%s'.\n", c.name);
+    }
+    core_prov_destroy(prov);
+    sqlite3_close(db);
+    return code;
+}
+
+static int cmd_logs(int argc, char **argv)
+{
+    const char *name = NULL;
+    int task_id = 0, follow = 1;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--no-follow") == 0)
+            follow = 0;
+        else if (name == NULL && argv[i][0] != '-')
+            name = argv[i];
+        else if (task_id == 0 && argv[i][0] != '-')
+            task_id = atoi(argv[i]);
+        else {
+            fprintf(stderr, "usage: sky logs NAME [TASK_ID] [--no-follow]\n");
+            return 2;
+        }
+    }
+    if (name == NULL) {
+        fprintf(stderr, "usage: sky logs NAME [TASK_ID] [--no-follow]\n");
+        return 2;
+    }
+    sqlite3 *db = NULL;
+    cluster_t c;
+    if (db_open(&db) < 0)
+        return 1;
+    int r = db_get(db, name, &c);
+    sqlite3_close(db);
+    if (r < 0) {
+        fprintf(stderr, "sky: cluster '%s' not found\n", name);
+        return 1;
+    }
+    if (task_id == 0) {
+        core_agent_task_t *tasks = NULL;
+        size_t n = 0;
+        if (core_agent_task_list(c.inst.ip, c.inst.agent_port, NULL, &tasks, &n) == 0 && n > 0)
+            task_id = tasks[n - 1].task_id;
+        for (size_t i = 0; i < n; i++)
+            core_agent_task_free(&tasks[i]);
+        free(tasks);
+        if (task_id == 0) {
+            fprintf(stderr, "sky: no task on cluster '%s'\n", name);
+            return 1;
+        }
+    }
+    r = core_agent_logs(c.inst.ip, c.inst.agent_port, NULL, task_id, follow, -1, print_chunk,
+                        NULL);
+    if (r < 0) {
+        fprintf(stderr, "sky: logs of task %d on '%s': %s\n", task_id, name, core_strerror(r));
+        return 1;
+    }
+    return 0;
+}
+
+int ctl_cli_launch(int argc, char **argv)
+{
+    return launch_or_exec(argc, argv, 0);
+}
+
+int ctl_cli_exec(int argc, char **argv)
+{
+    return launch_or_exec(argc, argv, 1);
+}
+
+int ctl_cli_status(int argc, char **argv)
+{
+    return cmd_status(argc, argv);
+}
+
+int ctl_cli_down(int argc, char **argv)
+{
+    return cmd_down(argc, argv);
+}
+
+int ctl_cli_logs(int argc, char **argv)
+{
+    return cmd_logs(argc, argv);
+}
