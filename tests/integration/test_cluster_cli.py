@@ -1,0 +1,161 @@
+"""sky launch / exec / status / logs / down: unmanaged tasks on the local cloud.
+
+Real processes: the sky CLI, sky-localcloud (started on demand by the CLI),
+sky-agent inside a network namespace per instance. Needs root.
+"""
+import json
+import os
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+BUILD = os.environ.get("SKY_BUILD_DIR", os.path.join(os.path.dirname(__file__), "../../build"))
+SKY = os.path.join(BUILD, "controller", "sky")
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
+
+
+@pytest.fixture
+def home():
+    d = tempfile.mkdtemp(prefix="sky-cluster-test-")
+    env = dict(os.environ, SKY_HOME=os.path.join(d, "home"), SKY_LOCALCLOUD_PROVISION_DELAY="0.3")
+    yield d, env
+    subprocess.run([SKY, "cloud", "down"], env=env, capture_output=True, timeout=60)
+    left = agents_of(env["SKY_HOME"])
+    assert left == [], f"sky-agent processes left behind: {left}"
+    subprocess.run(["rm", "-rf", d])
+
+
+def agents_of(sky_home):
+    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    return [l for l in out.splitlines() if "sky-agent" in l and sky_home in l]
+
+
+def sky(env, *args, timeout=90, cwd=None):
+    return subprocess.run([SKY, *args], env=env, capture_output=True, text=True, timeout=timeout,
+                          cwd=cwd)
+
+
+def write(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def cloud_instances(env):
+    r = sky(env, "cloud", "status", "--json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    return doc["instances"] if isinstance(doc, dict) else doc
+
+
+def test_launch_prints_env_and_ip_then_down(home):
+    d, env = home
+    task = os.path.join(d, "task.yaml")
+    write(task, """
+name: hello
+resources:
+  cpus: 2+
+envs:
+  GREETING: from-yaml
+  OTHER: kept
+setup: echo "setup ran"
+run: |
+  echo "greeting=$GREETING other=$OTHER"
+  echo "node_ips=$SKYPILOT_NODE_IPS rank=$SKYPILOT_NODE_RANK"
+  ip -4 -o addr show | awk '{print "addr=" $4}'
+""")
+    r = sky(env, "launch", task, "-c", "c1", "--env", "GREETING=from-cli", "-y")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "setup ran" in r.stdout
+    assert "greeting=from-cli other=kept" in r.stdout
+    st = json.loads(sky(env, "status", "--json").stdout)["clusters"]
+    assert [c["name"] for c in st] == ["c1"]
+    ip = st[0]["ip"]
+    assert ip.startswith("198.18."), ip
+    assert f"node_ips={ip} rank=0" in r.stdout
+    assert f"addr={ip}/" in r.stdout
+    assert st[0]["status"] == "UP"
+    # The human table has the reference's columns.
+    table = sky(env, "status").stdout
+    assert "NAME" in table and "RESOURCES" in table and "ZONE" in table and "c1" in table
+    # The instance is a host of its own: its namespace exists and it owns the IP.
+    inst = [i for i in cloud_instances(env) if i["id"] == st[0]["instance_id"]]
+    assert inst and inst[0]["state"] == "RUNNING"
+
+    r = sky(env, "down", "c1", "-y")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(sky(env, "status", "--json").stdout)["clusters"] == []
+    live = [i for i in cloud_instances(env) if i["state"] in ("RUNNING", "PENDING")]
+    assert live == []
+    assert agents_of(env["SKY_HOME"]) == []
+
+
+def test_exec_exit_codes_and_logs(home):
+    d, env = home
+    ok = os.path.join(d, "ok.yaml")
+    write(ok, "run: echo first-task\n")
+    bad = os.path.join(d, "bad.yaml")
+    write(bad, "run: |\n  echo failing now\n  exit 3\n")
+    r = sky(env, "launch", ok, "-c", "c2", "-y")
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = sky(env, "exec", "c2", bad)
+    assert r.returncode == 100, r.stdout + r.stderr
+    assert "failing now" in r.stdout
+    assert "FAILED (exit code 3)" in r.stdout
+    r = sky(env, "logs", "c2", "1", "--no-follow")
+    assert r.returncode == 0 and "first-task" in r.stdout
+    r = sky(env, "exec", "nope", ok)
+    assert r.returncode != 0 and "not UP" in r.stderr
+    r = sky(env, "launch")
+    assert r.returncode == 2
+
+
+def test_bad_yaml_reports_file_line_col(home):
+    d, env = home
+    bad = os.path.join(d, "bad.yaml")
+    write(bad, "run: echo hi\nresources:\n  cpuz: 2\n")
+    r = sky(env, "launch", bad, "-c", "c3")
+    assert r.returncode == 1
+    assert r.stderr.startswith(f"{bad}:3:3:"), r.stderr
+    assert json.loads(sky(env, "status", "--json").stdout)["clusters"] == []
+
+
+def test_bucket_outlives_instances_and_workdir_is_copied(home):
+    d, env = home
+    wd = os.path.join(d, "wd")
+    os.makedirs(wd)
+    write(os.path.join(wd, "data.txt"), "from-workdir\n")
+    writer = os.path.join(d, "writer.yaml")
+    write(writer, """
+workdir: wd
+file_mounts:
+  /ckpt:
+    name: cluster-test-bucket
+    mode: MOUNT
+run: |
+  cat data.txt
+  echo "written by $SKYPILOT_NODE_IPS" > /ckpt/note.txt
+""")
+    reader = os.path.join(d, "reader.yaml")
+    write(reader, """
+file_mounts:
+  /ckpt:
+    name: cluster-test-bucket
+    mode: MOUNT
+run: cat /ckpt/note.txt
+""")
+    r = sky(env, "launch", writer, "-c", "w", "-y", cwd=d)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "from-workdir" in r.stdout
+    wip = json.loads(sky(env, "status", "--json").stdout)["clusters"][0]["ip"]
+    assert sky(env, "down", "w").returncode == 0
+    r = sky(env, "launch", reader, "-c", "r", "-y", cwd=d)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"written by {wip}" in r.stdout
+    rip = json.loads(sky(env, "status", "--json").stdout)["clusters"][0]["ip"]
+    assert sky(env, "down", "r").returncode == 0
+    assert os.path.exists(os.path.join(env["SKY_HOME"], "buckets", "cluster-test-bucket",
+                                       "note.txt"))
+    del rip
