@@ -68,7 +68,17 @@ typedef struct core_resolve_opts {
 
 #define CORE_RESOLVE_OPTS_INIT {-1, NULL, NULL, NULL}
 
-/* core_catalog_resolve with <opts> (NULL = none). Same ordering and errors. */
+/*
+ * core_catalog_resolve with <opts> (NULL = none). Same ordering and errors.
+ * Matching rules (both functions): cpus/memory exact, or at least with "+";
+ * accelerators by name (case-insensitive) and exact count; a request without
+ * accelerators gets no GPU type unless instance_type names one; a request with
+ * none of cpus/memory/accelerators/instance_type gets the reference's default
+ * shape, 8+ vCPUs and 32+ GB; spot candidates only when use_spot is true (after
+ * the override), on-demand only otherwise. any_of is a union sorted cheapest
+ * first; `ordered` keeps the entries' order (each entry sorted). Duplicates
+ * (same place, type and spot) are dropped.
+ */
 int core_catalog_resolve_ex(const core_catalog_t *cat, const struct core_resources *res,
                             const core_resolve_opts_t *opts, core_candidate_t **out, size_t *n,
                             char **err);
