@@ -1,0 +1,247 @@
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "core/agent.h"
+#include "core/err.h"
+#include "core/http.h"
+#include "core/mem.h"
+
+static const char *const status_names[CORE_AGENT_STATUS_COUNT] = {
+    [CORE_AGENT_PENDING] = "PENDING",     [CORE_AGENT_SETTING_UP] = "SETTING_UP",
+    [CORE_AGENT_RUNNING] = "RUNNING",     [CORE_AGENT_SUCCEEDED] = "SUCCEEDED",
+    [CORE_AGENT_FAILED] = "FAILED",       [CORE_AGENT_FAILED_SETUP] = "FAILED_SETUP",
+    [CORE_AGENT_CANCELLED] = "CANCELLED",
+};
+
+const char *core_agent_status_name(core_agent_status_t s)
+{
+    if ((int)s < 0 || s >= CORE_AGENT_STATUS_COUNT)
+        return "UNKNOWN";
+    return status_names[s];
+}
+
+int core_agent_status_parse(const char *s, core_agent_status_t *out)
+{
+    if (s == NULL)
+        return -EINVAL;
+    for (int i = 0; i < CORE_AGENT_STATUS_COUNT; i++) {
+        if (strcmp(s, status_names[i]) == 0) {
+            *out = (core_agent_status_t)i;
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
+
+int core_agent_status_is_terminal(core_agent_status_t s)
+{
+    return s == CORE_AGENT_SUCCEEDED || s == CORE_AGENT_FAILED || s == CORE_AGENT_FAILED_SETUP ||
+           s == CORE_AGENT_CANCELLED;
+}
+
+void core_agent_task_free(core_agent_task_t *t)
+{
+    if (t == NULL)
+        return;
+    free(t->name);
+    t->name = NULL;
+    free(t->failure_reason);
+    t->failure_reason = NULL;
+}
+
+static double num_or_zero(const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsNumber(v) ? v->valuedouble : 0.0;
+}
+
+int core_agent_task_from_json(const cJSON *j, core_agent_task_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (!cJSON_IsObject(j))
+        return CORE_EJSON;
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(j, "task_id");
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(j, "status");
+    if (!cJSON_IsNumber(id) || !cJSON_IsString(st))
+        return CORE_EJSON;
+    if (core_agent_status_parse(st->valuestring, &out->status) < 0)
+        return CORE_EJSON;
+    out->task_id = id->valueint;
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(j, "name");
+    out->name = core_xstrdup(cJSON_IsString(name) ? name->valuestring : "");
+    const cJSON *ec = cJSON_GetObjectItemCaseSensitive(j, "exit_code");
+    if (cJSON_IsNumber(ec)) {
+        out->has_exit_code = 1;
+        out->exit_code = ec->valueint;
+    }
+    out->submitted_at = num_or_zero(j, "submitted_at");
+    out->started_at = num_or_zero(j, "started_at");
+    out->ended_at = num_or_zero(j, "ended_at");
+    const cJSON *fr = cJSON_GetObjectItemCaseSensitive(j, "failure_reason");
+    if (cJSON_IsString(fr))
+        out->failure_reason = core_xstrdup(fr->valuestring);
+    return 0;
+}
+
+/* IPv6 literals need brackets in URLs. */
+static char *agent_url(const char *ip, int port, const char *path)
+{
+    if (strchr(ip, ':') != NULL && ip[0] != '[')
+        return core_xasprintf("http://[%s]:%d%s", ip, port, path);
+    return core_xasprintf("http://%s:%d%s", ip, port, path);
+}
+
+static int map_status(int rc, long status)
+{
+    if (rc != CORE_EHTTP)
+        return rc;
+    switch (status) {
+    case 404:
+        return CORE_ENOTFOUND;
+    case 401:
+    case 403:
+        return -EACCES;
+    case 400:
+    case 413:
+        return CORE_EINVALREQ;
+    default:
+        return CORE_EHTTP;
+    }
+}
+
+static int call(const char *method, const char *ip, int port, const char *token, const char *path,
+                const cJSON *req, long timeout_ms, cJSON **resp)
+{
+    char *url = agent_url(ip, port, path);
+    long status = 0;
+    cJSON *doc = NULL;
+    int rc = core_http_json(method, url, token, req, timeout_ms, &status, &doc);
+    free(url);
+    rc = map_status(rc, status);
+    if (rc < 0 || resp == NULL) {
+        cJSON_Delete(doc);
+        return rc;
+    }
+    if (doc == NULL)
+        return CORE_EJSON;
+    *resp = doc;
+    return 0;
+}
+
+int core_agent_health(const char *ip, int port, const char *token, long timeout_ms)
+{
+    cJSON *doc = NULL;
+    int rc = call("GET", ip, port, token, "/health", NULL, timeout_ms, &doc);
+    if (rc < 0)
+        return rc;
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(doc, "status");
+    rc = cJSON_IsString(st) && strcmp(st->valuestring, "ok") == 0 ? 0 : CORE_EJSON;
+    cJSON_Delete(doc);
+    return rc;
+}
+
+int core_agent_submit(const char *ip, int port, const char *token, const cJSON *task, int *task_id)
+{
+    cJSON *doc = NULL;
+    int rc = call("POST", ip, port, token, "/tasks", task, CORE_AGENT_TIMEOUT_MS, &doc);
+    if (rc < 0)
+        return rc;
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(doc, "task_id");
+    if (cJSON_IsNumber(id)) {
+        *task_id = id->valueint;
+        rc = 0;
+    } else {
+        rc = CORE_EJSON;
+    }
+    cJSON_Delete(doc);
+    return rc;
+}
+
+int core_agent_task_get(const char *ip, int port, const char *token, int task_id,
+                        core_agent_task_t *out)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/tasks/%d", task_id);
+    cJSON *doc = NULL;
+    memset(out, 0, sizeof(*out));
+    int rc = call("GET", ip, port, token, path, NULL, CORE_AGENT_TIMEOUT_MS, &doc);
+    if (rc < 0)
+        return rc;
+    rc = core_agent_task_from_json(doc, out);
+    cJSON_Delete(doc);
+    if (rc < 0)
+        core_agent_task_free(out);
+    return rc;
+}
+
+int core_agent_task_list(const char *ip, int port, const char *token, core_agent_task_t **out,
+                         size_t *n)
+{
+    cJSON *doc = NULL;
+    core_agent_task_t *arr = NULL;
+    size_t cnt = 0;
+    *out = NULL;
+    *n = 0;
+    int rc = call("GET", ip, port, token, "/tasks", NULL, CORE_AGENT_TIMEOUT_MS, &doc);
+    if (rc < 0)
+        return rc;
+    const cJSON *tasks = cJSON_GetObjectItemCaseSensitive(doc, "tasks");
+    if (!cJSON_IsArray(tasks)) {
+        rc = CORE_EJSON;
+        goto fail;
+    }
+    arr = core_xcalloc((size_t)cJSON_GetArraySize(tasks) + 1, sizeof(*arr));
+    const cJSON *t;
+    cJSON_ArrayForEach(t, tasks)
+    {
+        rc = core_agent_task_from_json(t, &arr[cnt]);
+        if (rc < 0)
+            goto fail;
+        cnt++;
+    }
+    cJSON_Delete(doc);
+    *out = arr;
+    *n = cnt;
+    return 0;
+fail:
+    for (size_t i = 0; i < cnt; i++)
+        core_agent_task_free(&arr[i]);
+    free(arr);
+    cJSON_Delete(doc);
+    return rc;
+}
+
+int core_agent_logs(const char *ip, int port, const char *token, int task_id, int follow, int tail,
+                    int (*cb)(const char *data, size_t len, void *arg), void *arg)
+{
+    char path[96];
+    if (tail >= 0)
+        snprintf(path, sizeof(path), "/tasks/%d/logs?follow=%d&tail=%d", task_id, follow ? 1 : 0,
+                 tail);
+    else
+        snprintf(path, sizeof(path), "/tasks/%d/logs?follow=%d", task_id, follow ? 1 : 0);
+    /* Ask first, so that a 404's JSON error never reaches <cb> as log text. */
+    core_agent_task_t t;
+    int rc = core_agent_task_get(ip, port, token, task_id, &t);
+    if (rc < 0)
+        return rc;
+    core_agent_task_free(&t);
+    char *url = agent_url(ip, port, path);
+    long status = 0;
+    rc = core_http_stream_get(url, token, follow ? 0 : 60000, cb, arg, &status);
+    free(url);
+    if (rc == 0 && (status < 200 || status >= 300))
+        rc = CORE_EHTTP;
+    return map_status(rc, status);
+}
+
+int core_agent_cancel(const char *ip, int port, const char *token, int task_id)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/tasks/%d/cancel", task_id);
+    return call("POST", ip, port, token, path, NULL, CORE_AGENT_TIMEOUT_MS, NULL);
+}

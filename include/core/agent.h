@@ -1,0 +1,107 @@
+#ifndef CORE_AGENT_H
+#define CORE_AGENT_H
+
+#include <stddef.h>
+#include <cjson/cJSON.h>
+
+/*
+ * Client of sky-agent, the daemon on every instance (replica_agent/). Used by
+ * the controllers and the CLI. Blocking (libcurl through core/http.h): call it
+ * from the CLI or from uv_queue_work, never on an event loop thread.
+ *
+ * Every function takes the agent's address (<ip>, <port>) and its bearer
+ * <token> (NULL when the agent runs without --token-file), and returns 0 or a
+ * negative errno:
+ *   -ECONNREFUSED / -ETIMEDOUT / -EIO  transport errors (agent down, instance gone)
+ *   CORE_ENOTFOUND                     unknown task id (HTTP 404)
+ *   -EACCES                            missing or wrong token (HTTP 401)
+ *   CORE_EINVALREQ                     the agent rejected the request (HTTP 400/413)
+ *   CORE_EHTTP                         any other non-2xx status
+ *   CORE_EJSON                         a 2xx reply that is not the expected JSON
+ *
+ * HTTP API (JSON unless stated; errors are {"error": "..."}):
+ *   GET  /health               200 {"status":"ok","tasks":N,"running":N}
+ *   POST /tasks                body: see core_agent_submit; 200 {"task_id":N}
+ *   GET  /tasks                200 {"tasks":[<task>...]} in id order
+ *   GET  /tasks/N              200 <task> = {"task_id","name","status","exit_code",
+ *                              "submitted_at","started_at","ended_at","failure_reason"}
+ *                              (exit_code, *_at, failure_reason are null until known)
+ *   GET  /tasks/N/logs?follow=0|1&tail=K
+ *                              200 chunked text/plain: setup output then run output;
+ *                              follow=1 streams until the task ends
+ *   POST /tasks/N/cancel       200 {"task_id":N,"cancelled":bool,"status":"..."}
+ */
+
+/* Cluster-job statuses (reference managed_jobs.md §2.1, job_lib.JobStatus). */
+typedef enum core_agent_status {
+    CORE_AGENT_PENDING = 0, /* queued behind another task */
+    CORE_AGENT_SETTING_UP,  /* workdir/file_mounts sync and setup */
+    CORE_AGENT_RUNNING,
+    CORE_AGENT_SUCCEEDED,
+    CORE_AGENT_FAILED,       /* run exited != 0 (or the agent lost it, see failure_reason) */
+    CORE_AGENT_FAILED_SETUP, /* setup or workdir/file_mounts sync failed */
+    CORE_AGENT_CANCELLED,
+    CORE_AGENT_STATUS_COUNT,
+} core_agent_status_t;
+
+/* "PENDING", ...; "UNKNOWN" for out-of-range values. */
+const char *core_agent_status_name(core_agent_status_t s);
+/* Exact (case-sensitive) name; -EINVAL otherwise. */
+int core_agent_status_parse(const char *s, core_agent_status_t *out);
+int core_agent_status_is_terminal(core_agent_status_t s);
+
+#define CORE_AGENT_TIMEOUT_MS 10000L
+
+typedef struct core_agent_task {
+    int task_id;
+    char *name; /* owned */
+    core_agent_status_t status;
+    int has_exit_code;   /* exit_code is meaningful only when set */
+    int exit_code;       /* 128+signal when the process was killed by a signal */
+    double submitted_at; /* epoch seconds; 0 when null */
+    double started_at;
+    double ended_at;
+    char *failure_reason; /* owned, NULL when none */
+} core_agent_task_t;
+
+void core_agent_task_free(core_agent_task_t *t);
+/* Fills <out> from one task object of the API; CORE_EJSON if malformed. */
+int core_agent_task_from_json(const cJSON *j, core_agent_task_t *out);
+
+/* 0 when the agent answers /health with status "ok" within <timeout_ms>. */
+int core_agent_health(const char *ip, int port, const char *token, long timeout_ms);
+
+/*
+ * Queues a task. <task> is a JSON object:
+ *   {"name": str, "setup": str|null, "run": str|null, "envs": {"K": "V", ...},
+ *    "workdir": "/abs/host/path"|null,
+ *    "file_mounts": [{"dst": "/abs", "src": "/abs/host/path", "mode": "MOUNT"|"COPY"}]}
+ * Tasks run one at a time in submission order. *task_id gets the new id (1, 2, ...).
+ */
+int core_agent_submit(const char *ip, int port, const char *token, const cJSON *task, int *task_id);
+
+/* One task's state; free <out> with core_agent_task_free. */
+int core_agent_task_get(const char *ip, int port, const char *token, int task_id,
+                        core_agent_task_t *out);
+
+/* All tasks in id order; caller frees each element and the array. */
+int core_agent_task_list(const char *ip, int port, const char *token, core_agent_task_t **out,
+                         size_t *n);
+
+/*
+ * Streams a task's logs (setup then run output) to <cb> as they arrive.
+ * <tail> < 0 means everything, otherwise only the last <tail> lines.
+ * With <follow> it returns when the task ends (no overall timeout) or when
+ * <cb> returns non-zero (then it returns 0).
+ */
+int core_agent_logs(const char *ip, int port, const char *token, int task_id, int follow, int tail,
+                    int (*cb)(const char *data, size_t len, void *arg), void *arg);
+
+/*
+ * Cancels a task: a pending one is dropped, a live one's process group gets
+ * SIGTERM, then SIGKILL after a grace period; it then reports CANCELLED.
+ * Cancelling a finished task is a no-op that succeeds.
+ */
+int core_agent_cancel(const char *ip, int port, const char *token, int task_id);
+
+#endif
