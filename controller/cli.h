@@ -14,5 +14,7 @@ int ctl_cli_status(int argc, char **argv);
 int ctl_cli_down(int argc, char **argv);
 int ctl_cli_logs(int argc, char **argv);
 int ctl_cli_serve(int argc, char **argv);
+/* Managed spot jobs (cli_spot.c). */
+int ctl_cli_spot(int argc, char **argv);
 
 #endif

@@ -22,6 +22,7 @@ static const group_t groups[] = {
     {"down", ctl_cli_down, "terminate clusters"},
     {"cloud", ctl_cli_cloud, "operate the local cloud (status, preempt, capacity, replay, down)"},
     {"serve", ctl_cli_serve, "serve on spot/on-demand replicas (up, status, update, down, logs)"},
+    {"spot", ctl_cli_spot, "managed spot jobs: launch, status, logs, cancel"},
 };
 
 static void usage(FILE *f)

@@ -85,8 +85,8 @@ struct job {
     jobs_ctx_t *ctx;
     pthread_t thread;
     int thread_started;
-    atomic_int cancel;   /* user asked to cancel */
-    atomic_int done;     /* thread finished */
+    atomic_int cancel; /* user asked to cancel */
+    atomic_int done;   /* thread finished */
     job_t *next;
 };
 
@@ -114,7 +114,7 @@ static const char *SCHEMA =
     " recovery_count INTEGER NOT NULL DEFAULT 0, failure_reason TEXT,"
     " run_id TEXT NOT NULL, restart_count INTEGER NOT NULL DEFAULT 0,"
     " cancel_requested INTEGER NOT NULL DEFAULT 0,"
-    " attempt INTEGER NOT NULL DEFAULT 0,"     /* log file index of the current attempt */
+    " attempt INTEGER NOT NULL DEFAULT 0," /* log file index of the current attempt */
     " instance_id TEXT, cloud TEXT, region TEXT, zone TEXT, instance_type TEXT,"
     " spot INTEGER, ip TEXT, agent_port INTEGER, agent_task INTEGER,"
     " prev_cloud TEXT, prev_region TEXT, prev_zone TEXT, prev_type TEXT, prev_spot INTEGER);";
@@ -178,10 +178,10 @@ static void jrow_free(jrow_t *r)
     memset(r, 0, sizeof(*r));
 }
 
-#define JROW_COLS                                                                              \
-    "id,name,yaml,yaml_path,cwd,envs,resources,status,submitted_at,start_at,end_at,"             \
-    "last_recovered_at,job_duration,recovery_count,failure_reason,run_id,restart_count,"        \
-    "cancel_requested,attempt,instance_id,cloud,region,zone,instance_type,spot,ip,agent_port,"  \
+#define JROW_COLS                                                                                  \
+    "id,name,yaml,yaml_path,cwd,envs,resources,status,submitted_at,start_at,end_at,"               \
+    "last_recovered_at,job_duration,recovery_count,failure_reason,run_id,restart_count,"           \
+    "cancel_requested,attempt,instance_id,cloud,region,zone,instance_type,spot,ip,agent_port,"     \
     "agent_task,prev_cloud,prev_region,prev_zone,prev_type,prev_spot"
 
 static void jrow_from(sqlite3_stmt *st, jrow_t *r)
@@ -378,7 +378,10 @@ typedef struct logcopy {
     FILE *f;
     long long skip;
     atomic_int refs; /* the thread and its owner; the last one frees */
+    atomic_int done; /* the thread has written everything it will */
 } logcopy_t;
+
+#define LOGCOPY_DRAIN_S 10.0
 
 static void logcopy_unref(logcopy_t *lc)
 {
@@ -412,6 +415,7 @@ static void *logcopy_run(void *arg)
     lc->f = fopen(p, "a");
     free(p);
     if (lc->f == NULL) {
+        atomic_store(&lc->done, 1);
         logcopy_unref(lc);
         return NULL;
     }
@@ -427,6 +431,7 @@ static void *logcopy_run(void *arg)
         usleep(300000);
     }
     fclose(lc->f);
+    atomic_store(&lc->done, 1);
     logcopy_unref(lc);
     return NULL;
 }
@@ -458,7 +463,12 @@ static void logcopy_finish(logcopy_t *lc, int wait_for_end)
 {
     if (lc == NULL)
         return;
-    if (wait_for_end) {
+    /* Bounded: an instance that vanishes right after its task ended must not hold the
+     * job's end forever (the copy retries a broken stream). */
+    double deadline = core_now() + LOGCOPY_DRAIN_S;
+    while (wait_for_end && !atomic_load(&lc->done) && core_now() < deadline)
+        usleep(20000);
+    if (atomic_load(&lc->done)) {
         pthread_join(lc->thread, NULL);
     } else {
         atomic_store(&lc->stop, 1);
@@ -519,15 +529,61 @@ static void set_reason(jrow_t *r, const char *fmt, ...)
     r->failure_reason = s;
 }
 
+/* Where the job last ran: kept for the status (CLOUD/REGION/ZONE) and the recovery strategy. */
+static void remember_location(jrow_t *r)
+{
+    if (r->inst.id[0] == '\0')
+        return;
+    snprintf(r->prev.cloud, sizeof(r->prev.cloud), "%s", r->inst.cloud);
+    snprintf(r->prev.region, sizeof(r->prev.region), "%s", r->inst.region);
+    snprintf(r->prev.zone, sizeof(r->prev.zone), "%s", r->inst.zone);
+    snprintf(r->prev.instance_type, sizeof(r->prev.instance_type), "%s", r->inst.instance_type);
+    r->prev.spot = r->inst.spot;
+}
+
+static int transport_error(int rc)
+{
+    return rc == -ECONNREFUSED || rc == -ETIMEDOUT || rc == -ECONNRESET || rc == -EIO ||
+           rc == -EHOSTUNREACH;
+}
+
+/*
+ * After a transport error: sky-localcloud may have died or restarted on another
+ * port. Reconnecting finds it again (starting it if needed), as opening did.
+ */
+static void prov_reopen(runner_t *ru)
+{
+    core_prov_t *p = NULL;
+    if (atomic_load(&ru->ctx->stopping) || core_prov_local_open(&p) < 0)
+        return;
+    core_prov_destroy(ru->prov);
+    ru->prov = p;
+}
+
+/* Terminates <id>, retrying transport errors a few times: a leaked instance costs money. */
+static int terminate_id(runner_t *ru, const char *id)
+{
+    int rc = 0;
+    for (int tries = 0; tries < 5; tries++) {
+        rc = core_prov_terminate(ru->prov, id);
+        if (!transport_error(rc) || atomic_load(&ru->ctx->stopping))
+            break;
+        usleep(300000);
+        prov_reopen(ru);
+    }
+    return rc;
+}
+
 static void terminate_instance(runner_t *ru)
 {
     if (ru->r.inst.id[0] == '\0')
         return;
-    int rc = core_prov_terminate(ru->prov, ru->r.inst.id);
+    int rc = terminate_id(ru, ru->r.inst.id);
     if (rc < 0)
         jlog(ru->ctx, ru->r.id, "terminating %s failed: %s", ru->r.inst.id, core_strerror(rc));
     else
         jlog(ru->ctx, ru->r.id, "terminated %s", ru->r.inst.id);
+    remember_location(&ru->r);
     memset(&ru->r.inst, 0, sizeof(ru->r.inst));
     ru->r.agent_task = 0;
     jrow_save(ru->db, &ru->r);
@@ -541,12 +597,19 @@ static void reap_orphans(runner_t *ru)
     size_t n = 0;
     char owner[64];
     snprintf(owner, sizeof(owner), "job:%ld", ru->r.id);
-    if (core_prov_list(ru->prov, &list, &n) < 0)
+    int rc = core_prov_list(ru->prov, &list, &n);
+    if (transport_error(rc)) {
+        prov_reopen(ru);
+        rc = core_prov_list(ru->prov, &list, &n);
+    }
+    if (rc < 0) {
+        jlog(ru->ctx, ru->r.id, "cannot list instances to reap leftovers: %s", core_strerror(rc));
         return;
+    }
     for (size_t i = 0; i < n; i++) {
         if (strcmp(list[i].owner, owner) == 0 && strcmp(list[i].id, ru->r.inst.id) != 0) {
             jlog(ru->ctx, ru->r.id, "terminating leftover instance %s", list[i].id);
-            core_prov_terminate(ru->prov, list[i].id);
+            terminate_id(ru, list[i].id);
         }
     }
     free(list);
@@ -567,8 +630,8 @@ static cJSON *task_envs(const runner_t *ru)
     cJSON_AddStringToObject(envs, "SKYPILOT_NODE_IPS", r->inst.ip);
     cJSON_AddStringToObject(envs, "SKYPILOT_NUM_GPUS_PER_NODE", "0");
     char *info = core_xasprintf(
-        "{\"cluster_name\":\"%s-%ld\",\"cloud\":\"%s\",\"region\":\"%s\",\"zone\":\"%s\"}",
-        r->name, r->id, r->inst.cloud, r->inst.region, r->inst.zone);
+        "{\"cluster_name\":\"%s-%ld\",\"cloud\":\"%s\",\"region\":\"%s\",\"zone\":\"%s\"}", r->name,
+        r->id, r->inst.cloud, r->inst.region, r->inst.zone);
     cJSON_AddStringToObject(envs, "SKYPILOT_CLUSTER_INFO", info);
     free(info);
     /* --env values given at launch win over the YAML's. */
@@ -617,20 +680,32 @@ static double start_on_instance(runner_t *ru)
     }
     r->agent_task = tid;
     r->attempt++;
+    double t0 = core_now();
     jrow_save(ru->db, r);
+    if (core_now() - t0 > 1)
+        jlog(ru->ctx, r->id, "saving the job took %.1f s", core_now() - t0);
     double deadline = core_now() + ru->ctx->cfg.start_timeout_s;
+    int last_rc = 0;
     while (core_now() < deadline) {
         core_agent_task_t t;
-        if (core_agent_task_get(r->inst.ip, r->inst.agent_port, NULL, tid, &t) == 0) {
+        t0 = core_now();
+        rc = core_agent_task_get(r->inst.ip, r->inst.agent_port, NULL, tid, &t);
+        if (rc == 0) {
             double sub = t.submitted_at > 0 ? t.submitted_at : core_now();
             int started = t.status != CORE_AGENT_PENDING;
             core_agent_task_free(&t);
             if (started)
                 return sub;
+        } else if (rc != last_rc || core_now() - t0 > 1) {
+            jlog(ru->ctx, r->id, "asking %s for task %d: %s (%.1f s)", r->inst.id, tid,
+                 core_strerror(rc), core_now() - t0);
         }
+        last_rc = rc;
         if (nap(ru, 0.2))
             return -1;
     }
+    jlog(ru->ctx, r->id, "%s did not start the task within %.0f s", r->inst.id,
+         ru->ctx->cfg.start_timeout_s);
     return -1;
 }
 
@@ -643,8 +718,8 @@ static launch_result_t launch(runner_t *ru, int recovering, double *t_submit)
 {
     jrow_t *r = &ru->r;
     ctl_backoff_t bo;
-    ctl_backoff_init(&bo, ru->ctx->cfg.retry_init_s, ru->ctx->cfg.retry_max_factor,
-                     ctl_rng_uniform, &ru->rng);
+    ctl_backoff_init(&bo, ru->ctx->cfg.retry_init_s, ru->ctx->cfg.retry_max_factor, ctl_rng_uniform,
+                     &ru->rng);
     const core_job_recovery_t *jr = core_task_job_recovery(ru->task);
     ctl_recovery_strategy_t strategy = jr->strategy == CORE_RECOVERY_FAILOVER
                                            ? CTL_RECOVERY_FAILOVER
@@ -665,8 +740,7 @@ static launch_result_t launch(runner_t *ru, int recovering, double *t_submit)
         }
         memset(skip, 0, ru->n_cands);
         if (recovering && r->prev.cloud[0])
-            ctl_jobs_recovery_skip(strategy, ru->cands, ru->n_cands, &r->prev, pinned, sweep,
-                                   skip);
+            ctl_jobs_recovery_skip(strategy, ru->cands, ru->n_cands, &r->prev, pinned, sweep, skip);
         core_instance_t inst;
         size_t chosen = 0;
         char *err = NULL;
@@ -674,8 +748,8 @@ static launch_result_t launch(runner_t *ru, int recovering, double *t_submit)
                                            &chosen, &err);
         if (rc == 0) {
             r->inst = inst;
-            jlog(ru->ctx, r->id, "launched %s in %s/%s/%s (%s%s)", inst.id, inst.cloud,
-                 inst.region, inst.zone, inst.instance_type, inst.spot ? ", spot" : "");
+            jlog(ru->ctx, r->id, "launched %s in %s/%s/%s (%s%s)", inst.id, inst.cloud, inst.region,
+                 inst.zone, inst.instance_type, inst.spot ? ", spot" : "");
             jrow_save(ru->db, r);
             double t = start_on_instance(ru);
             if (t >= 0) {
@@ -697,13 +771,20 @@ static launch_result_t launch(runner_t *ru, int recovering, double *t_submit)
         } else {
             jlog(ru->ctx, r->id, "launch attempt %d failed: %s", sweep + 1,
                  err ? err : core_strerror(rc));
+            if (transport_error(rc)) {
+                /* The local cloud may still make the instance it timed out on, or it
+                 * restarted: reconnect and remove whatever this job left there. */
+                prov_reopen(ru);
+                reap_orphans(ru);
+            }
         }
         free(err);
         /* Nothing could be launched: wait in PENDING, as the reference shows it. */
         if (ctl_job_set_backoff_pending(&r->t) == 0)
             jrow_save(ru->db, r);
         double gap = ctl_backoff_next(&bo);
-        jlog(ru->ctx, r->id, "no capacity; retrying in %.1f s", gap);
+        jlog(ru->ctx, r->id, "%s; retrying in %.1f s",
+             rc == CORE_ENOCAPACITY ? "no capacity" : "launch failed", gap);
         if (nap(ru, gap)) {
             res = cancelled(ru) ? LAUNCH_CANCELLED : LAUNCH_STOPPING;
             break;
@@ -718,14 +799,22 @@ static launch_result_t launch(runner_t *ru, int recovering, double *t_submit)
 static ctl_cjob_status_t cjob_of(core_agent_status_t s)
 {
     switch (s) {
-    case CORE_AGENT_PENDING: return CTL_CJOB_PENDING;
-    case CORE_AGENT_SETTING_UP: return CTL_CJOB_SETTING_UP;
-    case CORE_AGENT_RUNNING: return CTL_CJOB_RUNNING;
-    case CORE_AGENT_SUCCEEDED: return CTL_CJOB_SUCCEEDED;
-    case CORE_AGENT_FAILED: return CTL_CJOB_FAILED;
-    case CORE_AGENT_FAILED_SETUP: return CTL_CJOB_FAILED_SETUP;
-    case CORE_AGENT_CANCELLED: return CTL_CJOB_CANCELLED;
-    default: return CTL_CJOB_NONE;
+    case CORE_AGENT_PENDING:
+        return CTL_CJOB_PENDING;
+    case CORE_AGENT_SETTING_UP:
+        return CTL_CJOB_SETTING_UP;
+    case CORE_AGENT_RUNNING:
+        return CTL_CJOB_RUNNING;
+    case CORE_AGENT_SUCCEEDED:
+        return CTL_CJOB_SUCCEEDED;
+    case CORE_AGENT_FAILED:
+        return CTL_CJOB_FAILED;
+    case CORE_AGENT_FAILED_SETUP:
+        return CTL_CJOB_FAILED_SETUP;
+    case CORE_AGENT_CANCELLED:
+        return CTL_CJOB_CANCELLED;
+    default:
+        return CTL_CJOB_NONE;
     }
 }
 
@@ -748,6 +837,10 @@ static void cleanup_storage(runner_t *ru)
 static void do_cancel(runner_t *ru)
 {
     jrow_t *r = &ru->r;
+    /* Cancelled between two instances (recovering, or its backoff in PENDING): the running
+     * time was banked when the recovery began, and the wait since is not running time. */
+    int between = r->t.status != CTL_JOB_RUNNING && r->t.status != CTL_JOB_CANCELLING &&
+                  r->t.last_recovered_at >= 0;
     if (ctl_job_set_cancelling(&r->t) == 0)
         jrow_save(ru->db, r);
     jlog(ru->ctx, r->id, "cancelling");
@@ -758,8 +851,11 @@ static void do_cancel(runner_t *ru)
     terminate_instance(ru);
     reap_orphans(ru);
     cleanup_storage(ru);
-    if (ctl_job_set_cancelled(&r->t, core_now()) == 0)
+    if (ctl_job_set_cancelled(&r->t, core_now()) == 0) {
+        if (between)
+            r->t.last_recovered_at = r->t.end_at;
         jrow_save(ru->db, r);
+    }
     jlog(ru->ctx, r->id, "CANCELLED");
 }
 
@@ -808,6 +904,8 @@ static int monitor(runner_t *ru)
          */
         core_instance_t now;
         int d = core_prov_describe(ru->prov, r->inst.id, &now);
+        if (transport_error(d))
+            prov_reopen(ru); /* status unknown this round; the agent's answer decides */
         enum core_inst_state inst = d == 0                ? now.state
                                     : d == CORE_ENOTFOUND ? CORE_INST_TERMINATED
                                                           : CORE_INST_RUNNING;
@@ -829,8 +927,9 @@ static int monitor(runner_t *ru)
         if (inst == CORE_INST_RUNNING && (js == CTL_CJOB_FAILED || js == CTL_CJOB_FAILED_SETUP)) {
             nap(ru, ru->ctx->cfg.failure_grace_s);
             d = core_prov_describe(ru->prov, r->inst.id, &now);
-            inst = d == 0 ? now.state : d == CORE_ENOTFOUND ? CORE_INST_TERMINATED
-                                                             : CORE_INST_RUNNING;
+            inst = d == 0                ? now.state
+                   : d == CORE_ENOTFOUND ? CORE_INST_TERMINATED
+                                         : CORE_INST_RUNNING;
         }
         ctl_job_status_t fail_status = CTL_JOB_FAILED;
         double unknown_for = unknown_since < 0 ? 0 : core_now() - unknown_since;
@@ -890,14 +989,7 @@ static void recover(runner_t *ru)
                 return;
         }
         /* Remember where it ran, for the recovery strategy, before dropping it. */
-        if (r->inst.id[0]) {
-            snprintf(r->prev.cloud, sizeof(r->prev.cloud), "%s", r->inst.cloud);
-            snprintf(r->prev.region, sizeof(r->prev.region), "%s", r->inst.region);
-            snprintf(r->prev.zone, sizeof(r->prev.zone), "%s", r->inst.zone);
-            snprintf(r->prev.instance_type, sizeof(r->prev.instance_type), "%s",
-                     r->inst.instance_type);
-            r->prev.spot = r->inst.spot;
-        }
+        remember_location(r);
         jrow_save(ru->db, r);
         terminate_instance(ru);
         reap_orphans(ru);
@@ -913,8 +1005,7 @@ static void recover(runner_t *ru)
             ctl_job_set_restarting(&r->t, true);
         ctl_job_set_recovered(&r->t, t_submit);
         jrow_save(ru->db, r);
-        jlog(ru->ctx, r->id, "RUNNING again on %s (recovery %d)", r->inst.id,
-             r->t.recovery_count);
+        jlog(ru->ctx, r->id, "RUNNING again on %s (recovery %d)", r->inst.id, r->t.recovery_count);
         if (!monitor(ru))
             return;
     }
@@ -946,10 +1037,14 @@ static void *job_thread(void *arg)
         jlog(ctx, r->id, "FAILED_PRECHECKS: %s", r->failure_reason);
         goto out;
     }
-    int rc = core_prov_local_open(&ru.prov);
-    if (rc < 0) {
-        jlog(ctx, r->id, "cannot reach the local cloud: %s", core_strerror(rc));
-        goto out; /* retried on the next daemon start */
+    /* Without the cloud nothing can be launched, checked or cleaned up: wait for it. */
+    int rc;
+    while ((rc = core_prov_local_open(&ru.prov)) < 0) {
+        jlog(ctx, r->id, "cannot reach the local cloud: %s; retrying", core_strerror(rc));
+        for (int i = 0; i < 20 && !atomic_load(&ctx->stopping); i++)
+            usleep(100000);
+        if (atomic_load(&ctx->stopping))
+            goto out;
     }
     switch (r->t.status) {
     case CTL_JOB_CANCELLING:
@@ -964,6 +1059,15 @@ static void *job_thread(void *arg)
     }
     case CTL_JOB_RECOVERING:
         jlog(ctx, r->id, "resuming recovery");
+        recover(&ru);
+        goto out;
+    case CTL_JOB_PENDING:
+        if (r->t.start_at < 0)
+            break;
+        /* It has run before: this PENDING is a recovery's launch backoff. */
+        jlog(ctx, r->id, "resuming recovery (was waiting for capacity)");
+        ctl_job_set_restarting(&r->t, true);
+        jrow_save(ru.db, r);
         recover(&ru);
         goto out;
     default:
@@ -981,8 +1085,8 @@ static void *job_thread(void *arg)
     else if (r->t.status == CTL_JOB_PENDING)
         ctl_job_set_restarting(&r->t, false);
     jrow_save(ru.db, r);
-    jlog(ctx, r->id, "STARTING (%zu candidates, cheapest %s/%s %s)", ru.n_cands,
-         ru.cands[0].region, ru.cands[0].zone, ru.cands[0].instance_type);
+    jlog(ctx, r->id, "STARTING (%zu candidates, cheapest %s/%s %s)", ru.n_cands, ru.cands[0].region,
+         ru.cands[0].zone, ru.cands[0].instance_type);
     double t_submit = 0;
     launch_result_t lr = launch(&ru, 0, &t_submit);
     if (lr == LAUNCH_CANCELLED) {
@@ -1063,7 +1167,12 @@ static cJSON *job_json(const jrow_t *r)
     cJSON_AddItemToObject(o, "start_at", time_or_null(r->t.start_at));
     cJSON_AddItemToObject(o, "end_at", time_or_null(r->t.end_at));
     ctl_job_display_t d;
-    ctl_job_display(&r->t, core_now(), &d);
+    ctl_job_times_t t = r->t;
+    /* A recovery waiting in PENDING (launch backoff) shows the banked running time, as
+     * RECOVERING does: nothing runs meanwhile. */
+    if (t.status == CTL_JOB_PENDING && t.start_at >= 0)
+        t.status = CTL_JOB_RECOVERING;
+    ctl_job_display(&t, core_now(), &d);
     cJSON_AddNumberToObject(o, "job_duration", d.job_duration);
     cJSON_AddBoolToObject(o, "job_duration_dash", d.job_duration_dash);
     cJSON_AddNumberToObject(o, "total_duration", d.total_duration);
@@ -1075,9 +1184,13 @@ static cJSON *job_json(const jrow_t *r)
     else
         cJSON_AddNullToObject(o, "failure_reason");
     cJSON_AddStringToObject(o, "run_id", r->run_id);
-    cJSON_AddStringToObject(o, "cloud", r->inst.cloud);
-    cJSON_AddStringToObject(o, "region", r->inst.region);
-    cJSON_AddStringToObject(o, "zone", r->inst.zone);
+    /* Between instances (recovering, ended): where it ran last. */
+    const char *cloud = r->inst.id[0] ? r->inst.cloud : r->prev.cloud;
+    const char *region = r->inst.id[0] ? r->inst.region : r->prev.region;
+    const char *zone = r->inst.id[0] ? r->inst.zone : r->prev.zone;
+    cJSON_AddStringToObject(o, "cloud", cloud);
+    cJSON_AddStringToObject(o, "region", region);
+    cJSON_AddStringToObject(o, "zone", zone);
     cJSON_AddStringToObject(o, "instance_id", r->inst.id);
     return o;
 }
@@ -1182,8 +1295,8 @@ static void api_submit(jobs_ctx_t *ctx, core_http_conn_t *c, const core_http_req
         goto fail500;
     }
     long id = (long)sqlite3_last_insert_rowid(ctx->db);
-    snprintf(run_id, sizeof(run_id), "sky-managed-%s-%06ld_%s_%ld-0", ts, now.tv_nsec / 1000,
-             jname, id);
+    snprintf(run_id, sizeof(run_id), "sky-managed-%s-%06ld_%s_%ld-0", ts, now.tv_nsec / 1000, jname,
+             id);
     sqlite3_prepare_v2(ctx->db, "UPDATE jobs SET run_id=?2 WHERE id=?1", -1, &st, NULL);
     sqlite3_bind_int64(st, 1, id);
     sqlite3_bind_text(st, 2, run_id, -1, SQLITE_TRANSIENT);
@@ -1339,6 +1452,34 @@ static void on_ls_tick(uv_timer_t *t)
     }
 }
 
+/* Positions <ls> at byte <offset> of the attempts' logs laid end to end. */
+static void ls_seek(logstream_t *ls, long long offset)
+{
+    if (ls->controller) {
+        ls->off = offset;
+        return;
+    }
+    for (;;) {
+        char name[32];
+        snprintf(name, sizeof(name), "run-%d.log", ls->attempt);
+        char *p = job_path(ls->ctx, ls->job, name);
+        struct stat st;
+        long long size = stat(p, &st) == 0 ? (long long)st.st_size : -1;
+        free(p);
+        snprintf(name, sizeof(name), "run-%d.log", ls->attempt + 1);
+        p = job_path(ls->ctx, ls->job, name);
+        int next = access(p, F_OK) == 0;
+        free(p);
+        if (size >= 0 && offset >= size && next) {
+            offset -= size;
+            ls->attempt++;
+            continue;
+        }
+        ls->off = offset;
+        return;
+    }
+}
+
 static void api_logs(jobs_ctx_t *ctx, core_http_conn_t *c, const core_http_req_t *req, long id,
                      int controller)
 {
@@ -1355,8 +1496,19 @@ static void api_logs(jobs_ctx_t *ctx, core_http_conn_t *c, const core_http_req_t
     ls->job = id;
     ls->controller = controller;
     ls->attempt = 1;
-    ls->follow = !(core_http_query_get(req->query, "follow", v, sizeof(v)) == 0 &&
-                   strcmp(v, "0") == 0);
+    ls->follow =
+        !(core_http_query_get(req->query, "follow", v, sizeof(v)) == 0 && strcmp(v, "0") == 0);
+    /* offset=N resumes a stream a client lost (a daemon restart) at byte N of the
+     * concatenated attempts, so nothing is shown twice. */
+    char ov[32];
+    long long offset = 0;
+    if (core_http_query_get(req->query, "offset", ov, sizeof(ov)) == 0) {
+        char *end = NULL;
+        offset = strtoll(ov, &end, 10);
+        if (*ov == '\0' || *end != '\0' || offset < 0)
+            offset = 0;
+    }
+    ls_seek(ls, offset);
     uv_timer_init(ctx->loop, &ls->timer);
     ls->timer.data = ls;
     core_http_stream_begin(c, 200, "text/plain; charset=utf-8");

@@ -12,8 +12,10 @@
  *   GET  /api/jobs[?all=1]               {"jobs":[JOB...]} newest first
  *   GET  /api/jobs/N                     JOB
  *   POST /api/jobs/N/cancel              {"job_id":N,"status":...}; 409 if already ended
- *   GET  /api/jobs/N/logs?follow=0|1     the job's output across every recovery
- *   GET  /api/jobs/N/controller_log?follow=0|1
+ *   GET  /api/jobs/N/logs?follow=0|1[&offset=B]
+ *                                        the job's output across every recovery (the
+ *                                        attempts' logs end to end, from byte B)
+ *   GET  /api/jobs/N/controller_log?follow=0|1[&offset=B]
  * JOB = {"job_id","name","status","resources","submitted_at","start_at","end_at",
  *        "job_duration","total_duration","job_duration_dash","recovery_count",
  *        "failure_reason","run_id","cloud","region","zone","instance_id"}

@@ -1,0 +1,96 @@
+#ifndef CTL_CLI_UTIL_H
+#define CTL_CLI_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include <cjson/cJSON.h>
+
+/*
+ * Helpers shared by the `sky` CLI's command groups (serve, spot, ...):
+ * the reference's borderless tables, finding or starting a controller
+ * daemon, calling its JSON API, and small argument/prompt utilities.
+ */
+
+/* ------------------------------------------------------------------ tables */
+
+/*
+ * A borderless table as the reference prints them (prettytable with
+ * border=False, left-aligned, two spaces between columns): the header row
+ * first, each column as wide as its widest cell. Trailing blanks of each
+ * line are dropped. Cells are copied; widths count UTF-8 code points.
+ */
+typedef struct ctl_table ctl_table_t;
+
+ctl_table_t *ctl_table_new(size_t ncols, const char *const *headers);
+/* <cells> has ncols entries; NULL and empty cells print as "-". */
+void ctl_table_add_row(ctl_table_t *t, const char *const *cells);
+size_t ctl_table_nrows(const ctl_table_t *t);
+/* The whole table, one '\n'-terminated line per row. Caller frees. */
+char *ctl_table_render(const ctl_table_t *t);
+void ctl_table_print(const ctl_table_t *t, FILE *f);
+void ctl_table_free(ctl_table_t *t);
+
+/* Display width of a UTF-8 string (code points). */
+size_t ctl_utf8_width(const char *s);
+
+/* ------------------------------------------------------------------ daemon */
+
+/*
+ * A controller daemon ("serve" or "jobs" mode): its base URL and bearer
+ * token. State lives in $SKY_HOME/<mode>/ (controller.port, controller.log).
+ */
+typedef struct ctl_cli_daemon {
+    char *mode;     /* "serve", "jobs" */
+    char *base_url; /* "http://127.0.0.1:PORT" */
+    char *token;
+    int pid; /* from /health, 0 if unknown */
+} ctl_cli_daemon_t;
+
+/*
+ * Finds the running daemon of <mode> ($SKY_HOME/<mode>/controller.port and
+ * GET /health) or starts `sky-controller --mode <mode>` and waits up to
+ * <wait_ms> for it to answer. Concurrent CLIs agree on one daemon through a
+ * lock file. *err gets a sentence on failure.
+ */
+int ctl_cli_daemon_connect(const char *mode, long wait_ms, ctl_cli_daemon_t *out, char **err);
+/* Same discovery, never starts anything: -ENOENT when no daemon answers. */
+int ctl_cli_daemon_find(const char *mode, ctl_cli_daemon_t *out);
+void ctl_cli_daemon_free(ctl_cli_daemon_t *d);
+
+/*
+ * One JSON call to the daemon. <path> starts with '/' and may carry a query.
+ * Returns 0 on 2xx (*resp gets the parsed reply, may be NULL if not JSON),
+ * CORE_EHTTP on another status (*status set, *err gets the reply's "error"
+ * or "HTTP <status>"), or a transport errno (*err says the daemon is
+ * unreachable). resp and status may be NULL.
+ */
+int ctl_cli_api(const ctl_cli_daemon_t *d, const char *method, const char *path, const cJSON *req,
+                long timeout_ms, long *status, cJSON **resp, char **err);
+
+/*
+ * Streams a GET's body to <out> as it arrives (log follow). Non-2xx replies
+ * are not written: *err gets their "error" instead. timeout_ms 0 = none.
+ */
+int ctl_cli_stream(const ctl_cli_daemon_t *d, const char *path, long timeout_ms, FILE *out,
+                   long *status, char **err);
+
+/* --------------------------------------------------------------- utilities */
+
+/* Percent-encodes <s> for a query value. Caller frees. */
+char *ctl_url_escape(const char *s);
+/* Prints <doc> as indented JSON plus a newline. */
+void ctl_cli_print_json(FILE *f, const cJSON *doc);
+/*
+ * Asks "<question> [Y/n]: " on stdout when stdin is a terminal; returns
+ * true when the answer is yes (empty = default_yes). Without a terminal it
+ * returns true: scripts pass -y or pipe nothing.
+ */
+bool ctl_cli_confirm(const char *question, bool default_yes);
+/* Parses a base-10 integer in [lo, hi]; -EINVAL otherwise. */
+int ctl_parse_long(const char *s, long lo, long hi, long *out);
+/* "sky-service-1a2b"-style random suffix: <n> lowercase hex digits. */
+void ctl_random_hex(char *out, size_t n);
+
+#endif

@@ -1,0 +1,622 @@
+/*
+ * SQLite persistence of the serve controller: services, versions (the task
+ * YAML text and update mode), replicas (every ReplicaInfo fact of reference
+ * §9 as a real column, plus the instance it runs on) and per-service meta
+ * (the replica-id counter and the autoscaler/placer state the reference
+ * loses on restart). Loop thread only.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sqlite3.h>
+#include <cjson/cJSON.h>
+
+#include "core/err.h"
+#include "core/log.h"
+#include "core/mem.h"
+#include "ctl_serve.h"
+
+struct ctl_store {
+    sqlite3 *db;
+};
+
+static const char schema[] =
+    "PRAGMA journal_mode=WAL;"
+    "PRAGMA synchronous=NORMAL;"
+    "PRAGMA foreign_keys=OFF;"
+    "CREATE TABLE IF NOT EXISTS services ("
+    "  name TEXT PRIMARY KEY, status TEXT NOT NULL, created_at REAL NOT NULL,"
+    "  uptime REAL NOT NULL DEFAULT 0, lb_port INTEGER NOT NULL DEFAULT 0,"
+    "  lb_pid INTEGER NOT NULL DEFAULT 0, lb_ctrl_port INTEGER NOT NULL DEFAULT 0,"
+    "  load_balancing_policy TEXT NOT NULL DEFAULT 'least_load',"
+    "  requested_resources TEXT NOT NULL DEFAULT '',"
+    "  active_versions TEXT NOT NULL DEFAULT '[]', purge INTEGER NOT NULL DEFAULT 0);"
+    "CREATE TABLE IF NOT EXISTS versions ("
+    "  service_name TEXT NOT NULL, version INTEGER NOT NULL, yaml TEXT NOT NULL,"
+    "  yaml_path TEXT, cwd TEXT, mode TEXT NOT NULL DEFAULT 'rolling',"
+    "  PRIMARY KEY(service_name, version));"
+    "CREATE TABLE IF NOT EXISTS replicas ("
+    "  service_name TEXT NOT NULL, replica_id INTEGER NOT NULL, version INTEGER NOT NULL,"
+    "  sky_launch_status TEXT NOT NULL, sky_down_status TEXT NOT NULL,"
+    "  user_app_failed INTEGER NOT NULL, service_ready_now INTEGER NOT NULL,"
+    "  first_ready_time REAL NOT NULL, is_scale_down INTEGER NOT NULL,"
+    "  preempted INTEGER NOT NULL, purged INTEGER NOT NULL,"
+    "  failed_spot_availability INTEGER NOT NULL,"
+    "  first_not_ready_time REAL NOT NULL, first_fail_time REAL NOT NULL,"
+    "  last_fail_time REAL NOT NULL, n_fail INTEGER NOT NULL,"
+    "  is_spot INTEGER NOT NULL, use_spot INTEGER NOT NULL, has_location INTEGER NOT NULL,"
+    "  loc_cloud TEXT, loc_region TEXT, loc_zone TEXT,"
+    "  instance_id TEXT, ip TEXT, cloud TEXT, region TEXT, zone TEXT, instance_type TEXT,"
+    "  resources TEXT, agent_port INTEGER, port_offset INTEGER, replica_port INTEGER,"
+    "  price REAL, launched_at REAL, agent_task_id INTEGER, down_at REAL,"
+    "  launch_attempts INTEGER,"
+    "  PRIMARY KEY(service_name, replica_id));"
+    "CREATE TABLE IF NOT EXISTS service_meta ("
+    "  service_name TEXT PRIMARY KEY, next_replica_id INTEGER NOT NULL DEFAULT 1,"
+    "  autoscaler_state TEXT, placer_state TEXT);";
+
+static int db_err(ctl_store_t *st, const char *what)
+{
+    CORE_ERROR("serve store: %s: %s", what, sqlite3_errmsg(st->db));
+    return CORE_ESTORE;
+}
+
+int ctl_store_open(const char *path, ctl_store_t **out)
+{
+    ctl_store_t *st = core_xcalloc(1, sizeof(*st));
+    char *msg = NULL;
+
+    if (sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
+        SQLITE_OK)
+        goto fail;
+    sqlite3_busy_timeout(st->db, 5000);
+    if (sqlite3_exec(st->db, schema, NULL, NULL, &msg) != SQLITE_OK) {
+        CORE_ERROR("serve store: schema: %s", msg ? msg : "?");
+        sqlite3_free(msg);
+        goto fail;
+    }
+    *out = st;
+    return 0;
+fail:
+    if (st->db)
+        sqlite3_close(st->db);
+    free(st);
+    return CORE_ESTORE;
+}
+
+void ctl_store_close(ctl_store_t *st)
+{
+    if (!st)
+        return;
+    sqlite3_close(st->db);
+    free(st);
+}
+
+static int exec(ctl_store_t *st, const char *sql)
+{
+    if (sqlite3_exec(st->db, sql, NULL, NULL, NULL) != SQLITE_OK)
+        return db_err(st, sql);
+    return 0;
+}
+
+int ctl_store_begin(ctl_store_t *st)
+{
+    return exec(st, "BEGIN IMMEDIATE");
+}
+
+int ctl_store_commit(ctl_store_t *st)
+{
+    return exec(st, "COMMIT");
+}
+
+static sqlite3_stmt *prep(ctl_store_t *st, const char *sql)
+{
+    sqlite3_stmt *stmt = NULL;
+
+    if (sqlite3_prepare_v2(st->db, sql, -1, &stmt, NULL) != SQLITE_OK) {
+        db_err(st, sql);
+        return NULL;
+    }
+    return stmt;
+}
+
+static int step_done(ctl_store_t *st, sqlite3_stmt *stmt, const char *what)
+{
+    int rc = sqlite3_step(stmt);
+
+    sqlite3_finalize(stmt);
+    if (rc != SQLITE_DONE)
+        return db_err(st, what);
+    return 0;
+}
+
+static void copy_col(sqlite3_stmt *s, int i, char *out, size_t outlen)
+{
+    const unsigned char *t = sqlite3_column_text(s, i);
+
+    snprintf(out, outlen, "%s", t ? (const char *)t : "");
+}
+
+static char *dup_col(sqlite3_stmt *s, int i)
+{
+    const unsigned char *t = sqlite3_column_text(s, i);
+
+    return t ? core_xstrdup((const char *)t) : NULL;
+}
+
+/* ---- services ---- */
+
+static char *versions_json(const int *v, size_t n)
+{
+    cJSON *a = cJSON_CreateArray();
+    char *s;
+
+    for (size_t i = 0; i < n; i++)
+        cJSON_AddItemToArray(a, cJSON_CreateNumber(v[i]));
+    s = cJSON_PrintUnformatted(a);
+    cJSON_Delete(a);
+    return s;
+}
+
+static void parse_versions(const char *text, int *v, size_t *n)
+{
+    cJSON *a = text ? cJSON_Parse(text) : NULL;
+    const cJSON *it;
+
+    *n = 0;
+    cJSON_ArrayForEach(it, a)
+    {
+        if (cJSON_IsNumber(it) && *n < CTL_MAX_ACTIVE_VERSIONS)
+            v[(*n)++] = it->valueint;
+    }
+    cJSON_Delete(a);
+}
+
+int ctl_store_put_service(ctl_store_t *st, const ctl_service_row_t *s)
+{
+    sqlite3_stmt *q = prep(st, "INSERT OR REPLACE INTO services (name, status, created_at, uptime,"
+                               " lb_port, lb_pid, lb_ctrl_port, load_balancing_policy,"
+                               " requested_resources, active_versions, purge)"
+                               " VALUES (?,?,?,?,?,?,?,?,?,?,?)");
+    char *av;
+
+    if (!q)
+        return CORE_ESTORE;
+    av = versions_json(s->active_versions, s->n_active);
+    sqlite3_bind_text(q, 1, s->name, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(q, 2, ctl_service_status_name(s->status), -1, SQLITE_STATIC);
+    sqlite3_bind_double(q, 3, s->created_at);
+    sqlite3_bind_double(q, 4, s->uptime);
+    sqlite3_bind_int(q, 5, s->lb_port);
+    sqlite3_bind_int(q, 6, s->lb_pid);
+    sqlite3_bind_int(q, 7, s->lb_ctrl_port);
+    sqlite3_bind_text(q, 8, s->lb_policy, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(q, 9, s->requested_resources, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(q, 10, av, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int(q, 11, s->purge);
+    free(av);
+    return step_done(st, q, "put service");
+}
+
+int ctl_store_list_services(ctl_store_t *st, ctl_service_row_t **out, size_t *n)
+{
+    sqlite3_stmt *q = prep(st, "SELECT name, status, created_at, uptime, lb_port, lb_pid,"
+                               " lb_ctrl_port, load_balancing_policy, requested_resources,"
+                               " active_versions, purge FROM services ORDER BY name");
+    ctl_service_row_t *v = NULL;
+    size_t cnt = 0, cap = 0;
+    int rc;
+
+    if (!q)
+        return CORE_ESTORE;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        ctl_service_row_t *s;
+        char status[32];
+
+        if (cnt == cap) {
+            cap = cap ? cap * 2 : 8;
+            v = core_xrealloc(v, cap * sizeof(*v));
+        }
+        s = &v[cnt++];
+        memset(s, 0, sizeof(*s));
+        copy_col(q, 0, s->name, sizeof(s->name));
+        copy_col(q, 1, status, sizeof(status));
+        if (ctl_service_status_parse(status, &s->status) < 0)
+            s->status = CTL_SERVICE_CONTROLLER_INIT;
+        s->created_at = sqlite3_column_double(q, 2);
+        s->uptime = sqlite3_column_double(q, 3);
+        s->lb_port = sqlite3_column_int(q, 4);
+        s->lb_pid = sqlite3_column_int(q, 5);
+        s->lb_ctrl_port = sqlite3_column_int(q, 6);
+        copy_col(q, 7, s->lb_policy, sizeof(s->lb_policy));
+        copy_col(q, 8, s->requested_resources, sizeof(s->requested_resources));
+        parse_versions((const char *)sqlite3_column_text(q, 9), s->active_versions, &s->n_active);
+        s->purge = sqlite3_column_int(q, 10);
+    }
+    sqlite3_finalize(q);
+    if (rc != SQLITE_DONE) {
+        free(v);
+        return db_err(st, "list services");
+    }
+    *out = v;
+    *n = cnt;
+    return 0;
+}
+
+static int delete_by_service(ctl_store_t *st, const char *sql, const char *name)
+{
+    sqlite3_stmt *q = prep(st, sql);
+
+    if (!q)
+        return CORE_ESTORE;
+    sqlite3_bind_text(q, 1, name, -1, SQLITE_TRANSIENT);
+    return step_done(st, q, sql);
+}
+
+int ctl_store_delete_service(ctl_store_t *st, const char *name)
+{
+    int rc = ctl_store_begin(st);
+
+    if (rc < 0)
+        return rc;
+    if ((rc = delete_by_service(st, "DELETE FROM replicas WHERE service_name=?", name)) < 0 ||
+        (rc = delete_by_service(st, "DELETE FROM versions WHERE service_name=?", name)) < 0 ||
+        (rc = delete_by_service(st, "DELETE FROM service_meta WHERE service_name=?", name)) < 0 ||
+        (rc = delete_by_service(st, "DELETE FROM services WHERE name=?", name)) < 0) {
+        exec(st, "ROLLBACK");
+        return rc;
+    }
+    return ctl_store_commit(st);
+}
+
+/* ---- versions ---- */
+
+void ctl_version_row_clear(ctl_version_row_t *v)
+{
+    free(v->yaml);
+    v->yaml = NULL;
+    free(v->yaml_path);
+    v->yaml_path = NULL;
+    free(v->cwd);
+    v->cwd = NULL;
+}
+
+int ctl_store_put_version(ctl_store_t *st, const char *svc, const ctl_version_row_t *v)
+{
+    sqlite3_stmt *q = prep(st, "INSERT OR REPLACE INTO versions (service_name, version, yaml,"
+                               " yaml_path, cwd, mode) VALUES (?,?,?,?,?,?)");
+
+    if (!q)
+        return CORE_ESTORE;
+    sqlite3_bind_text(q, 1, svc, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int(q, 2, v->version);
+    sqlite3_bind_text(q, 3, v->yaml ? v->yaml : "", -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(q, 4, v->yaml_path, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(q, 5, v->cwd, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(q, 6, ctl_update_mode_name(v->mode), -1, SQLITE_STATIC);
+    return step_done(st, q, "put version");
+}
+
+int ctl_store_list_versions(ctl_store_t *st, const char *svc, ctl_version_row_t **out, size_t *n)
+{
+    sqlite3_stmt *q = prep(st, "SELECT version, yaml, yaml_path, cwd, mode FROM versions"
+                               " WHERE service_name=? ORDER BY version");
+    ctl_version_row_t *v = NULL;
+    size_t cnt = 0, cap = 0;
+    int rc;
+
+    if (!q)
+        return CORE_ESTORE;
+    sqlite3_bind_text(q, 1, svc, -1, SQLITE_TRANSIENT);
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        ctl_version_row_t *r;
+        const unsigned char *mode;
+
+        if (cnt == cap) {
+            cap = cap ? cap * 2 : 4;
+            v = core_xrealloc(v, cap * sizeof(*v));
+        }
+        r = &v[cnt++];
+        memset(r, 0, sizeof(*r));
+        r->version = sqlite3_column_int(q, 0);
+        r->yaml = dup_col(q, 1);
+        r->yaml_path = dup_col(q, 2);
+        r->cwd = dup_col(q, 3);
+        mode = sqlite3_column_text(q, 4);
+        if (!mode || ctl_update_mode_parse((const char *)mode, &r->mode) < 0)
+            r->mode = CTL_UPDATE_ROLLING;
+    }
+    sqlite3_finalize(q);
+    if (rc != SQLITE_DONE) {
+        for (size_t i = 0; i < cnt; i++)
+            ctl_version_row_clear(&v[i]);
+        free(v);
+        return db_err(st, "list versions");
+    }
+    *out = v;
+    *n = cnt;
+    return 0;
+}
+
+int ctl_store_delete_versions_below(ctl_store_t *st, const char *svc, int version)
+{
+    sqlite3_stmt *q = prep(st, "DELETE FROM versions WHERE service_name=? AND version<?");
+
+    if (!q)
+        return CORE_ESTORE;
+    sqlite3_bind_text(q, 1, svc, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int(q, 2, version);
+    return step_done(st, q, "delete versions");
+}
+
+int ctl_store_next_version(ctl_store_t *st, const char *svc, int *out)
+{
+    sqlite3_stmt *q = prep(st, "SELECT COALESCE(MAX(version),0)+1 FROM versions"
+                               " WHERE service_name=?");
+    int rc;
+
+    if (!q)
+        return CORE_ESTORE;
+    sqlite3_bind_text(q, 1, svc, -1, SQLITE_TRANSIENT);
+    rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW)
+        *out = sqlite3_column_int(q, 0);
+    sqlite3_finalize(q);
+    return rc == SQLITE_ROW ? 0 : db_err(st, "next version");
+}
+
+/* ---- replicas ---- */
+
+void ctl_replica_row_init(ctl_replica_row_t *r, int id, int version)
+{
+    memset(r, 0, sizeof(*r));
+    r->id = id;
+    r->version = version;
+    ctl_replica_facts_init(&r->f);
+    ctl_probe_state_init(&r->ps);
+    r->use_spot = -1;
+}
+
+ctl_replica_status_t ctl_replica_row_status(const ctl_replica_row_t *r)
+{
+    return ctl_replica_derive_status(&r->f);
+}
+
+#define REPLICA_COLS                                                                               \
+    "replica_id, version, sky_launch_status, sky_down_status, user_app_failed,"                    \
+    " service_ready_now, first_ready_time, is_scale_down, preempted, purged,"                      \
+    " failed_spot_availability, first_not_ready_time, first_fail_time, last_fail_time,"            \
+    " n_fail, is_spot, use_spot, has_location, loc_cloud, loc_region, loc_zone, instance_id,"      \
+    " ip, cloud, region, zone, instance_type, resources, agent_port, port_offset,"                 \
+    " replica_port, price, launched_at, agent_task_id, down_at, launch_attempts"
+
+int ctl_store_put_replica(ctl_store_t *st, const char *svc, const ctl_replica_row_t *r)
+{
+    sqlite3_stmt *q = prep(st, "INSERT OR REPLACE INTO replicas (service_name, " REPLICA_COLS
+                               ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,"
+                               "?,?,?,?,?,?,?,?,?,?)");
+    int i = 1;
+
+    if (!q)
+        return CORE_ESTORE;
+    sqlite3_bind_text(q, i++, svc, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int(q, i++, r->id);
+    sqlite3_bind_int(q, i++, r->version);
+    sqlite3_bind_text(q, i++, ctl_proc_status_name(r->f.launch), -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, i++, ctl_proc_status_name(r->f.down), -1, SQLITE_STATIC);
+    sqlite3_bind_int(q, i++, r->f.user_app_failed);
+    sqlite3_bind_int(q, i++, r->f.service_ready_now);
+    sqlite3_bind_double(q, i++, r->f.first_ready_time);
+    sqlite3_bind_int(q, i++, r->f.is_scale_down);
+    sqlite3_bind_int(q, i++, r->f.preempted);
+    sqlite3_bind_int(q, i++, r->f.purged);
+    sqlite3_bind_int(q, i++, r->f.failed_spot_availability);
+    sqlite3_bind_double(q, i++, r->ps.first_not_ready_time);
+    sqlite3_bind_double(q, i++, r->ps.first_fail_time);
+    sqlite3_bind_double(q, i++, r->ps.last_fail_time);
+    sqlite3_bind_int(q, i++, r->ps.n_fail);
+    sqlite3_bind_int(q, i++, r->is_spot);
+    sqlite3_bind_int(q, i++, r->use_spot);
+    sqlite3_bind_int(q, i++, r->has_location);
+    sqlite3_bind_text(q, i++, r->loc.cloud, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(q, i++, r->loc.region, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(q, i++, r->loc.zone, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(q, i++, r->instance_id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(q, i++, r->ip, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(q, i++, r->cloud, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(q, i++, r->region, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(q, i++, r->zone, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(q, i++, r->instance_type, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(q, i++, r->resources, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int(q, i++, r->agent_port);
+    sqlite3_bind_int(q, i++, r->port_offset);
+    sqlite3_bind_int(q, i++, r->replica_port);
+    sqlite3_bind_double(q, i++, r->price);
+    sqlite3_bind_double(q, i++, r->launched_at);
+    sqlite3_bind_int(q, i++, r->agent_task_id);
+    sqlite3_bind_double(q, i++, r->down_at);
+    sqlite3_bind_int(q, i++, r->launch_attempts);
+    return step_done(st, q, "put replica");
+}
+
+static void proc_col(sqlite3_stmt *q, int i, ctl_proc_status_t *out)
+{
+    const unsigned char *t = sqlite3_column_text(q, i);
+
+    if (!t || ctl_proc_status_parse((const char *)t, out) < 0)
+        *out = CTL_PROC_NONE;
+}
+
+int ctl_store_list_replicas(ctl_store_t *st, const char *svc, ctl_replica_row_t **out, size_t *n)
+{
+    sqlite3_stmt *q = prep(st, "SELECT " REPLICA_COLS " FROM replicas WHERE service_name=?"
+                               " ORDER BY replica_id");
+    ctl_replica_row_t *v = NULL;
+    size_t cnt = 0, cap = 0;
+    int rc;
+
+    if (!q)
+        return CORE_ESTORE;
+    sqlite3_bind_text(q, 1, svc, -1, SQLITE_TRANSIENT);
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        ctl_replica_row_t *r;
+        int i = 0;
+
+        if (cnt == cap) {
+            cap = cap ? cap * 2 : 8;
+            v = core_xrealloc(v, cap * sizeof(*v));
+        }
+        r = &v[cnt++];
+        ctl_replica_row_init(r, sqlite3_column_int(q, 0), sqlite3_column_int(q, 1));
+        i = 2;
+        proc_col(q, i++, &r->f.launch);
+        proc_col(q, i++, &r->f.down);
+        r->f.user_app_failed = sqlite3_column_int(q, i++);
+        r->f.service_ready_now = sqlite3_column_int(q, i++);
+        r->f.first_ready_time = sqlite3_column_double(q, i++);
+        r->f.is_scale_down = sqlite3_column_int(q, i++);
+        r->f.preempted = sqlite3_column_int(q, i++);
+        r->f.purged = sqlite3_column_int(q, i++);
+        r->f.failed_spot_availability = sqlite3_column_int(q, i++);
+        r->ps.first_not_ready_time = sqlite3_column_double(q, i++);
+        r->ps.first_fail_time = sqlite3_column_double(q, i++);
+        r->ps.last_fail_time = sqlite3_column_double(q, i++);
+        r->ps.n_fail = sqlite3_column_int(q, i++);
+        r->is_spot = sqlite3_column_int(q, i++);
+        r->use_spot = sqlite3_column_int(q, i++);
+        r->has_location = sqlite3_column_int(q, i++);
+        copy_col(q, i++, r->loc.cloud, sizeof(r->loc.cloud));
+        copy_col(q, i++, r->loc.region, sizeof(r->loc.region));
+        copy_col(q, i++, r->loc.zone, sizeof(r->loc.zone));
+        copy_col(q, i++, r->instance_id, sizeof(r->instance_id));
+        copy_col(q, i++, r->ip, sizeof(r->ip));
+        copy_col(q, i++, r->cloud, sizeof(r->cloud));
+        copy_col(q, i++, r->region, sizeof(r->region));
+        copy_col(q, i++, r->zone, sizeof(r->zone));
+        copy_col(q, i++, r->instance_type, sizeof(r->instance_type));
+        copy_col(q, i++, r->resources, sizeof(r->resources));
+        r->agent_port = sqlite3_column_int(q, i++);
+        r->port_offset = sqlite3_column_int(q, i++);
+        r->replica_port = sqlite3_column_int(q, i++);
+        r->price = sqlite3_column_double(q, i++);
+        r->launched_at = sqlite3_column_double(q, i++);
+        r->agent_task_id = sqlite3_column_int(q, i++);
+        r->down_at = sqlite3_column_double(q, i++);
+        r->launch_attempts = sqlite3_column_int(q, i++);
+    }
+    sqlite3_finalize(q);
+    if (rc != SQLITE_DONE) {
+        free(v);
+        return db_err(st, "list replicas");
+    }
+    *out = v;
+    *n = cnt;
+    return 0;
+}
+
+int ctl_store_delete_replica(ctl_store_t *st, const char *svc, int id)
+{
+    sqlite3_stmt *q = prep(st, "DELETE FROM replicas WHERE service_name=? AND replica_id=?");
+
+    if (!q)
+        return CORE_ESTORE;
+    sqlite3_bind_text(q, 1, svc, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int(q, 2, id);
+    return step_done(st, q, "delete replica");
+}
+
+/* ---- meta ---- */
+
+static int ensure_meta(ctl_store_t *st, const char *svc)
+{
+    sqlite3_stmt *q = prep(st, "INSERT OR IGNORE INTO service_meta (service_name) VALUES (?)");
+
+    if (!q)
+        return CORE_ESTORE;
+    sqlite3_bind_text(q, 1, svc, -1, SQLITE_TRANSIENT);
+    return step_done(st, q, "ensure meta");
+}
+
+int ctl_store_alloc_replica_id(ctl_store_t *st, const char *svc, int *out)
+{
+    sqlite3_stmt *q;
+    int rc, id = 1;
+
+    if ((rc = ctl_store_begin(st)) < 0)
+        return rc;
+    if ((rc = ensure_meta(st, svc)) < 0)
+        goto fail;
+    q = prep(st, "SELECT MAX(m.next_replica_id, COALESCE((SELECT MAX(replica_id)+1 FROM replicas"
+                 " WHERE service_name=?1), 1), 1) FROM service_meta m WHERE m.service_name=?1");
+    if (!q) {
+        rc = CORE_ESTORE;
+        goto fail;
+    }
+    sqlite3_bind_text(q, 1, svc, -1, SQLITE_TRANSIENT);
+    if (sqlite3_step(q) == SQLITE_ROW)
+        id = sqlite3_column_int(q, 0);
+    sqlite3_finalize(q);
+    q = prep(st, "UPDATE service_meta SET next_replica_id=? WHERE service_name=?");
+    if (!q) {
+        rc = CORE_ESTORE;
+        goto fail;
+    }
+    sqlite3_bind_int(q, 1, id + 1);
+    sqlite3_bind_text(q, 2, svc, -1, SQLITE_TRANSIENT);
+    if ((rc = step_done(st, q, "bump replica id")) < 0)
+        goto fail;
+    if ((rc = ctl_store_commit(st)) < 0)
+        goto fail;
+    *out = id;
+    return 0;
+fail:
+    exec(st, "ROLLBACK");
+    return rc;
+}
+
+int ctl_store_put_meta(ctl_store_t *st, const char *svc, const char *scaler_json,
+                       const char *placer_json)
+{
+    sqlite3_stmt *q;
+    int rc;
+
+    if ((rc = ensure_meta(st, svc)) < 0)
+        return rc;
+    q = prep(st, "UPDATE service_meta SET autoscaler_state=COALESCE(?, autoscaler_state),"
+                 " placer_state=COALESCE(?, placer_state) WHERE service_name=?");
+    if (!q)
+        return CORE_ESTORE;
+    sqlite3_bind_text(q, 1, scaler_json, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(q, 2, placer_json, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(q, 3, svc, -1, SQLITE_TRANSIENT);
+    return step_done(st, q, "put meta");
+}
+
+int ctl_store_get_meta(ctl_store_t *st, const char *svc, int *next_id, char **scaler_json,
+                       char **placer_json)
+{
+    sqlite3_stmt *q = prep(st, "SELECT next_replica_id, autoscaler_state, placer_state"
+                               " FROM service_meta WHERE service_name=?");
+    int rc;
+
+    if (!q)
+        return CORE_ESTORE;
+    sqlite3_bind_text(q, 1, svc, -1, SQLITE_TRANSIENT);
+    *next_id = 1;
+    if (scaler_json)
+        *scaler_json = NULL;
+    if (placer_json)
+        *placer_json = NULL;
+    rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW) {
+        *next_id = sqlite3_column_int(q, 0);
+        if (scaler_json)
+            *scaler_json = dup_col(q, 1);
+        if (placer_json)
+            *placer_json = dup_col(q, 2);
+    }
+    sqlite3_finalize(q);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return db_err(st, "get meta");
+    return 0;
+}

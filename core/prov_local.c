@@ -1,0 +1,391 @@
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+
+#include "core/err.h"
+#include "core/http.h"
+#include "core/localcloud.h"
+#include "core/log.h"
+#include "core/mem.h"
+#include "core/prov.h"
+#include "core/util.h"
+
+/*
+ * The local provider: a blocking HTTP client of sky-localcloud. The daemon
+ * is started on first use and outlives its clients, as a cloud's API does.
+ */
+
+#define LC_START_WAIT_MS 10000
+/* A launch waits for provisioning (seconds to minutes on a loaded box). */
+#define LC_LAUNCH_TIMEOUT_MS (15L * 60 * 1000)
+#define LC_CALL_TIMEOUT_MS   60000L
+
+static const char *state_names[] = {"PENDING", "RUNNING", "PREEMPTED", "TERMINATED", "FAILED"};
+
+const char *core_inst_state_name(enum core_inst_state s)
+{
+    if ((unsigned)s < CORE_ARRAY_SIZE(state_names))
+        return state_names[s];
+    return "UNKNOWN";
+}
+
+int core_inst_state_parse(const char *s, enum core_inst_state *out)
+{
+    for (size_t i = 0; i < CORE_ARRAY_SIZE(state_names); i++) {
+        if (strcmp(s, state_names[i]) == 0) {
+            *out = (enum core_inst_state)i;
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
+
+typedef struct prov_local {
+    core_prov_t super;
+    char *base;
+    char *token;
+} prov_local_t;
+
+static void msleep(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static char *read_base_url(const char *home)
+{
+    char *path = core_xasprintf("%s/localcloud/port", home);
+    char *txt = NULL;
+    size_t len = 0;
+    int rc = core_read_file(path, 64, &txt, &len);
+    free(path);
+    if (rc < 0)
+        return NULL;
+    long port = strtol(txt, NULL, 10);
+    free(txt);
+    if (port <= 0 || port > 65535)
+        return NULL;
+    return core_xasprintf("http://127.0.0.1:%ld", port);
+}
+
+static int healthy(const char *base, const char *token)
+{
+    char *url = core_xasprintf("%s/v1/health", base);
+    long status = 0;
+    int rc = core_http_json("GET", url, token, NULL, 2000, &status, NULL);
+    free(url);
+    return rc == 0;
+}
+
+int core_localcloud_connect(int start, char **base_url, char **token, char **err)
+{
+    *base_url = NULL;
+    *token = NULL;
+    char *home = core_home_dir();
+    char *tokpath = core_xasprintf("%s/token", home);
+    char *base = NULL;
+    int rc = core_token_load(tokpath, token);
+    free(tokpath);
+    if (rc < 0) {
+        if (err)
+            *err = core_xasprintf("cannot read the token in %s: %s", home, core_strerror(rc));
+        goto fail;
+    }
+    base = read_base_url(home);
+    if (base && healthy(base, *token)) {
+        *base_url = base;
+        free(home);
+        return 0;
+    }
+    free(base);
+    base = NULL;
+    if (!start) {
+        rc = -ENOENT;
+        if (err)
+            *err = core_xasprintf("sky-localcloud is not running for %s", home);
+        goto fail;
+    }
+    char *prog = core_find_program("sky-localcloud");
+    if (!prog) {
+        rc = -ENOENT;
+        if (err)
+            *err = core_xstrdup("cannot find the sky-localcloud program");
+        goto fail;
+    }
+    char *dir = core_xasprintf("%s/localcloud", home);
+    core_mkdir_p(dir, 0700);
+    char *log = core_xasprintf("%s/localcloud.log", dir);
+    free(dir);
+    char *argv[8];
+    size_t n = 0;
+    argv[n++] = prog;
+    argv[n++] = "--home";
+    argv[n++] = home;
+    const char *delay = getenv("SKY_LOCALCLOUD_PROVISION_DELAY");
+    if (delay && *delay) {
+        argv[n++] = "--provision-delay";
+        argv[n++] = (char *)delay;
+    }
+    argv[n] = NULL;
+    pid_t pid = core_spawn_daemon(argv, log);
+    free(log);
+    free(prog);
+    if (pid < 0) {
+        rc = pid;
+        if (err)
+            *err = core_xasprintf("cannot start sky-localcloud: %s", core_strerror(rc));
+        goto fail;
+    }
+    /* Bounded wait: the daemon writes its port once it listens. A second
+     * daemon racing for the same home exits on the lock; we reach the first. */
+    unsigned long long deadline = core_mono_ms() + LC_START_WAIT_MS;
+    while (core_mono_ms() < deadline) {
+        base = read_base_url(home);
+        if (base && healthy(base, *token)) {
+            *base_url = base;
+            free(home);
+            return 0;
+        }
+        free(base);
+        base = NULL;
+        msleep(50);
+    }
+    rc = -ETIMEDOUT;
+    if (err)
+        *err = core_xasprintf("sky-localcloud did not answer within %d s (see "
+                              "%s/localcloud/localcloud.log)",
+                              LC_START_WAIT_MS / 1000, home);
+fail:
+    free(*token);
+    *token = NULL;
+    free(home);
+    return rc;
+}
+
+static void copy_str(const cJSON *o, const char *key, char *out, size_t outlen)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    snprintf(out, outlen, "%s", cJSON_IsString(v) ? v->valuestring : "");
+}
+
+static double get_num(const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsNumber(v) ? v->valuedouble : 0;
+}
+
+int core_instance_from_json(const cJSON *o, core_instance_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (!cJSON_IsObject(o))
+        return -EINVAL;
+    const cJSON *state = cJSON_GetObjectItemCaseSensitive(o, "state");
+    if (!cJSON_IsString(state) || core_inst_state_parse(state->valuestring, &out->state) < 0)
+        return -EINVAL;
+    copy_str(o, "id", out->id, sizeof(out->id));
+    if (!out->id[0])
+        return -EINVAL;
+    copy_str(o, "cloud", out->cloud, sizeof(out->cloud));
+    copy_str(o, "region", out->region, sizeof(out->region));
+    copy_str(o, "zone", out->zone, sizeof(out->zone));
+    copy_str(o, "instance_type", out->instance_type, sizeof(out->instance_type));
+    copy_str(o, "ip", out->ip, sizeof(out->ip));
+    copy_str(o, "owner", out->owner, sizeof(out->owner));
+    out->spot = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "spot"));
+    out->agent_port = (int)get_num(o, "agent_port");
+    out->port_offset = (int)get_num(o, "port_offset");
+    out->price = get_num(o, "price");
+    out->launched_at = get_num(o, "launched_at");
+    return 0;
+}
+
+static char *reply_error(const cJSON *resp, long status)
+{
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(resp, "error");
+    if (cJSON_IsString(e))
+        return core_xstrdup(e->valuestring);
+    return core_xasprintf("HTTP %ld from sky-localcloud", status);
+}
+
+static int local_launch(core_prov_t *p, const core_candidate_t *cand, const char *owner,
+                        core_instance_t *out, char **err)
+{
+    prov_local_t *pl = (prov_local_t *)p;
+    if (err)
+        *err = NULL;
+    cJSON *req = cJSON_CreateObject();
+    cJSON_AddStringToObject(req, "cloud", cand->cloud);
+    cJSON_AddStringToObject(req, "region", cand->region);
+    cJSON_AddStringToObject(req, "zone", cand->zone);
+    cJSON_AddStringToObject(req, "instance_type", cand->instance_type);
+    cJSON_AddBoolToObject(req, "spot", cand->spot);
+    cJSON_AddNumberToObject(req, "price", cand->price);
+    cJSON_AddStringToObject(req, "owner", owner ? owner : "");
+    if (cand->accelerator[0]) {
+        cJSON_AddStringToObject(req, "accelerator", cand->accelerator);
+        cJSON_AddNumberToObject(req, "accelerator_count", cand->accelerator_count);
+    }
+    char *url = core_xasprintf("%s/v1/instances", pl->base);
+    long status = 0;
+    cJSON *resp = NULL;
+    int rc = core_http_json("POST", url, pl->token, req, LC_LAUNCH_TIMEOUT_MS, &status, &resp);
+    free(url);
+    cJSON_Delete(req);
+    if (rc == 0) {
+        rc = core_instance_from_json(resp, out);
+        if (rc < 0 && err)
+            *err = core_xstrdup("malformed instance in sky-localcloud's reply");
+        if (rc < 0)
+            rc = CORE_EJSON;
+    } else if (rc == CORE_EHTTP) {
+        const cJSON *code = cJSON_GetObjectItemCaseSensitive(resp, "code");
+        const char *c = cJSON_IsString(code) ? code->valuestring : "";
+        if (status == 409 && strcmp(c, "no_capacity") == 0)
+            rc = CORE_ENOCAPACITY;
+        else if (status == 400)
+            rc = CORE_EINVALREQ;
+        if (err)
+            *err = reply_error(resp, status);
+    } else if (err) {
+        *err = core_xasprintf("sky-localcloud unreachable: %s", core_strerror(rc));
+    }
+    cJSON_Delete(resp);
+    return rc;
+}
+
+static int local_terminate(core_prov_t *p, const char *id)
+{
+    prov_local_t *pl = (prov_local_t *)p;
+    char *url = core_xasprintf("%s/v1/instances/%s", pl->base, id);
+    long status = 0;
+    int rc = core_http_json("DELETE", url, pl->token, NULL, LC_CALL_TIMEOUT_MS, &status, NULL);
+    free(url);
+    if (rc == CORE_EHTTP && status == 404)
+        return 0; /* never existed: as gone as can be */
+    return rc;
+}
+
+static int local_describe(core_prov_t *p, const char *id, core_instance_t *out)
+{
+    prov_local_t *pl = (prov_local_t *)p;
+    char *url = core_xasprintf("%s/v1/instances/%s", pl->base, id);
+    long status = 0;
+    cJSON *resp = NULL;
+    int rc = core_http_json("GET", url, pl->token, NULL, LC_CALL_TIMEOUT_MS, &status, &resp);
+    free(url);
+    if (rc == 0)
+        rc = core_instance_from_json(resp, out) < 0 ? CORE_EJSON : 0;
+    else if (rc == CORE_EHTTP && status == 404)
+        rc = CORE_ENOTFOUND;
+    cJSON_Delete(resp);
+    return rc;
+}
+
+static int local_list(core_prov_t *p, core_instance_t **out, size_t *n)
+{
+    prov_local_t *pl = (prov_local_t *)p;
+    *out = NULL;
+    *n = 0;
+    char *url = core_xasprintf("%s/v1/instances", pl->base);
+    cJSON *resp = NULL;
+    int rc = core_http_json("GET", url, pl->token, NULL, LC_CALL_TIMEOUT_MS, NULL, &resp);
+    free(url);
+    if (rc < 0) {
+        cJSON_Delete(resp);
+        return rc;
+    }
+    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(resp, "instances");
+    if (!cJSON_IsArray(arr)) {
+        cJSON_Delete(resp);
+        return CORE_EJSON;
+    }
+    size_t cap = (size_t)cJSON_GetArraySize(arr);
+    *out = core_xcalloc(cap ? cap : 1, sizeof(**out));
+    const cJSON *o;
+    cJSON_ArrayForEach(o, arr)
+    {
+        if (core_instance_from_json(o, &(*out)[*n]) == 0)
+            (*n)++;
+    }
+    cJSON_Delete(resp);
+    return 0;
+}
+
+static void local_destroy(core_prov_t *p)
+{
+    prov_local_t *pl = (prov_local_t *)p;
+    free(pl->base);
+    free(pl->token);
+    free(pl);
+}
+
+static const core_prov_ops_t local_ops = {
+    .name = "local",
+    .launch = local_launch,
+    .terminate = local_terminate,
+    .describe = local_describe,
+    .list = local_list,
+    .destroy = local_destroy,
+};
+
+int core_prov_local_open(core_prov_t **out)
+{
+    *out = NULL;
+    char *base = NULL, *token = NULL, *err = NULL;
+    int rc = core_localcloud_connect(1, &base, &token, &err);
+    if (rc < 0) {
+        CORE_ERROR("local cloud: %s", err ? err : core_strerror(rc));
+        free(err);
+        return rc;
+    }
+    prov_local_t *pl = core_xcalloc(1, sizeof(*pl));
+    pl->super.ops = &local_ops;
+    pl->base = base;
+    pl->token = token;
+    *out = &pl->super;
+    return 0;
+}
+
+int core_prov_launch_failover(core_prov_t *p, const core_candidate_t *cands, size_t n,
+                              const unsigned char *skip, const char *owner, core_instance_t *out,
+                              size_t *chosen, char **err)
+{
+    if (err)
+        *err = NULL;
+    int rc = CORE_ENOCAPACITY;
+    size_t tried = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (skip && skip[i])
+            continue;
+        tried++;
+        char *e = NULL;
+        rc = core_prov_launch(p, &cands[i], owner, out, &e);
+        if (rc == 0) {
+            if (chosen)
+                *chosen = i;
+            free(e);
+            if (err) {
+                free(*err);
+                *err = NULL;
+            }
+            return 0;
+        }
+        CORE_INFO("launch in %s/%s (%s%s) failed: %s", cands[i].region, cands[i].zone,
+                  cands[i].spot ? "spot " : "", cands[i].instance_type, e ? e : core_strerror(rc));
+        if (err) {
+            free(*err);
+            *err = e;
+            e = NULL;
+        }
+        free(e);
+        if (rc != CORE_ENOCAPACITY)
+            return rc;
+    }
+    if (tried == 0 && err && !*err)
+        *err = core_xstrdup("no candidate left to try");
+    return CORE_ENOCAPACITY;
+}

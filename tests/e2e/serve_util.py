@@ -1,0 +1,550 @@
+"""Helpers for the sky serve end-to-end tests (stdlib + pytest only).
+
+Each test gets a Stack: a temporary SKY_HOME, an environment that shortens the
+controller's and the local cloud's timings (only through their documented
+config: SKY_SERVE_* variables, see docs/serve-config.md, and
+SKY_LOCALCLOUD_PROVISION_DELAY), and a `sky` runner that records every
+command with its output so a failure shows what happened. Stack.teardown()
+runs `sky serve down -a -y`, waits for the services to go, runs `sky cloud
+down`, stops the controller daemon and asserts that nothing of this SKY_HOME
+is left: no process, network namespace or veth.
+
+Binaries: $SKY_BUILD_DIR/controller/sky, .../controller/sky-controller,
+.../localcloud/sky-localcloud (SKY_BUILD_DIR defaults to /work/main/build).
+"""
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import sqlite3
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+BUILD_DIR = os.environ.get("SKY_BUILD_DIR", "/work/main/build")
+SOURCE_DIR = os.environ.get(
+    "SKY_SOURCE_DIR", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
+SKY = os.path.join(BUILD_DIR, "controller", "sky")
+SKY_CONTROLLER = os.path.join(BUILD_DIR, "controller", "sky-controller")
+SKY_LOCALCLOUD = os.path.join(BUILD_DIR, "localcloud", "sky-localcloud")
+SKY_LB = os.path.join(BUILD_DIR, "lb", "sky-lb")
+SKY_AGENT = os.path.join(BUILD_DIR, "replica_agent", "sky-agent")
+
+DYNAMIC_YAML = "examples/serve/spot_policy/dynamic_on_demand_fallback.yaml"
+BASE_YAML = "examples/serve/spot_policy/base_ondemand_fallback.yaml"
+DATA = "tests/data"
+
+# Replica statuses (reference/skyserve.md §3.1).
+PROVISIONING_STATES = {"PENDING", "PROVISIONING", "STARTING"}
+TERMINAL_STATES = {"SHUTTING_DOWN", "PREEMPTED", "FAILED", "FAILED_CLEANUP",
+                   "FAILED_INITIAL_DELAY", "FAILED_PROBING", "FAILED_PROVISION", "UNKNOWN"}
+
+SERVICES_HEADER = ["NAME", "VERSION", "UPTIME", "STATUS", "REPLICAS", "ENDPOINT"]
+SERVICES_HEADER_V = SERVICES_HEADER + ["AUTOSCALING_POLICY", "LOAD_BALANCING_POLICY",
+                                       "REQUESTED_RESOURCES"]
+REPLICAS_HEADER = ["SERVICE_NAME", "ID", "VERSION", "ENDPOINT", "LAUNCHED", "RESOURCES",
+                   "STATUS", "REGION", "ZONE"]
+
+
+# Every URL here is loopback or a local-cloud address: never go through a proxy
+# from the environment.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def urlopen(req, timeout):
+    return _OPENER.open(req, timeout=timeout)
+
+
+def sanitized():
+    """True under ASan/UBSan: env SKY_SANITIZED=1 or SANITIZE set in the CMake cache."""
+    if os.environ.get("SKY_SANITIZED") == "1":
+        return True
+    try:
+        with open(os.path.join(BUILD_DIR, "CMakeCache.txt")) as f:
+            for line in f:
+                if line.startswith("SANITIZE:"):
+                    return bool(line.split("=", 1)[1].strip())
+    except OSError:
+        pass
+    return False
+
+
+SLOW = 2.0 if sanitized() else 1.0
+
+# Timings shortened through the controller's config (docs/serve-config.md):
+# probes and autoscaler decisions every second, 1 s drains and launch retries,
+# a 10 s QPS window. Hysteresis thresholds stay those of each test's YAML.
+FAST_ENV = {
+    "SKY_LOCALCLOUD_PROVISION_DELAY": "2",
+    "SKY_SERVE_PROBE_INTERVAL": "1",
+    "SKY_SERVE_DECISION_INTERVAL": "1",
+    "SKY_SERVE_NO_REPLICA_DECISION_INTERVAL": "1",
+    "SKY_SERVE_DRAIN_SECONDS": "1",
+    "SKY_SERVE_LB_SYNC_INTERVAL": "1",
+    "SKY_SERVE_PROVIDER_POLL_INTERVAL": "1",
+    "SKY_SERVE_JOB_STATUS_INTERVAL": "2",
+    "SKY_SERVE_LAUNCH_RETRY_INITIAL": "1",
+    "SKY_SERVE_TERMINATE_RETRY_INITIAL": "1",
+    "SKY_SERVE_QPS_WINDOW": "10",
+    "SKY_SERVE_LB_RESTART_INITIAL": "1",
+}
+
+
+# CTest gives each file 600 s and kills pytest on timeout, which skips every
+# teardown and leaks the stack. So waits stop at a per-test budget and at a
+# file-wide one, leaving time for the teardowns (each bounded too).
+FILE_START = time.monotonic()
+FILE_WAIT_BUDGET = 420
+TEST_WAIT_BUDGET = 240
+
+
+# LB port ranges per test file. Two controllers (other SKY_HOMEs, e.g. another
+# file under ctest -j2) that start a service at the same moment can both find
+# the same port free and their SO_REUSEPORT sky-lbs then share it, splitting
+# the traffic between two services. Distinct starts keep the files apart.
+LB_PORT_START = {"spot": 31001, "scale": 32001, "recovery": 33001}
+
+
+def require_binaries(*paths):
+    missing = [p for p in (SKY, SKY_CONTROLLER, SKY_LOCALCLOUD) + paths if not os.path.exists(p)]
+    if missing:
+        pytest.fail("missing binaries (build the tree first): %s" % ", ".join(missing))
+
+
+def now():
+    return time.monotonic()
+
+
+# --------------------------------------------------------------------- tables
+
+def parse_table(lines, header):
+    """Checks one borderless table (header row first, columns separated by at
+    least two blanks, left-aligned, widths from content) and returns its rows
+    as dicts. Raises AssertionError when the shape is wrong."""
+    assert lines, "empty table, expected header %s" % header
+    head = lines[0]
+    assert head.split() == header, "header %r, expected %s" % (head, header)
+    starts = [m.start() for m in re.finditer(r"\S+", head)]
+    for a, b, name in zip(starts, starts[1:], header):
+        assert head[a:b] == name + " " * (b - a - len(name)), "header column %s: %r" % (
+            name, head)
+        assert b - a >= len(name) + 2, "two blanks between columns: %r" % head
+    rows = []
+    for line in lines[1:]:
+        assert line == line.rstrip(), "trailing blanks in %r" % line
+        cells = []
+        for i, a in enumerate(starts):
+            b = starts[i + 1] if i + 1 < len(starts) else len(line)
+            assert a < len(line) and line[a] != " ", "column %s not aligned in %r" % (
+                header[i], line)
+            if i > 0:
+                assert line[a - 2:a] == "  ", "column %s not aligned in %r" % (header[i], line)
+            cell = line[a:b]
+            if i + 1 < len(starts):
+                assert len(cell.rstrip()) <= b - a - 2, "cell %r overflows column %s" % (
+                    cell, header[i])
+            cells.append(cell.strip())
+        rows.append(dict(zip(header, cells)))
+    # Each column is exactly as wide as its widest cell (header included).
+    for i in range(len(starts) - 1):
+        widest = max([len(header[i])] + [len(r[header[i]]) for r in rows])
+        assert starts[i + 1] - starts[i] == widest + 2, "column %s width %d, widest %d" % (
+            header[i], starts[i + 1] - starts[i] - 2, widest)
+    return rows
+
+
+def parse_status(out, verbose=False):
+    """Parses `sky serve status` output into (services, replicas, hints)."""
+    lines = out.rstrip("\n").split("\n")
+    assert lines[0] == "Services", out
+    if lines[1] == "No existing services.":
+        return [], [], []
+    try:
+        blank = lines.index("")
+    except ValueError:
+        raise AssertionError("no blank line between the tables:\n" + out)
+    services = parse_table(lines[1:blank], SERVICES_HEADER_V if verbose else SERVICES_HEADER)
+    assert lines[blank + 1] == "Service Replicas", out
+    rest = lines[blank + 2:]
+    hints = [line for line in rest if line.startswith("... ")]
+    body = [line for line in rest if not line.startswith("... ")]
+    if body == ["No existing replicas."]:
+        return services, [], hints
+    replicas = parse_table(body, REPLICAS_HEADER)
+    return services, replicas, hints
+
+
+# ----------------------------------------------------------------------- load
+
+class Load:
+    """GETs <url> at <rate> per second from one thread, bounded in count and time.
+    Records (time, status or exception text) for every request."""
+
+    def __init__(self, url, rate, max_seconds, max_requests=None, timeout=10):
+        self.url, self.rate, self.timeout = url, rate, timeout
+        self.max_seconds = max_seconds
+        self.max_requests = max_requests or int(rate * max_seconds) + 1
+        self.results = []
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _one(self):
+        try:
+            with urlopen(self.url, timeout=self.timeout) as r:
+                r.read()
+                return r.status
+        except urllib.error.HTTPError as e:
+            return e.code
+        except (OSError, http.client.HTTPException) as e:
+            return "%s: %s" % (type(e).__name__, e)
+
+    def _run(self):
+        start = now()
+        period = 1.0 / self.rate
+        n = 0
+        while not self._stop.is_set() and n < self.max_requests:
+            if now() - start > self.max_seconds:
+                break
+            t = now()
+            self.results.append((time.time(), self._one()))
+            n += 1
+            self._stop.wait(max(0.0, period - (now() - t)))
+
+    def start(self):
+        self._t.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+        self._t.join(self.timeout + 5)
+        return self
+
+    @property
+    def failures(self):
+        return [(t, s) for t, s in self.results if s != 200]
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def get(url, timeout=10):
+    """(status, body) of one GET; status is an error text when no reply came."""
+    try:
+        with urlopen(url, timeout=timeout) as r:
+            return r.status, r.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode("utf-8", "replace")
+    except (OSError, http.client.HTTPException) as e:
+        return "%s: %s" % (type(e).__name__, e), ""
+
+
+# ---------------------------------------------------------------------- stack
+
+class Stack:
+    """One SKY_HOME with its controller, local cloud and services."""
+
+    def __init__(self, name, extra_env=None):
+        require_binaries()
+        self.home = tempfile.mkdtemp(prefix="sky-e2e-%s-" % name)
+        self.env = {k: v for k, v in os.environ.items()
+                    if not k.startswith("SKY_SERVE_") and k != "SKY_HOME"}
+        self.env.update(FAST_ENV)
+        if name in LB_PORT_START:
+            self.env["SKY_SERVE_LB_PORT_START"] = str(LB_PORT_START[name])
+        self.env.update(extra_env or {})
+        self.env["SKY_HOME"] = self.home
+        self.history = []
+        self.closed = False
+        self.deadline = min(time.monotonic() + TEST_WAIT_BUDGET * SLOW,
+                            FILE_START + FILE_WAIT_BUDGET)
+
+    # -- running the CLI
+
+    def sky(self, *args, check=True, timeout=90, expect_rc=None, quiet=False):
+        t = now()
+        try:
+            p = subprocess.run([SKY] + list(args), cwd=SOURCE_DIR, env=self.env,
+                               stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                               timeout=timeout * SLOW)
+        except subprocess.TimeoutExpired as e:
+            raise AssertionError("sky %s timed out after %ss; output so far:\n%s%s" % (
+                " ".join(args), timeout, e.stdout or "", e.stderr or ""))
+        entry = "$ sky %s  (rc %d, %.1fs)\n%s%s" % (" ".join(args), p.returncode, now() - t,
+                                                    p.stdout, p.stderr)
+        self.history.append(entry)
+        if quiet and p.returncode == 0:
+            print("$ sky %s  (rc 0, %.1fs)" % (" ".join(args), now() - t))
+        else:
+            print(entry)
+        if expect_rc is not None:
+            assert p.returncode == expect_rc, entry
+        elif check:
+            assert p.returncode == 0, entry
+        return p
+
+    def services(self, *names):
+        p = self.sky("serve", "status", *names, "--json", timeout=60, quiet=True)
+        doc = json.loads(p.stdout)
+        for svc in doc["services"]:
+            print("  " + summary(svc))
+        return doc["services"]
+
+    def service(self, name):
+        for s in self.services(name):
+            if s["name"] == name:
+                return s
+        return None
+
+    def status_tables(self, *names, verbose=False):
+        args = ["serve", "status"] + list(names) + (["-v"] if verbose else [])
+        return parse_status(self.sky(*args).stdout, verbose)
+
+    def endpoint_url(self, name):
+        ep = self.sky("serve", "status", name, "--endpoint").stdout.strip()
+        assert ep and ep != "-", "no endpoint for %s" % name
+        return ep if ep.startswith("http") else "http://" + ep
+
+    def wait_for(self, fn, timeout, what, interval=0.5):
+        """Calls fn() until it returns a truthy value; fails with the current
+        status and the controller log tail after <timeout> seconds."""
+        deadline = min(now() + timeout * SLOW, self.deadline)
+        if deadline <= now():
+            self.fail("test time budget exhausted before waiting for %s" % what)
+        last_exc = None
+        while now() < deadline:
+            try:
+                v = fn()
+                if v:
+                    return v
+                last_exc = None
+            except AssertionError as e:
+                last_exc = e
+            time.sleep(interval)
+        self.fail("timed out after %ss waiting for %s%s" % (
+            timeout, what, "\nlast error: %s" % last_exc if last_exc else ""))
+
+    def fail(self, msg):
+        detail = []
+        try:
+            detail.append(self.sky("serve", "status", "-v", check=False, timeout=30).stdout)
+        except AssertionError as e:
+            detail.append(str(e))
+        detail.append("--- controller.log (tail)\n" + self.tail("serve/controller.log"))
+        pytest.fail(msg + "\n" + "\n".join(detail))
+
+    def tail(self, rel, n=60):
+        try:
+            with open(os.path.join(self.home, rel), errors="replace") as f:
+                return "".join(f.readlines()[-n:])
+        except OSError as e:
+            return "(%s)" % e
+
+    # -- daemons
+
+    def _token(self):
+        with open(os.path.join(self.home, "token")) as f:
+            return f.read().strip()
+
+    def _api(self, port_file, path, method="GET", body=None, timeout=5):
+        with open(os.path.join(self.home, port_file)) as f:
+            port = int(f.read().strip())
+        req = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path), method=method,
+                                     data=None if body is None else json.dumps(body).encode(),
+                                     headers={"Authorization": "Bearer " + self._token(),
+                                              "Content-Type": "application/json"})
+        with urlopen(req, timeout=timeout) as r:
+            return json.loads(r.read() or b"null")
+
+    def controller_pid(self):
+        """pid of the live serve controller, or None."""
+        try:
+            return self._api("serve/controller.port", "/health").get("pid")
+        except (OSError, ValueError, http.client.HTTPException):
+            return None
+
+    def cloud_instances(self):
+        """The local cloud's instances (every state), or [] when it is down."""
+        try:
+            doc = self._api("localcloud/port", "/v1/instances")
+        except (OSError, ValueError, http.client.HTTPException):
+            return []
+        return doc.get("instances", doc) if isinstance(doc, dict) else doc
+
+    def alive_instances(self, owner_prefix=""):
+        return [i for i in self.cloud_instances()
+                if i.get("state") in ("PENDING", "RUNNING")
+                and str(i.get("owner", "")).startswith(owner_prefix)]
+
+    def localcloud_tag(self):
+        try:
+            db = sqlite3.connect("file:%s?mode=ro" % os.path.join(
+                self.home, "localcloud", "state.db"), uri=True, timeout=5)
+            try:
+                row = db.execute("SELECT value FROM meta WHERE key='tag'").fetchone()
+            finally:
+                db.close()
+            return row[0] if row else None
+        except sqlite3.Error:
+            return None
+
+    # -- leak checks
+
+    def home_processes(self):
+        """(pid, argv) of every process whose command line or environment
+        names this SKY_HOME (the controller, sky-lb, the local cloud, agents
+        and the replicas' apps all do)."""
+        found = []
+        needle = self.home.encode()
+        me = os.getpid()
+        for d in os.listdir("/proc"):
+            if not d.isdigit() or int(d) == me:
+                continue
+            try:
+                with open("/proc/%s/cmdline" % d, "rb") as f:
+                    cmd = f.read()
+                try:
+                    with open("/proc/%s/environ" % d, "rb") as f:
+                        env = f.read()
+                except OSError:
+                    env = b""
+                with open("/proc/%s/stat" % d) as f:
+                    state = f.read().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue
+            if state == "Z":
+                continue
+            if needle in cmd or needle in env:
+                found.append((int(d), cmd.replace(b"\0", b" ").decode(errors="replace")))
+        return found
+
+    def leaks(self, tag):
+        out = []
+        if tag:
+            try:
+                out += ["netns " + n for n in os.listdir("/run/netns")
+                        if n.startswith("sky-%s-" % tag)]
+            except OSError:
+                pass
+            try:
+                out += ["veth " + n for n in os.listdir("/sys/class/net")
+                        if n.startswith("sv%s" % tag)]
+            except OSError:
+                pass
+        out += ["process %d: %s" % p for p in self.home_processes()]
+        return out
+
+    def stop_controller(self):
+        pid = self.controller_pid()
+        if not pid:
+            return
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        deadline = now() + 10
+        while now() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.1)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def teardown(self, check=True):
+        """`sky serve down -a -y`, wait, `sky cloud down`, stop the controller,
+        then assert nothing of this SKY_HOME is left."""
+        if self.closed:
+            return
+        self.closed = True
+        tag = self.localcloud_tag()
+        errors = []
+        try:
+            p = self.sky("serve", "down", "-a", "-y", check=False, timeout=60)
+            if p.returncode != 0:
+                errors.append("serve down -a -y failed (rc %d)" % p.returncode)
+            else:
+                gone = False
+                deadline = now() + 60
+                while now() < deadline:
+                    p = self.sky("serve", "status", "--json", check=False, timeout=30,
+                                 quiet=True)
+                    if p.returncode == 0 and json.loads(p.stdout)["services"] == []:
+                        gone = True
+                        break
+                    time.sleep(1)
+                if not gone:
+                    errors.append("services still listed 60 s after serve down -a")
+                out = self.sky("serve", "status", check=False).stdout
+                if out.strip() != "Services\nNo existing services.":
+                    errors.append("status after teardown:\n" + out)
+        except AssertionError as e:
+            errors.append(str(e))
+        self.stop_controller()
+        try:
+            self.sky("cloud", "down", check=False, timeout=60)
+        except AssertionError as e:
+            errors.append(str(e))
+        leaks = []
+        deadline = now() + 15
+        while now() < deadline:
+            leaks = self.leaks(tag)
+            if not leaks:
+                break
+            time.sleep(0.5)
+        if leaks:
+            errors.append("left behind:\n  " + "\n  ".join(leaks))
+            self._kill_leaks(leaks)
+        if not errors or not check:
+            shutil.rmtree(self.home, ignore_errors=True)
+        if errors and check:
+            pytest.fail("teardown of %s:\n%s" % (self.home, "\n".join(errors)))
+
+    def _kill_leaks(self, leaks):
+        """Best effort so one failed test does not disturb the next ones."""
+        for pid, _ in self.home_processes():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for item in leaks:
+            kind, _, name = item.partition(" ")
+            if kind == "netns":
+                subprocess.run(["ip", "netns", "del", name], capture_output=True)
+            elif kind == "veth":
+                subprocess.run(["ip", "link", "del", name], capture_output=True)
+
+
+# ------------------------------------------------------------- replica helpers
+
+def live(replicas):
+    return [r for r in replicas if r["status"] not in TERMINAL_STATES]
+
+
+def ready(replicas, spot=None):
+    return [r for r in replicas if r["status"] == "READY"
+            and (spot is None or bool(r["is_spot"]) == spot)]
+
+
+def live_spot(replicas, spot):
+    return [r for r in live(replicas) if bool(r["is_spot"]) == spot]
+
+
+def summary(svc):
+    if not svc:
+        return "(no service)"
+    return "%s %s %d/%d: " % (svc["name"], svc["status"], svc["ready"], svc["total"]) + ", ".join(
+        "%s%s:%s@%s" % (r["replica_id"], "s" if r["is_spot"] else "o", r["status"], r.get("zone"))
+        for r in svc["replicas"])

@@ -1,0 +1,543 @@
+"""Helpers for the managed spot jobs end-to-end tests (stdlib + pytest only).
+
+Each test gets a SpotStack: a temporary SKY_HOME, an environment that
+shortens the jobs controller's timings (through its SKY_JOBS_* variables, see
+controller/ctl_jobs.c) and the local cloud's provisioning delay
+(SKY_LOCALCLOUD_PROVISION_DELAY), and a `sky` runner that records every
+command with its output so a failure shows what happened. teardown() cancels
+every job, stops the jobs controller, runs `sky cloud down` and asserts that
+nothing of this SKY_HOME is left: no process (controller, local cloud,
+sky-agent, the user's program), network namespace or veth.
+
+Binaries: $SKY_BUILD_DIR/controller/sky, .../controller/sky-controller,
+.../localcloud/sky-localcloud, .../replica_agent/sky-agent
+(SKY_BUILD_DIR defaults to /work/main/build).
+"""
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import sqlite3
+import subprocess
+import tempfile
+import time
+import urllib.request
+
+import pytest
+
+BUILD_DIR = os.environ.get("SKY_BUILD_DIR", "/work/main/build")
+SOURCE_DIR = os.environ.get(
+    "SKY_SOURCE_DIR", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
+SKY = os.path.join(BUILD_DIR, "controller", "sky")
+SKY_CONTROLLER = os.path.join(BUILD_DIR, "controller", "sky-controller")
+SKY_LOCALCLOUD = os.path.join(BUILD_DIR, "localcloud", "sky-localcloud")
+SKY_AGENT = os.path.join(BUILD_DIR, "replica_agent", "sky-agent")
+
+TRAIN_YAML = "examples/spot/train.yaml"
+TRAIN_BUCKET = "sky-spot-train-ckpt"
+
+STATUS_HEADER = ["ID", "NAME", "RESOURCES", "SUBMITTED", "TOT. DURATION", "JOB DURATION",
+                 "#RECOVERIES", "STATUS"]
+STATUS_HEADER_ALL = STATUS_HEADER + ["STARTED", "CLOUD", "REGION", "ZONE", "FAILURE"]
+
+TERMINAL = {"SUCCEEDED", "CANCELLED", "FAILED", "FAILED_SETUP", "FAILED_PRECHECKS",
+            "FAILED_NO_RESOURCE", "FAILED_CONTROLLER"}
+
+
+def sanitized():
+    """True under ASan/UBSan: env SKY_SANITIZED=1 or SANITIZE set in the CMake cache."""
+    if os.environ.get("SKY_SANITIZED") == "1":
+        return True
+    try:
+        with open(os.path.join(BUILD_DIR, "CMakeCache.txt")) as f:
+            for line in f:
+                if line.startswith("SANITIZE:"):
+                    return bool(line.split("=", 1)[1].strip())
+    except OSError:
+        pass
+    return False
+
+
+SLOW = 2.0 if sanitized() else 1.0
+
+# The controller polls every 0.2 s; launch backoff starts at 1 s and is capped at
+# 2 s (3 s sanitized); a failed program is checked for preemption after 0.5 s.
+FAST_ENV = {
+    "SKY_LOCALCLOUD_PROVISION_DELAY": "0.3",
+    "SKY_JOBS_POLL_INTERVAL": "0.2",
+    "SKY_JOBS_RETRY_INIT_GAP": "1",
+    "SKY_JOBS_RETRY_MAX_FACTOR": "3" if sanitized() else "2",
+    "SKY_JOBS_FAILURE_GRACE": "0.5",
+    "SKY_JOBS_STATUS_TIMEOUT": "5",
+}
+
+
+def now():
+    return time.monotonic()
+
+
+def require_binaries():
+    missing = [p for p in (SKY, SKY_CONTROLLER, SKY_LOCALCLOUD, SKY_AGENT)
+               if not os.path.exists(p)]
+    if missing:
+        pytest.fail("missing binaries (build the tree first): %s" % ", ".join(missing))
+
+
+def parse_table(lines, header):
+    """Checks one borderless table (header row first, columns left-aligned,
+    two blanks between columns, each as wide as its widest cell, no trailing
+    blanks) and returns its rows as dicts. Header names may contain a blank."""
+    assert lines, "empty table, expected header %s" % header
+    head = lines[0]
+    starts, pos = [], 0
+    for name in header:
+        i = head.find(name, pos)
+        assert i >= 0, "header %r lacks %s" % (head, name)
+        assert head[pos:i].strip() == "", "unexpected text before %s in %r" % (name, head)
+        starts.append(i)
+        pos = i + len(name)
+    assert head[pos:] == "", "trailing text in header %r" % head
+    for a, b, name in zip(starts, starts[1:], header):
+        assert head[a:b] == name + " " * (b - a - len(name)), "header %r" % head
+        assert b - a >= len(name) + 2, "two blanks between columns: %r" % head
+    rows = []
+    for line in lines[1:]:
+        assert line == line.rstrip(), "trailing blanks in %r" % line
+        cells = []
+        for i, a in enumerate(starts):
+            b = starts[i + 1] if i + 1 < len(starts) else len(line)
+            assert a < len(line) and line[a] != " ", "column %s not aligned in %r" % (
+                header[i], line)
+            if i > 0:
+                assert line[a - 2:a] == "  ", "column %s not aligned in %r" % (header[i], line)
+            cells.append(line[a:b].strip())
+        rows.append(dict(zip(header, cells)))
+    for i in range(len(starts) - 1):
+        widest = max([len(header[i])] + [len(r[header[i]]) for r in rows])
+        assert starts[i + 1] - starts[i] == widest + 2, "column %s width %d, widest %d" % (
+            header[i], starts[i + 1] - starts[i] - 2, widest)
+    return rows
+
+
+DURATION_RE = re.compile(r"^(-|< 1 second|(\d+d ?)?(\d+h ?)?(\d+m ?)?(\d+s)?)$")
+AGO_RE = re.compile(r"^(-|\d+ (sec|min|hr|day)s? ago)$")
+
+
+def parse_status(out, all_columns=False):
+    """Parses `sky spot status [--all]`: returns the rows (dicts) of the table."""
+    lines = out.rstrip("\n").split("\n")
+    assert lines[0] == "Fetching managed spot job status...", out
+    if lines[1:] == ["No in-progress managed spot jobs."]:
+        return []
+    assert lines[1] == "Managed spot jobs:", out
+    rows = parse_table(lines[2:], STATUS_HEADER_ALL if all_columns else STATUS_HEADER)
+    for r in rows:
+        assert r["ID"].isdigit(), r
+        assert DURATION_RE.match(r["TOT. DURATION"]), r
+        assert DURATION_RE.match(r["JOB DURATION"]), r
+        assert AGO_RE.match(r["SUBMITTED"]), r
+        assert r["#RECOVERIES"].isdigit(), r
+    return rows
+
+
+class SpotStack:
+    """One SKY_HOME with its jobs controller, local cloud and jobs."""
+
+    def __init__(self, name, extra_env=None):
+        require_binaries()
+        self.home = tempfile.mkdtemp(prefix="sky-e2e-%s-" % name)
+        self.env = {k: v for k, v in os.environ.items()
+                    if not k.startswith("SKY_JOBS_") and k != "SKY_HOME"}
+        self.env.update(FAST_ENV)
+        self.env.update(extra_env or {})
+        self.env["SKY_HOME"] = self.home
+        self.history = []
+        self.closed = False
+        self.tmp = os.path.join(self.home, "test-files")
+        os.makedirs(self.tmp)
+
+    # -- running the CLI
+
+    def sky(self, *args, check=True, timeout=60, expect_rc=None, quiet=False):
+        t = now()
+        try:
+            p = subprocess.run([SKY] + list(args), cwd=SOURCE_DIR, env=self.env,
+                               stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                               timeout=timeout * SLOW)
+        except subprocess.TimeoutExpired as e:
+            raise AssertionError("sky %s timed out after %ss; output so far:\n%s%s" % (
+                " ".join(args), timeout, e.stdout or "", e.stderr or ""))
+        entry = "$ sky %s  (rc %d, %.1fs)\n%s%s" % (" ".join(args), p.returncode, now() - t,
+                                                    p.stdout, p.stderr)
+        if not quiet:
+            self.history.append(entry)
+            print(entry)
+        if expect_rc is not None:
+            assert p.returncode == expect_rc, entry
+        elif check:
+            assert p.returncode == 0, entry
+        return p
+
+    def popen_sky(self, *args):
+        """A long-running `sky` (launch/logs that follow), output to a file."""
+        out = open(os.path.join(self.tmp, "popen-%d.out" % len(self.history)), "w+")
+        p = subprocess.Popen([SKY] + list(args), cwd=SOURCE_DIR, env=self.env,
+                             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                             text=True)
+        p.out_file = out
+        self.history.append("$ sky %s  (background, pid %d)" % (" ".join(args), p.pid))
+        return p
+
+    @staticmethod
+    def finish(p, timeout):
+        try:
+            p.wait(timeout * SLOW)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+            p.out_file.seek(0)
+            raise AssertionError("background sky did not end within %ss:\n%s" % (
+                timeout, p.out_file.read()))
+        p.out_file.seek(0)
+        out = p.out_file.read()
+        p.out_file.close()
+        return p.returncode, out
+
+    def write(self, name, text):
+        path = os.path.join(self.tmp, name)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    # -- jobs
+
+    def jobs(self, all_jobs=True):
+        p = self.sky("spot", "status", "--json", *(["--all"] if all_jobs else []),
+                     timeout=30, quiet=True)
+        return json.loads(p.stdout)["jobs"]
+
+    def job(self, job_id):
+        for j in self.jobs():
+            if j["job_id"] == job_id:
+                return j
+        raise AssertionError("job %d not listed" % job_id)
+
+    def launch(self, yaml, *args):
+        p = self.sky("spot", "launch", yaml, "-y", "-d", *args)
+        m = re.search(r"^Managed spot job '([^']+)' \(ID (\d+)\) submitted\.$", p.stdout, re.M)
+        assert m, p.stdout
+        return int(m.group(2))
+
+    def wait_for(self, fn, timeout, what, interval=0.2):
+        """Calls fn() until it returns a truthy value; fails with the status and
+        the controller logs after <timeout> seconds."""
+        deadline = now() + timeout * SLOW
+        last_exc = None
+        while now() < deadline:
+            try:
+                v = fn()
+                if v:
+                    return v
+                last_exc = None
+            except AssertionError as e:
+                last_exc = e
+            time.sleep(interval)
+        self.fail("timed out after %ss waiting for %s%s" % (
+            timeout, what, "\nlast error: %s" % last_exc if last_exc else ""))
+
+    def wait_status(self, job_id, statuses, timeout, pred=None):
+        statuses = {statuses} if isinstance(statuses, str) else set(statuses)
+
+        def check():
+            j = self.job(job_id)
+            if j["status"] in statuses and (pred is None or pred(j)):
+                return j
+            return None
+        return self.wait_for(check, timeout, "job %d in %s" % (job_id, sorted(statuses)))
+
+    def fail(self, msg):
+        detail = []
+        try:
+            detail.append(self.sky("spot", "status", "--all", check=False, timeout=30).stdout)
+            detail.append(self.sky("cloud", "status", check=False, timeout=30).stdout)
+        except AssertionError as e:
+            detail.append(str(e))
+        detail.append("--- jobs/controller.log (tail)\n" + self.tail("jobs/controller.log"))
+        try:
+            for d in sorted(os.listdir(os.path.join(self.home, "jobs"))):
+                if d.isdigit():
+                    detail.append("--- jobs/%s/controller.log\n" % d +
+                                  self.tail("jobs/%s/controller.log" % d, 30))
+        except OSError:
+            pass
+        pytest.fail(msg + "\n" + "\n".join(detail))
+
+    def tail(self, rel, n=60):
+        try:
+            with open(os.path.join(self.home, rel), errors="replace") as f:
+                return "".join(f.readlines()[-n:])
+        except OSError as e:
+            return "(%s)" % e
+
+    def why(self, job_id):
+        """The job's controller log and the local cloud's log tail, for assertion messages."""
+        return "\n--- jobs/%d/controller.log\n%s\n--- localcloud.log (tail)\n%s" % (
+            job_id, self.tail("jobs/%d/controller.log" % job_id, 80),
+            self.tail("localcloud/localcloud.log", 40))
+
+    def read(self, rel):
+        with open(os.path.join(self.home, rel), errors="replace") as f:
+            return f.read()
+
+    def checkpoint_dir(self, run_id):
+        return os.path.join(self.home, "buckets", TRAIN_BUCKET, "train", run_id)
+
+    def steps(self, run_id):
+        """(run_id, step, attempt) tuples of train.py's steps.log."""
+        try:
+            with open(os.path.join(self.checkpoint_dir(run_id), "steps.log")) as f:
+                lines = f.read().split("\n")
+        except FileNotFoundError:
+            return []
+        out = []
+        for line in lines:
+            if line.count(",") == 2:
+                r, s, a = line.rsplit(",", 2)
+                out.append((r, int(s), int(a)))
+        return out
+
+    # -- daemons
+
+    def _token(self):
+        with open(os.path.join(self.home, "token")) as f:
+            return f.read().strip()
+
+    def _api(self, port_file, path, timeout=5):
+        with open(os.path.join(self.home, port_file)) as f:
+            port = int(f.read().strip())
+        req = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path),
+                                     headers={"Authorization": "Bearer " + self._token()})
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return json.loads(r.read() or b"null")
+
+    def controller_pid(self):
+        """pid of the live jobs controller, or None."""
+        try:
+            return self._api("jobs/controller.port", "/health").get("pid")
+        except (OSError, ValueError, http.client.HTTPException):
+            return None
+
+    def kill_controller(self, sig=signal.SIGKILL):
+        pid = self.controller_pid()
+        assert pid, "no jobs controller answers"
+        os.kill(pid, sig)
+        deadline = now() + 10
+        while now() < deadline and pid_alive(pid):
+            time.sleep(0.05)
+        assert not pid_alive(pid), "controller %d survived signal %d" % (pid, sig)
+        return pid
+
+    def cloud_instances(self):
+        """The local cloud's instances (every state), or [] when it is down."""
+        try:
+            doc = self._api("localcloud/port", "/v1/instances")
+        except (OSError, ValueError, http.client.HTTPException):
+            return []
+        return doc.get("instances", doc) if isinstance(doc, dict) else doc
+
+    def alive_instances(self, owner=None):
+        return [i for i in self.cloud_instances()
+                if i.get("state") in ("PENDING", "RUNNING")
+                and (owner is None or i.get("owner") == owner)]
+
+    def localcloud_tag(self):
+        try:
+            db = sqlite3.connect("file:%s?mode=ro" % os.path.join(
+                self.home, "localcloud", "state.db"), uri=True, timeout=5)
+            try:
+                row = db.execute("SELECT value FROM meta WHERE key='tag'").fetchone()
+            finally:
+                db.close()
+            return row[0] if row else None
+        except sqlite3.Error:
+            return None
+
+    # -- leak checks
+
+    def home_processes(self):
+        """(pid, argv) of every live process whose command line or environment
+        names this SKY_HOME (controller, local cloud, agents, user programs)."""
+        found = []
+        needle = self.home.encode()
+        me = os.getpid()
+        for d in os.listdir("/proc"):
+            if not d.isdigit() or int(d) == me:
+                continue
+            try:
+                with open("/proc/%s/cmdline" % d, "rb") as f:
+                    cmd = f.read()
+                try:
+                    with open("/proc/%s/environ" % d, "rb") as f:
+                        env = f.read()
+                except OSError:
+                    env = b""
+                with open("/proc/%s/stat" % d) as f:
+                    state = f.read().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue
+            if state == "Z":
+                continue
+            if needle in cmd or needle in env:
+                found.append((int(d), cmd.replace(b"\0", b" ").decode(errors="replace")))
+        return found
+
+    def leaks(self, tag):
+        out = []
+        if tag:
+            ns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+            out += ["netns " + line.split()[0] for line in ns.splitlines()
+                    if line.startswith("sky-%s-" % tag)]
+            try:
+                out += ["veth " + n for n in os.listdir("/sys/class/net")
+                        if n.startswith("sv%s" % tag)]
+            except OSError:
+                pass
+        out += ["process %d: %s" % p for p in self.home_processes()]
+        return out
+
+    def stop_controller(self):
+        pid = self.controller_pid()
+        if not pid:
+            return
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        deadline = now() + 10
+        while now() < deadline and pid_alive(pid):
+            time.sleep(0.1)
+        if pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+    def teardown(self, check=True, keep=False):
+        """Cancels every job, waits for them to end, stops the controller, runs
+        `sky cloud down` and asserts nothing of this SKY_HOME is left."""
+        if self.closed:
+            return
+        self.closed = True
+        tag = self.localcloud_tag()
+        errors = []
+        try:
+            p = self.sky("spot", "cancel", "-a", "-y", check=False, timeout=60)
+            if p.returncode != 0:
+                errors.append("spot cancel -a -y failed (rc %d)" % p.returncode)
+            deadline = now() + 30 * SLOW
+            open_jobs = None
+            while now() < deadline:
+                open_jobs = [j for j in self.jobs() if j["status"] not in TERMINAL]
+                if not open_jobs:
+                    break
+                time.sleep(0.3)
+            if open_jobs:
+                errors.append("jobs not ended 30 s after cancel -a: %s" % open_jobs)
+            left = self.alive_instances()
+            if left:
+                errors.append("instances left after every job ended: %s" % left)
+        except AssertionError as e:
+            errors.append(str(e))
+        self.stop_controller()
+        # Sanitizer reports (ASan/UBSan/LSan at exit) land in the daemon's log.
+        log = self.tail("jobs/controller.log", 100000)
+        for needle in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+            if needle in log:
+                i = log.index(needle)
+                errors.append("jobs controller: %s\n%s" % (needle, log[max(0, i - 200):i + 3000]))
+                break
+        try:
+            self.sky("cloud", "down", check=False, timeout=90)
+        except AssertionError as e:
+            errors.append(str(e))
+        leaks = []
+        deadline = now() + 15 * SLOW
+        while now() < deadline:
+            leaks = self.leaks(tag)
+            if not leaks:
+                break
+            time.sleep(0.3)
+        if leaks:
+            errors.append("left behind:\n  " + "\n  ".join(leaks))
+            self._kill_leaks(leaks)
+        if keep or (errors and check):
+            print("kept %s for inspection" % self.home)
+        else:
+            shutil.rmtree(self.home, ignore_errors=True)
+        if errors and check:
+            pytest.fail("teardown of %s:\n%s" % (self.home, "\n".join(errors)))
+
+    def _kill_leaks(self, leaks):
+        """Best effort so one failed test does not disturb the next ones."""
+        for pid, _ in self.home_processes():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for item in leaks:
+            kind, _, name = item.partition(" ")
+            if kind == "netns":
+                subprocess.run(["ip", "netns", "del", name], capture_output=True)
+            elif kind == "veth":
+                subprocess.run(["ip", "link", "del", name], capture_output=True)
+
+
+def pid_alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def user_processes(run_id):
+    """pids of live processes whose command line names <run_id> (train.py runs)."""
+    found = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % d, "rb") as f:
+                cmd = f.read()
+        except OSError:
+            continue
+        if run_id.encode() in cmd and b"train.py" in cmd and pid_alive(int(d)):
+            found.append(int(d))
+    return found
+
+
+def check_steps(steps, run_id, total):
+    """train.py's steps.log: every step 1..total ran, under one run id, and a
+    step ran again only when it was the last one of an attempt that died
+    before checkpointing it. Returns the attempts seen, in order."""
+    assert steps, "no steps logged"
+    assert {r for r, _, _ in steps} == {run_id}, "run ids in steps.log: %s" % {
+        r for r, _, _ in steps}
+    attempts = []
+    by_attempt = {}
+    for _, s, a in steps:
+        if a not in by_attempt:
+            attempts.append(a)
+            by_attempt[a] = []
+        by_attempt[a].append(s)
+    assert attempts == sorted(attempts), "attempts interleave: %s" % steps
+    for a in attempts:
+        got = by_attempt[a]
+        assert got == list(range(got[0], got[0] + len(got))), "attempt %d steps %s" % (a, got)
+    for prev, nxt in zip(attempts, attempts[1:]):
+        last, first = by_attempt[prev][-1], by_attempt[nxt][0]
+        # Resumed after the newest checkpoint: at most the step that was being
+        # checkpointed when the instance vanished runs again.
+        assert last <= first <= last + 1, "attempt %d ended at %d, attempt %d began at %d" % (
+            prev, last, nxt, first)
+    assert sorted({s for _, s, _ in steps}) == list(range(1, total + 1)), "steps %s" % steps
+    return attempts

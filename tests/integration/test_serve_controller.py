@@ -1,0 +1,522 @@
+"""sky-controller --mode serve against the real local cloud (root: netns hosts).
+
+Drives the controller's HTTP API directly (docs/serve-api.md) with short timings
+(SKY_SERVE_* environment variables): a service from examples/serve/http_server
+becomes READY and answers through its sky-lb; request load scales it up and the
+quiet scales it down; a kill -9 of the controller in the middle of a launch and
+a restart duplicate nothing and leak nothing; a preempted replica leaves the
+LB's ready set within about a second and is replaced under a new id; a
+service-only update relabels replicas; down removes everything. Teardown checks
+that no namespace, agent, LB or daemon of the test is left.
+"""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+BUILD = os.environ.get("SKY_BUILD_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "build"))
+SRC = os.environ.get("SKY_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
+CONTROLLER = os.path.join(BUILD, "controller", "sky-controller")
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0, reason="needs root: instances are network namespaces (ip netns)")
+
+SERVICE_YAML = """\
+service:
+  readiness_probe:
+    path: /health
+    initial_delay_seconds: 60
+  replica_policy:
+    min_replicas: 1
+    max_replicas: 2
+    target_qps_per_replica: 1
+    upscale_delay_seconds: 1
+    downscale_delay_seconds: 2
+resources:
+  ports: 8081
+  cpus: 2+
+workdir: examples/serve/http_server
+run: python3 server.py
+"""
+
+
+def http(method, url, token=None, body=None, timeout=30):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method)
+    if token:
+        req.add_header("Authorization", "Bearer " + token)
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            raw = r.read()
+            ctype = r.headers.get("Content-Type", "")
+            return r.status, (json.loads(raw) if raw and "json" in ctype else raw)
+    except urllib.error.HTTPError as e:
+        raw = e.read()
+        try:
+            return e.code, json.loads(raw)
+        except ValueError:
+            return e.code, raw
+
+
+def get_text(url, timeout=3):
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+    except (OSError, urllib.error.URLError) as e:
+        return 0, str(e)
+
+
+def wait_for(pred, timeout, interval=0.1, what="condition"):
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        last = pred()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError("timed out after %.1fs waiting for %s (last: %r)" % (timeout, what, last))
+
+
+def pid_alive(pid):
+    """Zombies count as dead."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            st = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return st[st.rindex(")") + 2] not in "ZX"
+
+
+def procs_mentioning(text):
+    """PIDs whose command line mentions <text> (our SKY_HOME)."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit() or int(d) == os.getpid():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % d, "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmd and pid_alive(int(d)):
+            out.append(int(d))
+    return out
+
+
+def netns_list():
+    try:
+        return sorted(os.listdir("/run/netns"))
+    except FileNotFoundError:
+        return []
+
+
+class Serve:
+    def __init__(self, root):
+        self.root = root
+        self.home = os.path.join(root, "home")
+        os.makedirs(self.home)
+        self.proc = None
+        self.token = None
+        self.base = None
+        self.lc_tag = None
+        self.lc_base = None
+        # Ports of concurrently running tests must not collide with ours.
+        self.lb_start = 32000 + (os.getpid() % 500) * 4
+
+    def env(self):
+        env = dict(os.environ)
+        env.update({
+            "SKY_HOME": self.home,
+            "SKY_LOCALCLOUD_PROVISION_DELAY": "0.5",
+            "SKY_SERVE_PROBE_INTERVAL": "0.5",
+            "SKY_SERVE_DECISION_INTERVAL": "1",
+            "SKY_SERVE_NO_REPLICA_DECISION_INTERVAL": "0.5",
+            "SKY_SERVE_DRAIN_SECONDS": "0.5",
+            "SKY_SERVE_JOB_STATUS_INTERVAL": "1",
+            "SKY_SERVE_LB_SYNC_INTERVAL": "0.5",
+            "SKY_SERVE_PROVIDER_POLL_INTERVAL": "0.5",
+            "SKY_SERVE_QPS_WINDOW": "5",
+            "SKY_SERVE_LAUNCH_RETRY_INITIAL": "1",
+            "SKY_SERVE_LB_PORT_START": str(self.lb_start),
+        })
+        return env
+
+    def start(self):
+        portfile = os.path.join(self.home, "serve", "controller.port")
+        if os.path.exists(portfile):
+            os.unlink(portfile)
+        log = open(os.path.join(self.home, "controller.out"), "ab")
+        self.proc = subprocess.Popen(
+            [CONTROLLER, "--mode", "serve", "--log-level", "debug"], cwd=self.root,
+            stdout=log, stderr=log, env=self.env(), start_new_session=True)
+        log.close()
+        wait_for(lambda: os.path.exists(portfile) and open(portfile).read().strip(), 15,
+                 what="controller port file")
+        self.token = open(os.path.join(self.home, "token")).read().strip()
+        self.base = "http://127.0.0.1:%d" % int(open(portfile).read())
+        st, h = self.api("GET", "/health")
+        assert st == 200 and h["status"] == "ok", h
+
+    def api(self, method, path, body=None, timeout=30):
+        return http(method, self.base + path, self.token, body, timeout)
+
+    def service(self, name):
+        st, out = self.api("GET", "/api/services?names=" + name)
+        assert st == 200, out
+        return out["services"][0] if out["services"] else None
+
+    def replicas(self, name):
+        s = self.service(name)
+        return {r["replica_id"]: r for r in s["replicas"]} if s else {}
+
+    def lc(self, method, path, body=None):
+        if not self.lc_base:
+            port = int(open(os.path.join(self.home, "localcloud", "port")).read())
+            self.lc_base = "http://127.0.0.1:%d" % port
+            st, h = http("GET", self.lc_base + "/v1/health", self.token)
+            assert st == 200, h
+            self.lc_tag = h.get("tag")
+        return http(method, self.lc_base + path, self.token, body, timeout=60)
+
+    def instances(self):
+        st, out = self.lc("GET", "/v1/instances")
+        assert st == 200, out
+        items = out["instances"] if isinstance(out, dict) else out
+        return [i for i in items if i["state"] in ("PENDING", "RUNNING")]
+
+    def kill9(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def cleanup(self):
+        if self.proc and self.proc.poll() is not None:
+            # A test that stopped the controller: bring it back to tear services down.
+            try:
+                self.start()
+            except (AssertionError, OSError):
+                pass
+        if self.proc and self.proc.poll() is None and self.base:
+            try:
+                st, out = self.api("GET", "/api/services")
+                for s in (out or {}).get("services", []):
+                    self.api("POST", "/api/services/%s/down" % s["name"], {"purge": True})
+                wait_for(lambda: not self.api("GET", "/api/services")[1]["services"], 60,
+                         what="services torn down")
+            except (OSError, AssertionError):
+                pass
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if os.path.exists(os.path.join(self.home, "localcloud", "port")):
+            try:
+                self.lc("POST", "/v1/down")
+            except OSError:
+                pass
+        # Anything still running from this SKY_HOME is a leak: report, then kill.
+        deadline = time.time() + 10
+        while procs_mentioning(self.home) and time.time() < deadline:
+            time.sleep(0.2)
+        left = procs_mentioning(self.home)
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        ns_left = [n for n in netns_list() if self.lc_tag and n.startswith("sky-%s-" % self.lc_tag)]
+        for n in ns_left:
+            subprocess.run(["ip", "netns", "del", n], capture_output=True)
+        return left, ns_left
+
+
+@pytest.fixture
+def serve(request):
+    root = tempfile.mkdtemp(prefix="sky-serve-ctl-")
+    s = Serve(root)
+    before = request.session.testsfailed
+    s.start()
+    try:
+        yield s
+    finally:
+        failed = request.session.testsfailed > before
+        left, ns_left = s.cleanup()
+        log = os.path.join(s.home, "controller.out")
+        if failed and os.path.exists(log):
+            # Kept for the post-mortem: pytest does not show a passing teardown's output.
+            keep = os.path.join(BUILD, "Testing", "serve_controller.%s.log" % request.node.name)
+            os.makedirs(os.path.dirname(keep), exist_ok=True)
+            shutil.copy(log, keep)
+            print("controller log kept in", keep)
+        shutil.rmtree(root, ignore_errors=True)
+    assert left == [], "processes left behind: %r" % left
+    assert ns_left == [], "namespaces left behind: %r" % ns_left
+
+
+def up(s, name, yaml=SERVICE_YAML):
+    st, out = s.api("POST", "/api/services", {
+        "name": name, "yaml": yaml, "yaml_path": os.path.join(SRC, "svc.yaml"), "cwd": SRC})
+    assert st == 200, out
+    return out
+
+
+def wait_ready(s, name, n, timeout=60):
+    def ok():
+        svc = s.service(name)
+        if not svc or svc["status"] != "READY":
+            return None
+        ready = [r for r in svc["replicas"] if r["status"] == "READY"]
+        alive = [r for r in svc["replicas"] if r["status"] not in ("SHUTTING_DOWN",)]
+        return svc if len(ready) == n and len(alive) == n else None
+    return wait_for(ok, timeout, what="%d READY replica(s) of %s" % (n, name))
+
+
+def lb_get(port, path="/"):
+    return get_text("http://127.0.0.1:%d%s" % (port, path))
+
+
+def lb_pids(s):
+    out = []
+    for p in procs_mentioning(s.home):
+        try:
+            if os.path.basename(open("/proc/%d/cmdline" % p, "rb").read().split(b"\0")[0]) == b"sky-lb":
+                out.append(p)
+        except OSError:
+            pass
+    return sorted(out)
+
+
+def owners_unique(s):
+    owners = [i["owner"] for i in s.instances() if i["owner"].startswith("serve:")]
+    return len(owners) == len(set(owners)), owners
+
+
+def test_spec_errors_and_api_contract(serve):
+    s = serve
+    st, out = s.api("POST", "/api/services", {"name": "bad", "yaml": "service:\n  foo: 1\n",
+                                              "yaml_path": "/x/bad.yaml", "cwd": SRC})
+    assert st == 400 and "bad.yaml:" in out["error"], out
+    st, out = s.api("POST", "/api/services", {"name": "Bad_Name", "yaml": SERVICE_YAML,
+                                              "cwd": SRC})
+    assert st == 400, out
+    st, out = s.api("GET", "/api/services/nope/logs?target=controller")
+    assert st == 404
+    st, out = s.api("POST", "/api/services/nope/down", {})
+    assert st == 404
+    st, out = http("GET", s.base + "/api/services")  # no token
+    assert st == 401
+    out = up(s, "contract")
+    assert out["name"] == "contract" and out["lb_port"] >= s.lb_start
+    assert out["endpoint"].endswith(":%d" % out["lb_port"])
+    assert "Readiness probe method:" in out["spec_repr"]
+    st, dup = s.api("POST", "/api/services", {"name": "contract", "yaml": SERVICE_YAML,
+                                              "cwd": SRC})
+    assert st == 409, dup
+    st, info = s.api("GET", "/autoscaler/info?name=contract")
+    assert st == 200 and info["min_replicas"] == 1 and info["max_replicas"] == 2, info
+
+
+def test_lifecycle_scale_restart_preempt_update_down(serve):
+    s = serve
+    out = up(s, "web")
+    port = out["lb_port"]
+    svc = wait_ready(s, "web", 1)
+    assert svc["version"] == 1 and svc["active_versions"] == [1]
+    assert svc["ready"] == 1 and svc["total"] == 1
+    assert svc["uptime"] is not None
+    r1 = svc["replicas"][0]
+    assert r1["endpoint"].startswith("http://198.18.") and r1["endpoint"].endswith(":8081")
+    assert r1["replica_id"] == 1 and r1["instance_id"]
+    wait_for(lambda: lb_get(port, "/hello")[0] == 200, 10, what="the LB routes to replica 1")
+    st, body = lb_get(port, "/hello")
+    assert "(replica 1)" in body, body
+
+    # Load through the LB: 30 requests in a 5 s window = 6 qps > 1 per replica -> 2 replicas.
+    for _ in range(30):
+        assert lb_get(port, "/load")[0] == 200
+    wait_ready(s, "web", 2, timeout=40)
+    seen = set()
+    for _ in range(20):
+        st, body = lb_get(port, "/who")
+        assert st == 200
+        seen.add(body.strip().rsplit("(replica ", 1)[-1].rstrip(")"))
+    assert len(seen) == 2, seen
+    # Quiet: the window empties, the downscale delay passes -> back to 1.
+    wait_ready(s, "web", 1, timeout=40)
+
+    # kill -9 in the middle of a launch, then restart: nothing twice, nothing lost.
+    lb_before = lb_pids(s)
+    assert len(lb_before) == 1, lb_before
+    keep = sorted(s.replicas("web"))
+    st, _ = s.api("POST", "/api/services/web/terminate_replica", {"replica_id": keep[0]})
+    assert st == 200
+    st, again = s.api("POST", "/api/services/web/terminate_replica", {"replica_id": keep[0]})
+    assert st == 409, again
+    wait_for(lambda: any(r["status"] == "PROVISIONING" for r in s.replicas("web").values()), 20,
+             what="a replacement PROVISIONING")
+    s.kill9()
+    s.start()
+    svc = wait_ready(s, "web", 1, timeout=60)
+    assert lb_pids(s) == lb_before  # re-adopted, not restarted
+    ids = sorted(r["replica_id"] for r in svc["replicas"])
+    assert ids[0] > keep[0], (ids, keep)
+    ok, owners = owners_unique(s)
+    assert ok, owners
+    wait_for(lambda: len(s.instances()) == 1, 20, what="exactly one instance after recovery")
+    # The replica-id counter survived: the next id is above every id seen so far.
+    wait_for(lambda: "(replica %d)" % ids[0] in lb_get(port, "/after-restart")[1], 10,
+             what="the LB routing to the recovered replica")
+
+    # Preemption: out of the ready set within ~1 s, then replaced under a new id.
+    victim = svc["replicas"][0]
+    st, _ = s.lc("POST", "/v1/instances/%s/preempt?force=1" % victim["instance_id"])
+    assert st == 200
+    t0 = time.time()
+    wait_for(lambda: s.replicas("web").get(victim["replica_id"]) is None or
+             s.replicas("web")[victim["replica_id"]]["status"] != "READY", 5,
+             what="the preempted replica leaving READY")
+    detect = time.time() - t0
+    assert detect < 3.0, detect
+    svc = wait_ready(s, "web", 1, timeout=60)
+    new_id = svc["replicas"][0]["replica_id"]
+    assert new_id > victim["replica_id"], (new_id, victim)
+    wait_for(lambda: "(replica %d)" % new_id in lb_get(port, "/x")[1], 10,
+             what="the LB routing to the replacement")
+
+    # Service-only update: version 2, the same replica relabelled (no relaunch).
+    yaml2 = SERVICE_YAML.replace("initial_delay_seconds: 60", "initial_delay_seconds: 61")
+    st, out = s.api("POST", "/api/services/web/update", {"yaml": yaml2, "cwd": SRC,
+                                                         "mode": "rolling"})
+    assert st == 200 and out["version"] == 2, out
+    svc = wait_for(lambda: (lambda v: v if v["active_versions"] == [2] else None)(
+        s.service("web")), 10, what="version 2 active")
+    assert [r["replica_id"] for r in svc["replicas"]] == [new_id]
+    assert svc["replicas"][0]["version"] == 2
+
+    # Logs: controller, load balancer, replica.
+    st, text = s.api("GET", "/api/services/web/logs?target=replica&replica_id=%d" % new_id)
+    assert st == 200 and b"submitted to the agent" in text, text[-500:]
+    st, text = s.api("GET", "/api/services/web/logs?target=load_balancer&tail=50")
+    assert st == 200 and b"sky-lb" in text
+    # Persisted autoscaler state knows version 2 (bug #8562 fixed).
+    st, info = s.api("GET", "/autoscaler/info?name=web")
+    assert info["latest_version"] == 2, info
+
+    # Down: everything goes, the LB too.
+    lbs = lb_pids(s)
+    assert len(lbs) == 1, lbs
+    st, _ = s.api("POST", "/api/services/web/down", {"purge": False})
+    assert st == 200
+    wait_for(lambda: s.service("web") is None, 30, what="service removed")
+    wait_for(lambda: not s.instances(), 20, what="instances terminated")
+    wait_for(lambda: not pid_alive(lbs[0]), 10, what="the LB gone")
+
+
+def test_sigterm_keeps_replicas_and_lb_then_readopts(serve):
+    s = serve
+    out = up(s, "keep")
+    port = out["lb_port"]
+    svc = wait_ready(s, "keep", 1)
+    rid = svc["replicas"][0]["replica_id"]
+    wait_for(lambda: "(replica %d)" % rid in lb_get(port, "/before")[1], 10,
+             what="the LB routing to the replica")
+    s.proc.send_signal(signal.SIGTERM)
+    assert s.proc.wait(timeout=10) == 0
+    # Replica and LB keep serving with no controller.
+    time.sleep(1.0)
+    st, body = lb_get(port, "/still")
+    assert st == 200 and "(replica %d)" % rid in body, body
+    before = lb_pids(s)
+    assert len(before) == 1
+    s.start()
+    svc = wait_ready(s, "keep", 1)
+    assert [r["replica_id"] for r in svc["replicas"]] == [rid]
+    time.sleep(1.5)
+    assert lb_pids(s) == before
+    assert len(s.instances()) == 1
+    # An LB that dies is restarted.
+    os.kill(before[0], signal.SIGKILL)
+    wait_for(lambda: lb_get(port, "/back")[0] == 200, 20, what="the LB restarted")
+
+
+SPOT_YAML = """\
+service:
+  readiness_probe:
+    path: /health
+    initial_delay_seconds: 60
+  replica_policy:
+    min_replicas: 2
+    dynamic_ondemand_fallback: true
+    spot_placer: dynamic_fallback
+resources:
+  ports: 8081
+  cpus: 2+
+  use_spot: true
+workdir: examples/serve/http_server
+run: python3 server.py
+"""
+
+
+def test_spot_fallback_and_placer_follow_the_seed(serve):
+    """serve_spot_policy.rst: on-demand replicas cover missing spot capacity and are
+    scaled down once spot replicas are READY; a preempted spot replica is replaced."""
+    s = serve
+    # The controller starts the local cloud on first use; make it exist now and
+    # take every spot offer away before the service comes up.
+    out = up(s, "spot", SPOT_YAML)
+    port = out["lb_port"]
+    wait_for(lambda: os.path.exists(os.path.join(s.home, "localcloud", "port")), 20,
+             what="the local cloud")
+    st, cap = s.lc("POST", "/v1/capacity", {"all": True, "capacity": 0})
+    assert st == 200, cap
+
+    def od_ready():
+        reps = s.replicas("spot").values()
+        od = [r for r in reps if not r["is_spot"] and r["status"] == "READY"]
+        return len(od) >= 2
+    wait_for(od_ready, 60, what="2 on-demand fallback replicas READY")
+    svc = s.service("spot")
+    assert svc["status"] == "READY"
+    wait_for(lambda: lb_get(port, "/od")[0] == 200, 10, what="traffic on on-demand replicas")
+
+    st, cap = s.lc("POST", "/v1/capacity", {"all": True, "capacity": None})
+    assert st == 200, cap
+
+    def only_spot():
+        reps = list(s.replicas("spot").values())
+        ready_spot = [r for r in reps if r["is_spot"] and r["status"] == "READY"]
+        od = [r for r in reps if not r["is_spot"]]
+        return ready_spot if len(ready_spot) == 2 and not od else None
+    spots = wait_for(only_spot, 90, what="2 spot replicas READY and the on-demand ones gone")
+    # SpotHedge spreads the spot replicas over different zones.
+    assert spots[0]["zone"] != spots[1]["zone"], spots
+    ok, owners = owners_unique(s)
+    assert ok, owners
+
+    victim = spots[0]
+    st, _ = s.lc("POST", "/v1/instances/%s/preempt" % victim["instance_id"])
+    assert st == 200
+    wait_for(lambda: victim["replica_id"] not in s.replicas("spot"), 10,
+             what="the preempted replica removed")
+    # The LB drops it at its next sync (every 0.5 s here); then no request may reach it.
+    time.sleep(1.5)
+    for _ in range(10):
+        st, body = lb_get(port, "/after-preempt")
+        assert st == 200, body
+        assert "(replica %d)" % victim["replica_id"] not in body
+    again = wait_for(only_spot, 90, what="spot capacity restored after the preemption")
+    assert max(r["replica_id"] for r in again) > max(r["replica_id"] for r in spots)
+    st, info = s.api("GET", "/autoscaler/info?name=spot")
+    assert info["target_num_replicas"] == 2, info
