@@ -1798,7 +1798,15 @@ static int service_init_runtime(ctl_serve_t *s, ctl_service_t *svc, const char *
     }
     svc->scaler_ok = 1;
     svc->scaler.st.update_mode = v->row.mode;
-    if (v->task->service->policy.spot_placer == CORE_SPOT_PLACER_DYNAMIC_FALLBACK)
+    /*
+     * Deviation: a spot service with on-demand fallback gets the
+     * dynamic_fallback placer even without `spot_placer:`, so that a
+     * preempted replica's successor is tried in another zone, as the seed
+     * (serve_spot_policy.rst) promises; the reference would let its
+     * optimizer pick the same cheapest zone again.
+     */
+    if (v->task->service->policy.spot_placer == CORE_SPOT_PLACER_DYNAMIC_FALLBACK ||
+        (v->task->service->use_ondemand_fallback && v->task->resources.use_spot == 1))
         placer_build(s, svc, svc->versions[0].task ? svc->versions[0].task : v->task);
     if (scaler_json) {
         cJSON *j = cJSON_Parse(scaler_json);
