@@ -419,8 +419,15 @@ def test_metrics_and_replicas(procs):
     nf = U.metric_value(text, "sky_lb_requests_total", {"code": "404"})
     assert ok is not None and ok >= 6, text[:2000]
     assert nf is not None and nf >= 3, text[:2000]
-    j = U.admin_get_json(lb.admin_port, "/-/replicas")
-    reps = {r["url"]: r for r in j["replicas"]}
+    # The last response reaches the client a moment before the worker releases the
+    # replica and the admin thread sums the counters: poll briefly for in_flight 0.
+    deadline = time.time() + 5
+    while True:
+        j = U.admin_get_json(lb.admin_port, "/-/replicas")
+        reps = {r["url"]: r for r in j["replicas"]}
+        if all(r["in_flight"] == 0 for r in reps.values()) or time.time() > deadline:
+            break
+        time.sleep(0.05)
     assert set(reps) == {a.url, b.url}, j
     for r in reps.values():
         for k in ("in_flight", "requests", "failures"):
