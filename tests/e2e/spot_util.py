@@ -26,6 +26,7 @@ import time
 import urllib.request
 
 import pytest
+from e2e_procs import processes_naming
 
 BUILD_DIR = os.environ.get("SKY_BUILD_DIR", "/work/main/build")
 SOURCE_DIR = os.environ.get(
@@ -367,31 +368,7 @@ class SpotStack:
     # -- leak checks
 
     def home_processes(self):
-        """(pid, argv) of every live process whose command line or environment
-        names this SKY_HOME (controller, local cloud, agents, user programs)."""
-        found = []
-        needle = self.home.encode()
-        me = os.getpid()
-        for d in os.listdir("/proc"):
-            if not d.isdigit() or int(d) == me:
-                continue
-            try:
-                with open("/proc/%s/cmdline" % d, "rb") as f:
-                    cmd = f.read()
-                try:
-                    with open("/proc/%s/environ" % d, "rb") as f:
-                        env = f.read()
-                except OSError:
-                    env = b""
-                with open("/proc/%s/stat" % d) as f:
-                    state = f.read().rsplit(")", 1)[1].split()[0]
-            except OSError:
-                continue
-            if state == "Z":
-                continue
-            if needle in cmd or needle in env:
-                found.append((int(d), cmd.replace(b"\0", b" ").decode(errors="replace")))
-        return found
+        return processes_naming(self.home)
 
     def leaks(self, tag):
         out = []
