@@ -392,7 +392,7 @@ static int launch_or_exec(int argc, char **argv, int is_exec)
         goto out;
     }
     if (!have) {
-        if (!have && c.inst.id[0]) {
+        if (c.inst.id[0]) {
             core_prov_t *prov = NULL;
             if (core_prov_local_open(&prov) == 0)
                 core_prov_terminate(prov, c.inst.id);

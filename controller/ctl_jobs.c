@@ -880,6 +880,20 @@ static void finish(runner_t *ru, ctl_job_status_t st, double end, const char *wh
 }
 
 /*
+ * The job's instance as the provider sees it: a forgotten instance is
+ * TERMINATED; when the provider cannot be reached the state is unknown this
+ * round, so it counts as RUNNING and the agent's answer decides.
+ */
+static enum core_inst_state instance_state(runner_t *ru)
+{
+    core_instance_t now;
+    int d = core_prov_describe(ru->prov, ru->r.inst.id, &now);
+    if (transport_error(d))
+        prov_reopen(ru);
+    return d == 0 ? now.state : d == CORE_ENOTFOUND ? CORE_INST_TERMINATED : CORE_INST_RUNNING;
+}
+
+/*
  * The monitor loop of §3.3: poll the agent; when the status is unknown or a
  * failure, ask the provider whether the instance is still there. Returns
  * 1 when the job needs recovery, 0 when it ended (or was cancelled or the
@@ -902,13 +916,7 @@ static int monitor(runner_t *ru)
          * The provider first: asking the local cloud is cheap, and a vanished
          * instance is seen at once instead of after an agent connect timeout.
          */
-        core_instance_t now;
-        int d = core_prov_describe(ru->prov, r->inst.id, &now);
-        if (transport_error(d))
-            prov_reopen(ru); /* status unknown this round; the agent's answer decides */
-        enum core_inst_state inst = d == 0                ? now.state
-                                    : d == CORE_ENOTFOUND ? CORE_INST_TERMINATED
-                                                          : CORE_INST_RUNNING;
+        enum core_inst_state inst = instance_state(ru);
         core_agent_task_t t;
         memset(&t, 0, sizeof(t));
         int rc = inst == CORE_INST_RUNNING
@@ -926,10 +934,7 @@ static int monitor(runner_t *ru)
          * period: a preemption may kill the program first (reference §3.3). */
         if (inst == CORE_INST_RUNNING && (js == CTL_CJOB_FAILED || js == CTL_CJOB_FAILED_SETUP)) {
             nap(ru, ru->ctx->cfg.failure_grace_s);
-            d = core_prov_describe(ru->prov, r->inst.id, &now);
-            inst = d == 0                ? now.state
-                   : d == CORE_ENOTFOUND ? CORE_INST_TERMINATED
-                                         : CORE_INST_RUNNING;
+            inst = instance_state(ru);
         }
         ctl_job_status_t fail_status = CTL_JOB_FAILED;
         double unknown_for = unknown_since < 0 ? 0 : core_now() - unknown_since;
