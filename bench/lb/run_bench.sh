@@ -212,6 +212,14 @@ cpu_ticks() { # pid: utime+stime (clock ticks) of pid and its children
 }
 HZ=$(getconf CLK_TCK)
 
+core_ticks() { # "busy total" ticks of CPU $1 from /proc/stat
+    awk -v c="cpu$1" '$1 == c { b = $2 + $3 + $4 + $7 + $8 + $9; print b, b + $5 + $6 }' /proc/stat
+}
+busy_pct() { # before after (each "busy total")
+    awk -v a="$1" -v b="$2" 'BEGIN { split(a, x, " "); split(b, y, " ");
+        t = y[2] - x[2]; printf "%.0f", (t > 0 ? 100 * (y[1] - x[1]) / t : 0) }'
+}
+
 rss_tree_kib() { # pid: RSS of pid and its children (nginx master + worker)
     local total=0 p v
     for p in $1 $(pgrep -P "$1" || true); do
@@ -278,17 +286,19 @@ if [ "$SKIP_WRK" != 1 ]; then
             for p in "${order[@]}"; do
                 out=$TMP/wrk-$p-$c-$r.txt
                 t0=$(cpu_ticks "${PPID_OF[$p]}")
+                c0a=$(core_ticks 0) c1a=$(core_ticks 1)
                 taskset -c 1 wrk -t"$WRK_THREADS" -c"$c" -d"${DURATION}s" --latency \
                     --timeout 5s "http://127.0.0.1:${PORT[$p]}/" >"$out" 2>&1 || true
                 t1=$(cpu_ticks "${PPID_OF[$p]}")
+                busy0=$(busy_pct "$c0a" "$(core_ticks 0)") busy1=$(busy_pct "$c1a" "$(core_ticks 1)")
                 rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
                 nreq=$(awk '/requests in/ {print $1}' "$out")
                 eff=$(awk -v n="${nreq:-0}" -v t=$((t1 - t0)) -v hz="$HZ" 'BEGIN { if (t > 0) printf "%.0f", n / (t / hz); else print 0 }')
                 p50=$(to_ms "$(awk '$1 == "50%" {print $2}' "$out")")
                 p99=$(to_ms "$(awk '$1 == "99%" {print $2}' "$out")")
                 errs=$(awk '/Non-2xx/ {n += $NF} /Socket errors/ {gsub(/,/, ""); n += $4 + $6 + $8 + $10} END {print n + 0}' "$out")
-                echo "$p $c $r ${rps:-0} $p50 $p99 $errs $eff" >>"$WRK_RES"
-                echo "round $r c=$c $p: ${rps:-0} req/s p50 ${p50}ms p99 ${p99}ms errors $errs, $eff req per proxy CPU-s, load $(cut -d' ' -f1 /proc/loadavg)" >&2
+                echo "$p $c $r ${rps:-0} $p50 $p99 $errs $eff $busy0 $busy1" >>"$WRK_RES"
+                echo "round $r c=$c $p: ${rps:-0} req/s p50 ${p50}ms p99 ${p99}ms errors $errs, $eff req per proxy CPU-s, busy cpu0 $busy0% cpu1 $busy1%, load $(cut -d' ' -f1 /proc/loadavg)" >&2
                 kill -0 "${PPID_OF[$p]}" 2>/dev/null || echo "warning: $p died" >&2
             done
         done
@@ -301,24 +311,28 @@ import statistics, sys
 wrk, idle, proxies, conns = sys.argv[1], sys.argv[2], sys.argv[3].split(), sys.argv[4].split()
 rows = {}
 for line in open(wrk):
-    p, c, r, rps, p50, p99, errs, eff = line.split()
+    p, c, r, rps, p50, p99, errs, eff, busy0, busy1 = line.split()
     rows.setdefault((p, c), []).append((float(rps), float(p50), float(p99), int(errs),
-                                        float(eff)))
+                                        float(eff), float(busy0), float(busy1)))
 med = lambda xs: statistics.median(xs) if xs else float("nan")
 agg = {k: (med([x[0] for x in v]), med([x[1] for x in v]), med([x[2] for x in v]),
-           sum(x[3] for x in v), len(v), med([x[4] for x in v])) for k, v in rows.items()}
+           sum(x[3] for x in v), len(v), med([x[4] for x in v]), med([x[5] for x in v]),
+           med([x[6] for x in v])) for k, v in rows.items()}
 if agg:
     print("Throughput (median of rounds)")
-    print("%-8s %6s %12s %9s %9s %7s %7s %12s" % ("proxy", "conns", "req/s", "p50 ms",
-                                                   "p99 ms", "errors", "rounds", "req/CPU-s"))
+    print("%-8s %6s %12s %9s %9s %7s %7s %12s %6s %6s" % (
+        "proxy", "conns", "req/s", "p50 ms", "p99 ms", "errors", "rounds", "req/CPU-s",
+        "cpu0%", "cpu1%"))
     for c in conns:
         for p in proxies:
             a = agg.get((p, c))
             if a:
-                print("%-8s %6s %12.0f %9.3f %9.3f %7d %7d %12.0f" % (p, c, *a))
+                print("%-8s %6s %12.0f %9.3f %9.3f %7d %7d %12.0f %6.0f %6.0f" % (p, c, *a))
             else:
-                print("%-8s %6s %12s %9s %9s %7s %7s %12s" % (p, c, "n/a", "n/a", "n/a", "-", 0,
-                                                              "n/a"))
+                print("%-8s %6s %12s %9s %9s %7s %7s %12s %6s %6s" % (
+                    p, c, "n/a", "n/a", "n/a", "-", 0, "n/a", "n/a", "n/a"))
+    print("cpu0% is the proxies' core, cpu1% the core of wrk and the backends: when cpu1% is")
+    print("~100 and cpu0% is not, req/s is bounded by the load generator's core, not the proxy.")
     print()
     print("Ratios sky-lb / other (req/s and req/CPU-s: higher is better; p99: lower is better)")
     for c in conns:
