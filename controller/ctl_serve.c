@@ -34,6 +34,8 @@
 #include "ctl_serve.h"
 
 #define TICK_MS   200
+/* A sky-lb that ran this long before exiting is restarted without backoff. */
+#define LB_HEALTHY_RUN_S 10.0
 #define OWNER_FMT "serve:%s:%d"
 
 static void lb_ensure(ctl_serve_t *s, ctl_service_t *svc);
@@ -1509,9 +1511,31 @@ static void on_lb_exit(uv_process_t *p, int64_t status, int sig)
     svc->row.lb_pid = 0;
     if (svc->deleted || going_down(svc) || svc->s->stopping)
         return;
-    svc->lb_restart_at = now_s() + ctl_backoff_next(&svc->lb_backoff);
+    /* The endpoint is down until the LB is back: after a healthy run restart
+     * it at once; only a crash loop waits out the backoff. */
+    double wait = 0;
+    if (now_s() - svc->lb_spawned_at < LB_HEALTHY_RUN_S)
+        wait = ctl_backoff_next(&svc->lb_backoff);
+    else
+        ctl_backoff_reset(&svc->lb_backoff);
+    svc->lb_restart_at = now_s() + wait;
     CORE_WARN("%s: sky-lb exited (status %lld, signal %d); restarting in %.1f s", svc->row.name,
-              (long long)status, sig, svc->lb_restart_at - now_s());
+              (long long)status, sig, wait);
+    lb_ensure(svc->s, svc);
+}
+
+/* The URL the LB routes to for <r>, or NULL when <r> is not in its ready set. */
+static char *lb_url(const ctl_service_t *svc, const ctl_replica_t *r)
+{
+    bool active = false;
+
+    if (ctl_replica_row_status(&r->row) != CTL_REPLICA_READY || !r->row.ip[0])
+        return NULL;
+    for (size_t i = 0; i < svc->row.n_active; i++)
+        active |= svc->row.active_versions[i] == r->row.version;
+    if (!active)
+        return NULL;
+    return core_xasprintf("http://%s:%d", r->row.ip, r->row.replica_port + r->row.port_offset);
 }
 
 static int lb_spawn(ctl_serve_t *s, ctl_service_t *svc)
@@ -1519,9 +1543,10 @@ static int lb_spawn(ctl_serve_t *s, ctl_service_t *svc)
     uv_process_options_t o;
     uv_stdio_container_t stdio[3];
     char listen[32], ctrl[256], sync[32], *log = NULL, *cert = NULL, *key = NULL;
-    const char *argv[20];
+    const char **argv;
+    char **urls;
     ctl_version_t *v = ctl_service_latest(svc);
-    int n = 0, fd, rc;
+    int n = 0, n_urls = 0, n_reps = 0, fd, rc;
     uv_process_t *p;
 
     if (!s->lb_path) {
@@ -1538,6 +1563,10 @@ static int lb_spawn(ctl_serve_t *s, ctl_service_t *svc)
     /* The path names the service: the LB posts {controller}/controller/load_balancer_sync. */
     snprintf(ctrl, sizeof(ctrl), "http://127.0.0.1:%d/lb/%s", s->port, svc->row.name);
     snprintf(sync, sizeof(sync), "%g", s->cfg.lb_sync_interval);
+    for (ctl_replica_t *r = svc->replicas; r; r = r->next)
+        n_reps++;
+    argv = core_xcalloc((size_t)(20 + 2 * n_reps), sizeof(*argv));
+    urls = core_xcalloc((size_t)(n_reps + 1), sizeof(*urls));
     argv[n++] = s->lb_path;
     argv[n++] = "--listen";
     argv[n++] = listen;
@@ -1551,6 +1580,13 @@ static int lb_spawn(ctl_serve_t *s, ctl_service_t *svc)
     argv[n++] = sync;
     argv[n++] = "--policy";
     argv[n++] = svc->row.lb_policy[0] ? svc->row.lb_policy : "least_load";
+    /* A restarted LB routes from its first request on, not after its first sync. */
+    for (ctl_replica_t *r = svc->replicas; r; r = r->next) {
+        if ((urls[n_urls] = lb_url(svc, r)) != NULL) {
+            argv[n++] = "--replica";
+            argv[n++] = urls[n_urls++];
+        }
+    }
     if (v && v->task && v->task->service->tls_certfile) {
         /* Relative to the directory the CLI ran in, like the workdir. */
         cert = ctl_serve_resolve_path(v->task->service->tls_certfile, v->row.cwd);
@@ -1566,9 +1602,7 @@ static int lb_spawn(ctl_serve_t *s, ctl_service_t *svc)
     free(log);
     if (fd < 0) {
         rc = -errno;
-        free(cert);
-        free(key);
-        return rc;
+        goto out;
     }
     memset(&o, 0, sizeof(o));
     stdio[0].flags = UV_IGNORE;
@@ -1586,20 +1620,27 @@ static int lb_spawn(ctl_serve_t *s, ctl_service_t *svc)
     p = core_xcalloc(1, sizeof(*p));
     rc = uv_spawn(s->loop, p, &o);
     close(fd);
-    free(cert);
-    free(key);
     if (rc < 0) {
         free(p);
         CORE_ERROR("%s: spawning sky-lb: %s", svc->row.name, uv_strerror(rc));
-        return rc;
+        goto out;
     }
     p->data = svc;
     svc->lb_proc = p;
+    svc->lb_spawned_at = now_s();
     svc->row.lb_pid = p->pid;
     svc->row.lb_ctrl_port = s->port;
     persist_service(svc);
-    CORE_INFO("%s: sky-lb pid %d on port %d", svc->row.name, p->pid, svc->row.lb_port);
-    return 0;
+    CORE_INFO("%s: sky-lb pid %d on port %d (%d ready replicas)", svc->row.name, p->pid,
+              svc->row.lb_port, n_urls);
+out:
+    for (int i = 0; i < n_urls; i++)
+        free(urls[i]);
+    free(urls);
+    free(argv);
+    free(cert);
+    free(key);
+    return rc;
 }
 
 static void lb_ensure(ctl_serve_t *s, ctl_service_t *svc)
@@ -1613,8 +1654,9 @@ static void lb_ensure(ctl_serve_t *s, ctl_service_t *svc)
             /* It syncs with a port we no longer have. */
             kill(svc->row.lb_pid, SIGTERM);
         } else if (svc->lb_restart_at == 0) {
+            /* An adopted LB had been running: restart it at once. */
             CORE_WARN("%s: sky-lb (pid %d) is gone", svc->row.name, svc->row.lb_pid);
-            svc->lb_restart_at = now_s() + ctl_backoff_next(&svc->lb_backoff);
+            svc->lb_restart_at = now_s();
         }
         svc->row.lb_pid = 0;
         persist_service(svc);
@@ -2130,17 +2172,11 @@ cJSON *ctl_serve_lb_sync(ctl_serve_t *s, ctl_service_t *svc, const cJSON *body)
     if (going_down(svc))
         return out;
     for (ctl_replica_t *r = svc->replicas; r; r = r->next) {
-        bool active = false;
         cJSON *o;
-        char *u;
+        char *u = lb_url(svc, r);
 
-        if (ctl_replica_row_status(&r->row) != CTL_REPLICA_READY || !r->row.ip[0])
+        if (!u)
             continue;
-        for (size_t i = 0; i < svc->row.n_active; i++)
-            active |= svc->row.active_versions[i] == r->row.version;
-        if (!active)
-            continue;
-        u = core_xasprintf("http://%s:%d", r->row.ip, r->row.replica_port + r->row.port_offset);
         o = cJSON_AddObjectToObject(info, u);
         cJSON_AddNumberToObject(o, "replica_id", r->row.id);
         cJSON_AddNumberToObject(o, "version", r->row.version);

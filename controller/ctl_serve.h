@@ -221,6 +221,7 @@ struct ctl_service {
     /* sky-lb */
     uv_process_t *lb_proc; /* our child; NULL for an adopted or absent LB */
     double lb_restart_at;  /* 0: none scheduled */
+    double lb_spawned_at;
     ctl_backoff_t lb_backoff;
     int refs; /* jobs in flight that point at us */
     int deleted;

@@ -1,4 +1,5 @@
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -166,6 +167,40 @@ fail:
     return rc;
 }
 
+/*
+ * One call to the daemon. A daemon that is not there (killed; a new one
+ * listens on another port) is found or started again and the call retried
+ * once: always when the connection was refused (the request never arrived),
+ * and for GET and DELETE, which are idempotent, also when it was cut.
+ */
+static int call(prov_local_t *pl, const char *method, const char *path, const cJSON *body,
+                long timeout_ms, long *status, cJSON **resp)
+{
+    for (int attempt = 0;; attempt++) {
+        char *url = core_xasprintf("%s%s", pl->base, path);
+        int rc = core_http_json(method, url, pl->token, body, timeout_ms, status, resp);
+        free(url);
+        bool lost = rc == -ECONNREFUSED || (rc == -ECONNRESET && strcmp(method, "POST") != 0);
+        if (!lost || attempt > 0)
+            return rc;
+        char *base = NULL, *token = NULL, *err = NULL;
+        if (core_localcloud_connect(1, &base, &token, &err) < 0) {
+            CORE_WARN("local cloud unreachable and not restarted: %s", err ? err : "?");
+            free(err);
+            return rc;
+        }
+        CORE_WARN("local cloud at %s did not answer; now at %s", pl->base, base);
+        free(pl->base);
+        free(pl->token);
+        pl->base = base;
+        pl->token = token;
+        if (resp) {
+            cJSON_Delete(*resp);
+            *resp = NULL;
+        }
+    }
+}
+
 static void copy_str(const cJSON *o, const char *key, char *out, size_t outlen)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
@@ -229,11 +264,9 @@ static int local_launch(core_prov_t *p, const core_candidate_t *cand, const char
         cJSON_AddStringToObject(req, "accelerator", cand->accelerator);
         cJSON_AddNumberToObject(req, "accelerator_count", cand->accelerator_count);
     }
-    char *url = core_xasprintf("%s/v1/instances", pl->base);
     long status = 0;
     cJSON *resp = NULL;
-    int rc = core_http_json("POST", url, pl->token, req, LC_LAUNCH_TIMEOUT_MS, &status, &resp);
-    free(url);
+    int rc = call(pl, "POST", "/v1/instances", req, LC_LAUNCH_TIMEOUT_MS, &status, &resp);
     cJSON_Delete(req);
     if (rc == 0) {
         rc = core_instance_from_json(resp, out);
@@ -260,10 +293,10 @@ static int local_launch(core_prov_t *p, const core_candidate_t *cand, const char
 static int local_terminate(core_prov_t *p, const char *id)
 {
     prov_local_t *pl = (prov_local_t *)p;
-    char *url = core_xasprintf("%s/v1/instances/%s", pl->base, id);
+    char *path = core_xasprintf("/v1/instances/%s", id);
     long status = 0;
-    int rc = core_http_json("DELETE", url, pl->token, NULL, LC_CALL_TIMEOUT_MS, &status, NULL);
-    free(url);
+    int rc = call(pl, "DELETE", path, NULL, LC_CALL_TIMEOUT_MS, &status, NULL);
+    free(path);
     if (rc == CORE_EHTTP && status == 404)
         return 0; /* never existed: as gone as can be */
     return rc;
@@ -272,11 +305,11 @@ static int local_terminate(core_prov_t *p, const char *id)
 static int local_describe(core_prov_t *p, const char *id, core_instance_t *out)
 {
     prov_local_t *pl = (prov_local_t *)p;
-    char *url = core_xasprintf("%s/v1/instances/%s", pl->base, id);
+    char *path = core_xasprintf("/v1/instances/%s", id);
     long status = 0;
     cJSON *resp = NULL;
-    int rc = core_http_json("GET", url, pl->token, NULL, LC_CALL_TIMEOUT_MS, &status, &resp);
-    free(url);
+    int rc = call(pl, "GET", path, NULL, LC_CALL_TIMEOUT_MS, &status, &resp);
+    free(path);
     if (rc == 0)
         rc = core_instance_from_json(resp, out) < 0 ? CORE_EJSON : 0;
     else if (rc == CORE_EHTTP && status == 404)
@@ -290,10 +323,8 @@ static int local_list(core_prov_t *p, core_instance_t **out, size_t *n)
     prov_local_t *pl = (prov_local_t *)p;
     *out = NULL;
     *n = 0;
-    char *url = core_xasprintf("%s/v1/instances", pl->base);
     cJSON *resp = NULL;
-    int rc = core_http_json("GET", url, pl->token, NULL, LC_CALL_TIMEOUT_MS, NULL, &resp);
-    free(url);
+    int rc = call(pl, "GET", "/v1/instances", NULL, LC_CALL_TIMEOUT_MS, NULL, &resp);
     if (rc < 0) {
         cJSON_Delete(resp);
         return rc;
