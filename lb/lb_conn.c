@@ -1568,6 +1568,15 @@ static void apply_snapshot(lb_worker_t *w)
     if (w->snap)
         lb_snapshot_unref(w->snap);
     w->snap = s;
+    /* A replica leaves the set when its host is gone (a preempted spot
+     * instance): a connect to it may never be answered, so try another
+     * replica now rather than after the connect timeout. */
+    for (lb_conn_t *c = w->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->up && c->up->state == LB_UP_CONNECTING &&
+            w->algo.state[c->up->slot] != LB_SLOT_READY)
+            up_fail(c->up, UV_ECANCELED, FAIL_CONNECT);
+    }
 }
 
 static void on_drain_timeout(uv_timer_t *t)

@@ -2,6 +2,7 @@
 request timestamps and per-replica stats; the reply's replica_info replaces the
 ready set (adds and removes replicas); errors keep the old set."""
 import json
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -219,3 +220,46 @@ def test_removed_replica_drains_in_flight_request(procs, ctl):
     assert res["r"].status == 200 and res["r"].body == b"slow\n"
     j = U.admin_get_json(lb.admin_port, "/-/replicas")
     assert [r["url"] for r in j["replicas"]] == [b.url], j
+
+
+def test_connect_to_removed_replica_moves_on_at_once(procs, ctl):
+    """A connect that is never answered (the replica's host vanished, as a
+    preempted instance's does) goes to another replica as soon as a sync
+    removes the replica, not at the connect timeout."""
+    b = procs.backend("b")
+    # A listener that never accepts, its one-slot backlog full: SYNs to it are dropped.
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(0)
+    fillers = []
+    for _ in range(3):
+        s = socket.socket()
+        s.setblocking(False)
+        s.connect_ex(hole.getsockname())
+        fillers.append(s)
+    hole_url = "http://127.0.0.1:%d" % hole.getsockname()[1]
+    try:
+        ctl.set_ready([hole_url])
+        lb = _start(procs, ctl, extra=["--connect-timeout", "30"])
+        U.wait_until(lambda: [r["url"] for r in U.admin_get_json(lb.admin_port, "/-/replicas")
+                              ["replicas"]] == [hole_url], 10 * U.SLOW, what="the hole in the set")
+        out = {}
+
+        def one():
+            t = time.monotonic()
+            r = U.get(lb.port, "/name", timeout=40)
+            out["r"], out["s"] = r, time.monotonic() - t
+
+        th = threading.Thread(target=one)
+        th.start()
+        time.sleep(1.0)
+        assert th.is_alive(), "the request did not wait on the unanswered connect"
+        t_removed = time.monotonic()
+        ctl.set_ready([b.url])
+        th.join(40)
+        assert out["r"].status == 200 and out["r"].body == b"b", out["r"]
+        # One sync interval (1 s) plus slack, far below the 30 s connect timeout.
+        assert time.monotonic() - t_removed < 5 * U.SLOW, out["s"]
+    finally:
+        for s in fillers + [hole]:
+            s.close()
