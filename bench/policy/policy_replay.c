@@ -42,7 +42,8 @@
 #define MAX_ZONES       64
 #define MAX_LOAD_POINTS (10u * 1000 * 1000)
 
-/* Controller defaults (controller/ctl_serve_cfg.c) the replay keeps. */
+/* Controller defaults (controller/ctl_serve_cfg.c); --launch-retry-initial, --drain,
+ * --decision-interval and --step set them to a live run's SKY_SERVE_* values. */
 #define LAUNCH_RETRY_INITIAL_S 60.0
 #define DEFAULT_DRAIN_S        120.0
 #define DEFAULT_STEP_S         10.0 /* = probe_interval */
@@ -63,12 +64,21 @@ typedef struct opts {
     bool json;
     bool extend;
     bool preempt_random;
-    bool verbose;           /* events on stderr */
-    double qps;             /* < 0: none */
-    double qps_per_replica; /* QPS mode */
-    int min_replicas;       /* QPS mode */
-    int max_replicas;       /* QPS mode */
-    double spot_discount;   /* < 0: catalog prices */
+    bool verbose;                /* events on stderr */
+    double qps;                  /* < 0: none */
+    double qps_per_replica;      /* QPS mode */
+    int min_replicas;            /* QPS mode */
+    int max_replicas;            /* QPS mode */
+    double spot_discount;        /* < 0: catalog prices */
+    double gap;                  /* > 0: replaces every file's gap_seconds */
+    long start_tick;             /* the window: ticks [start_tick, start_tick + n_ticks) */
+    long n_ticks;                /* 0: to the end */
+    double decision_interval;    /* 0: the scaler's default (20 s) */
+    double launch_retry_initial; /* controller's launch_retry_initial */
+    double service_start;        /* first autoscaler decision (the service's `up`) */
+    const char *timeline;        /* JSON lines per step, "-" = stdout */
+    bool fallback_placer;        /* the controller's placer for every fallback policy (default) */
+    FILE *tl;
 } opts_t;
 
 typedef struct zone {
@@ -109,6 +119,7 @@ typedef struct policy {
     int overprovision;
 } policy_t;
 
+/* The replica_policy of each --policy; whether a run gets the placer: gets_placer(). */
 static const policy_t POLICIES[] = {
     {.name = "ondemand"},
     {.name = "spot", .spot = true},
@@ -165,6 +176,10 @@ typedef struct sim {
     int *held_spot;
     int *capz;
     double qps_carry;
+    /* What the last autoscaler decision asked for (the timeline's targets): live replicas
+     * of each kind after applying its scale-ups and scale-downs. -1 before the first one. */
+    int spot_target, od_target;
+    bool decided; /* a decision ran in this step */
     stats_t st;
 } sim_t;
 
@@ -363,6 +378,18 @@ static int choose_tag(const char *dir, const char *want, char *out, size_t outle
     return 0;
 }
 
+/* cand_cmp of core/catalog.c for the spot candidates of one instance type. */
+static int spot_order_cmp(const zone_t *a, const zone_t *b)
+{
+    int r;
+
+    if (a->spot_price != b->spot_price)
+        return a->spot_price < b->spot_price ? -1 : 1;
+    if ((r = strcmp(a->cloud, b->cloud)) || (r = strcmp(a->region, b->region)))
+        return r;
+    return strcmp(a->name, b->name);
+}
+
 static int world_load(world_t *w, const opts_t *o, const core_catalog_t *cat, char **err)
 {
     DIR *d;
@@ -424,7 +451,25 @@ static int world_load(world_t *w, const opts_t *o, const core_catalog_t *cat, ch
     }
     closedir(d);
     d = NULL;
+    if (w->nz == 0) {
+        *err = core_xasprintf("%s: no <zone>_%s.json files", o->trace, w->tag);
+        rc = CORE_ENOTFOUND;
+        goto fail;
+    }
     qsort(w->z, w->nz, sizeof(*w->z), cmp_zone_name);
+    if (o->gap > 0)
+        w->gap = o->gap;
+    /* The window: tick start_tick of the files becomes tick 0. */
+    for (size_t i = 0; i < w->nz && (o->start_tick > 0 || o->n_ticks > 0); i++) {
+        zone_t *z = &w->z[i];
+        size_t from = (size_t)o->start_tick, n = from < z->n ? z->n - from : 0;
+
+        if (o->n_ticks > 0 && n > (size_t)o->n_ticks)
+            n = (size_t)o->n_ticks;
+        if (n > 0)
+            memmove(z->data, z->data + from, n * sizeof(*z->data));
+        z->n = n;
+    }
     w->shortest = w->longest = w->z[0].n;
     for (size_t i = 1; i < w->nz; i++) {
         if (w->z[i].n < w->shortest)
@@ -433,6 +478,12 @@ static int world_load(world_t *w, const opts_t *o, const core_catalog_t *cat, ch
             w->longest = w->z[i].n;
     }
     w->ticks = o->extend ? w->longest : w->shortest;
+    if (w->ticks == 0) {
+        *err = core_xasprintf("%s: --start-tick %ld is past the end of the %s", o->trace,
+                              o->start_tick, o->extend ? "longest file" : "shortest file");
+        rc = CORE_EINVALREQ;
+        goto fail;
+    }
 
     /* Prices: the zone's own catalog entry, else the type's average over the catalog. */
     memset(&avg, 0, sizeof(avg));
@@ -479,12 +530,13 @@ static int world_load(world_t *w, const opts_t *o, const core_catalog_t *cat, ch
     w->spot_order = core_xmalloc(w->nz * sizeof(int));
     for (size_t i = 0; i < w->nz; i++)
         w->spot_order[i] = (int)i;
-    /* insertion sort: cheapest spot first, name order on ties (catalog resolve order) */
+    /* insertion sort in the catalog's resolve order (core/catalog.c cand_cmp): the normal
+     * failover order, and the placer's insertion order, which breaks its price ties */
     for (size_t i = 1; i < w->nz; i++) {
         int v = w->spot_order[i];
         size_t j = i;
 
-        while (j > 0 && w->z[w->spot_order[j - 1]].spot_price > w->z[v].spot_price) {
+        while (j > 0 && spot_order_cmp(&w->z[w->spot_order[j - 1]], &w->z[v]) > 0) {
             w->spot_order[j] = w->spot_order[j - 1];
             j--;
         }
@@ -632,12 +684,16 @@ static void start_down(rep_t *r, double t, double drain)
     r->next_retry = -1;
 }
 
-/* SpotHedge: the zone is out of spot; the record goes away, the autoscaler relaunches. */
+/* launch_failed(r, true) of a spot replica of a service with a placer: the zone is out of
+ * spot; the record goes away, the autoscaler relaunches. (Without a location, which the
+ * placer always has here, the record would stay FAILED as in the controller.) */
 static void launch_failed_no_capacity(sim_t *s, rep_t *r, double t)
 {
     r->f.launch = CTL_PROC_FAILED;
-    ctl_placer_set_preemptive(&s->pl, &r->loc);
-    r->f.failed_spot_availability = true;
+    if (r->has_loc) {
+        ctl_placer_set_preemptive(&s->pl, &r->loc);
+        r->f.failed_spot_availability = true;
+    }
     start_down(r, t, 0);
 }
 
@@ -645,7 +701,7 @@ static void launch_failed_no_capacity(sim_t *s, rep_t *r, double t)
 static void schedule_retry(sim_t *s, rep_t *r, double t)
 {
     if (!r->bo_init) {
-        ctl_backoff_init(&r->bo, LAUNCH_RETRY_INITIAL_S, CTL_BACKOFF_DEFAULT_MAX_FACTOR,
+        ctl_backoff_init(&r->bo, s->o->launch_retry_initial, CTL_BACKOFF_DEFAULT_MAX_FACTOR,
                          ctl_rng_uniform, &s->rng);
         r->bo_init = true;
     }
@@ -678,7 +734,7 @@ static void try_launch(sim_t *s, rep_t *r, double t)
         return;
     }
     s->st.failed_launches++;
-    if (r->is_spot && s->p->placer && r->has_loc)
+    if (r->is_spot && s->p->placer)
         launch_failed_no_capacity(s, r, t);
     else
         schedule_retry(s, r, t);
@@ -697,7 +753,7 @@ static void preempt(sim_t *s, rep_t *r, double t)
     }
     if (r->f.launch == CTL_PROC_RUNNING) {
         /* Lost while provisioning: the launch fails for lack of capacity. */
-        if (s->p->placer && r->has_loc)
+        if (s->p->placer)
             launch_failed_no_capacity(s, r, t);
         else
             schedule_retry(s, r, t);
@@ -777,6 +833,8 @@ static void decide(sim_t *s, double t)
     int active[1] = {CTL_INITIAL_VERSION};
     size_t n_active = 0;
 
+    int n_spot = 0, n_od = 0;
+
     for (size_t i = 0; i < s->nr; i++) {
         ctl_replica_info_fill(&infos[i], s->r[i].id, CTL_INITIAL_VERSION, s->r[i].is_spot,
                               &s->r[i].f);
@@ -784,15 +842,26 @@ static void decide(sim_t *s, double t)
         infos[i].location = s->r[i].loc;
         if (infos[i].status == CTL_REPLICA_READY)
             n_active = 1;
+        if (!ctl_replica_status_is_terminal(infos[i].status)) {
+            n_spot += s->r[i].is_spot;
+            n_od += !s->r[i].is_spot;
+        }
     }
+    s->decided = true;
     if (ctl_scaler_decide(&s->sc, infos, s->nr, active, n_active, t, &d, &nd) == 0) {
         for (size_t i = 0; i < nd; i++) {
             if (d[i].kind == CTL_SCALE_UP) {
+                bool spot = d[i].use_spot >= 0 ? d[i].use_spot == 1 : s->p->spot;
+
+                n_spot += spot;
+                n_od += !spot;
                 scale_up(s, d[i].use_spot);
             } else {
                 rep_t *r = rep_find(s, d[i].replica_id);
 
                 if (r && r->f.down == CTL_PROC_NONE) {
+                    n_spot -= r->is_spot;
+                    n_od -= !r->is_spot;
                     if (s->o->verbose)
                         fprintf(stderr, "%9.0f %s: scale down replica %d (%s %s)\n", t, s->p->name,
                                 r->id, r->is_spot ? "spot" : "on-demand",
@@ -805,6 +874,8 @@ static void decide(sim_t *s, double t)
     }
     free(d);
     free(infos);
+    s->spot_target = n_spot;
+    s->od_target = n_od;
     /* Launch jobs run after the whole batch was placed, as the controller's queue does. */
     for (size_t i = 0; i < s->nr; i++) {
         if (s->r[i].attempt_now) {
@@ -932,17 +1003,65 @@ static void account(sim_t *s, double t, double warmup)
     }
 }
 
-static int run_policy(const opts_t *o, const world_t *w, const load_t *load, const policy_t *p,
+/* One JSON line of the --timeline: the state after step <t> (see README.md). */
+static void timeline_line(sim_t *s, double t, size_t tick)
+{
+    int spot_live = 0, spot_ready = 0, od_live = 0, od_ready = 0, spot_held = 0, od_held = 0;
+    FILE *f = s->o->tl;
+
+    for (size_t i = 0; i < s->nr; i++) {
+        const rep_t *r = &s->r[i];
+        ctl_replica_status_t st = ctl_replica_derive_status(&r->f);
+        bool live = !ctl_replica_status_is_terminal(st), ready = st == CTL_REPLICA_READY;
+
+        if (r->is_spot) {
+            spot_live += live;
+            spot_ready += ready;
+            spot_held += r->zone >= 0;
+        } else {
+            od_live += live;
+            od_ready += ready;
+            od_held += r->zone >= 0;
+        }
+    }
+    fprintf(f, "{\"policy\":\"%s\",\"t\":%.6g,\"tick\":%zu,\"capacity\":[", s->p->name, t, tick);
+    for (size_t z = 0; z < s->w->nz; z++)
+        fprintf(f, "%s%d", z ? "," : "", s->capz[z]);
+    fprintf(f,
+            "],\"spot_live\":%d,\"spot_ready\":%d,\"od_live\":%d,\"od_ready\":%d,"
+            "\"spot_held\":%d,\"od_held\":%d,\"target\":%d,\"spot_target\":%d,"
+            "\"od_target\":%d,\"decision\":%s}\n",
+            spot_live, spot_ready, od_live, od_ready, spot_held, od_held,
+            ctl_scaler_final_target(&s->sc), s->spot_target, s->od_target,
+            s->decided ? "true" : "false");
+}
+
+/*
+ * service_init_runtime() in controller/ctl_serve.c builds the placer for a service with
+ * `spot_placer: dynamic_fallback` and (a deviation from the reference) for one with on-demand
+ * fallback (base_ondemand_fallback_replicas > 0 or dynamic_ondemand_fallback, which the spec
+ * only accepts with `use_spot: true`); plain spot and on-demand get none.
+ * --no-fallback-placer: the reference's rule, the placer only with `spot_placer:`.
+ */
+static bool gets_placer(const opts_t *o, const policy_t *p)
+{
+    return p->placer || (o->fallback_placer && p->spot && (p->dyn || p->base > 0));
+}
+
+static int run_policy(const opts_t *o, const world_t *w, const load_t *load, const policy_t *policy,
                       stats_t *out, char **err)
 {
+    policy_t pol = *policy;
+    const policy_t *p = &pol;
     sim_t s;
     ctl_scaler_spec_t spec;
-    double end = (double)w->ticks * w->gap, t, next_decision = 0, warmup;
+    double end = (double)w->ticks * w->gap, t, next_decision = o->service_start, warmup;
     size_t tick = 0, hint = 0;
     long step_i = 0;
     struct timespec a, b;
     int rc;
 
+    pol.placer = gets_placer(o, policy);
     clock_gettime(CLOCK_MONOTONIC, &a);
     memset(&s, 0, sizeof(s));
     s.o = o;
@@ -959,6 +1078,8 @@ static int run_policy(const opts_t *o, const world_t *w, const load_t *load, con
         spec.min_replicas = o->target;
         spec.max_replicas = o->target;
     }
+    if (o->decision_interval > 0)
+        spec.decision_interval_s = o->decision_interval;
     spec.base_ondemand_fallback_replicas = p->base;
     spec.dynamic_ondemand_fallback = p->dyn;
     spec.num_overprovision = p->overprovision;
@@ -977,8 +1098,9 @@ static int run_policy(const opts_t *o, const world_t *w, const load_t *load, con
     s.held = core_xcalloc(w->nz, sizeof(int));
     s.held_spot = core_xcalloc(w->nz, sizeof(int));
     s.capz = core_xcalloc(w->nz, sizeof(int));
+    s.spot_target = s.od_target = -1;
     /* The first replicas cannot be READY before this; the on-demand baseline has the same gap. */
-    warmup = ceil((o->provision_s + o->cold_start_s) / o->step_s) * o->step_s;
+    warmup = o->service_start + ceil((o->provision_s + o->cold_start_s) / o->step_s) * o->step_s;
 
     for (t = 0; t < end; t = (double)(++step_i) * o->step_s) {
         if (t >= (double)tick * w->gap) {
@@ -988,11 +1110,16 @@ static int run_policy(const opts_t *o, const world_t *w, const load_t *load, con
         housekeeping(&s, t);
         probe_all(&s, t);
         feed_load(&s, t, &hint);
-        if (t >= next_decision) {
+        s.decided = false;
+        /* (the epsilon: a decision interval that is a multiple of the step lands on it) */
+        if (t >= next_decision - 1e-9) {
             decide(&s, t);
             next_decision = t + ctl_scaler_next_interval(&s.sc);
         }
-        account(&s, t, warmup);
+        if (t >= o->service_start)
+            account(&s, t, warmup);
+        if (o->tl)
+            timeline_line(&s, t, tick - 1);
     }
     clock_gettime(CLOCK_MONOTONIC, &b);
     s.st.wall_s = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
@@ -1016,6 +1143,7 @@ static double ratio(double a, double b)
 
 static void print_json(const opts_t *o, const world_t *w, const policy_t *p, const stats_t *st)
 {
+
     cJSON *j = cJSON_CreateObject();
     char *txt;
 
@@ -1025,6 +1153,11 @@ static void print_json(const opts_t *o, const world_t *w, const policy_t *p, con
     cJSON_AddStringToObject(j, "instance_type", w->instance_type);
     cJSON_AddNumberToObject(j, "zones", (double)w->nz);
     cJSON_AddNumberToObject(j, "hours", (double)w->ticks * w->gap / 3600.0);
+    cJSON_AddNumberToObject(j, "ticks", (double)w->ticks);
+    cJSON_AddNumberToObject(j, "gap_seconds", w->gap);
+    cJSON_AddNumberToObject(j, "start_tick", (double)o->start_tick);
+    cJSON_AddBoolToObject(j, "fallback_placer", o->fallback_placer);
+    cJSON_AddBoolToObject(j, "placer", gets_placer(o, p));
     cJSON_AddNumberToObject(j, "target_replicas", o->target);
     cJSON_AddNumberToObject(j, "cost_ratio", ratio(st->cost, st->baseline));
     cJSON_AddNumberToObject(j, "availability", ratio(st->avail_s, st->measured_s));
@@ -1069,9 +1202,15 @@ static void print_header(const opts_t *o, const world_t *w, const load_t *load)
                o->qps_per_replica, o->min_replicas, o->max_replicas);
     else
         printf("load: constant %d replica(s)\n", o->target);
-    printf("model: provision %gs, cold start %gs, drain %gs, step %gs, seed %llu%s\n\n",
-           o->provision_s, o->cold_start_s, o->drain_s, o->step_s, (unsigned long long)o->seed,
+    printf("model: provision %gs, cold start %gs, drain %gs, step %gs, decisions every %gs "
+           "from %gs, launch retry %gs, seed %llu%s\n",
+           o->provision_s, o->cold_start_s, o->drain_s, o->step_s,
+           o->decision_interval > 0 ? o->decision_interval : CTL_SCALER_DEFAULT_DECISION_INTERVAL_S,
+           o->service_start, o->launch_retry_initial, (unsigned long long)o->seed,
            o->spot_discount >= 0 ? ", flat spot discount" : "");
+    printf("spot placer (dynamic_fallback): %s\n\n",
+           o->fallback_placer ? "spothedge, base_fallback, dynamic_fallback (as the controller)"
+                              : "spothedge only (--no-fallback-placer: the reference's rule)");
     printf("%-17s %10s %12s %11s %9s %7s %8s %11s %9s %9s %7s\n", "policy", "cost_ratio",
            "availability", "preemptions", "launches", "failed", "outages", "max_out_s", "spot_h",
            "od_h", "wall_s");
@@ -1095,7 +1234,9 @@ static void usage(FILE *f)
            "         [--load FILE | --qps X] [--qps-per-replica Q] [--min-replicas N]\n"
            "         [--max-replicas N] [--spot-discount F] [--gpu TAG] [--instance-type T]\n"
            "         [--catalog FILE] [--drain S] [--step S] [--extend] [--preempt newest|random]\n"
-           "         [--verbose]\n"
+           "         [--verbose] [--gap S] [--start-tick N] [--ticks N] [--decision-interval S]\n"
+           "         [--launch-retry-initial S] [--service-start S] [--timeline FILE|-]\n"
+           "         [--no-fallback-placer]\n"
            "policies: ondemand spot base_fallback dynamic_fallback spothedge (default all)\n");
 }
 
@@ -1146,6 +1287,15 @@ int main(int argc, char **argv)
         O_EXTEND,
         O_PREEMPT,
         O_VERBOSE,
+        O_GAP,
+        O_START_TICK,
+        O_TICKS,
+        O_DECISION,
+        O_RETRY,
+        O_SVC_START,
+        O_TIMELINE,
+        O_FALLBACK_PLACER,
+        O_NO_FALLBACK_PLACER,
         O_HELP,
     };
     static const struct option longopts[] = {
@@ -1170,6 +1320,15 @@ int main(int argc, char **argv)
         {"extend", no_argument, NULL, O_EXTEND},
         {"preempt", required_argument, NULL, O_PREEMPT},
         {"verbose", no_argument, NULL, O_VERBOSE},
+        {"gap", required_argument, NULL, O_GAP},
+        {"start-tick", required_argument, NULL, O_START_TICK},
+        {"ticks", required_argument, NULL, O_TICKS},
+        {"decision-interval", required_argument, NULL, O_DECISION},
+        {"launch-retry-initial", required_argument, NULL, O_RETRY},
+        {"service-start", required_argument, NULL, O_SVC_START},
+        {"timeline", required_argument, NULL, O_TIMELINE},
+        {"fallback-placer", no_argument, NULL, O_FALLBACK_PLACER},
+        {"no-fallback-placer", no_argument, NULL, O_NO_FALLBACK_PLACER},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -1185,13 +1344,15 @@ int main(int argc, char **argv)
         .min_replicas = 1,
         .max_replicas = 10,
         .spot_discount = -1,
+        .launch_retry_initial = LAUNCH_RETRY_INITIAL_S,
+        .fallback_placer = true,
     };
     core_catalog_t *cat = NULL;
     world_t w;
     load_t load = {0};
     bool have_load = false;
     char *err = NULL;
-    int c, rc, bad = 0, ran = 0;
+    int c, rc, bad = 0, ran = 0, n = 0;
     double d;
 
     core_log_init("policy_replay", CORE_LOG_WARN);
@@ -1264,6 +1425,36 @@ int main(int argc, char **argv)
         case O_VERBOSE:
             o.verbose = true;
             break;
+        case O_GAP:
+            bad |= parse_double(optarg, 0.01, 86400, &o.gap);
+            break;
+        case O_START_TICK:
+            bad |= parse_int(optarg, 0, MAX_TICKS, &n);
+            o.start_tick = n;
+            break;
+        case O_TICKS:
+            bad |= parse_int(optarg, 1, MAX_TICKS, &n);
+            o.n_ticks = n;
+            break;
+        case O_DECISION:
+            /* the controller's bounds for decision_interval (ctl_serve_cfg.c) */
+            bad |= parse_double(optarg, 0.05, 86400, &o.decision_interval);
+            break;
+        case O_RETRY:
+            bad |= parse_double(optarg, 0, 86400, &o.launch_retry_initial);
+            break;
+        case O_SVC_START:
+            bad |= parse_double(optarg, 0, 1e9, &o.service_start);
+            break;
+        case O_TIMELINE:
+            o.timeline = optarg;
+            break;
+        case O_FALLBACK_PLACER: /* the default, kept for scripts that ask for it */
+            o.fallback_placer = true;
+            break;
+        case O_NO_FALLBACK_PLACER:
+            o.fallback_placer = false;
+            break;
         case O_HELP:
             usage(stdout);
             return 0;
@@ -1311,6 +1502,14 @@ int main(int argc, char **argv)
         world_free(&w);
         return 2;
     }
+    if (o.timeline) {
+        o.tl = strcmp(o.timeline, "-") == 0 ? stdout : fopen(o.timeline, "w");
+        if (!o.tl) {
+            fprintf(stderr, "policy_replay: %s: %s\n", o.timeline, strerror(errno));
+            world_free(&w);
+            return 1;
+        }
+    }
     if (o.load_file) {
         if ((rc = load_read(&load, o.load_file, &err)) < 0) {
             fprintf(stderr, "policy_replay: %s\n", err);
@@ -1353,5 +1552,9 @@ int main(int argc, char **argv)
     free(load.t);
     free(load.qps);
     world_free(&w);
+    if (o.tl && o.tl != stdout && fclose(o.tl) != 0) {
+        fprintf(stderr, "policy_replay: %s: %s\n", o.timeline, strerror(errno));
+        return 1;
+    }
     return ran ? 0 : 1;
 }

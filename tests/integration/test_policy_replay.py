@@ -4,7 +4,9 @@ Each test writes its own multi-zone world (one JSON file per zone) and a
 catalog with round prices into a temporary SKY_HOME, runs the replay with
 --json and checks exact figures derived by hand from the model
 (bench/policy/README.md): provision 120 s + cold start 60 s before READY,
-decisions every 20 s, probes every 10 s, drain 120 s on scale-down.
+decisions every 20 s, probes every 10 s, drain 120 s on scale-down. As in the
+controller, base_fallback and dynamic_fallback get the dynamic_fallback spot
+placer unless --no-fallback-placer (the reference's normal failover) is given.
 """
 import json
 import os
@@ -143,15 +145,83 @@ def test_zone_drop_preempts_and_spot_moves_to_the_other_zone(env, tmp_path):
 def test_zone_drop_with_dynamic_fallback(env, tmp_path):
     rows, _ = run(env, drop_world(tmp_path), "--policy", "dynamic_fallback")
     r = rows["dynamic_fallback"]
+    assert r["placer"] is True and r["fallback_placer"] is True
     t_drop = DROP * GAP
+    # t=0: 2 spot + 2 on-demand; the placer spreads the spot replicas: us-east-1a
+    # (cheapest), then us-east-1b (not in use). Only the us-east-1a one is preempted.
+    assert r["preemptions"] == 1
+    # At t_drop the placer marks us-east-1a preempted and, with fewer than 2 active
+    # locations left, resets both to active. The replacement is placed in the
+    # cheapest location not in use, us-east-1a again, fails at once, and so on at
+    # every decision (20 s) to the end: the second spot replica never returns
+    # although us-east-1b has room, and one on-demand replica runs meanwhile.
+    n_fail = (DAY - t_drop) // 20
+    assert r["failed_launches"] == n_fail
+    assert r["launches"] == 4 + 1 + n_fail
+    assert r["availability"] == pytest.approx(1 - 180 / (DAY - WARMUP), abs=1e-12)
+    cost = (SPOT_A * t_drop + SPOT_B * DAY + 2 * OD * (180 + 120) + OD * (DAY - t_drop))
+    assert r["cost_ratio"] == pytest.approx(cost / (2 * OD * DAY), abs=1e-9)
+    assert r["spot_missing_with_room_hours"] == pytest.approx((DAY - t_drop) / 3600)
+    assert r["ondemand_hours_with_spot_room"] == pytest.approx(
+        (2 * 300 + DAY - t_drop) / 3600)
+
+
+def test_zone_drop_with_dynamic_fallback_without_the_placer(env, tmp_path):
+    rows, _ = run(env, drop_world(tmp_path), "--policy", "dynamic_fallback",
+                  "--no-fallback-placer")
+    r = rows["dynamic_fallback"]
+    assert r["placer"] is False and r["fallback_placer"] is False
+    t_drop = DROP * GAP
+    # the normal failover: both spot in us-east-1a, both preempted at t_drop
     assert r["preemptions"] == 2
-    # start: 2 spot + 2 on-demand; after the drop: 2 spot + 2 on-demand again
+    # start: 2 spot + 2 on-demand; after the drop: 2 spot (in us-east-1b) + 2 on-demand
     assert r["launches"] == 8
+    assert r["failed_launches"] == 0
     # on-demand cannot help sooner than spot here: both take 180 s
     assert r["availability"] == pytest.approx(1 - 180 / (DAY - WARMUP), abs=1e-12)
     cost = (2 * SPOT_A * t_drop + 2 * SPOT_B * (DAY - t_drop)
             + 2 * 2 * OD * (180 + 120))
     assert r["cost_ratio"] == pytest.approx(cost / (2 * OD * DAY), abs=1e-9)
+    assert r["spot_missing_with_room_hours"] == 0
+    assert r["ondemand_hours_with_spot_room"] == pytest.approx(2 * 2 * 300 / 3600)
+
+
+def test_fallback_placer_never_tries_the_dearer_zone_for_one_replica(env, tmp_path):
+    # The cheaper zone never has spot, the dearer one always has room. With the
+    # controller's placer a lone spot replica is placed in us-east-1a, fails,
+    # the placer resets (fewer than 2 active locations) and places the next one
+    # in us-east-1a again: us-east-1b is never tried. The reference's failover
+    # (--no-fallback-placer) launches it in us-east-1b at once.
+    t = world(tmp_path, {"us-east-1a": [0] * TICKS, "us-east-1b": [4] * TICKS})
+    rows, _ = run(env, t)
+    base, dyn = rows["base_fallback"], rows["dynamic_fallback"]
+    # base_fallback: 1 on-demand (base) + 1 spot that never runs: READY 1 < 2 all day
+    assert base["placer"] is True
+    assert base["failed_launches"] == DAY // 20 and base["launches"] == 1 + DAY // 20
+    assert base["availability"] == 0.0
+    assert base["outages"] == 1 and base["longest_outage_s"] == DAY - WARMUP
+    assert base["cost_ratio"] == pytest.approx(0.5, abs=1e-9)
+    assert base["spot_hours"] == 0
+    # dynamic_fallback: the second spot replica goes to us-east-1b (not in use), the
+    # first keeps failing in us-east-1a; one on-demand replica runs all day.
+    assert dyn["failed_launches"] == DAY // 20
+    assert dyn["availability"] == 1.0
+    cost = SPOT_B * DAY + OD * DAY + OD * (180 + 120)
+    assert dyn["cost_ratio"] == pytest.approx(cost / (2 * OD * DAY), abs=1e-9)
+    # spot (no fallback) has no placer in the controller either
+    assert rows["spot"]["placer"] is False and rows["spot"]["failed_launches"] == 0
+    assert rows["spothedge"]["placer"] is True
+
+    rows, _ = run(env, t, "--no-fallback-placer")
+    base, dyn = rows["base_fallback"], rows["dynamic_fallback"]
+    assert base["placer"] is False and base["failed_launches"] == 0
+    assert base["launches"] == 2 and base["availability"] == 1.0
+    assert base["cost_ratio"] == pytest.approx((OD + SPOT_B) / (2 * OD), abs=1e-9)
+    assert dyn["failed_launches"] == 0 and dyn["launches"] == 4
+    cost = 2 * SPOT_B * DAY + 2 * OD * (180 + 120)
+    assert dyn["cost_ratio"] == pytest.approx(cost / (2 * OD * DAY), abs=1e-9)
+    # spothedge keeps its placer (spot_placer: dynamic_fallback)
+    assert rows["spothedge"]["placer"] is True
 
 
 def test_no_capacity_anywhere_is_an_outage_for_spot_only(env, tmp_path):
