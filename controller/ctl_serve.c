@@ -34,8 +34,9 @@
 #include "ctl_serve.h"
 
 #define TICK_MS   200
-/* A sky-lb that ran this long before exiting is restarted without backoff. */
-#define LB_HEALTHY_RUN_S 10.0
+/* A sky-lb that ran this long before exiting is restarted without backoff;
+ * one that exits sooner is crash-looping (bad flags, port taken) and backs off. */
+#define LB_HEALTHY_RUN_S 2.0
 #define OWNER_FMT "serve:%s:%d"
 
 static void lb_ensure(ctl_serve_t *s, ctl_service_t *svc);

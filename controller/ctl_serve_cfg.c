@@ -35,7 +35,7 @@ const ctl_serve_cfg_doc_t ctl_serve_cfg_docs[] = {
     {"qps_window", "60", "request-rate window (AUTOSCALER_QPS_WINDOW_SIZE_SECONDS)"},
     {"lb_port_start", "30001",
      "first port tried for a service's sky-lb (LOAD_BALANCER_PORT_START)"},
-    {"lb_restart_initial", "1", "restart gap of a sky-lb that exited within 10 s of its start"},
+    {"lb_restart_initial", "1", "restart gap of a sky-lb that exited within 2 s of its start"},
     {"instance_boot_timeout", "600",
      "wait for a re-adopted instance still PENDING after a restart"},
     {NULL, NULL, NULL},

@@ -15,11 +15,12 @@ A failed request is counted apart when it was in flight or sent while the LB
 was down (from the kill until the endpoint answered again): those cannot be
 saved by anything behind the LB. It is also counted apart when no replica
 could have served it: at some moment while it was in flight, every replica
-the controller reported READY had been preempted or had been READY for less
-than the LB's 1 s sync (so the LB could not know of it yet). The controller's
-READY set is sampled every 0.2 s, which is the precision of that judgement. Streams cut by a preemption of the replica that served them,
-or by an LB kill, are counted apart the same way. The goal is 0 failed
-requests outside those two groups.
+the controller reported READY had been preempted, or had been READY for less
+than LB_SYNC_S (so the LB could not know of it yet). The controller's READY
+set is sampled every 0.2 s, which is the precision of that judgement. Streams
+cut by a preemption of the replica that served them, or by an LB kill, are
+counted apart the same way. The goal is 0 failed requests outside those two
+groups.
 
 At the end: the service must be READY again with at least min_replicas READY
 replicas; every live instance of the local cloud must belong to a live
@@ -35,7 +36,6 @@ import random
 import re
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -44,9 +44,14 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE_DIR = os.path.abspath(os.path.join(HERE, "..", ".."))
+sys.path.insert(0, os.path.join(SOURCE_DIR, "tests", "e2e"))
+from skyhome import HomeMixin  # noqa: E402  (the e2e tests' view of a SKY_HOME)
 YAML = "examples/serve/spot_policy/dynamic_on_demand_fallback.yaml"
 SERVICE = "chaos"
-LB_SYNC_S = 1.0  # SKY_SERVE_LB_SYNC_INTERVAL below
+# How long after the controller reports a replica READY the LB may still not
+# route to it: one sync interval (SKY_SERVE_LB_SYNC_INTERVAL below) plus the
+# sync round trip and the 0.2 s sampling of the READY set.
+LB_SYNC_S = 1.5
 TERMINAL = {"SHUTTING_DOWN", "PREEMPTED", "FAILED", "FAILED_CLEANUP", "FAILED_INITIAL_DELAY",
             "FAILED_PROBING", "FAILED_PROVISION", "UNKNOWN"}
 # The controller's and local cloud's timings, shortened only through their
@@ -86,7 +91,7 @@ def pct(xs, p):
     return xs[min(len(xs) - 1, int(p / 100.0 * len(xs)))]
 
 
-class Stack:
+class Stack(HomeMixin):
     """One SKY_HOME: the `sky` CLI, the daemons' pids, leak checks."""
 
     def __init__(self, build, home=None):
@@ -102,7 +107,6 @@ class Stack:
                     if not k.startswith("SKY_SERVE_") and k != "SKY_HOME"}
         self.env.update(FAST_ENV)
         self.env["SKY_HOME"] = self.home
-        self.tag = None
 
     def sky(self, *args, timeout=120, check=True):
         p = subprocess.run([self.sky_bin] + list(args), cwd=SOURCE_DIR, env=self.env,
@@ -113,48 +117,16 @@ class Stack:
                                                          p.stderr))
         return p
 
-    def _read(self, rel):
-        try:
-            with open(os.path.join(self.home, rel)) as f:
-                return f.read().strip()
-        except OSError:
-            return None
-
-    def _api(self, port_file, path, method="GET", timeout=3):
-        port, token = self._read(port_file), self._read("token")
-        if not port or not token:
-            raise OSError("no %s" % port_file)
-        c = http.client.HTTPConnection("127.0.0.1", int(port), timeout=timeout)
-        try:
-            c.request(method, path, headers={"Authorization": "Bearer " + token})
-            r = c.getresponse()
-            body = r.read()
-            if r.status != 200:
-                raise OSError("%s %s: %d" % (method, path, r.status))
-            return json.loads(body or b"null")
-        finally:
-            c.close()
-
     def controller_pid(self):
-        try:
-            return self._api("serve/controller.port", "/health").get("pid")
-        except (OSError, ValueError, http.client.HTTPException):
-            return None
+        return self.daemon_pid("serve/controller.port", "/health")
 
     def cloud_pid(self):
         """pid of a local cloud that answers its health check, else None."""
-        try:
-            return self._api("localcloud/port", "/v1/health").get("pid")
-        except (OSError, ValueError, http.client.HTTPException):
-            return None
-
-    def instances(self):
-        doc = self._api("localcloud/port", "/v1/instances")
-        return doc.get("instances", []) if isinstance(doc, dict) else doc
+        return self.daemon_pid("localcloud/port", "/v1/health")
 
     def lb_pids(self):
-        return [pid for pid, argv in self.processes()
-                if os.path.basename(argv[0]) == "sky-lb" and SERVICE in argv]
+        return [pid for pid, cmd in self.home_processes()
+                if os.path.basename(cmd.split(" ")[0]) == "sky-lb" and SERVICE in cmd.split(" ")]
 
     def service(self):
         doc = json.loads(self.sky("serve", "status", SERVICE, "--json", timeout=60).stdout)
@@ -163,98 +135,19 @@ class Stack:
                 return s
         return None
 
-    def processes(self):
-        """(pid, argv) of live processes naming this SKY_HOME (zombies skipped)."""
-        out, needle = [], self.home.encode()
-        for d in os.listdir("/proc"):
-            if not d.isdigit() or int(d) == os.getpid():
-                continue
-            try:
-                with open("/proc/%s/stat" % d) as f:
-                    if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                        continue
-                with open("/proc/%s/cmdline" % d, "rb") as f:
-                    cmd = f.read()
-                try:
-                    with open("/proc/%s/environ" % d, "rb") as f:
-                        env = f.read()
-                except OSError:
-                    env = b""
-            except OSError:
-                continue
-            if needle in cmd or needle in env:
-                out.append((int(d), [a.decode(errors="replace") for a in cmd.split(b"\0") if a]))
-        return out
-
-    def localcloud_tag(self):
-        if self.tag:
-            return self.tag
-        try:
-            db = sqlite3.connect("file:%s?mode=ro" % os.path.join(
-                self.home, "localcloud", "state.db"), uri=True, timeout=5)
-            try:
-                row = db.execute("SELECT value FROM meta WHERE key='tag'").fetchone()
-            finally:
-                db.close()
-            self.tag = row[0] if row else None
-        except sqlite3.Error:
-            pass
-        return self.tag
-
-    def leftovers(self):
-        out, tag = [], self.localcloud_tag()
-        if tag:
-            try:
-                out += ["netns " + n for n in os.listdir("/run/netns")
-                        if n.startswith("sky-%s-" % tag)]
-            except OSError:
-                pass
-            out += ["veth " + n for n in os.listdir("/sys/class/net")
-                    if n.startswith("sv%s" % tag)]
-        out += ["process %d: %s" % (p, " ".join(a)[:120]) for p, a in self.processes()]
-        return out
-
     def teardown(self):
-        """serve down, cloud down, stop the controller; returns what is left."""
-        self.localcloud_tag()
-        try:
-            self.sky("serve", "down", "-a", "-y", timeout=60, check=False)
-            deadline = now() + 60
-            while now() < deadline:
-                p = self.sky("serve", "status", "--json", timeout=30, check=False)
-                if p.returncode == 0 and json.loads(p.stdout)["services"] == []:
-                    break
-                time.sleep(1)
-        except (subprocess.TimeoutExpired, ValueError) as e:
+        """serve down, stop the controller, cloud down; returns what is left."""
+        tag = self.localcloud_tag()
+        errors = self.serve_down_all(lambda *a, timeout: self.sky(*a, timeout=timeout,
+                                                                   check=False))
+        for e in errors:
             log("teardown: %s" % e)
-        pid = self.controller_pid()
-        if pid:
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+        self.stop_pid(self.controller_pid())
         try:
             self.sky("cloud", "down", timeout=60, check=False)
         except subprocess.TimeoutExpired:
             log("teardown: sky cloud down timed out")
-        deadline = now() + 15
-        while now() < deadline:
-            left = self.leftovers()
-            if not left:
-                return []
-            time.sleep(0.5)
-        for pid, _ in self.processes():  # best effort, so the next run starts clean
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        for item in left:
-            kind, _, name = item.partition(" ")
-            if kind == "netns":
-                subprocess.run(["ip", "netns", "del", name], capture_output=True)
-            elif kind == "veth":
-                subprocess.run(["ip", "link", "del", name], capture_output=True)
-        return left
+        return self.wait_no_leaks(tag)
 
 
 class Client:
@@ -428,12 +321,9 @@ class Chaos:
                 "preempted": sorted(r for ts, r in self.preemptions if ts <= t)}
 
     def preempt_one(self):
-        try:
-            insts = [i for i in self.stack.instances()
-                     if i.get("spot") and i.get("state") == "RUNNING"
-                     and str(i.get("owner", "")).startswith("serve:%s:" % SERVICE)]
-        except (OSError, ValueError, http.client.HTTPException):
-            return  # the local cloud is down right now; try at the next slot
+        insts = [i for i in self.stack.cloud_instances()  # [] while the cloud is down
+                 if i.get("spot") and i.get("state") == "RUNNING"
+                 and str(i.get("owner", "")).startswith("serve:%s:" % SERVICE)]
         if not insts:
             return
         victim = self.rng.choice(sorted(insts, key=lambda i: i["id"]))
@@ -526,10 +416,7 @@ class Chaos:
             svc = self.stack.service()
             live = {r["replica_id"] for r in (svc or {}).get("replicas", [])
                     if r["status"] not in TERMINAL}
-            try:
-                insts = self.stack.instances()
-            except (OSError, ValueError, http.client.HTTPException):
-                insts = []
+            insts = self.stack.cloud_instances()
             orphans = [i["id"] for i in insts if i.get("state") in ("PENDING", "RUNNING")
                        and str(i.get("owner", "")).startswith("serve:%s:" % SERVICE)
                        and int(i["owner"].rsplit(":", 1)[1]) not in live]

@@ -17,8 +17,6 @@ import json
 import os
 import re
 import shutil
-import signal
-import sqlite3
 import subprocess
 import tempfile
 import threading
@@ -27,7 +25,7 @@ import urllib.error
 import urllib.request
 
 import pytest
-from e2e_procs import processes_naming
+from skyhome import HomeMixin
 
 BUILD_DIR = os.environ.get("SKY_BUILD_DIR", "/work/main/build")
 SOURCE_DIR = os.environ.get(
@@ -251,7 +249,7 @@ def get(url, timeout=10):
 
 # ---------------------------------------------------------------------- stack
 
-class Stack:
+class Stack(HomeMixin):
     """One SKY_HOME with its controller, local cloud and services."""
 
     def __init__(self, name, extra_env=None):
@@ -352,92 +350,17 @@ class Stack:
 
     # -- daemons
 
-    def _token(self):
-        with open(os.path.join(self.home, "token")) as f:
-            return f.read().strip()
-
-    def _api(self, port_file, path, method="GET", body=None, timeout=5):
-        with open(os.path.join(self.home, port_file)) as f:
-            port = int(f.read().strip())
-        req = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path), method=method,
-                                     data=None if body is None else json.dumps(body).encode(),
-                                     headers={"Authorization": "Bearer " + self._token(),
-                                              "Content-Type": "application/json"})
-        with urlopen(req, timeout=timeout) as r:
-            return json.loads(r.read() or b"null")
-
     def controller_pid(self):
         """pid of the live serve controller, or None."""
-        try:
-            return self._api("serve/controller.port", "/health").get("pid")
-        except (OSError, ValueError, http.client.HTTPException):
-            return None
-
-    def cloud_instances(self):
-        """The local cloud's instances (every state), or [] when it is down."""
-        try:
-            doc = self._api("localcloud/port", "/v1/instances")
-        except (OSError, ValueError, http.client.HTTPException):
-            return []
-        return doc.get("instances", doc) if isinstance(doc, dict) else doc
+        return self.daemon_pid("serve/controller.port", "/health")
 
     def alive_instances(self, owner_prefix=""):
         return [i for i in self.cloud_instances()
                 if i.get("state") in ("PENDING", "RUNNING")
                 and str(i.get("owner", "")).startswith(owner_prefix)]
 
-    def localcloud_tag(self):
-        try:
-            db = sqlite3.connect("file:%s?mode=ro" % os.path.join(
-                self.home, "localcloud", "state.db"), uri=True, timeout=5)
-            try:
-                row = db.execute("SELECT value FROM meta WHERE key='tag'").fetchone()
-            finally:
-                db.close()
-            return row[0] if row else None
-        except sqlite3.Error:
-            return None
-
-    # -- leak checks
-
-    def home_processes(self):
-        return processes_naming(self.home)
-
-    def leaks(self, tag):
-        out = []
-        if tag:
-            try:
-                out += ["netns " + n for n in os.listdir("/run/netns")
-                        if n.startswith("sky-%s-" % tag)]
-            except OSError:
-                pass
-            try:
-                out += ["veth " + n for n in os.listdir("/sys/class/net")
-                        if n.startswith("sv%s" % tag)]
-            except OSError:
-                pass
-        out += ["process %d: %s" % p for p in self.home_processes()]
-        return out
-
     def stop_controller(self):
-        pid = self.controller_pid()
-        if not pid:
-            return
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        deadline = now() + 10
-        while now() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                return
-            time.sleep(0.1)
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        self.stop_pid(self.controller_pid())
 
     def teardown(self, check=True):
         """`sky serve down -a -y`, wait, `sky cloud down`, stop the controller,
@@ -446,61 +369,24 @@ class Stack:
             return
         self.closed = True
         tag = self.localcloud_tag()
-        errors = []
-        try:
-            p = self.sky("serve", "down", "-a", "-y", check=False, timeout=60)
-            if p.returncode != 0:
-                errors.append("serve down -a -y failed (rc %d)" % p.returncode)
-            else:
-                gone = False
-                deadline = now() + 60
-                while now() < deadline:
-                    p = self.sky("serve", "status", "--json", check=False, timeout=30,
-                                 quiet=True)
-                    if p.returncode == 0 and json.loads(p.stdout)["services"] == []:
-                        gone = True
-                        break
-                    time.sleep(1)
-                if not gone:
-                    errors.append("services still listed 60 s after serve down -a")
-                out = self.sky("serve", "status", check=False).stdout
-                if out.strip() != "Services\nNo existing services.":
-                    errors.append("status after teardown:\n" + out)
-        except AssertionError as e:
-            errors.append(str(e))
+        errors = self.serve_down_all(
+            lambda *a, timeout: self.sky(*a, check=False, timeout=timeout, quiet=True))
+        if not errors:
+            out = self.sky("serve", "status", check=False).stdout
+            if out.strip() != "Services\nNo existing services.":
+                errors.append("status after teardown:\n" + out)
         self.stop_controller()
         try:
             self.sky("cloud", "down", check=False, timeout=60)
         except AssertionError as e:
             errors.append(str(e))
-        leaks = []
-        deadline = now() + 15
-        while now() < deadline:
-            leaks = self.leaks(tag)
-            if not leaks:
-                break
-            time.sleep(0.5)
+        leaks = self.wait_no_leaks(tag)
         if leaks:
             errors.append("left behind:\n  " + "\n  ".join(leaks))
-            self._kill_leaks(leaks)
         if not errors or not check:
             shutil.rmtree(self.home, ignore_errors=True)
         if errors and check:
             pytest.fail("teardown of %s:\n%s" % (self.home, "\n".join(errors)))
-
-    def _kill_leaks(self, leaks):
-        """Best effort so one failed test does not disturb the next ones."""
-        for pid, _ in self.home_processes():
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        for item in leaks:
-            kind, _, name = item.partition(" ")
-            if kind == "netns":
-                subprocess.run(["ip", "netns", "del", name], capture_output=True)
-            elif kind == "veth":
-                subprocess.run(["ip", "link", "del", name], capture_output=True)
 
 
 # ------------------------------------------------------------- replica helpers

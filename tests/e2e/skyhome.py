@@ -1,5 +1,14 @@
-"""Process lookup shared by the e2e helpers (serve_util, spot_util)."""
+"""One SKY_HOME seen from outside: its processes, its daemons' APIs and what
+it leaves behind. Shared by the e2e helpers (serve_util, spot_util) and the
+bench scripts that drive a whole stack (bench/chaos, bench/policy/live_replay.py);
+standard library only."""
+import http.client
+import json
 import os
+import signal
+import sqlite3
+import subprocess
+import time
 
 
 def processes_naming(path):
@@ -30,3 +39,144 @@ def processes_naming(path):
         if needle in cmd or needle in env:
             found.append((int(d), cmd.replace(b"\0", b" ").decode(errors="replace")))
     return found
+
+
+def pid_alive(pid):
+    """True while <pid> runs; a zombie (PID 1 here does not reap) is not alive."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+class HomeMixin:
+    """For a class with a .home attribute (the SKY_HOME path)."""
+
+    def _token(self):
+        with open(os.path.join(self.home, "token")) as f:
+            return f.read().strip()
+
+    def _api(self, port_file, path, method="GET", body=None, timeout=5):
+        """JSON of a 2xx answer of a daemon of this home (its port in <port_file>);
+        raises OSError (also for another status), ValueError or HTTPException."""
+        with open(os.path.join(self.home, port_file)) as f:
+            port = int(f.read().strip())
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+        try:
+            c.request(method, path, body=None if body is None else json.dumps(body),
+                      headers={"Authorization": "Bearer " + self._token(),
+                               "Content-Type": "application/json"})
+            r = c.getresponse()
+            data = r.read()
+            if not 200 <= r.status < 300:
+                raise OSError("%s %s: HTTP %d %s" % (method, path, r.status, data[:200]))
+            return json.loads(data or b"null")
+        finally:
+            c.close()
+
+    def daemon_pid(self, port_file, health_path):
+        """pid a daemon of this home reports on its health check, or None."""
+        try:
+            return self._api(port_file, health_path).get("pid")
+        except (OSError, ValueError, http.client.HTTPException):
+            return None
+
+    def cloud_instances(self):
+        """The local cloud's instances (every state), or [] when it is down."""
+        try:
+            doc = self._api("localcloud/port", "/v1/instances")
+        except (OSError, ValueError, http.client.HTTPException):
+            return []
+        return doc.get("instances", doc) if isinstance(doc, dict) else doc
+
+    def localcloud_tag(self):
+        """The tag in this home's namespace and veth names, or None."""
+        try:
+            db = sqlite3.connect("file:%s?mode=ro" % os.path.join(
+                self.home, "localcloud", "state.db"), uri=True, timeout=5)
+            try:
+                row = db.execute("SELECT value FROM meta WHERE key='tag'").fetchone()
+            finally:
+                db.close()
+            return row[0] if row else None
+        except sqlite3.Error:
+            return None
+
+    def home_processes(self):
+        return processes_naming(self.home)
+
+    def leaks(self, tag):
+        """Namespaces and veths of local-cloud <tag>, and processes of this home."""
+        out = []
+        if tag:
+            try:
+                out += ["netns " + n for n in os.listdir("/run/netns")
+                        if n.startswith("sky-%s-" % tag)]
+            except OSError:
+                pass
+            try:
+                out += ["veth " + n for n in os.listdir("/sys/class/net")
+                        if n.startswith("sv%s" % tag)]
+            except OSError:
+                pass
+        out += ["process %d: %s" % p for p in self.home_processes()]
+        return out
+
+    def _kill_leaks(self, leaks):
+        """Best effort, so that one failed run does not disturb the next ones."""
+        for pid, _ in self.home_processes():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for item in leaks:
+            kind, _, name = item.partition(" ")
+            if kind == "netns":
+                subprocess.run(["ip", "netns", "del", name], capture_output=True)
+            elif kind == "veth":
+                subprocess.run(["ip", "link", "del", name], capture_output=True)
+
+    def stop_pid(self, pid, timeout=10):
+        """SIGTERM, then SIGKILL after <timeout> s; returns once it is gone."""
+        if not pid:
+            return
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and pid_alive(pid):
+            time.sleep(0.1)
+        if pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+    def serve_down_all(self, sky, timeout=60):
+        """`sky serve down -a -y` and wait until no service is listed. <sky>(*args,
+        timeout=S) runs the CLI and returns its CompletedProcess. Returns errors."""
+        try:
+            p = sky("serve", "down", "-a", "-y", timeout=60)
+            if p.returncode != 0:
+                return ["serve down -a -y failed (rc %d)" % p.returncode]
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                p = sky("serve", "status", "--json", timeout=30)
+                if p.returncode == 0 and json.loads(p.stdout)["services"] == []:
+                    return []
+                time.sleep(1)
+            return ["services still listed %d s after serve down -a" % timeout]
+        except Exception as e:  # a CLI timeout or bad output: report it, go on cleaning
+            return ["serve down: %s" % e]
+
+    def wait_no_leaks(self, tag, timeout=15):
+        """Waits up to <timeout> s for leaks(tag) to empty; removes what is left
+        and returns it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            leaks = self.leaks(tag)
+            if not leaks:
+                return []
+            if time.monotonic() >= deadline:
+                self._kill_leaks(leaks)
+                return leaks
+            time.sleep(0.3)

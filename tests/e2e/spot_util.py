@@ -13,20 +13,17 @@ Binaries: $SKY_BUILD_DIR/controller/sky, .../controller/sky-controller,
 .../localcloud/sky-localcloud, .../replica_agent/sky-agent
 (SKY_BUILD_DIR defaults to /work/main/build).
 """
-import http.client
 import json
 import os
 import re
 import shutil
 import signal
-import sqlite3
 import subprocess
 import tempfile
 import time
-import urllib.request
 
 import pytest
-from e2e_procs import processes_naming
+from skyhome import HomeMixin, pid_alive
 
 BUILD_DIR = os.environ.get("SKY_BUILD_DIR", "/work/main/build")
 SOURCE_DIR = os.environ.get(
@@ -143,7 +140,7 @@ def parse_status(out, all_columns=False):
     return rows
 
 
-class SpotStack:
+class SpotStack(HomeMixin):
     """One SKY_HOME with its jobs controller, local cloud and jobs."""
 
     def __init__(self, name, extra_env=None):
@@ -311,24 +308,9 @@ class SpotStack:
 
     # -- daemons
 
-    def _token(self):
-        with open(os.path.join(self.home, "token")) as f:
-            return f.read().strip()
-
-    def _api(self, port_file, path, timeout=5):
-        with open(os.path.join(self.home, port_file)) as f:
-            port = int(f.read().strip())
-        req = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path),
-                                     headers={"Authorization": "Bearer " + self._token()})
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return json.loads(r.read() or b"null")
-
     def controller_pid(self):
         """pid of the live jobs controller, or None."""
-        try:
-            return self._api("jobs/controller.port", "/health").get("pid")
-        except (OSError, ValueError, http.client.HTTPException):
-            return None
+        return self.daemon_pid("jobs/controller.port", "/health")
 
     def kill_controller(self, sig=signal.SIGKILL):
         pid = self.controller_pid()
@@ -340,63 +322,13 @@ class SpotStack:
         assert not pid_alive(pid), "controller %d survived signal %d" % (pid, sig)
         return pid
 
-    def cloud_instances(self):
-        """The local cloud's instances (every state), or [] when it is down."""
-        try:
-            doc = self._api("localcloud/port", "/v1/instances")
-        except (OSError, ValueError, http.client.HTTPException):
-            return []
-        return doc.get("instances", doc) if isinstance(doc, dict) else doc
-
     def alive_instances(self, owner=None):
         return [i for i in self.cloud_instances()
                 if i.get("state") in ("PENDING", "RUNNING")
                 and (owner is None or i.get("owner") == owner)]
 
-    def localcloud_tag(self):
-        try:
-            db = sqlite3.connect("file:%s?mode=ro" % os.path.join(
-                self.home, "localcloud", "state.db"), uri=True, timeout=5)
-            try:
-                row = db.execute("SELECT value FROM meta WHERE key='tag'").fetchone()
-            finally:
-                db.close()
-            return row[0] if row else None
-        except sqlite3.Error:
-            return None
-
-    # -- leak checks
-
-    def home_processes(self):
-        return processes_naming(self.home)
-
-    def leaks(self, tag):
-        out = []
-        if tag:
-            ns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-            out += ["netns " + line.split()[0] for line in ns.splitlines()
-                    if line.startswith("sky-%s-" % tag)]
-            try:
-                out += ["veth " + n for n in os.listdir("/sys/class/net")
-                        if n.startswith("sv%s" % tag)]
-            except OSError:
-                pass
-        out += ["process %d: %s" % p for p in self.home_processes()]
-        return out
-
     def stop_controller(self):
-        pid = self.controller_pid()
-        if not pid:
-            return
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        deadline = now() + 10
-        while now() < deadline and pid_alive(pid):
-            time.sleep(0.1)
-        if pid_alive(pid):
-            os.kill(pid, signal.SIGKILL)
+        self.stop_pid(self.controller_pid())
 
     def teardown(self, check=True, keep=False):
         """Cancels every job, waits for them to end, stops the controller, runs
@@ -436,16 +368,9 @@ class SpotStack:
             self.sky("cloud", "down", check=False, timeout=90)
         except AssertionError as e:
             errors.append(str(e))
-        leaks = []
-        deadline = now() + 15 * SLOW
-        while now() < deadline:
-            leaks = self.leaks(tag)
-            if not leaks:
-                break
-            time.sleep(0.3)
+        leaks = self.wait_no_leaks(tag, 15 * SLOW)
         if leaks:
             errors.append("left behind:\n  " + "\n  ".join(leaks))
-            self._kill_leaks(leaks)
         if keep or (errors and check):
             print("kept %s for inspection" % self.home)
         else:
@@ -453,27 +378,6 @@ class SpotStack:
         if errors and check:
             pytest.fail("teardown of %s:\n%s" % (self.home, "\n".join(errors)))
 
-    def _kill_leaks(self, leaks):
-        """Best effort so one failed test does not disturb the next ones."""
-        for pid, _ in self.home_processes():
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        for item in leaks:
-            kind, _, name = item.partition(" ")
-            if kind == "netns":
-                subprocess.run(["ip", "netns", "del", name], capture_output=True)
-            elif kind == "veth":
-                subprocess.run(["ip", "link", "del", name], capture_output=True)
-
-
-def pid_alive(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def user_processes(run_id):
