@@ -1467,6 +1467,48 @@ static int pick_lb_port(ctl_serve_t *s)
     return -EADDRINUSE;
 }
 
+/*
+ * Controllers of other SKY_HOMEs pick ports on the same machine, and two
+ * sky-lbs that bind one port share it through SO_REUSEPORT. So picking a
+ * port and starting the LB that takes it happen under a machine-wide lock,
+ * released once the port is in use (or after LB_PORT_WAIT_MS; the LB binds
+ * within milliseconds).
+ */
+#define LB_PORT_LOCK    "sky-serve-lb-ports.lock"
+#define LB_PORT_WAIT_MS 3000
+
+static int lb_port_lock(void)
+{
+    const char *dirs[] = {"/run", "/tmp"};
+
+    for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+        char path[64];
+        int fd;
+
+        snprintf(path, sizeof(path), "%s/%s", dirs[i], LB_PORT_LOCK);
+        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (fd < 0)
+            continue;
+        while (flock(fd, LOCK_EX) < 0) {
+            if (errno != EINTR) {
+                close(fd);
+                return -1;
+            }
+        }
+        return fd;
+    }
+    return -1;
+}
+
+static void lb_port_unlock(int fd, int port)
+{
+    if (fd < 0)
+        return;
+    for (int waited = 0; port > 0 && waited < LB_PORT_WAIT_MS && port_free(port); waited += 10)
+        usleep(10 * 1000);
+    close(fd);
+}
+
 static int pid_is_lb(int pid, const char *svc)
 {
     char path[64], buf[4096];
@@ -1547,7 +1589,7 @@ static int lb_spawn(ctl_serve_t *s, ctl_service_t *svc)
     const char **argv;
     char **urls;
     ctl_version_t *v = ctl_service_latest(svc);
-    int n = 0, n_urls = 0, n_reps = 0, fd, rc;
+    int n = 0, n_urls = 0, n_reps = 0, fd, rc, port_lock = -1;
     uv_process_t *p;
 
     if (!s->lb_path) {
@@ -1555,9 +1597,12 @@ static int lb_spawn(ctl_serve_t *s, ctl_service_t *svc)
         return -ENOENT;
     }
     if (svc->row.lb_port <= 0) {
+        port_lock = lb_port_lock();
         rc = pick_lb_port(s);
-        if (rc < 0)
+        if (rc < 0) {
+            lb_port_unlock(port_lock, 0);
             return rc;
+        }
         svc->row.lb_port = rc;
     }
     snprintf(listen, sizeof(listen), "0.0.0.0:%d", svc->row.lb_port);
@@ -1635,6 +1680,7 @@ static int lb_spawn(ctl_serve_t *s, ctl_service_t *svc)
     CORE_INFO("%s: sky-lb pid %d on port %d (%d ready replicas)", svc->row.name, p->pid,
               svc->row.lb_port, n_urls);
 out:
+    lb_port_unlock(port_lock, rc == 0 ? svc->row.lb_port : 0);
     for (int i = 0; i < n_urls; i++)
         free(urls[i]);
     free(urls);
@@ -1896,7 +1942,7 @@ int ctl_serve_up(ctl_serve_t *s, const char *name, const char *yaml, const char 
     core_candidate_t *c = NULL;
     size_t nc = 0;
     char gen[CTL_SVC_NAME_MAX];
-    int rc;
+    int rc, port_lock = -1;
 
     if (!name || !*name) {
         gen_name(s, gen, sizeof(gen));
@@ -1939,6 +1985,7 @@ int ctl_serve_up(ctl_serve_t *s, const char *name, const char *yaml, const char 
         *err = core_xstrdup("invalid replica policy");
         goto fail;
     }
+    port_lock = lb_port_lock();
     rc = pick_lb_port(s);
     if (rc < 0) {
         *err = core_xstrdup("no free port for the load balancer");
@@ -1963,10 +2010,12 @@ int ctl_serve_up(ctl_serve_t *s, const char *name, const char *yaml, const char 
     svc->next_probe = now_s();
     svc->next_decision = now_s();
     lb_ensure(s, svc);
+    lb_port_unlock(port_lock, svc->lb_proc ? svc->row.lb_port : 0);
     CORE_INFO("%s: service up (version 1, LB port %d)", name, svc->row.lb_port);
     *out = svc;
     return 0;
 fail:
+    lb_port_unlock(port_lock, 0);
     service_free(svc);
     return rc < 0 ? rc : CORE_ESPEC;
 }

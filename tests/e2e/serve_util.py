@@ -104,13 +104,6 @@ FILE_WAIT_BUDGET = 420
 TEST_WAIT_BUDGET = 240
 
 
-# LB port ranges per test file. Two controllers (other SKY_HOMEs, e.g. another
-# file under ctest -j2) that start a service at the same moment can both find
-# the same port free and their SO_REUSEPORT sky-lbs then share it, splitting
-# the traffic between two services. Distinct starts keep the files apart.
-LB_PORT_START = {"spot": 31001, "scale": 32001, "recovery": 33001}
-
-
 def require_binaries(*paths):
     missing = [p for p in (SKY, SKY_CONTROLLER, SKY_LOCALCLOUD) + paths if not os.path.exists(p)]
     if missing:
@@ -258,8 +251,6 @@ class Stack(HomeMixin):
         self.env = {k: v for k, v in os.environ.items()
                     if not k.startswith("SKY_SERVE_") and k != "SKY_HOME"}
         self.env.update(FAST_ENV)
-        if name in LB_PORT_START:
-            self.env["SKY_SERVE_LB_PORT_START"] = str(LB_PORT_START[name])
         self.env.update(extra_env or {})
         self.env["SKY_HOME"] = self.home
         self.history = []
