@@ -15,7 +15,6 @@ Binaries: $SKY_BUILD_DIR/controller/sky, .../controller/sky-controller,
 import http.client
 import json
 import os
-import re
 import shutil
 import subprocess
 import tempfile
@@ -25,7 +24,7 @@ import urllib.error
 import urllib.request
 
 import pytest
-from skyhome import HomeMixin
+from skyhome import HomeMixin, parse_table, sanitized
 
 BUILD_DIR = os.environ.get("SKY_BUILD_DIR", "/work/main/build")
 SOURCE_DIR = os.environ.get(
@@ -61,21 +60,7 @@ def urlopen(req, timeout):
     return _OPENER.open(req, timeout=timeout)
 
 
-def sanitized():
-    """True under ASan/UBSan: env SKY_SANITIZED=1 or SANITIZE set in the CMake cache."""
-    if os.environ.get("SKY_SANITIZED") == "1":
-        return True
-    try:
-        with open(os.path.join(BUILD_DIR, "CMakeCache.txt")) as f:
-            for line in f:
-                if line.startswith("SANITIZE:"):
-                    return bool(line.split("=", 1)[1].strip())
-    except OSError:
-        pass
-    return False
-
-
-SLOW = 2.0 if sanitized() else 1.0
+SLOW = 2.0 if sanitized(BUILD_DIR) else 1.0
 
 # Timings shortened through the controller's config (docs/serve-config.md):
 # probes and autoscaler decisions every second, 1 s drains and launch retries,
@@ -115,42 +100,6 @@ def now():
 
 
 # --------------------------------------------------------------------- tables
-
-def parse_table(lines, header):
-    """Checks one borderless table (header row first, columns separated by at
-    least two blanks, left-aligned, widths from content) and returns its rows
-    as dicts. Raises AssertionError when the shape is wrong."""
-    assert lines, "empty table, expected header %s" % header
-    head = lines[0]
-    assert head.split() == header, "header %r, expected %s" % (head, header)
-    starts = [m.start() for m in re.finditer(r"\S+", head)]
-    for a, b, name in zip(starts, starts[1:], header):
-        assert head[a:b] == name + " " * (b - a - len(name)), "header column %s: %r" % (
-            name, head)
-        assert b - a >= len(name) + 2, "two blanks between columns: %r" % head
-    rows = []
-    for line in lines[1:]:
-        assert line == line.rstrip(), "trailing blanks in %r" % line
-        cells = []
-        for i, a in enumerate(starts):
-            b = starts[i + 1] if i + 1 < len(starts) else len(line)
-            assert a < len(line) and line[a] != " ", "column %s not aligned in %r" % (
-                header[i], line)
-            if i > 0:
-                assert line[a - 2:a] == "  ", "column %s not aligned in %r" % (header[i], line)
-            cell = line[a:b]
-            if i + 1 < len(starts):
-                assert len(cell.rstrip()) <= b - a - 2, "cell %r overflows column %s" % (
-                    cell, header[i])
-            cells.append(cell.strip())
-        rows.append(dict(zip(header, cells)))
-    # Each column is exactly as wide as its widest cell (header included).
-    for i in range(len(starts) - 1):
-        widest = max([len(header[i])] + [len(r[header[i]]) for r in rows])
-        assert starts[i + 1] - starts[i] == widest + 2, "column %s width %d, widest %d" % (
-            header[i], starts[i + 1] - starts[i] - 2, widest)
-    return rows
-
 
 def parse_status(out, verbose=False):
     """Parses `sky serve status` output into (services, replicas, hints)."""

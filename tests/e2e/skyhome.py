@@ -1,7 +1,7 @@
-"""One SKY_HOME seen from outside: its processes, its daemons' APIs and what
-it leaves behind. Shared by the e2e helpers (serve_util, spot_util) and the
-bench scripts that drive a whole stack (bench/chaos, bench/policy/live_replay.py);
-standard library only."""
+"""One SKY_HOME seen from outside: its processes, its daemons' APIs, what it
+leaves behind, and the CLI's tables. Shared by the e2e helpers (serve_util,
+spot_util) and the bench scripts that drive a whole stack (bench/chaos,
+bench/policy/live_replay.py); standard library only."""
 import http.client
 import json
 import os
@@ -39,6 +39,61 @@ def processes_naming(path):
         if needle in cmd or needle in env:
             found.append((int(d), cmd.replace(b"\0", b" ").decode(errors="replace")))
     return found
+
+
+def sanitized(build_dir):
+    """True under ASan/UBSan: env SKY_SANITIZED=1 or SANITIZE set in the CMake cache."""
+    if os.environ.get("SKY_SANITIZED") == "1":
+        return True
+    try:
+        with open(os.path.join(build_dir, "CMakeCache.txt")) as f:
+            for line in f:
+                if line.startswith("SANITIZE:"):
+                    return bool(line.split("=", 1)[1].strip())
+    except OSError:
+        pass
+    return False
+
+
+def parse_table(lines, header):
+    """Checks one borderless table (header row first, columns left-aligned,
+    two blanks between columns, each as wide as its widest cell, no trailing
+    blanks) and returns its rows as dicts. Header names may contain a blank."""
+    assert lines, "empty table, expected header %s" % header
+    head = lines[0]
+    starts, pos = [], 0
+    for name in header:
+        i = head.find(name, pos)
+        assert i >= 0, "header %r lacks %s" % (head, name)
+        assert head[pos:i].strip() == "", "unexpected text before %s in %r" % (name, head)
+        starts.append(i)
+        pos = i + len(name)
+    assert head[pos:] == "", "trailing text in header %r" % head
+    for a, b, name in zip(starts, starts[1:], header):
+        assert head[a:b] == name + " " * (b - a - len(name)), "header %r" % head
+        assert b - a >= len(name) + 2, "two blanks between columns: %r" % head
+    rows = []
+    for line in lines[1:]:
+        assert line == line.rstrip(), "trailing blanks in %r" % line
+        cells = []
+        for i, a in enumerate(starts):
+            b = starts[i + 1] if i + 1 < len(starts) else len(line)
+            assert a < len(line) and line[a] != " ", "column %s not aligned in %r" % (
+                header[i], line)
+            if i > 0:
+                assert line[a - 2:a] == "  ", "column %s not aligned in %r" % (header[i], line)
+            cell = line[a:b]
+            if i + 1 < len(starts):
+                assert len(cell.rstrip()) <= b - a - 2, "cell %r overflows column %s" % (
+                    cell, header[i])
+            cells.append(cell.strip())
+        rows.append(dict(zip(header, cells)))
+    # Each column is exactly as wide as its widest cell (header included).
+    for i in range(len(starts) - 1):
+        widest = max([len(header[i])] + [len(r[header[i]]) for r in rows])
+        assert starts[i + 1] - starts[i] == widest + 2, "column %s width %d, widest %d" % (
+            header[i], starts[i + 1] - starts[i] - 2, widest)
+    return rows
 
 
 def pid_alive(pid):

@@ -23,7 +23,7 @@ import tempfile
 import time
 
 import pytest
-from skyhome import HomeMixin, pid_alive
+from skyhome import HomeMixin, parse_table, pid_alive, sanitized
 
 BUILD_DIR = os.environ.get("SKY_BUILD_DIR", "/work/main/build")
 SOURCE_DIR = os.environ.get(
@@ -44,21 +44,7 @@ TERMINAL = {"SUCCEEDED", "CANCELLED", "FAILED", "FAILED_SETUP", "FAILED_PRECHECK
             "FAILED_NO_RESOURCE", "FAILED_CONTROLLER"}
 
 
-def sanitized():
-    """True under ASan/UBSan: env SKY_SANITIZED=1 or SANITIZE set in the CMake cache."""
-    if os.environ.get("SKY_SANITIZED") == "1":
-        return True
-    try:
-        with open(os.path.join(BUILD_DIR, "CMakeCache.txt")) as f:
-            for line in f:
-                if line.startswith("SANITIZE:"):
-                    return bool(line.split("=", 1)[1].strip())
-    except OSError:
-        pass
-    return False
-
-
-SLOW = 2.0 if sanitized() else 1.0
+SLOW = 2.0 if sanitized(BUILD_DIR) else 1.0
 
 # The controller polls every 0.2 s; launch backoff starts at 1 s and is capped at
 # 2 s (3 s sanitized); a failed program is checked for preemption after 0.5 s.
@@ -66,7 +52,7 @@ FAST_ENV = {
     "SKY_LOCALCLOUD_PROVISION_DELAY": "0.3",
     "SKY_JOBS_POLL_INTERVAL": "0.2",
     "SKY_JOBS_RETRY_INIT_GAP": "1",
-    "SKY_JOBS_RETRY_MAX_FACTOR": "3" if sanitized() else "2",
+    "SKY_JOBS_RETRY_MAX_FACTOR": "3" if sanitized(BUILD_DIR) else "2",
     "SKY_JOBS_FAILURE_GRACE": "0.5",
     "SKY_JOBS_STATUS_TIMEOUT": "5",
 }
@@ -81,42 +67,6 @@ def require_binaries():
                if not os.path.exists(p)]
     if missing:
         pytest.fail("missing binaries (build the tree first): %s" % ", ".join(missing))
-
-
-def parse_table(lines, header):
-    """Checks one borderless table (header row first, columns left-aligned,
-    two blanks between columns, each as wide as its widest cell, no trailing
-    blanks) and returns its rows as dicts. Header names may contain a blank."""
-    assert lines, "empty table, expected header %s" % header
-    head = lines[0]
-    starts, pos = [], 0
-    for name in header:
-        i = head.find(name, pos)
-        assert i >= 0, "header %r lacks %s" % (head, name)
-        assert head[pos:i].strip() == "", "unexpected text before %s in %r" % (name, head)
-        starts.append(i)
-        pos = i + len(name)
-    assert head[pos:] == "", "trailing text in header %r" % head
-    for a, b, name in zip(starts, starts[1:], header):
-        assert head[a:b] == name + " " * (b - a - len(name)), "header %r" % head
-        assert b - a >= len(name) + 2, "two blanks between columns: %r" % head
-    rows = []
-    for line in lines[1:]:
-        assert line == line.rstrip(), "trailing blanks in %r" % line
-        cells = []
-        for i, a in enumerate(starts):
-            b = starts[i + 1] if i + 1 < len(starts) else len(line)
-            assert a < len(line) and line[a] != " ", "column %s not aligned in %r" % (
-                header[i], line)
-            if i > 0:
-                assert line[a - 2:a] == "  ", "column %s not aligned in %r" % (header[i], line)
-            cells.append(line[a:b].strip())
-        rows.append(dict(zip(header, cells)))
-    for i in range(len(starts) - 1):
-        widest = max([len(header[i])] + [len(r[header[i]]) for r in rows])
-        assert starts[i + 1] - starts[i] == widest + 2, "column %s width %d, widest %d" % (
-            header[i], starts[i + 1] - starts[i] - 2, widest)
-    return rows
 
 
 DURATION_RE = re.compile(r"^(-|< 1 second|(\d+d ?)?(\d+h ?)?(\d+m ?)?(\d+s)?)$")
