@@ -16,24 +16,14 @@ import http.client
 import json
 import os
 import shutil
-import subprocess
-import tempfile
 import threading
 import time
 import urllib.error
 import urllib.request
 
 import pytest
-from skyhome import HomeMixin, parse_table, sanitized
+from skyhome import SKY, SKY_CONTROLLER, SKY_LOCALCLOUD, SLOW, HomeMixin, now, parse_table
 
-BUILD_DIR = os.environ.get("SKY_BUILD_DIR", "/work/main/build")
-SOURCE_DIR = os.environ.get(
-    "SKY_SOURCE_DIR", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
-SKY = os.path.join(BUILD_DIR, "controller", "sky")
-SKY_CONTROLLER = os.path.join(BUILD_DIR, "controller", "sky-controller")
-SKY_LOCALCLOUD = os.path.join(BUILD_DIR, "localcloud", "sky-localcloud")
-SKY_LB = os.path.join(BUILD_DIR, "lb", "sky-lb")
-SKY_AGENT = os.path.join(BUILD_DIR, "replica_agent", "sky-agent")
 
 DYNAMIC_YAML = "examples/serve/spot_policy/dynamic_on_demand_fallback.yaml"
 BASE_YAML = "examples/serve/spot_policy/base_ondemand_fallback.yaml"
@@ -59,8 +49,6 @@ _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 def urlopen(req, timeout):
     return _OPENER.open(req, timeout=timeout)
 
-
-SLOW = 2.0 if sanitized(BUILD_DIR) else 1.0
 
 # Timings shortened through the controller's config (docs/serve-config.md):
 # probes and autoscaler decisions every second, 1 s drains and launch retries,
@@ -93,10 +81,6 @@ def require_binaries(*paths):
     missing = [p for p in (SKY, SKY_CONTROLLER, SKY_LOCALCLOUD) + paths if not os.path.exists(p)]
     if missing:
         pytest.fail("missing binaries (build the tree first): %s" % ", ".join(missing))
-
-
-def now():
-    return time.monotonic()
 
 
 # --------------------------------------------------------------------- tables
@@ -194,42 +178,16 @@ def get(url, timeout=10):
 class Stack(HomeMixin):
     """One SKY_HOME with its controller, local cloud and services."""
 
+    sky_timeout = 90
+    wait_interval = 0.5
+
     def __init__(self, name, extra_env=None):
         require_binaries()
-        self.home = tempfile.mkdtemp(prefix="sky-e2e-%s-" % name)
-        self.env = {k: v for k, v in os.environ.items()
-                    if not k.startswith("SKY_SERVE_") and k != "SKY_HOME"}
-        self.env.update(FAST_ENV)
-        self.env.update(extra_env or {})
-        self.env["SKY_HOME"] = self.home
-        self.history = []
-        self.closed = False
+        self._init_home(name, "SKY_SERVE_", FAST_ENV, extra_env)
         self.deadline = min(time.monotonic() + TEST_WAIT_BUDGET * SLOW,
                             FILE_START + FILE_WAIT_BUDGET)
 
     # -- running the CLI
-
-    def sky(self, *args, check=True, timeout=90, expect_rc=None, quiet=False):
-        t = now()
-        try:
-            p = subprocess.run([SKY] + list(args), cwd=SOURCE_DIR, env=self.env,
-                               stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                               timeout=timeout * SLOW)
-        except subprocess.TimeoutExpired as e:
-            raise AssertionError("sky %s timed out after %ss; output so far:\n%s%s" % (
-                " ".join(args), timeout, e.stdout or "", e.stderr or ""))
-        entry = "$ sky %s  (rc %d, %.1fs)\n%s%s" % (" ".join(args), p.returncode, now() - t,
-                                                    p.stdout, p.stderr)
-        self.history.append(entry)
-        if quiet and p.returncode == 0:
-            print("$ sky %s  (rc 0, %.1fs)" % (" ".join(args), now() - t))
-        else:
-            print(entry)
-        if expect_rc is not None:
-            assert p.returncode == expect_rc, entry
-        elif check:
-            assert p.returncode == 0, entry
-        return p
 
     def services(self, *names):
         p = self.sky("serve", "status", *names, "--json", timeout=60, quiet=True)
@@ -253,25 +211,6 @@ class Stack(HomeMixin):
         assert ep and ep != "-", "no endpoint for %s" % name
         return ep if ep.startswith("http") else "http://" + ep
 
-    def wait_for(self, fn, timeout, what, interval=0.5):
-        """Calls fn() until it returns a truthy value; fails with the current
-        status and the controller log tail after <timeout> seconds."""
-        deadline = min(now() + timeout * SLOW, self.deadline)
-        if deadline <= now():
-            self.fail("test time budget exhausted before waiting for %s" % what)
-        last_exc = None
-        while now() < deadline:
-            try:
-                v = fn()
-                if v:
-                    return v
-                last_exc = None
-            except AssertionError as e:
-                last_exc = e
-            time.sleep(interval)
-        self.fail("timed out after %ss waiting for %s%s" % (
-            timeout, what, "\nlast error: %s" % last_exc if last_exc else ""))
-
     def fail(self, msg):
         detail = []
         try:
@@ -280,15 +219,6 @@ class Stack(HomeMixin):
             detail.append(str(e))
         detail.append("--- controller.log (tail)\n" + self.tail("serve/controller.log"))
         pytest.fail(msg + "\n" + "\n".join(detail))
-
-    def tail(self, rel, n=60):
-        try:
-            with open(os.path.join(self.home, rel), errors="replace") as f:
-                return "".join(f.readlines()[-n:])
-        except OSError as e:
-            return "(%s)" % e
-
-    # -- daemons
 
     def controller_pid(self):
         """pid of the live serve controller, or None."""

@@ -8,7 +8,17 @@ import os
 import signal
 import sqlite3
 import subprocess
+import tempfile
 import time
+
+BUILD_DIR = os.environ.get("SKY_BUILD_DIR", "/work/main/build")
+SOURCE_DIR = os.environ.get(
+    "SKY_SOURCE_DIR", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
+SKY = os.path.join(BUILD_DIR, "controller", "sky")
+SKY_CONTROLLER = os.path.join(BUILD_DIR, "controller", "sky-controller")
+SKY_LOCALCLOUD = os.path.join(BUILD_DIR, "localcloud", "sky-localcloud")
+SKY_LB = os.path.join(BUILD_DIR, "lb", "sky-lb")
+SKY_AGENT = os.path.join(BUILD_DIR, "replica_agent", "sky-agent")
 
 
 def processes_naming(path):
@@ -53,6 +63,14 @@ def sanitized(build_dir):
     except OSError:
         pass
     return False
+
+
+# Waits scale with this under the sanitizers.
+SLOW = 2.0 if sanitized(BUILD_DIR) else 1.0
+
+
+def now():
+    return time.monotonic()
 
 
 def parse_table(lines, header):
@@ -106,7 +124,73 @@ def pid_alive(pid):
 
 
 class HomeMixin:
-    """For a class with a .home attribute (the SKY_HOME path)."""
+    """For a class with a .home attribute (the SKY_HOME path). The e2e stacks
+    also call _init_home and get the `sky` runner, waits and log tails; they
+    define fail(msg), which reports their state and fails the test."""
+
+    sky_timeout = 60  # seconds (× SLOW) for one `sky` command
+    wait_interval = 0.2
+    deadline = float("inf")  # monotonic end of the test's wait budget
+
+    def _init_home(self, name, own_env_prefix, fast_env, extra_env):
+        """A fresh SKY_HOME and an environment of <fast_env> + <extra_env>
+        without the caller's own <own_env_prefix>* settings."""
+        self.home = tempfile.mkdtemp(prefix="sky-e2e-%s-" % name)
+        self.env = {k: v for k, v in os.environ.items()
+                    if not k.startswith(own_env_prefix) and k != "SKY_HOME"}
+        self.env.update(fast_env)
+        self.env.update(extra_env or {})
+        self.env["SKY_HOME"] = self.home
+        self.history = []
+        self.closed = False
+
+    def sky(self, *args, check=True, timeout=None, expect_rc=None, quiet=False):
+        """Runs the CLI and records it; <quiet> prints nothing when it succeeds."""
+        timeout = timeout or self.sky_timeout
+        t = now()
+        try:
+            p = subprocess.run([SKY] + list(args), cwd=SOURCE_DIR, env=self.env,
+                               stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                               timeout=timeout * SLOW)
+        except subprocess.TimeoutExpired as e:
+            raise AssertionError("sky %s timed out after %ss; output so far:\n%s%s" % (
+                " ".join(args), timeout, e.stdout or "", e.stderr or ""))
+        entry = "$ sky %s  (rc %d, %.1fs)\n%s%s" % (" ".join(args), p.returncode, now() - t,
+                                                    p.stdout, p.stderr)
+        if not quiet or p.returncode != 0:
+            self.history.append(entry)
+            print(entry)
+        if expect_rc is not None:
+            assert p.returncode == expect_rc, entry
+        elif check:
+            assert p.returncode == 0, entry
+        return p
+
+    def wait_for(self, fn, timeout, what, interval=None):
+        """Calls fn() until it returns a truthy value; self.fail()s after
+        <timeout> seconds (× SLOW) or at the test's budget."""
+        deadline = min(now() + timeout * SLOW, self.deadline)
+        if deadline <= now():
+            self.fail("test time budget exhausted before waiting for %s" % what)
+        last_exc = None
+        while now() < deadline:
+            try:
+                v = fn()
+                if v:
+                    return v
+                last_exc = None
+            except AssertionError as e:
+                last_exc = e
+            time.sleep(interval or self.wait_interval)
+        self.fail("timed out after %ss waiting for %s%s" % (
+            timeout, what, "\nlast error: %s" % last_exc if last_exc else ""))
+
+    def tail(self, rel, n=60):
+        try:
+            with open(os.path.join(self.home, rel), errors="replace") as f:
+                return "".join(f.readlines()[-n:])
+        except OSError as e:
+            return "(%s)" % e
 
     def _token(self):
         with open(os.path.join(self.home, "token")) as f:

@@ -19,19 +19,12 @@ import re
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 
 import pytest
-from skyhome import HomeMixin, parse_table, pid_alive, sanitized
+from skyhome import (BUILD_DIR, SKY, SKY_AGENT, SKY_CONTROLLER, SKY_LOCALCLOUD, SLOW, SOURCE_DIR,
+                     HomeMixin, now, parse_table, pid_alive, sanitized)
 
-BUILD_DIR = os.environ.get("SKY_BUILD_DIR", "/work/main/build")
-SOURCE_DIR = os.environ.get(
-    "SKY_SOURCE_DIR", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
-SKY = os.path.join(BUILD_DIR, "controller", "sky")
-SKY_CONTROLLER = os.path.join(BUILD_DIR, "controller", "sky-controller")
-SKY_LOCALCLOUD = os.path.join(BUILD_DIR, "localcloud", "sky-localcloud")
-SKY_AGENT = os.path.join(BUILD_DIR, "replica_agent", "sky-agent")
 
 TRAIN_YAML = "examples/spot/train.yaml"
 TRAIN_BUCKET = "sky-spot-train-ckpt"
@@ -44,7 +37,6 @@ TERMINAL = {"SUCCEEDED", "CANCELLED", "FAILED", "FAILED_SETUP", "FAILED_PRECHECK
             "FAILED_NO_RESOURCE", "FAILED_CONTROLLER"}
 
 
-SLOW = 2.0 if sanitized(BUILD_DIR) else 1.0
 
 # The controller polls every 0.2 s; launch backoff starts at 1 s and is capped at
 # 2 s (3 s sanitized); a failed program is checked for preemption after 0.5 s.
@@ -56,10 +48,6 @@ FAST_ENV = {
     "SKY_JOBS_FAILURE_GRACE": "0.5",
     "SKY_JOBS_STATUS_TIMEOUT": "5",
 }
-
-
-def now():
-    return time.monotonic()
 
 
 def require_binaries():
@@ -95,38 +83,11 @@ class SpotStack(HomeMixin):
 
     def __init__(self, name, extra_env=None):
         require_binaries()
-        self.home = tempfile.mkdtemp(prefix="sky-e2e-%s-" % name)
-        self.env = {k: v for k, v in os.environ.items()
-                    if not k.startswith("SKY_JOBS_") and k != "SKY_HOME"}
-        self.env.update(FAST_ENV)
-        self.env.update(extra_env or {})
-        self.env["SKY_HOME"] = self.home
-        self.history = []
-        self.closed = False
+        self._init_home(name, "SKY_JOBS_", FAST_ENV, extra_env)
         self.tmp = os.path.join(self.home, "test-files")
         os.makedirs(self.tmp)
 
     # -- running the CLI
-
-    def sky(self, *args, check=True, timeout=60, expect_rc=None, quiet=False):
-        t = now()
-        try:
-            p = subprocess.run([SKY] + list(args), cwd=SOURCE_DIR, env=self.env,
-                               stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                               timeout=timeout * SLOW)
-        except subprocess.TimeoutExpired as e:
-            raise AssertionError("sky %s timed out after %ss; output so far:\n%s%s" % (
-                " ".join(args), timeout, e.stdout or "", e.stderr or ""))
-        entry = "$ sky %s  (rc %d, %.1fs)\n%s%s" % (" ".join(args), p.returncode, now() - t,
-                                                    p.stdout, p.stderr)
-        if not quiet:
-            self.history.append(entry)
-            print(entry)
-        if expect_rc is not None:
-            assert p.returncode == expect_rc, entry
-        elif check:
-            assert p.returncode == 0, entry
-        return p
 
     def popen_sky(self, *args):
         """A long-running `sky` (launch/logs that follow), output to a file."""
@@ -178,23 +139,6 @@ class SpotStack(HomeMixin):
         assert m, p.stdout
         return int(m.group(2))
 
-    def wait_for(self, fn, timeout, what, interval=0.2):
-        """Calls fn() until it returns a truthy value; fails with the status and
-        the controller logs after <timeout> seconds."""
-        deadline = now() + timeout * SLOW
-        last_exc = None
-        while now() < deadline:
-            try:
-                v = fn()
-                if v:
-                    return v
-                last_exc = None
-            except AssertionError as e:
-                last_exc = e
-            time.sleep(interval)
-        self.fail("timed out after %ss waiting for %s%s" % (
-            timeout, what, "\nlast error: %s" % last_exc if last_exc else ""))
-
     def wait_status(self, job_id, statuses, timeout, pred=None):
         statuses = {statuses} if isinstance(statuses, str) else set(statuses)
 
@@ -221,13 +165,6 @@ class SpotStack(HomeMixin):
         except OSError:
             pass
         pytest.fail(msg + "\n" + "\n".join(detail))
-
-    def tail(self, rel, n=60):
-        try:
-            with open(os.path.join(self.home, rel), errors="replace") as f:
-                return "".join(f.readlines()[-n:])
-        except OSError as e:
-            return "(%s)" % e
 
     def why(self, job_id):
         """The job's controller log and the local cloud's log tail, for assertion messages."""
