@@ -82,13 +82,22 @@ static int healthy(const char *base, const char *token)
     return rc == 0;
 }
 
+/* The daemon's URL from <home>'s port file when it answers its health check. */
+static char *answering_url(const char *home, const char *token)
+{
+    char *base = read_base_url(home);
+    if (base && healthy(base, token))
+        return base;
+    free(base);
+    return NULL;
+}
+
 int core_localcloud_connect(int start, char **base_url, char **token, char **err)
 {
     *base_url = NULL;
     *token = NULL;
     char *home = core_home_dir();
     char *tokpath = core_xasprintf("%s/token", home);
-    char *base = NULL;
     int rc = core_token_load(tokpath, token);
     free(tokpath);
     if (rc < 0) {
@@ -96,14 +105,10 @@ int core_localcloud_connect(int start, char **base_url, char **token, char **err
             *err = core_xasprintf("cannot read the token in %s: %s", home, core_strerror(rc));
         goto fail;
     }
-    base = read_base_url(home);
-    if (base && healthy(base, *token)) {
-        *base_url = base;
+    if ((*base_url = answering_url(home, *token)) != NULL) {
         free(home);
         return 0;
     }
-    free(base);
-    base = NULL;
     if (!start) {
         rc = -ENOENT;
         if (err)
@@ -145,14 +150,10 @@ int core_localcloud_connect(int start, char **base_url, char **token, char **err
      * daemon racing for the same home exits on the lock; we reach the first. */
     unsigned long long deadline = core_mono_ms() + LC_START_WAIT_MS;
     while (core_mono_ms() < deadline) {
-        base = read_base_url(home);
-        if (base && healthy(base, *token)) {
-            *base_url = base;
+        if ((*base_url = answering_url(home, *token)) != NULL) {
             free(home);
             return 0;
         }
-        free(base);
-        base = NULL;
         msleep(50);
     }
     rc = -ETIMEDOUT;
