@@ -321,6 +321,19 @@ static void handle_down(lc_daemon_t *d, core_http_conn_t *c)
     lc_barrier_done(b);
 }
 
+/* Calls <h> with the request's JSON object body, or answers 400 without one. */
+static void with_json_body(lc_daemon_t *d, core_http_conn_t *conn, const core_http_req_t *req,
+                           void (*h)(lc_daemon_t *, core_http_conn_t *, cJSON *))
+{
+    cJSON *body = core_http_body_json(req);
+    if (!body) {
+        respond_code(conn, 400, "invalid", "body must be a JSON object");
+        return;
+    }
+    h(d, conn, body);
+    cJSON_Delete(body);
+}
+
 void lc_api_handle(core_http_conn_t *conn, const core_http_req_t *req, void *ud)
 {
     lc_daemon_t *d = ud;
@@ -336,13 +349,7 @@ void lc_api_handle(core_http_conn_t *conn, const core_http_req_t *req, void *ud)
             return;
         }
         if (strcmp(m, "POST") == 0) {
-            cJSON *body = core_http_body_json(req);
-            if (!body) {
-                respond_code(conn, 400, "invalid", "body must be a JSON object");
-                return;
-            }
-            lc_inst_launch(d, conn, body);
-            cJSON_Delete(body);
+            with_json_body(d, conn, req, lc_inst_launch);
             return;
         }
         respond_code(conn, 405, "invalid", "method not allowed");
@@ -399,13 +406,7 @@ void lc_api_handle(core_http_conn_t *conn, const core_http_req_t *req, void *ud)
             return;
         }
         if (strcmp(m, "POST") == 0) {
-            cJSON *body = core_http_body_json(req);
-            if (!body) {
-                respond_code(conn, 400, "invalid", "body must be a JSON object");
-                return;
-            }
-            handle_set_capacity(d, conn, body);
-            cJSON_Delete(body);
+            with_json_body(d, conn, req, handle_set_capacity);
             return;
         }
     }
@@ -420,13 +421,7 @@ void lc_api_handle(core_http_conn_t *conn, const core_http_req_t *req, void *ud)
             return;
         }
         if (strcmp(m, "POST") == 0) {
-            cJSON *body = core_http_body_json(req);
-            if (!body) {
-                respond_code(conn, 400, "invalid", "body must be a JSON object");
-                return;
-            }
-            handle_replay(d, conn, body);
-            cJSON_Delete(body);
+            with_json_body(d, conn, req, handle_replay);
             return;
         }
     }
