@@ -511,6 +511,13 @@ static void print_ids(FILE *f, const long *ids, int n, const char *sep)
         fprintf(f, "%s%ld", i ? sep : "", ids[i]);
 }
 
+static void print_ambiguous(const char *name, const long *ids, int n)
+{
+    fprintf(stderr, "sky spot: Multiple running jobs found with name '%s'.\nJob IDs: [", name);
+    print_ids(stderr, ids, n, ", ");
+    fprintf(stderr, "]\n");
+}
+
 /* ------------------------------------------------------------------ logs */
 
 static int cmd_logs(int argc, char **argv)
@@ -551,10 +558,7 @@ static int cmd_logs(int argc, char **argv)
         if (n < 0)
             goto out;
         if (n > 1) {
-            fprintf(stderr, "sky spot: Multiple running jobs found with name '%s'.\nJob IDs: [",
-                    name);
-            print_ids(stderr, ids, n, ", ");
-            fprintf(stderr, "]\n");
+            print_ambiguous(name, ids, n);
             goto out;
         }
         id = n == 1 ? ids[0] : latest;
@@ -629,10 +633,7 @@ static int cmd_cancel(int argc, char **argv)
         if (n_ids < 0)
             goto out;
         if (n_ids > 1) {
-            fprintf(stderr, "sky spot: Multiple running jobs found with name '%s'.\nJob IDs: [",
-                    name);
-            print_ids(stderr, ids, n_ids, ", ");
-            fprintf(stderr, "]\n");
+            print_ambiguous(name, ids, n_ids);
             goto out;
         }
         if (n_ids == 0) {
