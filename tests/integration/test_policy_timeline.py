@@ -5,46 +5,18 @@ default; --no-fallback-placer) and the --timeline JSON lines, on small synthetic
 worlds with answers derived by hand from the model.
 """
 import json
-import os
 import subprocess
 
 import pytest
 
-BUILD = os.environ.get("SKY_BUILD_DIR",
-                       os.path.join(os.path.dirname(__file__), "..", "..", "build"))
-BIN = os.path.join(BUILD, "bench", "policy", "policy_replay")
-
-CATALOG = """
-clouds:
-  aws:
-    instance_types:
-      p3.2xlarge: {vcpus: 8, memory: 61, accelerators: "V100:1"}
-    regions:
-      us-east-1:
-        zones:
-          us-east-1a:
-            p3.2xlarge: {on_demand: 3.0, spot: 0.9}
-          us-east-1b:
-            p3.2xlarge: {on_demand: 3.0, spot: 1.2}
-"""
+# The binary and the SKY_HOME fixture (two-zone catalog: spot 0.9 and 1.2 $/h, on-demand
+# 3.0) of the policy replay tests.
+from test_policy_replay import BIN, env  # noqa: F401  (env: the fixture)
 
 # Live-like timings: 10 s ticks, 1 s steps and decisions, 2 s provisioning,
 # 1 s cold start, 1 s drain.
 LIVE = ["--gap", "10", "--step", "1", "--decision-interval", "1", "--provision-delay", "2",
         "--cold-start", "1", "--drain", "1"]
-
-
-@pytest.fixture
-def env(tmp_path):
-    if not os.path.exists(BIN):
-        pytest.fail(f"{BIN} not built")
-    home = tmp_path / "skyhome"
-    home.mkdir()
-    (home / "catalog.yaml").write_text(CATALOG)
-    e = dict(os.environ)
-    e["SKY_HOME"] = str(home)
-    e["HOME"] = str(tmp_path)
-    return e
 
 
 def world(tmp_path, zones, gap=300):
