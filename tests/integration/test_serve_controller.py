@@ -36,7 +36,7 @@ service:
   replica_policy:
     min_replicas: 1
     max_replicas: 2
-    target_qps_per_replica: 1
+    target_qps_per_replica: 3
     upscale_delay_seconds: 1
     downscale_delay_seconds: 2
 resources:
@@ -287,6 +287,12 @@ def lb_get(port, path="/"):
     return get_text("http://127.0.0.1:%d%s" % (port, path))
 
 
+def wait_lb(port, path, pred, timeout, what):
+    """Polls the LB at 2 requests/s: under target_qps_per_replica (3), so that
+    waiting for a route can never scale the service up by itself."""
+    return wait_for(lambda: pred(*lb_get(port, path)), timeout, interval=0.5, what=what)
+
+
 def lb_pids(s):
     out = []
     for p in procs_mentioning(s.home):
@@ -339,12 +345,12 @@ def test_lifecycle_scale_restart_preempt_update_down(serve):
     r1 = svc["replicas"][0]
     assert r1["endpoint"].startswith("http://198.18.") and r1["endpoint"].endswith(":8081")
     assert r1["replica_id"] == 1 and r1["instance_id"]
-    wait_for(lambda: lb_get(port, "/hello")[0] == 200, 10, what="the LB routes to replica 1")
+    wait_lb(port, "/hello", lambda st, _: st == 200, 10, what="the LB routes to replica 1")
     st, body = lb_get(port, "/hello")
     assert "(replica 1)" in body, body
 
-    # Load through the LB: 30 requests in a 5 s window = 6 qps > 1 per replica -> 2 replicas.
-    for _ in range(30):
+    # Load through the LB: 60 requests in a 5 s window = 12 qps > 3 per replica -> 2 replicas.
+    for _ in range(60):
         assert lb_get(port, "/load")[0] == 200
     wait_ready(s, "web", 2, timeout=40)
     seen = set()
@@ -376,7 +382,7 @@ def test_lifecycle_scale_restart_preempt_update_down(serve):
     assert ok, owners
     wait_for(lambda: len(s.instances()) == 1, 20, what="exactly one instance after recovery")
     # The replica-id counter survived: the next id is above every id seen so far.
-    wait_for(lambda: "(replica %d)" % ids[0] in lb_get(port, "/after-restart")[1], 10,
+    wait_lb(port, "/after-restart", lambda _, body: "(replica %d)" % ids[0] in body, 10,
              what="the LB routing to the recovered replica")
 
     # Preemption: out of the ready set within ~1 s, then replaced under a new id.
@@ -392,7 +398,7 @@ def test_lifecycle_scale_restart_preempt_update_down(serve):
     svc = wait_ready(s, "web", 1, timeout=60)
     new_id = svc["replicas"][0]["replica_id"]
     assert new_id > victim["replica_id"], (new_id, victim)
-    wait_for(lambda: "(replica %d)" % new_id in lb_get(port, "/x")[1], 10,
+    wait_lb(port, "/x", lambda _, body: "(replica %d)" % new_id in body, 10,
              what="the LB routing to the replacement")
 
     # Service-only update: version 2, the same replica relabelled (no relaunch).
@@ -430,7 +436,7 @@ def test_sigterm_keeps_replicas_and_lb_then_readopts(serve):
     port = out["lb_port"]
     svc = wait_ready(s, "keep", 1)
     rid = svc["replicas"][0]["replica_id"]
-    wait_for(lambda: "(replica %d)" % rid in lb_get(port, "/before")[1], 10,
+    wait_lb(port, "/before", lambda _, body: "(replica %d)" % rid in body, 10,
              what="the LB routing to the replica")
     s.proc.send_signal(signal.SIGTERM)
     assert s.proc.wait(timeout=10) == 0
@@ -448,7 +454,7 @@ def test_sigterm_keeps_replicas_and_lb_then_readopts(serve):
     assert len(s.instances()) == 1
     # An LB that dies is restarted.
     os.kill(before[0], signal.SIGKILL)
-    wait_for(lambda: lb_get(port, "/back")[0] == 200, 20, what="the LB restarted")
+    wait_lb(port, "/back", lambda st, _: st == 200, 20, what="the LB restarted")
 
 
 SPOT_YAML = """\
