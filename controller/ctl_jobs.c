@@ -1265,7 +1265,7 @@ static void api_submit(jobs_ctx_t *ctx, core_http_conn_t *c, const core_http_req
     /* RESOURCES as the reference's queue shows the request: 1x [V100:1][Spot]. */
     char res[96];
     const core_resources_t *rs = &t->resources;
-    int spot = rs->use_spot == 1 || (rs->n_any_of && rs->any_of[0].use_spot == 1);
+    int spot = core_task_uses_spot(t);
     if (rs->accelerator)
         snprintf(res, sizeof(res), "1x [%s:%d]%s", rs->accelerator, rs->accelerator_count,
                  spot ? "[Spot]" : "");

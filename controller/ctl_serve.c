@@ -1351,10 +1351,7 @@ static void scale_up(ctl_service_t *svc, int use_spot)
     r->row.launched_at = now_s();
     r->row.use_spot = use_spot;
     r->row.replica_port = v->port;
-    r->row.is_spot = use_spot >= 0 ? use_spot
-                                   : v->task->resources.use_spot == 1 ||
-                                         (v->task->resources.n_any_of &&
-                                          v->task->resources.any_of[0].use_spot == 1);
+    r->row.is_spot = use_spot >= 0 ? use_spot : core_task_uses_spot(v->task);
     if (r->row.is_spot && svc->has_placer) {
         ctl_location_t *in_use = core_xcalloc(1, sizeof(*in_use));
         size_t n = 0, cap = 1;
@@ -1895,7 +1892,7 @@ static int service_init_runtime(ctl_serve_t *s, ctl_service_t *svc, const char *
      * optimizer pick the same cheapest zone again.
      */
     if (v->task->service->policy.spot_placer == CORE_SPOT_PLACER_DYNAMIC_FALLBACK ||
-        (v->task->service->use_ondemand_fallback && v->task->resources.use_spot == 1))
+        (v->task->service->use_ondemand_fallback && core_task_uses_spot(v->task)))
         placer_build(s, svc, svc->versions[0].task ? svc->versions[0].task : v->task);
     if (scaler_json) {
         cJSON *j = cJSON_Parse(scaler_json);

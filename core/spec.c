@@ -1842,6 +1842,12 @@ static const core_resources_t *candidates(const core_task_t *t, size_t *n)
     return &t->resources;
 }
 
+int core_task_uses_spot(const core_task_t *t)
+{
+    size_t n;
+    return candidates(t, &n)[0].use_spot == 1;
+}
+
 static core_mark_t pick_mark(core_mark_t a, core_mark_t b)
 {
     return a.line ? a : b;

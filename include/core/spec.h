@@ -194,6 +194,13 @@ void core_task_free(core_task_t *t);
 int core_task_validate_service(const core_task_t *t, char **err);
 
 /*
+ * 1 when the task asks for spot: its any_of candidates (which inherit the
+ * outer use_spot, and which validation keeps all spot or all on-demand) when
+ * it has them, else its resources.
+ */
+int core_task_uses_spot(const core_task_t *t);
+
+/*
  * Managed-job rules: every env/secret has a value, all resource candidates
  * use the same job_recovery strategy, no service section.
  * 0 or CORE_ESPEC with *err.

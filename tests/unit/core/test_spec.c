@@ -937,6 +937,23 @@ static void test_any_of_merge(void **state)
     assert_true(t->resources.ordered);
     assert_int_equal(t->resources.n_any_of, 2);
     assert_string_equal(t->resources.any_of[1].zone, "us-east-2a");
+    assert_false(core_task_uses_spot(t));
+    core_task_free(t);
+
+    /* Spot asked for only inside the candidates, or only outside them. */
+    t = parse_ok("resources:\n  any_of:\n    - {zone: a, use_spot: true}\n"
+                 "    - {zone: b, use_spot: true}\n");
+    assert_int_equal(t->resources.use_spot, -1);
+    assert_true(core_task_uses_spot(t));
+    core_task_free(t);
+    t = parse_ok("resources:\n  use_spot: true\n  any_of:\n    - {zone: a}\n");
+    assert_true(core_task_uses_spot(t));
+    core_task_free(t);
+    t = parse_ok("resources:\n  use_spot: true\n");
+    assert_true(core_task_uses_spot(t));
+    core_task_free(t);
+    t = parse_ok("resources:\n  use_spot: true\n  any_of:\n    - {zone: a, use_spot: false}\n");
+    assert_false(core_task_uses_spot(t));
     core_task_free(t);
 }
 
