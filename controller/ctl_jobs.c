@@ -58,9 +58,8 @@ static double env_double(const char *name, double def)
     const char *v = getenv(name);
     if (v == NULL || *v == '\0')
         return def;
-    char *end;
-    double d = strtod(v, &end);
-    if (*end != '\0' || d < 0) {
+    double d;
+    if (core_parse_num(v, 0, 1e9, &d) < 0) {
         CORE_WARN("ignoring %s=%s: not a non-negative number", name, v);
         return def;
     }

@@ -61,21 +61,6 @@ void ctl_serve_cfg_default(ctl_serve_cfg_t *c)
     c->instance_boot_timeout = 600;
 }
 
-static int parse_num(const char *v, double lo, double hi, double *out)
-{
-    char *end;
-    double d;
-
-    errno = 0;
-    d = strtod(v, &end);
-    while (*end && isspace((unsigned char)*end))
-        end++;
-    if (errno || end == v || *end || !isfinite(d) || d < lo || d > hi)
-        return -EINVAL;
-    *out = d;
-    return 0;
-}
-
 int ctl_serve_cfg_set(ctl_serve_cfg_t *c, const char *name, const char *value)
 {
     struct {
@@ -107,7 +92,7 @@ int ctl_serve_cfg_set(ctl_serve_cfg_t *c, const char *name, const char *value)
 
         if (strcmp(t[k].name, name) != 0)
             continue;
-        if (parse_num(value, t[k].lo, t[k].hi, &d) < 0)
+        if (core_parse_num(value, t[k].lo, t[k].hi, &d) < 0)
             return -EINVAL;
         if (t[k].i) {
             if (d != floor(d))

@@ -1,7 +1,9 @@
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +16,23 @@
 
 #include "core/mem.h"
 #include "core/util.h"
+
+int core_parse_num(const char *s, double lo, double hi, double *out)
+{
+    char *end;
+    double d;
+
+    errno = 0;
+    d = strtod(s, &end);
+    if (errno || end == s || !isfinite(d) || d < lo || d > hi)
+        return -EINVAL;
+    while (isspace((unsigned char)*end))
+        end++;
+    if (*end)
+        return -EINVAL;
+    *out = d;
+    return 0;
+}
 
 double core_now(void)
 {

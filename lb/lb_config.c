@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "core/mem.h"
+#include "core/util.h"
 #include "lb.h"
 
 static const char usage[] =
@@ -143,17 +144,6 @@ int lb_parse_url(const char *url, struct sockaddr_storage *addr, char *norm, siz
     return 0;
 }
 
-static int parse_num(const char *s, double lo, double hi, double *out)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || v < lo || v > hi || v != v)
-        return -EINVAL;
-    *out = v;
-    return 0;
-}
-
 static char *read_token(const char *path, char **err)
 {
     FILE *f = fopen(path, "r");
@@ -252,7 +242,7 @@ int lb_config_parse(lb_config_t *c, int argc, char **argv, char **err)
             have_listen = 1;
             break;
         case OPT_WORKERS:
-            if (parse_num(optarg, 1, 256, &v) < 0 || v != (int)v)
+            if (core_parse_num(optarg, 1, 256, &v) < 0 || v != (int)v)
                 goto bad_value;
             c->workers = (int)v;
             break;
@@ -299,7 +289,7 @@ int lb_config_parse(lb_config_t *c, int argc, char **argv, char **err)
             token_file = core_xstrdup(optarg);
             break;
         case OPT_SYNC:
-            if (parse_num(optarg, 0.01, 3600, &c->sync_interval) < 0)
+            if (core_parse_num(optarg, 0.01, 3600, &c->sync_interval) < 0)
                 goto bad_value;
             break;
         case OPT_ADMIN:
@@ -319,61 +309,61 @@ int lb_config_parse(lb_config_t *c, int argc, char **argv, char **err)
                 goto bad_value;
             break;
         case OPT_MAX_HEAD:
-            if (parse_num(optarg, 256, LB_MAX_HEAD_CAP, &v) < 0)
+            if (core_parse_num(optarg, 256, LB_MAX_HEAD_CAP, &v) < 0)
                 goto bad_value;
             c->max_head = (size_t)v;
             break;
         case OPT_HEAD_TO:
-            if (parse_num(optarg, 0.001, 86400, &c->head_timeout) < 0)
+            if (core_parse_num(optarg, 0.001, 86400, &c->head_timeout) < 0)
                 goto bad_value;
             break;
         case OPT_UP_TO:
-            if (parse_num(optarg, 0.001, 86400, &c->upstream_timeout) < 0)
+            if (core_parse_num(optarg, 0.001, 86400, &c->upstream_timeout) < 0)
                 goto bad_value;
             break;
         case OPT_CONN_TO:
-            if (parse_num(optarg, 0.001, 86400, &c->connect_timeout) < 0)
+            if (core_parse_num(optarg, 0.001, 86400, &c->connect_timeout) < 0)
                 goto bad_value;
             break;
         case OPT_KA_TO:
-            if (parse_num(optarg, 0, 86400, &c->keepalive_timeout) < 0)
+            if (core_parse_num(optarg, 0, 86400, &c->keepalive_timeout) < 0)
                 goto bad_value;
             break;
         case OPT_POOL_TO:
-            if (parse_num(optarg, 0, 86400, &c->pool_idle_timeout) < 0)
+            if (core_parse_num(optarg, 0, 86400, &c->pool_idle_timeout) < 0)
                 goto bad_value;
             break;
         case OPT_DRAIN_TO:
-            if (parse_num(optarg, 0, 86400, &c->drain_timeout) < 0)
+            if (core_parse_num(optarg, 0, 86400, &c->drain_timeout) < 0)
                 goto bad_value;
             break;
         case OPT_HIGH:
-            if (parse_num(optarg, 1024, 1 << 30, &v) < 0)
+            if (core_parse_num(optarg, 1024, 1 << 30, &v) < 0)
                 goto bad_value;
             c->high_wm = (size_t)v;
             break;
         case OPT_LOW:
-            if (parse_num(optarg, 0, 1 << 30, &v) < 0)
+            if (core_parse_num(optarg, 0, 1 << 30, &v) < 0)
                 goto bad_value;
             c->low_wm = (size_t)v;
             break;
         case OPT_MAX_CONNS:
-            if (parse_num(optarg, 1, 10000000, &v) < 0)
+            if (core_parse_num(optarg, 1, 10000000, &v) < 0)
                 goto bad_value;
             c->max_conns = (int)v;
             break;
         case OPT_RETRY_BUF:
-            if (parse_num(optarg, 0, 16 << 20, &v) < 0)
+            if (core_parse_num(optarg, 0, 16 << 20, &v) < 0)
                 goto bad_value;
             c->retry_buffer = (size_t)v;
             break;
         case OPT_ATTEMPTS:
-            if (parse_num(optarg, 1, 64, &v) < 0)
+            if (core_parse_num(optarg, 1, 64, &v) < 0)
                 goto bad_value;
             c->max_attempts = (int)v;
             break;
         case OPT_POOL_SIZE:
-            if (parse_num(optarg, 0, 100000, &v) < 0)
+            if (core_parse_num(optarg, 0, 100000, &v) < 0)
                 goto bad_value;
             c->pool_size = (int)v;
             break;

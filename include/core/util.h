@@ -41,6 +41,12 @@ char *core_find_program(const char *name);
  */
 pid_t core_spawn_daemon(char *const argv[], const char *logfile);
 
+/*
+ * A finite number in [lo, hi] from a flag or an environment variable
+ * (trailing blanks allowed). 0, or -EINVAL with *out untouched.
+ */
+int core_parse_num(const char *s, double lo, double hi, double *out);
+
 /* Human-readable durations as the reference prints them:
  * "1m 17s", "2h 47m 18s" (absolute) and "3 mins ago" (relative). */
 void core_fmt_duration(double seconds, char *out, size_t outlen);
