@@ -22,6 +22,7 @@
 #include "cli_util.h"
 #include "core/agent.h"
 #include "core/catalog.h"
+#include "core/dotenv.h"
 #include "core/err.h"
 #include "core/mem.h"
 #include "core/prov.h"
@@ -170,6 +171,12 @@ static int apply_env(core_task_t *t, const char *kv)
     return 0;
 }
 
+static int set_file_env(const char *key, const char *value, void *arg)
+{
+    core_task_set_env(arg, key, value);
+    return 0;
+}
+
 static int print_chunk(const char *data, size_t len, void *arg)
 {
     (void)arg;
@@ -310,14 +317,14 @@ fail:
 
 static void usage_launch(FILE *f)
 {
-    fprintf(f, "usage: sky launch FILE [-c NAME] [--env K=V]... [-y] [--detach-run]\n"
-               "       sky exec NAME FILE [--env K=V]... [--detach-run]\n");
+    fprintf(f, "usage: sky launch FILE [-c NAME] [--env-file F] [--env K=V]... [-y] [--detach-run]\n"
+               "       sky exec NAME FILE [--env-file F] [--env K=V]... [--detach-run]\n");
 }
 
 /* Shared by launch (cluster may be new) and exec (cluster must exist). */
 static int launch_or_exec(int argc, char **argv, int is_exec)
 {
-    const char *file = NULL, *name = NULL;
+    const char *file = NULL, *name = NULL, *env_file = NULL;
     const char *envs[64];
     size_t n_envs = 0;
     int detach = 0;
@@ -327,6 +334,8 @@ static int launch_or_exec(int argc, char **argv, int is_exec)
             name = argv[++i];
         } else if (strcmp(a, "--env") == 0 && i + 1 < argc && n_envs < 64) {
             envs[n_envs++] = argv[++i];
+        } else if (strcmp(a, "--env-file") == 0 && i + 1 < argc) {
+            env_file = argv[++i];
         } else if (strcmp(a, "-y") == 0 || strcmp(a, "--yes") == 0) {
             /* Nothing to confirm beyond the printed plan. */
         } else if (strcmp(a, "-d") == 0 || strcmp(a, "--detach-run") == 0) {
@@ -352,6 +361,13 @@ static int launch_or_exec(int argc, char **argv, int is_exec)
     if (core_task_load(file, &t, &err) < 0) {
         fprintf(stderr, "%s\n", err);
         free(err);
+        return 1;
+    }
+    /* The file first, --env on top, as the reference merges them. */
+    if (env_file && core_dotenv_load(env_file, set_file_env, t, &err) < 0) {
+        fprintf(stderr, "sky: --env-file: %s\n", err);
+        free(err);
+        core_task_free(t);
         return 1;
     }
     for (size_t i = 0; i < n_envs; i++) {

@@ -1,7 +1,7 @@
 /*
  * Managed spot jobs (reference managed_jobs.md §8.1), a client of the jobs
  * controller daemon (sky-controller --mode jobs, ctl_jobs.h):
- *   sky spot launch FILE [-n NAME] [--env K=V]... [-y] [-d|--detach-run]
+ *   sky spot launch FILE [-n NAME] [--env-file F] [--env K=V]... [-y] [-d|--detach-run]
  *   sky spot status [-a|--all] [--json]
  *   sky spot logs [-n NAME | ID] [--controller] [--no-follow]
  *   sky spot cancel (-n NAME | ID... | -a) [-y]
@@ -22,6 +22,7 @@
 
 #include "cli.h"
 #include "cli_util.h"
+#include "core/dotenv.h"
 #include "core/err.h"
 #include "core/mem.h"
 #include "core/spec.h"
@@ -37,7 +38,8 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: sky spot launch FILE [-n NAME] [--env K=V]... [-y] [-d|--detach-run]\n"
+    fprintf(f, "usage: sky spot launch FILE [-n NAME] [--env-file F] [--env K=V]... [-y]\n"
+               "                       [-d|--detach-run]\n"
                "       sky spot status [-a|--all] [--json]\n"
                "       sky spot logs [-n NAME | ID] [--controller] [--no-follow]\n"
                "       sky spot cancel (-n NAME | ID... | -a) [-y]\n");
@@ -269,31 +271,44 @@ static int add_env(cJSON *envs, const char *kv)
     return 0;
 }
 
+static int add_file_env(const char *key, const char *value, void *arg)
+{
+    cJSON *envs = arg;
+    cJSON_DeleteItemFromObjectCaseSensitive(envs, key);
+    if (cJSON_GetArraySize(envs) >= MAX_ENVS)
+        return -E2BIG;
+    cJSON_AddStringToObject(envs, key, value);
+    return 0;
+}
+
 static int cmd_launch(int argc, char **argv)
 {
-    const char *file = NULL, *name = NULL;
+    const char *file = NULL, *name = NULL, *env_file = NULL;
+    const char *env_args[MAX_ENVS];
+    size_t n_env_args = 0;
     bool yes = false, detach = false;
     cJSON *envs = cJSON_CreateObject();
     int code = 2;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (strcmp(a, "-n") == 0 || strcmp(a, "--name") == 0) {
+        if (strcmp(a, "-n") == 0 || strcmp(a, "--name") == 0 || strcmp(a, "--env") == 0 ||
+            strcmp(a, "--env-file") == 0) {
             if (i + 1 >= argc) {
                 code = usage_error("option '%s' needs a value", a);
                 goto out;
             }
-            name = argv[++i];
-        } else if (strcmp(a, "--env") == 0) {
-            if (i + 1 >= argc) {
-                code = usage_error("option '--env' needs a value");
-                goto out;
+            const char *v = argv[++i];
+            if (strcmp(a, "--env-file") == 0) {
+                env_file = v;
+            } else if (strcmp(a, "--env") == 0) {
+                if (n_env_args == MAX_ENVS) {
+                    code = usage_error("too many --env options");
+                    goto out;
+                }
+                env_args[n_env_args++] = v;
+            } else {
+                name = v;
             }
-            if (cJSON_GetArraySize(envs) >= MAX_ENVS) {
-                code = usage_error("too many --env options");
-                goto out;
-            }
-            if (add_env(envs, argv[++i]) != 0)
-                goto out;
         } else if (strcmp(a, "-y") == 0 || strcmp(a, "--yes") == 0) {
             yes = true;
         } else if (strcmp(a, "-d") == 0 || strcmp(a, "--detach-run") == 0) {
@@ -310,6 +325,23 @@ static int cmd_launch(int argc, char **argv)
     }
     if (file == NULL) {
         code = usage_error("missing the task YAML");
+        goto out;
+    }
+    /* As the reference merges them: the file first, --env on top. */
+    if (env_file) {
+        char *err = NULL;
+        int rc = core_dotenv_load(env_file, add_file_env, envs, &err);
+        if (rc < 0) {
+            code = fail_msg("--env-file: %s", err ? err : "more than 256 variables");
+            free(err);
+            goto out;
+        }
+    }
+    for (size_t i = 0; i < n_env_args; i++)
+        if (add_env(envs, env_args[i]) != 0)
+            goto out;
+    if (cJSON_GetArraySize(envs) > MAX_ENVS) {
+        code = usage_error("more than %d environment variables", MAX_ENVS);
         goto out;
     }
     if (name && (name[0] == '\0' || strlen(name) > 128)) {

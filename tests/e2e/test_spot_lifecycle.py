@@ -83,8 +83,9 @@ def test_failing_program_restarted_once(stack):
 
 def test_waits_in_pending_until_capacity_returns(stack):
     stack.sky("cloud", "capacity", "--all", "0")
-    job_id = stack.launch(TRAIN_YAML, "-n", "patient", "--env", "STEPS=6",
-                          "--env", "STEP_SECONDS=0.2")
+    # --env-file as python-dotenv reads it; --env wins over the file.
+    env_file = stack.write("train.env", "# short run\nexport STEPS=99\nSTEP_SECONDS='0.2'\n")
+    job_id = stack.launch(TRAIN_YAML, "-n", "patient", "--env", "STEPS=6", "--env-file", env_file)
     j = stack.wait_status(job_id, "PENDING", 10)
     seen = set()
     t_end = now() + 4 * SLOW
@@ -110,6 +111,8 @@ def test_waits_in_pending_until_capacity_returns(stack):
     assert now() - t0 < 4.5 * SLOW, now() - t0
     j = stack.wait_status(job_id, "SUCCEEDED", 30)
     assert j["recovery_count"] == 0, j
+    out = stack.sky("spot", "logs", str(job_id), "--no-follow").stdout
+    assert "training done after 6 steps" in out, out
     assert 0 < j["job_duration"] < j["total_duration"], j
     # TOT. DURATION counts the wait for capacity, JOB DURATION does not.
     assert j["total_duration"] - j["job_duration"] > 3.5, j
@@ -169,6 +172,11 @@ def test_cancel_selection_and_usage(stack):
         assert "usage: sky spot" in p.stderr, p.stderr
     p = stack.sky("spot", "cancel", "1", "-a", expect_rc=2)
     assert "Can only specify one of JOB_IDS or --name or --all." in p.stderr
+    bad_env = stack.write("bad.env", "A=1\nB='open\n")
+    for path, what in ((bad_env, bad_env + ":2: the quoted value is never closed"),
+                       (bad_env + ".x", "cannot read %s.x: " % bad_env)):
+        p = stack.sky("spot", "launch", TRAIN_YAML, "-y", "--env-file", path, expect_rc=1)
+        assert p.stderr.startswith("sky spot: --env-file: " + what), p.stderr
     # A broken YAML is refused with its location, no job is made.
     bad = stack.write("bad.yaml", "name: x\nresources:\n  cpus: [\n")
     p = stack.sky("spot", "launch", bad, "-y", expect_rc=1)

@@ -66,10 +66,13 @@ run: |
   echo "node_ips=$SKYPILOT_NODE_IPS rank=$SKYPILOT_NODE_RANK"
   ip -4 -o addr show | awk '{print "addr=" $4}'
 """)
-    r = sky(env, "launch", task, "-c", "c1", "--env", "GREETING=from-cli", "-y")
+    env_file = os.path.join(d, "task.env")
+    write(env_file, "GREETING=from-file\nOTHER=\"from file\" # over the YAML\n")
+    r = sky(env, "launch", task, "-c", "c1", "--env", "GREETING=from-cli", "--env-file", env_file,
+            "-y")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "setup ran" in r.stdout
-    assert "greeting=from-cli other=kept" in r.stdout
+    assert "greeting=from-cli other=from file" in r.stdout
     st = json.loads(sky(env, "status", "--json").stdout)["clusters"]
     assert [c["name"] for c in st] == ["c1"]
     ip = st[0]["ip"]
