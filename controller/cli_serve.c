@@ -41,10 +41,12 @@ static int cmd_down(int argc, char **argv);
 static int cmd_logs(int argc, char **argv);
 
 static const serve_cmd_t cmds[] = {
-    {"up", cmd_up, "SERVICE_YAML [-n NAME] [-y]", "launch a service from a task YAML"},
+    {"up", cmd_up, "SERVICE_YAML [-n NAME] [--env-file F] [--env K=V]... [-y]",
+     "launch a service from a task YAML"},
     {"status", cmd_status, "[NAMES...] [-v] [--endpoint] [--json]",
      "show services and their replicas"},
-    {"update", cmd_update, "NAME SERVICE_YAML [--mode rolling|blue_green] [-y]",
+    {"update", cmd_update,
+     "NAME SERVICE_YAML [--mode rolling|blue_green] [--env-file F] [--env K=V]... [-y]",
      "roll a service to a new version"},
     {"down", cmd_down, "NAMES...|-a [-p] [--replica-id N] [-y]",
      "tear down services (or one replica)"},
@@ -147,8 +149,40 @@ static long jlong(const cJSON *o, const char *key, long dflt)
 /* ---------------------------------------------------------- task payloads */
 
 /* The YAML text, its absolute path and the cwd, as the controller wants them. */
-static int task_payload(const char *file, cJSON *req)
+/* --env / --env-file of up and update, gathered by their option loops. */
+typedef struct {
+    const char *file;
+    const char *kv[CTL_CLI_MAX_ENVS];
+    size_t n;
+} env_opts_t;
+
+static int env_opt(const char *cmd, env_opts_t *e, int c, const char *arg)
 {
+    if (c == 'E') {
+        e->file = arg;
+        return 0;
+    }
+    if (e->n == CTL_CLI_MAX_ENVS)
+        return usage_error(cmd, "too many --env options");
+    e->kv[e->n++] = arg;
+    return 0;
+}
+
+static int task_payload(const char *file, const env_opts_t *eo, cJSON *req)
+{
+    cJSON *envs = NULL;
+    char *err = NULL;
+    int code = ctl_cli_envs(eo->file, eo->kv, eo->n, &envs, &err);
+    if (code != 0) {
+        fail_msg("%s", err);
+        free(err);
+        return code;
+    }
+    if (cJSON_GetArraySize(envs) > 0)
+        cJSON_AddItemToObject(req, "envs", envs);
+    else
+        cJSON_Delete(envs);
+
     char *text = NULL;
     size_t len = 0;
     int rc = core_read_file(file, CORE_SPEC_MAX_BYTES, &text, &len);
@@ -318,11 +352,14 @@ static int cmd_up(int argc, char **argv)
 {
     static const struct option opts[] = {
         {"service-name", required_argument, NULL, 'n'},
+        {"env", required_argument, NULL, 'e'},
+        {"env-file", required_argument, NULL, 'E'},
         {"yes", no_argument, NULL, 'y'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *name = NULL;
+    env_opts_t eo = {0};
     bool yes = false;
     int c;
     optind = 0;
@@ -331,6 +368,11 @@ static int cmd_up(int argc, char **argv)
         switch (c) {
         case 'n':
             name = optarg;
+            break;
+        case 'e':
+        case 'E':
+            if (env_opt("up", &eo, c, optarg) != 0)
+                return 2;
             break;
         case 'y':
             yes = true;
@@ -361,9 +403,10 @@ static int cmd_up(int argc, char **argv)
 
     cJSON *req = cJSON_CreateObject();
     cJSON_AddStringToObject(req, "name", name);
-    if (task_payload(file, req) != 0) {
+    int code = task_payload(file, &eo, req);
+    if (code != 0) {
         cJSON_Delete(req);
-        return 1;
+        return code;
     }
     char *q = core_xasprintf("Launching a new service '%s'. Proceed?", name);
     bool go = yes || ctl_cli_confirm(q, true);
@@ -597,11 +640,14 @@ static int cmd_update(int argc, char **argv)
 {
     static const struct option opts[] = {
         {"mode", required_argument, NULL, 'm'},
+        {"env", required_argument, NULL, 'e'},
+        {"env-file", required_argument, NULL, 'E'},
         {"yes", no_argument, NULL, 'y'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *mode = "rolling";
+    env_opts_t eo = {0};
     bool yes = false;
     int c;
     optind = 0;
@@ -610,6 +656,11 @@ static int cmd_update(int argc, char **argv)
         switch (c) {
         case 'm':
             mode = optarg;
+            break;
+        case 'e':
+        case 'E':
+            if (env_opt("update", &eo, c, optarg) != 0)
+                return 2;
             break;
         case 'y':
             yes = true;
@@ -628,9 +679,10 @@ static int cmd_update(int argc, char **argv)
     const char *name = argv[optind], *file = argv[optind + 1];
 
     cJSON *req = cJSON_CreateObject();
-    if (task_payload(file, req) != 0) {
+    int code = task_payload(file, &eo, req);
+    if (code != 0) {
         cJSON_Delete(req);
-        return 1;
+        return code;
     }
     cJSON_AddStringToObject(req, "mode", mode);
     char *q = core_xasprintf("Updating service '%s' (%s update). Proceed?", name, mode);

@@ -22,7 +22,6 @@
 
 #include "cli.h"
 #include "cli_util.h"
-#include "core/dotenv.h"
 #include "core/err.h"
 #include "core/mem.h"
 #include "core/spec.h"
@@ -31,7 +30,6 @@
 
 #define DAEMON_WAIT_MS 20000L
 #define API_TIMEOUT_MS 30000L
-#define MAX_ENVS       256
 #define MAX_YAML       (4u << 20)
 /* How often a broken log stream is resumed before giving up (daemon restarts). */
 #define STREAM_RETRIES 30
@@ -250,44 +248,13 @@ static int report_final(ctl_cli_daemon_t *d, long id)
 
 /* ---------------------------------------------------------------- launch */
 
-static int add_env(cJSON *envs, const char *kv)
-{
-    const char *eq = strchr(kv, '=');
-    if (eq == kv)
-        return usage_error("--env expects KEY=VALUE, got '%s'", kv);
-    if (eq == NULL) {
-        /* --env K passes the caller's value of K, as the reference does. */
-        const char *v = getenv(kv);
-        if (v == NULL)
-            return usage_error("--env %s: no such variable in the environment", kv);
-        cJSON_DeleteItemFromObjectCaseSensitive(envs, kv);
-        cJSON_AddStringToObject(envs, kv, v);
-        return 0;
-    }
-    char *k = core_xstrndup(kv, (size_t)(eq - kv));
-    cJSON_DeleteItemFromObjectCaseSensitive(envs, k);
-    cJSON_AddStringToObject(envs, k, eq + 1);
-    free(k);
-    return 0;
-}
-
-static int add_file_env(const char *key, const char *value, void *arg)
-{
-    cJSON *envs = arg;
-    cJSON_DeleteItemFromObjectCaseSensitive(envs, key);
-    if (cJSON_GetArraySize(envs) >= MAX_ENVS)
-        return -E2BIG;
-    cJSON_AddStringToObject(envs, key, value);
-    return 0;
-}
-
 static int cmd_launch(int argc, char **argv)
 {
     const char *file = NULL, *name = NULL, *env_file = NULL;
-    const char *env_args[MAX_ENVS];
+    const char *env_args[CTL_CLI_MAX_ENVS];
     size_t n_env_args = 0;
     bool yes = false, detach = false;
-    cJSON *envs = cJSON_CreateObject();
+    cJSON *envs = NULL;
     int code = 2;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -301,7 +268,7 @@ static int cmd_launch(int argc, char **argv)
             if (strcmp(a, "--env-file") == 0) {
                 env_file = v;
             } else if (strcmp(a, "--env") == 0) {
-                if (n_env_args == MAX_ENVS) {
+                if (n_env_args == CTL_CLI_MAX_ENVS) {
                     code = usage_error("too many --env options");
                     goto out;
                 }
@@ -327,25 +294,10 @@ static int cmd_launch(int argc, char **argv)
         code = usage_error("missing the task YAML");
         goto out;
     }
-    /* As the reference merges them: the file first, --env on top. */
-    if (env_file) {
-        char *err = NULL;
-        int rc = core_dotenv_load(env_file, add_file_env, envs, &err);
-        if (rc < 0) {
-            code = fail_msg("--env-file: %s", err ? err : "more than 256 variables");
-            free(err);
-            goto out;
-        }
-    }
-    for (size_t i = 0; i < n_env_args; i++)
-        if (add_env(envs, env_args[i]) != 0)
-            goto out;
-    if (cJSON_GetArraySize(envs) > MAX_ENVS) {
-        code = usage_error("more than %d environment variables", MAX_ENVS);
-        goto out;
-    }
-    if (name && (name[0] == '\0' || strlen(name) > 128)) {
-        code = usage_error("the job name must be 1 to 128 characters");
+    char *err = NULL;
+    if ((code = ctl_cli_envs(env_file, env_args, n_env_args, &envs, &err)) != 0) {
+        fail_msg("%s", err);
+        free(err);
         goto out;
     }
     code = 1;
@@ -358,8 +310,13 @@ static int cmd_launch(int argc, char **argv)
     }
     /* Check the YAML here too: errors then point at the user's file at once. */
     core_task_t *t = NULL;
-    char *err = NULL;
-    if (core_task_parse(text, len, file, &t, &err) < 0 || core_task_validate_job(t, &err) < 0) {
+    /* With the overrides, as the controller will check it: --env may fill an empty env. */
+    int parsed = core_task_parse(text, len, file, &t, &err);
+    const cJSON *e;
+    if (parsed == 0)
+        cJSON_ArrayForEach(e, envs)
+            core_task_set_env(t, e->string, e->valuestring);
+    if (parsed < 0 || core_task_validate_job(t, &err) < 0) {
         fprintf(stderr, "%s\n", err ? err : "invalid task");
         free(err);
         core_task_free(t);

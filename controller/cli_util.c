@@ -18,6 +18,7 @@
 #include <curl/curl.h>
 
 #include "cli_util.h"
+#include "core/dotenv.h"
 #include "core/err.h"
 #include "core/http.h"
 #include "core/mem.h"
@@ -585,4 +586,64 @@ void ctl_random_hex(char *out, size_t n)
     for (size_t i = 0; i < n; i++)
         out[i] = hex[raw[i] & 15];
     out[n] = '\0';
+}
+
+static void env_put(cJSON *envs, const char *key, const char *value)
+{
+    cJSON_DeleteItemFromObjectCaseSensitive(envs, key);
+    cJSON_AddStringToObject(envs, key, value);
+}
+
+static int file_env(const char *key, const char *value, void *arg)
+{
+    env_put(arg, key, value);
+    return cJSON_GetArraySize(arg) > CTL_CLI_MAX_ENVS ? -E2BIG : 0;
+}
+
+int ctl_cli_envs(const char *env_file, const char *const *kv, size_t n, cJSON **out, char **err)
+{
+    cJSON *envs = cJSON_CreateObject();
+    int code = 1;
+
+    if (env_file) {
+        int rc = core_dotenv_load(env_file, file_env, envs, err);
+        if (rc < 0) {
+            char *why = *err;
+            *err = rc == -E2BIG ? core_xasprintf("--env-file: %s: more than %d variables",
+                                                 env_file, CTL_CLI_MAX_ENVS)
+                                : core_xasprintf("--env-file: %s", why);
+            free(why);
+            goto fail;
+        }
+    }
+    code = 2;
+    for (size_t i = 0; i < n; i++) {
+        const char *eq = strchr(kv[i], '=');
+        if (eq == kv[i]) {
+            *err = core_xasprintf("--env expects KEY=VALUE, got '%s'", kv[i]);
+            goto fail;
+        }
+        if (eq == NULL) {
+            const char *v = getenv(kv[i]);
+            if (v == NULL) {
+                *err = core_xasprintf("--env %s: no such variable in the environment", kv[i]);
+                goto fail;
+            }
+            env_put(envs, kv[i], v);
+        } else {
+            char *k = core_xstrndup(kv[i], (size_t)(eq - kv[i]));
+            env_put(envs, k, eq + 1);
+            free(k);
+        }
+    }
+    if (cJSON_GetArraySize(envs) > CTL_CLI_MAX_ENVS) {
+        code = 1;
+        *err = core_xasprintf("more than %d environment variables", CTL_CLI_MAX_ENVS);
+        goto fail;
+    }
+    *out = envs;
+    return 0;
+fail:
+    cJSON_Delete(envs);
+    return code;
 }

@@ -90,6 +90,17 @@ void ctl_cli_print_json(FILE *f, const cJSON *doc);
 bool ctl_cli_confirm(const char *question, bool default_yes);
 /* Parses a base-10 integer in [lo, hi]; -EINVAL otherwise. */
 int ctl_parse_long(const char *s, long lo, long hi, long *out);
+
+#define CTL_CLI_MAX_ENVS 256
+/*
+ * A task's environment from `--env-file F` and `--env K=V` / `--env K` (the
+ * caller's value of K), merged as the reference does: the file first, --env
+ * on top. Returns 0 with *out (a JSON object of strings; caller frees) or
+ * an exit code with *err set: 2 for a malformed --env, 1 for a file that
+ * cannot be read or parsed, or more than CTL_CLI_MAX_ENVS variables.
+ */
+int ctl_cli_envs(const char *env_file, const char *const *kv, size_t n, cJSON **out, char **err);
+
 /* "sky-service-1a2b"-style random suffix: <n> lowercase hex digits. */
 void ctl_random_hex(char *out, size_t n);
 

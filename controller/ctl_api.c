@@ -362,20 +362,54 @@ static void handle_logs(ctl_serve_t *s, core_http_conn_t *conn, const core_http_
 /* ------------------------------------------------------------------ */
 /* routes */
 
+/*
+ * The task of an up or update request; *envs gets the "envs" object (the
+ * CLI's --env overrides) as JSON text, or NULL. Answers 400 and returns
+ * -EINVAL when the request is malformed.
+ */
+static int task_src(core_http_conn_t *conn, const cJSON *body, ctl_task_src_t *src, char **envs)
+{
+    const cJSON *o = cJSON_GetObjectItemCaseSensitive(body, "envs"), *e;
+
+    *envs = NULL;
+    memset(src, 0, sizeof(*src));
+    src->yaml = json_str(body, "yaml");
+    src->yaml_path = json_str(body, "yaml_path");
+    src->cwd = json_str(body, "cwd");
+    if (!src->yaml) {
+        core_http_respond_error(conn, 400, "missing \"yaml\"");
+        return -EINVAL;
+    }
+    if (o && !cJSON_IsNull(o)) {
+        int ok = cJSON_IsObject(o) && cJSON_GetArraySize(o) <= CTL_MAX_ENVS;
+
+        if (ok)
+            cJSON_ArrayForEach(e, o)
+                ok &= cJSON_IsString(e) && e->string[0] != '\0';
+        if (!ok) {
+            core_http_respond_error(conn, 400, "\"envs\" must be an object of at most %d strings",
+                                    CTL_MAX_ENVS);
+            return -EINVAL;
+        }
+        if (cJSON_GetArraySize(o) > 0)
+            src->envs = *envs = cJSON_PrintUnformatted(o);
+    }
+    return 0;
+}
+
 static void handle_up(ctl_serve_t *s, core_http_conn_t *conn, const cJSON *body)
 {
-    const char *yaml = json_str(body, "yaml"), *name = json_str(body, "name");
+    const char *name = json_str(body, "name");
     ctl_service_t *svc = NULL;
-    char *err = NULL, *ep, *repr;
+    char *err = NULL, *ep, *repr, *envs;
+    ctl_task_src_t src;
     cJSON *out;
     int rc;
 
-    if (!yaml) {
-        core_http_respond_error(conn, 400, "missing \"yaml\"");
+    if (task_src(conn, body, &src, &envs) < 0)
         return;
-    }
-    rc =
-        ctl_serve_up(s, name, yaml, json_str(body, "yaml_path"), json_str(body, "cwd"), &svc, &err);
+    rc = ctl_serve_up(s, name, &src, &svc, &err);
+    free(envs);
     if (rc < 0) {
         core_http_respond_error(conn, status_for(rc), "%s", err ? err : core_strerror(rc));
         free(err);
@@ -424,22 +458,22 @@ static void handle_service_post(ctl_serve_t *s, core_http_conn_t *conn, ctl_serv
     int rc;
 
     if (strcmp(action, "update") == 0) {
-        const char *yaml = json_str(body, "yaml"), *mode_s = json_str(body, "mode");
+        const char *mode_s = json_str(body, "mode");
         ctl_update_mode_t mode = CTL_UPDATE_ROLLING;
+        ctl_task_src_t src;
         int version = 0;
+        char *envs;
         cJSON *out;
 
-        if (!yaml) {
-            core_http_respond_error(conn, 400, "missing \"yaml\"");
-            return;
-        }
         if (mode_s && ctl_update_mode_parse(mode_s, &mode) < 0) {
             core_http_respond_error(conn, 400, "unknown update mode '%s' (rolling, blue_green)",
                                     mode_s);
             return;
         }
-        rc = ctl_serve_update(s, svc, yaml, json_str(body, "yaml_path"), json_str(body, "cwd"),
-                              mode, &version, &err);
+        if (task_src(conn, body, &src, &envs) < 0)
+            return;
+        rc = ctl_serve_update(s, svc, &src, mode, &version, &err);
+        free(envs);
         if (rc < 0) {
             core_http_respond_error(conn, status_for(rc), "%s", err ? err : core_strerror(rc));
             free(err);

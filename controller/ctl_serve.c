@@ -262,6 +262,15 @@ static int version_load(ctl_version_t *v, char **err)
     rc = core_task_parse(v->row.yaml, strlen(v->row.yaml), fname, &v->task, err);
     if (rc < 0)
         return rc;
+    if (v->row.envs) {
+        cJSON *envs = cJSON_Parse(v->row.envs);
+        const cJSON *e;
+
+        cJSON_ArrayForEach(e, envs)
+            if (cJSON_IsString(e))
+                core_task_set_env(v->task, e->string, e->valuestring);
+        cJSON_Delete(envs);
+    }
     if (!v->task->service) {
         *err = core_xasprintf("%s: the task YAML has no `service:` section", fname);
         goto fail;
@@ -276,6 +285,17 @@ fail:
     core_task_free(v->task);
     v->task = NULL;
     return CORE_ESPEC;
+}
+
+static void version_set(ctl_version_t *v, int version, const ctl_task_src_t *src,
+                        ctl_update_mode_t mode)
+{
+    v->row.version = version;
+    v->row.yaml = core_xstrdup(src->yaml);
+    v->row.yaml_path = src->yaml_path ? core_xstrdup(src->yaml_path) : NULL;
+    v->row.cwd = src->cwd ? core_xstrdup(src->cwd) : NULL;
+    v->row.envs = src->envs ? core_xstrdup(src->envs) : NULL;
+    v->row.mode = mode;
 }
 
 static void version_clear(ctl_version_t *v)
@@ -1931,8 +1951,8 @@ static void gen_name(ctl_serve_t *s, char *out, size_t outlen)
     } while (ctl_serve_find(s, out));
 }
 
-int ctl_serve_up(ctl_serve_t *s, const char *name, const char *yaml, const char *yaml_path,
-                 const char *cwd, ctl_service_t **out, char **err)
+int ctl_serve_up(ctl_serve_t *s, const char *name, const ctl_task_src_t *src, ctl_service_t **out,
+                 char **err)
 {
     ctl_service_t *svc;
     ctl_version_t *v;
@@ -1960,11 +1980,7 @@ int ctl_serve_up(ctl_serve_t *s, const char *name, const char *yaml, const char 
     snprintf(svc->row.name, sizeof(svc->row.name), "%s", name);
     svc->versions = core_xcalloc(1, sizeof(*svc->versions));
     v = &svc->versions[0];
-    v->row.version = CTL_INITIAL_VERSION;
-    v->row.yaml = core_xstrdup(yaml);
-    v->row.yaml_path = yaml_path ? core_xstrdup(yaml_path) : NULL;
-    v->row.cwd = cwd ? core_xstrdup(cwd) : NULL;
-    v->row.mode = CTL_UPDATE_ROLLING;
+    version_set(v, CTL_INITIAL_VERSION, src, CTL_UPDATE_ROLLING);
     svc->n_versions = 1;
     if ((rc = version_load(v, err)) < 0)
         goto fail;
@@ -2017,8 +2033,8 @@ fail:
     return rc < 0 ? rc : CORE_ESPEC;
 }
 
-int ctl_serve_update(ctl_serve_t *s, ctl_service_t *svc, const char *yaml, const char *yaml_path,
-                     const char *cwd, ctl_update_mode_t mode, int *version, char **err)
+int ctl_serve_update(ctl_serve_t *s, ctl_service_t *svc, const ctl_task_src_t *src,
+                     ctl_update_mode_t mode, int *version, char **err)
 {
     ctl_version_t nv, *old;
     ctl_scaler_spec_t sp;
@@ -2034,11 +2050,7 @@ int ctl_serve_update(ctl_serve_t *s, ctl_service_t *svc, const char *yaml, const
     old = ctl_service_latest(svc);
     if (old && next <= old->row.version)
         next = old->row.version + 1;
-    nv.row.version = next;
-    nv.row.yaml = core_xstrdup(yaml);
-    nv.row.yaml_path = yaml_path ? core_xstrdup(yaml_path) : NULL;
-    nv.row.cwd = cwd ? core_xstrdup(cwd) : NULL;
-    nv.row.mode = mode;
+    version_set(&nv, next, src, mode);
     if ((rc = version_load(&nv, err)) < 0)
         goto fail;
     scaler_spec_from(&s->cfg, nv.task->service, &sp);

@@ -64,6 +64,7 @@ extern const ctl_serve_cfg_doc_t ctl_serve_cfg_docs[];
 
 #define CTL_SVC_NAME_MAX        64
 #define CTL_MAX_ACTIVE_VERSIONS 32
+#define CTL_MAX_ENVS            256 /* --env overrides per version */
 
 typedef struct ctl_service_row {
     char name[CTL_SVC_NAME_MAX];
@@ -85,6 +86,7 @@ typedef struct ctl_version_row {
     char *yaml;
     char *yaml_path;
     char *cwd;
+    char *envs; /* JSON object of --env overrides, or NULL */
     ctl_update_mode_t mode;
 } ctl_version_row_t;
 
@@ -270,10 +272,17 @@ ctl_version_t *ctl_service_latest(ctl_service_t *svc);
 
 /* API actions. Errors: CORE_ESPEC (400, *err), CORE_ECONFLICT (409),
  * CORE_ENOTFOUND (404), CORE_EINFEASIBLE (400, *err). */
-int ctl_serve_up(ctl_serve_t *s, const char *name, const char *yaml, const char *yaml_path,
-                 const char *cwd, ctl_service_t **out, char **err);
-int ctl_serve_update(ctl_serve_t *s, ctl_service_t *svc, const char *yaml, const char *yaml_path,
-                     const char *cwd, ctl_update_mode_t mode, int *version, char **err);
+typedef struct ctl_task_src {
+    const char *yaml;
+    const char *yaml_path; /* names the YAML in errors; may be NULL */
+    const char *cwd;       /* relative workdir and file_mounts resolve here; may be NULL */
+    const char *envs;      /* JSON object of env overrides (sky serve up --env); may be NULL */
+} ctl_task_src_t;
+
+int ctl_serve_up(ctl_serve_t *s, const char *name, const ctl_task_src_t *src, ctl_service_t **out,
+                 char **err);
+int ctl_serve_update(ctl_serve_t *s, ctl_service_t *svc, const ctl_task_src_t *src,
+                     ctl_update_mode_t mode, int *version, char **err);
 int ctl_serve_down(ctl_serve_t *s, ctl_service_t *svc, bool purge);
 int ctl_serve_terminate_replica(ctl_serve_t *s, ctl_service_t *svc, int id, bool purge, char **err);
 cJSON *ctl_serve_service_json(ctl_serve_t *s, ctl_service_t *svc);

@@ -33,7 +33,7 @@ static const char schema[] =
     "  active_versions TEXT NOT NULL DEFAULT '[]', purge INTEGER NOT NULL DEFAULT 0);"
     "CREATE TABLE IF NOT EXISTS versions ("
     "  service_name TEXT NOT NULL, version INTEGER NOT NULL, yaml TEXT NOT NULL,"
-    "  yaml_path TEXT, cwd TEXT, mode TEXT NOT NULL DEFAULT 'rolling',"
+    "  yaml_path TEXT, cwd TEXT, mode TEXT NOT NULL DEFAULT 'rolling', envs TEXT,"
     "  PRIMARY KEY(service_name, version));"
     "CREATE TABLE IF NOT EXISTS replicas ("
     "  service_name TEXT NOT NULL, replica_id INTEGER NOT NULL, version INTEGER NOT NULL,"
@@ -75,6 +75,8 @@ int ctl_store_open(const char *path, ctl_store_t **out)
         sqlite3_free(msg);
         goto fail;
     }
+    /* Databases made before versions had envs: add the column (fails harmlessly if there). */
+    sqlite3_exec(st->db, "ALTER TABLE versions ADD COLUMN envs TEXT", NULL, NULL, NULL);
     *out = st;
     return 0;
 fail:
@@ -279,12 +281,14 @@ void ctl_version_row_clear(ctl_version_row_t *v)
     v->yaml_path = NULL;
     free(v->cwd);
     v->cwd = NULL;
+    free(v->envs);
+    v->envs = NULL;
 }
 
 int ctl_store_put_version(ctl_store_t *st, const char *svc, const ctl_version_row_t *v)
 {
     sqlite3_stmt *q = prep(st, "INSERT OR REPLACE INTO versions (service_name, version, yaml,"
-                               " yaml_path, cwd, mode) VALUES (?,?,?,?,?,?)");
+                               " yaml_path, cwd, mode, envs) VALUES (?,?,?,?,?,?,?)");
 
     if (!q)
         return CORE_ESTORE;
@@ -294,12 +298,13 @@ int ctl_store_put_version(ctl_store_t *st, const char *svc, const ctl_version_ro
     sqlite3_bind_text(q, 4, v->yaml_path, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(q, 5, v->cwd, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(q, 6, ctl_update_mode_name(v->mode), -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 7, v->envs, -1, SQLITE_TRANSIENT);
     return step_done(st, q, "put version");
 }
 
 int ctl_store_list_versions(ctl_store_t *st, const char *svc, ctl_version_row_t **out, size_t *n)
 {
-    sqlite3_stmt *q = prep(st, "SELECT version, yaml, yaml_path, cwd, mode FROM versions"
+    sqlite3_stmt *q = prep(st, "SELECT version, yaml, yaml_path, cwd, mode, envs FROM versions"
                                " WHERE service_name=? ORDER BY version");
     ctl_version_row_t *v = NULL;
     size_t cnt = 0, cap = 0;
@@ -322,6 +327,7 @@ int ctl_store_list_versions(ctl_store_t *st, const char *svc, ctl_version_row_t 
         r->yaml = dup_col(q, 1);
         r->yaml_path = dup_col(q, 2);
         r->cwd = dup_col(q, 3);
+        r->envs = dup_col(q, 5);
         mode = sqlite3_column_text(q, 4);
         if (!mode || ctl_update_mode_parse((const char *)mode, &r->mode) < 0)
             r->mode = CTL_UPDATE_ROLLING;

@@ -272,15 +272,24 @@ def test_up(env):
     p = env.run("serve", "up", "svc.yaml", "-n", "http-server", "-y", rc=1)
     assert p.stderr.strip().count("\n") == 0 and "already exists" in p.stderr
 
-    # Without -n: sky-service-<4 hex>.
-    p = env.run("serve", "up", spec, "-y")
+    # Without -n: sky-service-<4 hex>. --env-file, then --env on top, go as "envs".
+    with open(os.path.join(env.home, "svc.env"), "w") as f:
+        f.write("# tokens\nHF_TOKEN='from file'\nMODEL=a\n")
+    p = env.run("serve", "up", spec, "-y", "--env", "MODEL=b", "--env-file", "svc.env")
     m = re.search(r"^Service name: (\S+)$", p.stdout, re.M)
     assert m and re.fullmatch(r"sky-service-[0-9a-f]{4}", m.group(1)), p.stdout
+    body = [r for r in env.fake.requests if r[0] == "POST"][-1][3]
+    assert body["envs"] == {"HF_TOKEN": "from file", "MODEL": "b"}, body
 
 
 def test_up_errors(env):
     p = env.run("serve", "up", "missing.yaml", "-y", rc=1)
     assert "missing.yaml" in p.stderr and p.stderr.count("\n") == 1
+    p = env.run("serve", "up", "missing.yaml", "-y", "--env-file", "missing.env", rc=1)
+    assert p.stderr.startswith("sky serve: --env-file: cannot read missing.env: "), p.stderr
+    p = env.run("serve", "up", "missing.yaml", "-y", "--env", "=x", rc=2)
+    assert "--env expects KEY=VALUE" in p.stderr, p.stderr
+    assert not [r for r in env.fake.requests if r[0] == "POST"]
     spec = os.path.join(env.home, "bad.yaml")
     with open(spec, "w") as f:
         f.write("service:\n  replicas: x\n")
@@ -427,8 +436,10 @@ def test_update(env):
     assert post[1] == "/api/services/http-server/update"
     assert post[3]["mode"] == "blue_green" and post[3]["yaml_path"] == spec
     assert post[3]["yaml"].endswith("run: echo v2\n")
-    env.run("serve", "update", "http-server", "v2.yaml", "-y")
-    assert [r for r in env.fake.requests if r[0] == "POST"][-1][3]["mode"] == "rolling"
+    assert "envs" not in post[3]
+    env.run("serve", "update", "http-server", "v2.yaml", "-y", "--env", "A=1")
+    post = [r for r in env.fake.requests if r[0] == "POST"][-1]
+    assert post[3]["mode"] == "rolling" and post[3]["envs"] == {"A": "1"}
     p = env.run("serve", "update", "nope", "v2.yaml", "-y", rc=1)
     assert "does not exist" in p.stderr
 

@@ -526,3 +526,35 @@ def test_spot_fallback_and_placer_follow_the_seed(serve):
     assert max(r["replica_id"] for r in again) > max(r["replica_id"] for r in spots)
     st, info = s.api("GET", "/autoscaler/info?name=spot")
     assert info["target_num_replicas"] == 2, info
+
+
+def test_env_overrides_fill_the_yaml_and_survive_a_restart(serve):
+    """`sky serve up --env`: the API's "envs" fill an env the YAML leaves
+    empty (here the port the app listens on), and are stored with the
+    version, so a restarted controller still has them."""
+    s = serve
+    yaml = SERVICE_YAML.replace("ports: 8081", "ports: 8093") + "envs:\n  PORT:\n"
+    body = {"name": "envs", "yaml": yaml, "yaml_path": "/x/svc.yaml", "cwd": SRC}
+    st, out = s.api("POST", "/api/services", body)
+    assert st == 400 and "PORT" in out["error"], out  # no value: refused, as the reference does
+    for bad in ({"PORT": 8093}, ["PORT=8093"], {"": "x"}):
+        st, out = s.api("POST", "/api/services", dict(body, envs=bad))
+        assert st == 400 and "envs" in out["error"], (bad, out)
+    st, out = s.api("POST", "/api/services", dict(body, envs={"PORT": "8093"}))
+    assert st == 200, out
+    port = out["lb_port"]
+    svc = wait_ready(s, "envs", 1)
+    rid = svc["replicas"][0]["replica_id"]
+    assert svc["replicas"][0]["endpoint"].endswith(":8093")
+    wait_lb(port, "/e", lambda _, body: "(replica %d)" % rid in body, 10,
+            what="the LB routing to the replica listening on $PORT")
+    s.kill9()
+    s.start()
+    svc = wait_ready(s, "envs", 1)
+    assert [r["replica_id"] for r in svc["replicas"]] == [rid], svc
+    # An update without the override is refused; with another value it is a new version.
+    st, out = s.api("POST", "/api/services/envs/update", {"yaml": yaml, "cwd": SRC})
+    assert st == 400 and "PORT" in out["error"], out
+    st, out = s.api("POST", "/api/services/envs/update",
+                    {"yaml": yaml, "cwd": SRC, "envs": {"PORT": "8093", "X": "1"}})
+    assert st == 200 and out["version"] == 2, out

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <sqlite3.h>
 
 #include "core/err.h"
 #include "core/util.h"
@@ -114,6 +115,7 @@ static void test_versions(void **state)
     assert_int_equal(ctl_store_put_version(f->st, "s", &v), 0);
     v.version = 2;
     v.yaml_path = NULL;
+    v.envs = "{\"PORT\":\"8093\"}";
     v.mode = CTL_UPDATE_BLUE_GREEN;
     assert_int_equal(ctl_store_put_version(f->st, "s", &v), 0);
     assert_int_equal(ctl_store_next_version(f->st, "s", &next), 0);
@@ -127,6 +129,8 @@ static void test_versions(void **state)
     assert_string_equal(out[0].cwd, "/a");
     assert_int_equal(out[0].mode, CTL_UPDATE_ROLLING);
     assert_null(out[1].yaml_path);
+    assert_null(out[0].envs);
+    assert_string_equal(out[1].envs, "{\"PORT\":\"8093\"}");
     assert_int_equal(out[1].mode, CTL_UPDATE_BLUE_GREEN);
     for (size_t i = 0; i < n; i++)
         ctl_version_row_clear(&out[i]);
@@ -137,6 +141,38 @@ static void test_versions(void **state)
     assert_int_equal(out[0].version, 2);
     ctl_version_row_clear(&out[0]);
     free(out);
+}
+
+/* A database written before versions had an envs column opens and reads. */
+static void test_versions_from_an_older_file(void **state)
+{
+    fx_t *f = *state;
+    ctl_version_row_t *out = NULL;
+    size_t n = 0;
+    sqlite3 *db;
+
+    ctl_store_close(f->st);
+    f->st = NULL;
+    unlink(f->path);
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "CREATE TABLE versions (service_name TEXT NOT NULL,"
+                                  " version INTEGER NOT NULL, yaml TEXT NOT NULL, yaml_path TEXT,"
+                                  " cwd TEXT, mode TEXT NOT NULL DEFAULT 'rolling',"
+                                  " PRIMARY KEY(service_name, version));"
+                                  "INSERT INTO versions VALUES ('s', 1, 'run: x', NULL, '/', "
+                                  "'rolling');",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    reopen(f);
+    assert_int_equal(ctl_store_list_versions(f->st, "s", &out, &n), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(out[0].yaml, "run: x");
+    assert_null(out[0].envs);
+    ctl_version_row_clear(&out[0]);
+    free(out);
+    reopen(f); /* the column is there now: opening again is fine too */
 }
 
 static void test_replica_every_column(void **state)
@@ -289,6 +325,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_service_roundtrip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_versions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_versions_from_an_older_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replica_every_column, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replica_ids_never_reused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_meta_and_delete_service, setup, teardown),
