@@ -294,6 +294,10 @@ static int cmd_launch(int argc, char **argv)
         code = usage_error("missing the task YAML");
         goto out;
     }
+    if (name && (name[0] == '\0' || strlen(name) > 128)) {
+        code = usage_error("the job name must be 1 to 128 characters");
+        goto out;
+    }
     char *err = NULL;
     if ((code = ctl_cli_envs(env_file, env_args, n_env_args, &envs, &err)) != 0) {
         fail_msg("%s", err);
