@@ -22,7 +22,6 @@
 #include "cli_util.h"
 #include "core/agent.h"
 #include "core/catalog.h"
-#include "core/dotenv.h"
 #include "core/err.h"
 #include "core/mem.h"
 #include "core/prov.h"
@@ -149,32 +148,6 @@ static int db_del(sqlite3 *db, const char *name)
     int rc = sqlite3_step(st);
     sqlite3_finalize(st);
     return rc == SQLITE_DONE ? 0 : -EIO;
-}
-
-/* Parses "--env K=V" occurrences into the task. */
-static int apply_env(core_task_t *t, const char *kv)
-{
-    const char *eq = strchr(kv, '=');
-    if (eq == NULL || eq == kv) {
-        /* --env K takes the value from the caller's environment, as the reference does. */
-        const char *v = getenv(kv);
-        if (eq == kv || v == NULL) {
-            fprintf(stderr, "sky: --env expects KEY=VALUE, got '%s'\n", kv);
-            return -EINVAL;
-        }
-        core_task_set_env(t, kv, v);
-        return 0;
-    }
-    char *k = core_xstrndup(kv, (size_t)(eq - kv));
-    core_task_set_env(t, k, eq + 1);
-    free(k);
-    return 0;
-}
-
-static int set_file_env(const char *key, const char *value, void *arg)
-{
-    core_task_set_env(arg, key, value);
-    return 0;
 }
 
 static int print_chunk(const char *data, size_t len, void *arg)
@@ -317,7 +290,8 @@ fail:
 
 static void usage_launch(FILE *f)
 {
-    fprintf(f, "usage: sky launch FILE [-c NAME] [--env-file F] [--env K=V]... [-y] [--detach-run]\n"
+    fprintf(f, "usage: sky launch FILE [-c NAME] [--env-file F] [--env K=V]... [-y]\n"
+               "                  [--detach-run]\n"
                "       sky exec NAME FILE [--env-file F] [--env K=V]... [--detach-run]\n");
 }
 
@@ -325,14 +299,14 @@ static void usage_launch(FILE *f)
 static int launch_or_exec(int argc, char **argv, int is_exec)
 {
     const char *file = NULL, *name = NULL, *env_file = NULL;
-    const char *envs[64];
+    const char *envs[CTL_CLI_MAX_ENVS];
     size_t n_envs = 0;
     int detach = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if ((strcmp(a, "-c") == 0 || strcmp(a, "--cluster") == 0) && i + 1 < argc && !is_exec) {
             name = argv[++i];
-        } else if (strcmp(a, "--env") == 0 && i + 1 < argc && n_envs < 64) {
+        } else if (strcmp(a, "--env") == 0 && i + 1 < argc && n_envs < CTL_CLI_MAX_ENVS) {
             envs[n_envs++] = argv[++i];
         } else if (strcmp(a, "--env-file") == 0 && i + 1 < argc) {
             env_file = argv[++i];
@@ -363,19 +337,18 @@ static int launch_or_exec(int argc, char **argv, int is_exec)
         free(err);
         return 1;
     }
-    /* The file first, --env on top, as the reference merges them. */
-    if (env_file && core_dotenv_load(env_file, set_file_env, t, &err) < 0) {
-        fprintf(stderr, "sky: --env-file: %s\n", err);
+    cJSON *over = NULL;
+    int code = ctl_cli_envs(env_file, envs, n_envs, &over, &err);
+    if (code != 0) {
+        fprintf(stderr, "sky: %s\n", err);
         free(err);
         core_task_free(t);
-        return 1;
+        return code;
     }
-    for (size_t i = 0; i < n_envs; i++) {
-        if (apply_env(t, envs[i]) < 0) {
-            core_task_free(t);
-            return 2;
-        }
-    }
+    const cJSON *e;
+    cJSON_ArrayForEach(e, over)
+        core_task_set_env(t, e->string, e->valuestring);
+    cJSON_Delete(over);
     sqlite3 *db = NULL;
     if (db_open(&db) < 0) {
         core_task_free(t);
@@ -383,7 +356,7 @@ static int launch_or_exec(int argc, char **argv, int is_exec)
     }
     cluster_t c;
     memset(&c, 0, sizeof(c));
-    int code = 1;
+    code = 1;
     char defname[32];
     if (name == NULL) {
         default_cluster_name(defname, sizeof(defname));

@@ -148,7 +148,6 @@ static long jlong(const cJSON *o, const char *key, long dflt)
 
 /* ---------------------------------------------------------- task payloads */
 
-/* The YAML text, its absolute path and the cwd, as the controller wants them. */
 /* --env / --env-file of up and update, gathered by their option loops. */
 typedef struct {
     const char *file;
@@ -168,6 +167,8 @@ static int env_opt(const char *cmd, env_opts_t *e, int c, const char *arg)
     return 0;
 }
 
+/* The YAML text, its absolute path, the cwd and the env overrides, as the
+ * controller wants them. 0 or the CLI's exit code. */
 static int task_payload(const char *file, const env_opts_t *eo, cJSON *req)
 {
     cJSON *envs = NULL;
