@@ -345,9 +345,7 @@ static int launch_or_exec(int argc, char **argv, int is_exec)
         core_task_free(t);
         return code;
     }
-    const cJSON *e;
-    cJSON_ArrayForEach(e, over)
-        core_task_set_env(t, e->string, e->valuestring);
+    core_task_set_envs(t, over);
     cJSON_Delete(over);
     sqlite3 *db = NULL;
     if (db_open(&db) < 0) {

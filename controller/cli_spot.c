@@ -316,10 +316,8 @@ static int cmd_launch(int argc, char **argv)
     core_task_t *t = NULL;
     /* With the overrides, as the controller will check it: --env may fill an empty env. */
     int parsed = core_task_parse(text, len, file, &t, &err);
-    const cJSON *e;
     if (parsed == 0)
-        cJSON_ArrayForEach(e, envs)
-            core_task_set_env(t, e->string, e->valuestring);
+        core_task_set_envs(t, envs);
     if (parsed < 0 || core_task_validate_job(t, &err) < 0) {
         fprintf(stderr, "%s\n", err ? err : "invalid task");
         free(err);

@@ -1247,12 +1247,7 @@ static void api_submit(jobs_ctx_t *ctx, core_http_conn_t *c, const core_http_req
     size_t n = 0;
     if (core_task_parse(yaml->valuestring, strlen(yaml->valuestring), fname, &t, &err) < 0)
         goto bad;
-    const cJSON *e;
-    cJSON_ArrayForEach(e, envs)
-    {
-        if (cJSON_IsString(e))
-            core_task_set_env(t, e->string, e->valuestring);
-    }
+    core_task_set_envs(t, envs);
     if (core_task_validate_job(t, &err) < 0)
         goto bad;
     if (core_catalog_load(NULL, &cat, &err) < 0 ||

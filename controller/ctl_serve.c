@@ -264,11 +264,8 @@ static int version_load(ctl_version_t *v, char **err)
         return rc;
     if (v->row.envs) {
         cJSON *envs = cJSON_Parse(v->row.envs);
-        const cJSON *e;
 
-        cJSON_ArrayForEach(e, envs)
-            if (cJSON_IsString(e))
-                core_task_set_env(v->task, e->string, e->valuestring);
+        core_task_set_envs(v->task, envs);
         cJSON_Delete(envs);
     }
     if (!v->task->service) {

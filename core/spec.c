@@ -2051,6 +2051,15 @@ void core_task_set_env(core_task_t *t, const char *key, const char *value)
     kv->value = core_xstrdup(value);
 }
 
+void core_task_set_envs(core_task_t *t, const cJSON *envs)
+{
+    const cJSON *e;
+
+    cJSON_ArrayForEach(e, envs)
+        if (cJSON_IsString(e))
+            core_task_set_env(t, e->string, e->valuestring);
+}
+
 /* ------------------------------------------------------------------ */
 /* repr */
 

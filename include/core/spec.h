@@ -209,6 +209,10 @@ int core_task_validate_job(const core_task_t *t, char **err);
 
 /* Sets or replaces an env (CLI --env KEY=VALUE); keeps YAML order for existing keys. */
 void core_task_set_env(core_task_t *t, const char *key, const char *value);
+/* core_task_set_env for each string of a JSON object (the CLI's --env and
+ * --env-file overrides as the APIs carry them); other members are skipped. */
+struct cJSON;
+void core_task_set_envs(core_task_t *t, const struct cJSON *envs);
 
 /*
  * The job recovery of a task: the first resource candidate's (they must agree,

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <cjson/cJSON.h>
 
 #include "core/err.h"
 #include "core/spec.h"
@@ -1046,11 +1047,16 @@ static void test_envs_and_file_mounts(void **state)
     assert_string_equal(err, "t.yaml:6:3: envs.E: value required (set it in the YAML or with "
                              "--env E=VALUE)");
     free(err);
-    core_task_set_env(t, "E", "filled");
-    core_task_set_env(t, "NEW", "v");
+    cJSON *over = cJSON_Parse("{\"E\":\"filled\",\"NUM\":1,\"NEW\":\"v\"}");
+    core_task_set_envs(t, over); /* the number is not an env value: skipped */
+    cJSON_Delete(over);
     assert_int_equal(t->n_envs, 7);
     assert_string_equal(t->envs[4].value, "filled");
     assert_string_equal(t->envs[6].key, "NEW");
+    assert_string_equal(t->envs[6].value, "v");
+    core_task_set_env(t, "NEW", "w");
+    assert_int_equal(t->n_envs, 7);
+    assert_string_equal(t->envs[6].value, "w");
     assert_int_equal(core_task_validate_job(t, NULL), 0);
     core_task_free(t);
 }
