@@ -216,9 +216,7 @@ static int cmd_replay(ctl_cli_daemon_t *d, int argc, char **argv)
         if (strcmp(argv[i], "--stop") == 0) {
             stop = 1;
         } else if (strcmp(argv[i], "--speed") == 0 && i + 1 < argc) {
-            char *end;
-            speed = strtod(argv[++i], &end);
-            if (*end || !(speed > 0))
+            if (core_parse_num(argv[++i], 0, 1e9, &speed) < 0 || speed == 0)
                 return bad_args("--speed must be a positive number");
         } else if (strcmp(argv[i], "--zones") == 0 && i + 1 < argc) {
             zones = argv[++i];

@@ -88,11 +88,20 @@ int ctl_serve_cfg_set(ctl_serve_cfg_t *c, const char *name, const char *value)
     };
 
     for (size_t k = 0; k < CORE_ARRAY_SIZE(t); k++) {
+        char num[64];
+        size_t n = strlen(value);
         double d;
 
         if (strcmp(t[k].name, name) != 0)
             continue;
-        if (core_parse_num(value, t[k].lo, t[k].hi, &d) < 0)
+        /* Values from environment variables may end in blanks: forgiven. */
+        while (n > 0 && isspace((unsigned char)value[n - 1]))
+            n--;
+        if (n >= sizeof(num))
+            return -EINVAL;
+        memcpy(num, value, n);
+        num[n] = '\0';
+        if (core_parse_num(num, t[k].lo, t[k].hi, &d) < 0)
             return -EINVAL;
         if (t[k].i) {
             if (d != floor(d))

@@ -1,4 +1,3 @@
-#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -24,11 +23,7 @@ int core_parse_num(const char *s, double lo, double hi, double *out)
 
     errno = 0;
     d = strtod(s, &end);
-    if (errno || end == s || !isfinite(d) || d < lo || d > hi)
-        return -EINVAL;
-    while (isspace((unsigned char)*end))
-        end++;
-    if (*end)
+    if (errno || end == s || *end || !isfinite(d) || d < lo || d > hi)
         return -EINVAL;
     *out = d;
     return 0;

@@ -97,8 +97,7 @@ int main(int argc, char **argv)
         } else if (strcmp(a, "--listen") == 0) {
             listen = v;
         } else if (strcmp(a, "--provision-delay") == 0) {
-            delay = strtod(v, &end);
-            if (*end || delay < 0 || delay > 3600) {
+            if (core_parse_num(v, 0, 3600, &delay) < 0) {
                 fprintf(stderr, "sky-localcloud: bad --provision-delay %s\n", v);
                 return 2;
             }

@@ -1240,24 +1240,11 @@ static void usage(FILE *f)
            "policies: ondemand spot base_fallback dynamic_fallback spothedge (default all)\n");
 }
 
-static int parse_double(const char *s, double lo, double hi, double *out)
-{
-    char *end;
-    double d;
-
-    errno = 0;
-    d = strtod(s, &end);
-    if (errno || end == s || *end || !isfinite(d) || d < lo || d > hi)
-        return -EINVAL;
-    *out = d;
-    return 0;
-}
-
 static int parse_int(const char *s, int lo, int hi, int *out)
 {
     double d;
 
-    if (parse_double(s, lo, hi, &d) < 0 || d != floor(d))
+    if (core_parse_num(s, lo, hi, &d) < 0 || d != floor(d))
         return -EINVAL;
     *out = (int)d;
     return 0;
@@ -1368,13 +1355,13 @@ int main(int argc, char **argv)
             bad |= parse_int(optarg, 1, 10000, &o.target);
             break;
         case O_PROV:
-            bad |= parse_double(optarg, 0, 1e6, &o.provision_s);
+            bad |= core_parse_num(optarg, 0, 1e6, &o.provision_s);
             break;
         case O_COLD:
-            bad |= parse_double(optarg, 0, 1e6, &o.cold_start_s);
+            bad |= core_parse_num(optarg, 0, 1e6, &o.cold_start_s);
             break;
         case O_SEED:
-            bad |= parse_double(optarg, 0, 1.8e19, &d);
+            bad |= core_parse_num(optarg, 0, 1.8e19, &d);
             o.seed = (uint64_t)d;
             break;
         case O_JSON:
@@ -1384,10 +1371,10 @@ int main(int argc, char **argv)
             o.load_file = optarg;
             break;
         case O_QPS:
-            bad |= parse_double(optarg, 0, 1e9, &o.qps);
+            bad |= core_parse_num(optarg, 0, 1e9, &o.qps);
             break;
         case O_QPR:
-            bad |= parse_double(optarg, 1e-9, 1e9, &o.qps_per_replica);
+            bad |= core_parse_num(optarg, 1e-9, 1e9, &o.qps_per_replica);
             break;
         case O_MIN:
             bad |= parse_int(optarg, 0, 10000, &o.min_replicas);
@@ -1396,7 +1383,7 @@ int main(int argc, char **argv)
             bad |= parse_int(optarg, 1, 10000, &o.max_replicas);
             break;
         case O_DISC:
-            bad |= parse_double(optarg, 0, 10, &o.spot_discount);
+            bad |= core_parse_num(optarg, 0, 10, &o.spot_discount);
             break;
         case O_GPU:
             o.gpu = optarg;
@@ -1408,10 +1395,10 @@ int main(int argc, char **argv)
             o.catalog = optarg;
             break;
         case O_DRAIN:
-            bad |= parse_double(optarg, 0, 1e6, &o.drain_s);
+            bad |= core_parse_num(optarg, 0, 1e6, &o.drain_s);
             break;
         case O_STEP:
-            bad |= parse_double(optarg, 0.1, 86400, &o.step_s);
+            bad |= core_parse_num(optarg, 0.1, 86400, &o.step_s);
             break;
         case O_EXTEND:
             o.extend = true;
@@ -1426,7 +1413,7 @@ int main(int argc, char **argv)
             o.verbose = true;
             break;
         case O_GAP:
-            bad |= parse_double(optarg, 0.01, 86400, &o.gap);
+            bad |= core_parse_num(optarg, 0.01, 86400, &o.gap);
             break;
         case O_START_TICK:
             bad |= parse_int(optarg, 0, MAX_TICKS, &n);
@@ -1438,13 +1425,13 @@ int main(int argc, char **argv)
             break;
         case O_DECISION:
             /* the controller's bounds for decision_interval (ctl_serve_cfg.c) */
-            bad |= parse_double(optarg, 0.05, 86400, &o.decision_interval);
+            bad |= core_parse_num(optarg, 0.05, 86400, &o.decision_interval);
             break;
         case O_RETRY:
-            bad |= parse_double(optarg, 0, 86400, &o.launch_retry_initial);
+            bad |= core_parse_num(optarg, 0, 86400, &o.launch_retry_initial);
             break;
         case O_SVC_START:
-            bad |= parse_double(optarg, 0, 1e9, &o.service_start);
+            bad |= core_parse_num(optarg, 0, 1e9, &o.service_start);
             break;
         case O_TIMELINE:
             o.timeline = optarg;

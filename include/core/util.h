@@ -42,8 +42,8 @@ char *core_find_program(const char *name);
 pid_t core_spawn_daemon(char *const argv[], const char *logfile);
 
 /*
- * A finite number in [lo, hi] from a flag or an environment variable
- * (trailing blanks allowed). 0, or -EINVAL with *out untouched.
+ * A finite number in [lo, hi], the whole string (strtod's leading blanks
+ * aside). 0, or -EINVAL with *out untouched.
  */
 int core_parse_num(const char *s, double lo, double hi, double *out);
 

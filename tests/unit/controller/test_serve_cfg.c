@@ -48,6 +48,9 @@ static void test_set(void **state)
     assert_int_equal(ctl_serve_cfg_set(&c, "lb_port_start", "31000.5"), -EINVAL);
     assert_int_equal(ctl_serve_cfg_set(&c, "lb_port_start", "70000"), -EINVAL);
     assert_int_equal(ctl_serve_cfg_set(&c, "probe_interval", "abc"), -EINVAL);
+    assert_int_equal(ctl_serve_cfg_set(&c, "probe_interval", "0.25 \n"), 0); /* from an env */
+    assert_true(c.probe_interval == 0.25);
+    assert_int_equal(ctl_serve_cfg_set(&c, "probe_interval", " "), -EINVAL);
     assert_int_equal(ctl_serve_cfg_set(&c, "probe_interval", "0"), -EINVAL);
     assert_int_equal(ctl_serve_cfg_set(&c, "drain_seconds", "0"), 0);
     assert_int_equal(ctl_serve_cfg_set(&c, "no_such_thing", "1"), -ENOENT);

@@ -109,10 +109,10 @@ static void test_parse_num(void **state)
     double d = -1;
     assert_int_equal(core_parse_num("2.5", 0, 10, &d), 0);
     assert_true(d == 2.5);
-    assert_int_equal(core_parse_num("1e3 \n", 0, 1e3, &d), 0);
-    assert_true(d == 1000);
+    assert_int_equal(core_parse_num(" 1e1", 0, 10, &d), 0);
+    assert_true(d == 10);
     d = 7;
-    const char *bad[] = {"", " ", "x", "1x", "1 2", "inf", "nan", "1e999", "-0.5", "10.5"};
+    const char *bad[] = {"", " ", "x", "1x", "1 2", "1 ", "inf", "nan", "1e999", "-0.5", "10.5"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         assert_int_equal(core_parse_num(bad[i], 0, 10, &d), -EINVAL);
     assert_true(d == 7);
