@@ -51,7 +51,7 @@ def processes_naming(path):
     return found
 
 
-def sanitized(build_dir):
+def sanitized(build_dir=BUILD_DIR):
     """True under ASan/UBSan: env SKY_SANITIZED=1 or SANITIZE set in the CMake cache."""
     if os.environ.get("SKY_SANITIZED") == "1":
         return True

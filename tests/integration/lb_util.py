@@ -14,10 +14,14 @@ import socket
 import ssl
 import struct
 import subprocess
+import sys
 import threading
 import time
 
 import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
+from skyhome import sanitized  # noqa: E402  (the e2e helpers' probe, one copy)
 
 BUILD_DIR = os.environ.get("SKY_BUILD_DIR", "/work/main/build")
 SKY_LB = os.path.join(BUILD_DIR, "lb", "sky-lb")
@@ -28,21 +32,6 @@ NO_REPLICA_BODY = (b'{"detail":"No ready replicas. Use \\"sky serve status [SERV
 
 MIB = 1024 * 1024
 GIB = 1024 * MIB
-
-
-def sanitized():
-    """True under ASan/UBSan: env SKY_SANITIZED=1 or SANITIZE set in the CMake cache."""
-    if os.environ.get("SKY_SANITIZED") == "1":
-        return True
-    try:
-        with open(os.path.join(BUILD_DIR, "CMakeCache.txt")) as f:
-            for line in f:
-                if line.startswith("SANITIZE:"):
-                    return bool(line.split("=", 1)[1].strip())
-    except OSError:
-        pass
-    return False
-
 
 SLOW = 3.0 if sanitized() else 1.0
 
