@@ -138,16 +138,13 @@ class Stack(HomeMixin):
     def teardown(self):
         """serve down, stop the controller, cloud down; returns what is left."""
         tag = self.localcloud_tag()
-        errors = self.serve_down_all(lambda *a, timeout: self.sky(*a, timeout=timeout,
-                                                                   check=False))
+        sky = lambda *a, timeout: self.sky(*a, timeout=timeout, check=False)  # noqa: E731
+        errors = self.serve_down_all(sky)
+        self.stop_pid(self.controller_pid())
+        leaks = self.cloud_down(sky, tag, errors)
         for e in errors:
             log("teardown: %s" % e)
-        self.stop_pid(self.controller_pid())
-        try:
-            self.sky("cloud", "down", timeout=60, check=False)
-        except subprocess.TimeoutExpired:
-            log("teardown: sky cloud down timed out")
-        return self.wait_no_leaks(tag)
+        return leaks
 
 
 class Client:

@@ -248,16 +248,10 @@ class Live(HomeMixin):
             self.sky("cloud", "replay", "--stop", check=False, timeout=30)
         except SetupError as e:
             errors.append(str(e))
-        errors += self.serve_down_all(lambda *a, timeout: self.sky(*a, check=False,
-                                                                   timeout=timeout))
+        sky = lambda *a, timeout: self.sky(*a, check=False, timeout=timeout)  # noqa: E731
+        errors += self.serve_down_all(sky)
         self.stop_pid(self.controller_pid())
-        try:
-            self.sky("cloud", "down", check=False, timeout=60)
-        except SetupError as e:
-            errors.append(str(e))
-        leaks = self.wait_no_leaks(tag)
-        if leaks:
-            errors.append("left behind:\n  " + "\n  ".join(leaks))
+        self.cloud_down(sky, tag, errors)
         return errors
 
     def remove_home(self):

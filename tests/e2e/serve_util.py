@@ -246,13 +246,8 @@ class Stack(HomeMixin):
             if out.strip() != "Services\nNo existing services.":
                 errors.append("status after teardown:\n" + out)
         self.stop_controller()
-        try:
-            self.sky("cloud", "down", check=False, timeout=60)
-        except AssertionError as e:
-            errors.append(str(e))
-        leaks = self.wait_no_leaks(tag)
-        if leaks:
-            errors.append("left behind:\n  " + "\n  ".join(leaks))
+        self.cloud_down(lambda *a, timeout: self.sky(*a, check=False, timeout=timeout), tag,
+                        errors)
         if not errors or not check:
             shutil.rmtree(self.home, ignore_errors=True)
         if errors and check:

@@ -307,6 +307,19 @@ class HomeMixin:
         except Exception as e:  # a CLI timeout or bad output: report it, go on cleaning
             return ["serve down: %s" % e]
 
+    def cloud_down(self, sky, tag, errors, timeout=60, leak_timeout=15):
+        """`sky cloud down` through <sky> (as for serve_down_all), then
+        wait_no_leaks(tag). A failed call and what is left are appended to
+        <errors>; returns what was left."""
+        try:
+            sky("cloud", "down", timeout=timeout)
+        except Exception as e:  # a CLI timeout: report it, go on checking
+            errors.append("cloud down: %s" % e)
+        leaks = self.wait_no_leaks(tag, leak_timeout)
+        if leaks:
+            errors.append("left behind:\n  " + "\n  ".join(leaks))
+        return leaks
+
     def wait_no_leaks(self, tag, timeout=15):
         """Waits up to <timeout> s for leaks(tag) to empty; removes what is left
         and returns it."""

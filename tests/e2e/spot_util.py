@@ -251,13 +251,8 @@ class SpotStack(HomeMixin):
                 i = log.index(needle)
                 errors.append("jobs controller: %s\n%s" % (needle, log[max(0, i - 200):i + 3000]))
                 break
-        try:
-            self.sky("cloud", "down", check=False, timeout=90)
-        except AssertionError as e:
-            errors.append(str(e))
-        leaks = self.wait_no_leaks(tag, 15 * SLOW)
-        if leaks:
-            errors.append("left behind:\n  " + "\n  ".join(leaks))
+        self.cloud_down(lambda *a, timeout: self.sky(*a, check=False, timeout=timeout), tag,
+                        errors, timeout=90, leak_timeout=15 * SLOW)
         if keep or (errors and check):
             print("kept %s for inspection" % self.home)
         else:
