@@ -366,7 +366,8 @@ static void dispatch(core_http_conn_t *c)
     core_http_server_t *s = c->srv;
     uv_timer_stop(&c->timer);
     if (!token_ok(s, c->auth)) {
-        send_simple(c, 401, "application/json", "{\"error\":\"missing or bad token\"}", 33, 0);
+        static const char body[] = "{\"error\":\"missing or bad token\"}";
+        send_simple(c, 401, "application/json", body, sizeof(body) - 1, 0);
         return;
     }
     char *q = c->url ? strchr(c->url, '?') : NULL;

@@ -210,25 +210,60 @@ static void test_stream(void **state)
     free(u);
 }
 
-/* Two pipelined requests in one write get two responses, in order. */
-static void test_pipelined_raw(void **state)
+/* A plain TCP connection to the fixture's server. */
+static int raw_connect(const fixture_t *f)
 {
-    fixture_t *f = *state;
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)f->port)};
     inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
     assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    const char *req = "GET /query?name=one HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sekret\r\n\r\n"
-                      "GET /query?name=two HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sekret\r\n"
-                      "Connection: close\r\n\r\n";
+    return fd;
+}
+
+/* Sends <req> (which asks to close) and reads the whole answer into buf. */
+static size_t raw_exchange(const fixture_t *f, const char *req, char *buf, size_t cap)
+{
+    int fd = raw_connect(f);
     assert_int_equal(write(fd, req, strlen(req)), (ssize_t)strlen(req));
-    char buf[4096];
     size_t n = 0;
     ssize_t r;
-    while ((r = read(fd, buf + n, sizeof(buf) - 1 - n)) > 0)
+    while (n < cap - 1 && (r = read(fd, buf + n, cap - 1 - n)) > 0)
         n += (size_t)r;
     buf[n] = '\0';
     close(fd);
+    return n;
+}
+
+/* The 401 body is the JSON object, every byte of it and nothing more. */
+static void test_unauthorized_body(void **state)
+{
+    static const char want[] = "{\"error\":\"missing or bad token\"}";
+    static const char *const reqs[] = {
+        "GET /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        "GET /echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer wrong\r\nConnection: close\r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof(reqs) / sizeof(reqs[0]); i++) {
+        char buf[4096];
+        size_t n = raw_exchange(*state, reqs[i], buf, sizeof(buf));
+        assert_true(strncmp(buf, "HTTP/1.1 401 Unauthorized\r\n", 27) == 0);
+        assert_non_null(strstr(buf, "\r\nContent-Type: application/json\r\n"));
+        assert_non_null(strstr(buf, "\r\nContent-Length: 32\r\n"));
+        const char *body = strstr(buf, "\r\n\r\n");
+        assert_non_null(body);
+        body += 4;
+        assert_int_equal(n - (size_t)(body - buf), sizeof(want) - 1);
+        assert_memory_equal(body, want, sizeof(want) - 1);
+    }
+}
+
+/* Two pipelined requests in one write get two responses, in order. */
+static void test_pipelined_raw(void **state)
+{
+    const char *req = "GET /query?name=one HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sekret\r\n\r\n"
+                      "GET /query?name=two HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sekret\r\n"
+                      "Connection: close\r\n\r\n";
+    char buf[4096];
+    raw_exchange(*state, req, buf, sizeof(buf));
     char *one = strstr(buf, "\"one\""), *two = strstr(buf, "\"two\"");
     assert_non_null(one);
     assert_non_null(two);
@@ -237,11 +272,7 @@ static void test_pipelined_raw(void **state)
 
 static void test_malformed_is_400(void **state)
 {
-    fixture_t *f = *state;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)f->port)};
-    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    int fd = raw_connect(*state);
     const char *req = "GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab";
     assert_int_equal(write(fd, req, strlen(req)), (ssize_t)strlen(req));
     char buf[1024];
@@ -266,6 +297,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_json_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_token_required, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unauthorized_body, setup, teardown),
         cmocka_unit_test_setup_teardown(test_body_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_query_and_404, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stream, setup, teardown),
