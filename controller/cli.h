@@ -1,20 +1,24 @@
 #ifndef CTL_CLI_H
 #define CTL_CLI_H
 
+#include "cli_opt.h"
+
 /*
- * The `sky` CLI's command groups. Each takes the arguments after its group
- * name (argv[0] is the group name) and returns the process exit code:
- * 0 success, 1 failure, 2 usage error.
+ * The `sky` CLI's commands (cli_opt.h: each handler gets the arguments from
+ * its own name on and returns the exit code: 0 success, 1 failure, 2 usage
+ * error). The command tree itself is in cli_main.c.
  */
-int ctl_cli_cloud(int argc, char **argv);
+
 /* Unmanaged tasks on one-instance clusters (cli_cluster.c). */
-int ctl_cli_launch(int argc, char **argv);
-int ctl_cli_exec(int argc, char **argv);
-int ctl_cli_status(int argc, char **argv);
-int ctl_cli_down(int argc, char **argv);
-int ctl_cli_logs(int argc, char **argv);
-int ctl_cli_serve(int argc, char **argv);
-/* Managed spot jobs (cli_spot.c). */
-int ctl_cli_spot(int argc, char **argv);
+int ctl_cli_launch(ctl_cli_t *cli, int argc, char **argv);
+int ctl_cli_exec(ctl_cli_t *cli, int argc, char **argv);
+int ctl_cli_status(ctl_cli_t *cli, int argc, char **argv);
+int ctl_cli_down(ctl_cli_t *cli, int argc, char **argv);
+int ctl_cli_logs(ctl_cli_t *cli, int argc, char **argv);
+
+/* Command groups, each ended by an entry without a name. */
+extern const ctl_cli_cmd_t ctl_cli_cloud_cmds[]; /* the local cloud (cli_cloud.c) */
+extern const ctl_cli_cmd_t ctl_cli_serve_cmds[]; /* services (cli_serve.c) */
+extern const ctl_cli_cmd_t ctl_cli_spot_cmds[];  /* managed spot jobs (cli_spot.c) */
 
 #endif

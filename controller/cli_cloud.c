@@ -1,12 +1,6 @@
 /*
- * `sky cloud ...`: operator commands of the local cloud (sky-localcloud).
- *
- *   sky cloud status [--json]
- *   sky cloud preempt ID...
- *   sky cloud capacity ZONE|--all N|unlimited
- *   sky cloud replay TRACE_DIR [--speed X] [--zones a,b,c] | sky cloud replay --stop
- *   sky cloud usage [--json]
- *   sky cloud down
+ * `sky cloud status|preempt|capacity|replay|usage|down`: operator commands
+ * of the local cloud (sky-localcloud), each with its options in its table.
  */
 #include <errno.h>
 #include <limits.h>
@@ -23,25 +17,6 @@
 #include "core/mem.h"
 #include "core/util.h"
 
-static void usage(FILE *f)
-{
-    fprintf(f, "usage: sky cloud status [--json]\n"
-               "       sky cloud preempt ID...\n"
-               "       sky cloud capacity ZONE|--all N|unlimited\n"
-               "       sky cloud replay TRACE_DIR [--speed X] [--zones a,b,c]\n"
-               "       sky cloud replay --stop\n"
-               "       sky cloud usage [--json]\n"
-               "       sky cloud down\n");
-}
-
-static int bad_args(const char *msg)
-{
-    if (msg)
-        fprintf(stderr, "sky cloud: %s\n", msg);
-    usage(stderr);
-    return 2;
-}
-
 static int connect_cloud(ctl_cli_daemon_t *d)
 {
     memset(d, 0, sizeof(*d));
@@ -50,6 +25,7 @@ static int connect_cloud(ctl_cli_daemon_t *d)
     if (rc < 0) {
         fprintf(stderr, "sky cloud: %s\n", err ? err : core_strerror(rc));
         free(err);
+        ctl_cli_daemon_free(d);
         return rc;
     }
     d->mode = core_xstrdup("localcloud");
@@ -80,19 +56,23 @@ static double jnum(const cJSON *o, const char *k)
     return cJSON_IsNumber(v) ? v->valuedouble : 0;
 }
 
-static int cmd_status(ctl_cli_daemon_t *d, int argc, char **argv)
+static int cmd_status(ctl_cli_t *cli, int argc, char **argv)
 {
-    int json = 0;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--json") == 0)
-            json = 1;
-        else
-            return bad_args("status takes only --json");
-    }
-    if (connect_cloud(d) < 0)
+    bool json = false;
+    const ctl_opt_t opts[] = {
+        CTL_OPT_FLAG(0, "json", "print the cloud's JSON", &json),
+        CTL_OPT_END,
+    };
+    int rc = ctl_cli_parse(cli, opts, argc, argv);
+    if (rc != CTL_CLI_RUN)
+        return rc;
+    ctl_cli_daemon_t d;
+    if (connect_cloud(&d) < 0)
         return 1;
     cJSON *resp = NULL;
-    if (call(d, "GET", "/v1/instances", NULL, 30000, &resp) < 0)
+    rc = call(&d, "GET", "/v1/instances", NULL, 30000, &resp);
+    ctl_cli_daemon_free(&d);
+    if (rc < 0)
         return 1;
     if (json) {
         ctl_cli_print_json(stdout, resp);
@@ -131,26 +111,36 @@ static int cmd_status(ctl_cli_daemon_t *d, int argc, char **argv)
     return 0;
 }
 
-static int cmd_preempt(ctl_cli_daemon_t *d, int argc, char **argv)
+static int cmd_preempt(ctl_cli_t *cli, int argc, char **argv)
 {
-    if (argc < 2)
-        return bad_args("preempt needs at least one instance ID");
-    for (int i = 1; i < argc; i++)
-        if (argv[i][0] == '-' || strlen(argv[i]) > 60 || strchr(argv[i], '/'))
-            return bad_args("bad instance ID");
-    if (connect_cloud(d) < 0)
+    char **ids = NULL;
+    int n = 0;
+    const ctl_opt_t opts[] = {
+        CTL_ARG_REST("INSTANCE_IDS", "the spot instances to preempt", &ids, &n),
+        CTL_OPT_END,
+    };
+    int rc = ctl_cli_parse(cli, opts, argc, argv);
+    if (rc != CTL_CLI_RUN)
+        return rc;
+    for (int i = 0; i < n; i++) {
+        if (strlen(ids[i]) > 60 || strchr(ids[i], '/'))
+            return ctl_cli_usage_error(cli, "bad instance ID '%s'", ids[i]);
+    }
+    ctl_cli_daemon_t d;
+    if (connect_cloud(&d) < 0)
         return 1;
     int ret = 0;
-    for (int i = 1; i < argc; i++) {
-        char *path = core_xasprintf("/v1/instances/%s/preempt", argv[i]);
+    for (int i = 0; i < n; i++) {
+        char *path = core_xasprintf("/v1/instances/%s/preempt", ids[i]);
         cJSON *resp = NULL;
-        if (call(d, "POST", path, NULL, 60000, &resp) == 0)
-            printf("Preempted %s.\n", argv[i]);
+        if (call(&d, "POST", path, NULL, 60000, &resp) == 0)
+            printf("Preempted %s.\n", ids[i]);
         else
             ret = 1;
         free(path);
         cJSON_Delete(resp);
     }
+    ctl_cli_daemon_free(&d);
     return ret;
 }
 
@@ -170,74 +160,68 @@ static void print_preempted(const cJSON *resp)
     printf("\n");
 }
 
-static int cmd_capacity(ctl_cli_daemon_t *d, int argc, char **argv)
+static int cmd_capacity(ctl_cli_t *cli, int argc, char **argv)
 {
-    if (argc != 3)
-        return bad_args("capacity takes ZONE|--all and N|unlimited");
+    const char *zone = NULL, *capacity = NULL;
+    bool all = false;
+    const ctl_opt_t opts[] = {
+        CTL_OPT_FLAG(0, "all", "every zone (instead of ZONE)", &all),
+        CTL_ARG_STR_OPT("ZONE", "the zone", &zone),
+        CTL_ARG_STR("CAPACITY", "how many spot instances it can hold: N or unlimited", &capacity),
+        CTL_OPT_END,
+    };
+    int rc = ctl_cli_parse(cli, opts, argc, argv);
+    if (rc != CTL_CLI_RUN)
+        return rc;
+    if (all == (zone != NULL))
+        return ctl_cli_usage_error(cli, "give either ZONE or --all");
+    if (zone && strlen(zone) >= 40)
+        return ctl_cli_usage_error(cli, "bad zone name '%s'", zone);
     long cap = -1;
-    if (strcmp(argv[2], "unlimited") != 0 && ctl_parse_long(argv[2], 0, 1000000000, &cap) < 0)
-        return bad_args("capacity must be a non-negative integer or 'unlimited'");
-    int all = strcmp(argv[1], "--all") == 0;
-    if (!all && (argv[1][0] == '-' || strlen(argv[1]) >= 40))
-        return bad_args("bad zone name");
-    if (connect_cloud(d) < 0)
+    if (strcmp(capacity, "unlimited") != 0 &&
+        (rc = ctl_cli_int(cli, "CAPACITY", capacity, 0, 1000000000, &cap)) != CTL_CLI_RUN)
+        return rc;
+    ctl_cli_daemon_t d;
+    if (connect_cloud(&d) < 0)
         return 1;
     cJSON *req = cJSON_CreateObject();
     if (all)
         cJSON_AddBoolToObject(req, "all", 1);
     else
-        cJSON_AddStringToObject(req, "zone", argv[1]);
+        cJSON_AddStringToObject(req, "zone", zone);
     if (cap < 0)
         cJSON_AddNullToObject(req, "capacity");
     else
         cJSON_AddNumberToObject(req, "capacity", (double)cap);
     cJSON *resp = NULL;
-    int rc = call(d, "POST", "/v1/capacity", req, 120000, &resp);
+    rc = call(&d, "POST", "/v1/capacity", req, 120000, &resp);
     cJSON_Delete(req);
+    ctl_cli_daemon_free(&d);
     if (rc == 0) {
         char capbuf[32];
         if (cap < 0)
             snprintf(capbuf, sizeof(capbuf), "unlimited");
         else
             snprintf(capbuf, sizeof(capbuf), "%ld", cap);
-        printf("Spot capacity of %s set to %s.\n", all ? "every zone" : argv[1], capbuf);
+        printf("Spot capacity of %s set to %s.\n", all ? "every zone" : zone, capbuf);
         print_preempted(resp);
     }
     cJSON_Delete(resp);
     return rc == 0 ? 0 : 1;
 }
 
-static int cmd_replay(ctl_cli_daemon_t *d, int argc, char **argv)
+static int replay_stop(ctl_cli_daemon_t *d)
 {
-    const char *dir = NULL, *zones = NULL;
-    double speed = 1.0;
-    int stop = 0;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--stop") == 0) {
-            stop = 1;
-        } else if (strcmp(argv[i], "--speed") == 0 && i + 1 < argc) {
-            if (core_parse_num(argv[++i], 0, 1e9, &speed) < 0 || speed == 0)
-                return bad_args("--speed must be a positive number");
-        } else if (strcmp(argv[i], "--zones") == 0 && i + 1 < argc) {
-            zones = argv[++i];
-        } else if (argv[i][0] != '-' && !dir) {
-            dir = argv[i];
-        } else {
-            return bad_args(NULL);
-        }
-    }
-    if (stop ? (dir || zones) : !dir)
-        return bad_args(stop ? "--stop takes no other argument" : "replay needs TRACE_DIR");
-    if (connect_cloud(d) < 0)
-        return 1;
     cJSON *resp = NULL;
-    if (stop) {
-        int rc = call(d, "DELETE", "/v1/replay", NULL, 30000, &resp);
-        if (rc == 0)
-            printf("Trace replay stopped.\n");
-        cJSON_Delete(resp);
-        return rc == 0 ? 0 : 1;
-    }
+    int rc = call(d, "DELETE", "/v1/replay", NULL, 30000, &resp);
+    if (rc == 0)
+        printf("Trace replay stopped.\n");
+    cJSON_Delete(resp);
+    return rc == 0 ? 0 : 1;
+}
+
+static int replay_start(ctl_cli_daemon_t *d, const char *dir, const char *zones, double speed)
+{
     /* The daemon runs elsewhere (cwd /): send an absolute path. */
     char abs[PATH_MAX];
     if (!realpath(dir, abs)) {
@@ -254,6 +238,7 @@ static int cmd_replay(ctl_cli_daemon_t *d, int argc, char **argv)
             cJSON_AddItemToArray(arr, cJSON_CreateString(z));
         free(copy);
     }
+    cJSON *resp = NULL;
     int rc = call(d, "POST", "/v1/replay", req, 30000, &resp);
     cJSON_Delete(req);
     if (rc == 0) {
@@ -269,19 +254,52 @@ static int cmd_replay(ctl_cli_daemon_t *d, int argc, char **argv)
     return rc == 0 ? 0 : 1;
 }
 
-static int cmd_usage(ctl_cli_daemon_t *d, int argc, char **argv)
+static int cmd_replay(ctl_cli_t *cli, int argc, char **argv)
 {
-    int json = 0;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--json") == 0)
-            json = 1;
-        else
-            return bad_args("usage takes only --json");
-    }
-    if (connect_cloud(d) < 0)
+    const char *dir = NULL, *zones = NULL;
+    double speed = 1.0;
+    bool stop = false;
+    const ctl_opt_t opts[] = {
+        CTL_OPT_NUM(0, "speed", "X", "trace seconds per real second (default 1)", &speed, 0, 1e9),
+        CTL_OPT_STR(0, "zones", "A,B,C", "the zones that replay the trace's files, in order",
+                    &zones),
+        CTL_OPT_FLAG(0, "stop", "stop the replay that runs", &stop),
+        CTL_ARG_STR_OPT("TRACE_DIR", "a folder of spot-availability traces", &dir),
+        CTL_OPT_END,
+    };
+    int rc = ctl_cli_parse(cli, opts, argc, argv);
+    if (rc != CTL_CLI_RUN)
+        return rc;
+    if (speed == 0)
+        return ctl_cli_usage_error(cli, "--speed must be a positive number");
+    if (stop ? (dir || zones) : !dir)
+        return ctl_cli_usage_error(cli, stop ? "--stop takes no other argument"
+                                             : "replay needs TRACE_DIR");
+    ctl_cli_daemon_t d;
+    if (connect_cloud(&d) < 0)
+        return 1;
+    rc = stop ? replay_stop(&d) : replay_start(&d, dir, zones, speed);
+    ctl_cli_daemon_free(&d);
+    return rc;
+}
+
+static int cmd_usage(ctl_cli_t *cli, int argc, char **argv)
+{
+    bool json = false;
+    const ctl_opt_t opts[] = {
+        CTL_OPT_FLAG(0, "json", "print the cloud's JSON", &json),
+        CTL_OPT_END,
+    };
+    int rc = ctl_cli_parse(cli, opts, argc, argv);
+    if (rc != CTL_CLI_RUN)
+        return rc;
+    ctl_cli_daemon_t d;
+    if (connect_cloud(&d) < 0)
         return 1;
     cJSON *resp = NULL;
-    if (call(d, "GET", "/v1/usage", NULL, 30000, &resp) < 0)
+    rc = call(&d, "GET", "/v1/usage", NULL, 30000, &resp);
+    ctl_cli_daemon_free(&d);
+    if (rc < 0)
         return 1;
     if (json) {
         ctl_cli_print_json(stdout, resp);
@@ -307,14 +325,18 @@ static int cmd_usage(ctl_cli_daemon_t *d, int argc, char **argv)
     return 0;
 }
 
-static int cmd_down(ctl_cli_daemon_t *d, int argc, char **argv)
+static int cmd_down(ctl_cli_t *cli, int argc, char **argv)
 {
-    if (argc != 1)
-        return bad_args("down takes no argument");
-    if (connect_cloud(d) < 0)
+    const ctl_opt_t opts[] = {CTL_OPT_END};
+    int rc = ctl_cli_parse(cli, opts, argc, argv);
+    if (rc != CTL_CLI_RUN)
+        return rc;
+    ctl_cli_daemon_t d;
+    if (connect_cloud(&d) < 0)
         return 1;
     cJSON *resp = NULL;
-    int rc = call(d, "POST", "/v1/down", NULL, 300000, &resp);
+    rc = call(&d, "POST", "/v1/down", NULL, 300000, &resp);
+    ctl_cli_daemon_free(&d);
     if (rc == 0)
         printf("Terminated %d instance(s); the local cloud is down.\n",
                cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(resp, "terminated")));
@@ -322,34 +344,12 @@ static int cmd_down(ctl_cli_daemon_t *d, int argc, char **argv)
     return rc == 0 ? 0 : 1;
 }
 
-int ctl_cli_cloud(int argc, char **argv)
-{
-    if (argc < 2)
-        return bad_args(NULL);
-    const char *sub = argv[1];
-    if (strcmp(sub, "-h") == 0 || strcmp(sub, "--help") == 0) {
-        usage(stdout);
-        return 0;
-    }
-    static const struct {
-        const char *name;
-        int (*run)(ctl_cli_daemon_t *d, int argc, char **argv);
-    } cmds[] = {
-        {"status", cmd_status}, {"preempt", cmd_preempt}, {"capacity", cmd_capacity},
-        {"replay", cmd_replay}, {"usage", cmd_usage},     {"down", cmd_down},
-    };
-    for (size_t i = 0; i < CORE_ARRAY_SIZE(cmds); i++) {
-        if (strcmp(sub, cmds[i].name) == 0) {
-            ctl_cli_daemon_t d;
-            memset(&d, 0, sizeof(d));
-            int rc = cmds[i].run(&d, argc - 1, argv + 1);
-            free(d.mode);
-            free(d.base_url);
-            free(d.token);
-            return rc;
-        }
-    }
-    fprintf(stderr, "sky cloud: unknown command '%s'\n", sub);
-    usage(stderr);
-    return 2;
-}
+const ctl_cli_cmd_t ctl_cli_cloud_cmds[] = {
+    {"status", "List the local cloud's instances", cmd_status, NULL},
+    {"preempt", "Preempt spot instances now", cmd_preempt, NULL},
+    {"capacity", "Set how many spot instances a zone can hold", cmd_capacity, NULL},
+    {"replay", "Replay spot-availability traces as capacity changes", cmd_replay, NULL},
+    {"usage", "Instance-hours and cost so far", cmd_usage, NULL},
+    {"down", "Terminate every instance and stop the local cloud", cmd_down, NULL},
+    {NULL, NULL, NULL, NULL},
+};

@@ -1,10 +1,6 @@
 /*
  * Unmanaged tasks, the baseline that replicas and managed jobs build on:
- *   sky launch FILE [-c NAME] [--env K=V]... [-y] [--detach-run]
- *   sky exec NAME FILE [--env K=V]... [--detach-run]
- *   sky status [--json]
- *   sky down NAME... [-y]
- *   sky logs NAME [TASK_ID] [--no-follow]
+ * `sky launch|exec|status|down|logs`, each with its options in its table.
  * A cluster is one instance of the local cloud running sky-agent; the CLI
  * keeps its record in $SKY_HOME/clusters.db.
  */
@@ -288,48 +284,10 @@ fail:
     return r;
 }
 
-static void usage_launch(FILE *f)
-{
-    fprintf(f, "usage: sky launch FILE [-c NAME] [--env-file F] [--env K=V]... [-y]\n"
-               "                  [--detach-run]\n"
-               "       sky exec NAME FILE [--env-file F] [--env K=V]... [--detach-run]\n");
-}
-
 /* Shared by launch (cluster may be new) and exec (cluster must exist). */
-static int launch_or_exec(int argc, char **argv, int is_exec)
+static int launch_or_exec(const char *name, const char *file, const ctl_cli_env_t *env,
+                          bool detach, int is_exec)
 {
-    const char *file = NULL, *name = NULL, *env_file = NULL;
-    const char *envs[CTL_CLI_MAX_ENVS];
-    size_t n_envs = 0;
-    int detach = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if ((strcmp(a, "-c") == 0 || strcmp(a, "--cluster") == 0) && i + 1 < argc && !is_exec) {
-            name = argv[++i];
-        } else if (strcmp(a, "--env") == 0 && i + 1 < argc && n_envs < CTL_CLI_MAX_ENVS) {
-            envs[n_envs++] = argv[++i];
-        } else if (strcmp(a, "--env-file") == 0 && i + 1 < argc) {
-            env_file = argv[++i];
-        } else if (strcmp(a, "-y") == 0 || strcmp(a, "--yes") == 0) {
-            /* Nothing to confirm beyond the printed plan. */
-        } else if (strcmp(a, "-d") == 0 || strcmp(a, "--detach-run") == 0) {
-            detach = 1;
-        } else if (a[0] == '-') {
-            usage_launch(stderr);
-            return 2;
-        } else if (is_exec && name == NULL) {
-            name = a;
-        } else if (file == NULL) {
-            file = a;
-        } else {
-            usage_launch(stderr);
-            return 2;
-        }
-    }
-    if (file == NULL || (is_exec && name == NULL)) {
-        usage_launch(stderr);
-        return 2;
-    }
     core_task_t *t = NULL;
     char *err = NULL;
     if (core_task_load(file, &t, &err) < 0) {
@@ -338,7 +296,7 @@ static int launch_or_exec(int argc, char **argv, int is_exec)
         return 1;
     }
     cJSON *over = NULL;
-    int code = ctl_cli_envs(env_file, envs, n_envs, &over, &err);
+    int code = ctl_cli_envs(env, &over, &err);
     if (code != 0) {
         fprintf(stderr, "sky: %s\n", err);
         free(err);
@@ -418,17 +376,16 @@ static const char *state_to_status(const cluster_t *c, const core_instance_t *li
     return core_inst_state_name(live->state);
 }
 
-static int cmd_status(int argc, char **argv)
+int ctl_cli_status(ctl_cli_t *cli, int argc, char **argv)
 {
-    int json = 0;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--json") == 0) {
-            json = 1;
-        } else {
-            fprintf(stderr, "usage: sky status [--json]\n");
-            return 2;
-        }
-    }
+    bool json = false;
+    const ctl_opt_t opts[] = {
+        CTL_OPT_FLAG(0, "json", "print the clusters as JSON", &json),
+        CTL_OPT_END,
+    };
+    int rc = ctl_cli_parse(cli, opts, argc, argv);
+    if (rc != CTL_CLI_RUN)
+        return rc;
     sqlite3 *db = NULL;
     if (db_open(&db) < 0)
         return 1;
@@ -486,12 +443,19 @@ static int cmd_status(int argc, char **argv)
     return 0;
 }
 
-static int cmd_down(int argc, char **argv)
+int ctl_cli_down(ctl_cli_t *cli, int argc, char **argv)
 {
-    if (argc < 2) {
-        fprintf(stderr, "usage: sky down NAME... [-y]\n");
-        return 2;
-    }
+    char **names = NULL;
+    int nnames = 0;
+    bool yes = false;
+    const ctl_opt_t opts[] = {
+        CTL_OPT_YES(&yes),
+        CTL_ARG_REST("CLUSTERS", "the clusters to terminate", &names, &nnames),
+        CTL_OPT_END,
+    };
+    int rc = ctl_cli_parse(cli, opts, argc, argv);
+    if (rc != CTL_CLI_RUN)
+        return rc;
     sqlite3 *db = NULL;
     if (db_open(&db) < 0)
         return 1;
@@ -503,12 +467,10 @@ static int cmd_down(int argc, char **argv)
         return 1;
     }
     int code = 0;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "-y") == 0 || strcmp(argv[i], "--yes") == 0)
-            continue;
+    for (int i = 0; i < nnames; i++) {
         cluster_t c;
-        if (db_get(db, argv[i], &c) < 0) {
-            fprintf(stderr, "sky: cluster '%s' not found\n", argv[i]);
+        if (db_get(db, names[i], &c) < 0) {
+            fprintf(stderr, "sky: cluster '%s' not found\n", names[i]);
             code = 1;
             continue;
         }
@@ -526,26 +488,20 @@ static int cmd_down(int argc, char **argv)
     return code;
 }
 
-static int cmd_logs(int argc, char **argv)
+int ctl_cli_logs(ctl_cli_t *cli, int argc, char **argv)
 {
     const char *name = NULL;
-    int task_id = 0, follow = 1;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--no-follow") == 0)
-            follow = 0;
-        else if (name == NULL && argv[i][0] != '-')
-            name = argv[i];
-        else if (task_id == 0 && argv[i][0] != '-')
-            task_id = atoi(argv[i]);
-        else {
-            fprintf(stderr, "usage: sky logs NAME [TASK_ID] [--no-follow]\n");
-            return 2;
-        }
-    }
-    if (name == NULL) {
-        fprintf(stderr, "usage: sky logs NAME [TASK_ID] [--no-follow]\n");
-        return 2;
-    }
+    long task_id = 0;
+    int follow = 1;
+    const ctl_opt_t opts[] = {
+        CTL_OPT_BOOL(0, "follow", "keep streaming until the task ends (default)", &follow),
+        CTL_ARG_STR("CLUSTER", "the cluster", &name),
+        CTL_ARG_INT_OPT("TASK_ID", "the task (default: the latest)", &task_id, 1, INT_MAX),
+        CTL_OPT_END,
+    };
+    int rc = ctl_cli_parse(cli, opts, argc, argv);
+    if (rc != CTL_CLI_RUN)
+        return rc;
     sqlite3 *db = NULL;
     cluster_t c;
     if (db_open(&db) < 0)
@@ -572,33 +528,48 @@ static int cmd_logs(int argc, char **argv)
     r = core_agent_logs(c.inst.ip, c.inst.agent_port, NULL, task_id, follow, -1, print_chunk,
                         NULL);
     if (r < 0) {
-        fprintf(stderr, "sky: logs of task %d on '%s': %s\n", task_id, name, core_strerror(r));
+        fprintf(stderr, "sky: logs of task %ld on '%s': %s\n", task_id, name, core_strerror(r));
         return 1;
     }
     return 0;
 }
 
-int ctl_cli_launch(int argc, char **argv)
+int ctl_cli_launch(ctl_cli_t *cli, int argc, char **argv)
 {
-    return launch_or_exec(argc, argv, 0);
+    const char *file = NULL, *name = NULL;
+    ctl_cli_env_t env = {0};
+    bool yes = false, detach = false;
+    const ctl_opt_t opts[] = {
+        CTL_OPT_STR('c', "cluster", "NAME", "the cluster (default sky-XXXX); reused when UP",
+                    &name),
+        /* Accepted for SkyPilot's habits: nothing is asked beyond the printed plan. */
+        CTL_OPT_YES(&yes),
+        CTL_OPT_DETACH(&detach),
+        CTL_OPTS_ENV(&env),
+        CTL_ARG_STR("ENTRYPOINT", "the task YAML", &file),
+        CTL_OPT_END,
+    };
+    int rc = ctl_cli_parse(cli, opts, argc, argv);
+    if (rc != CTL_CLI_RUN)
+        return rc;
+    return launch_or_exec(name, file, &env, detach, 0);
 }
 
-int ctl_cli_exec(int argc, char **argv)
+int ctl_cli_exec(ctl_cli_t *cli, int argc, char **argv)
 {
-    return launch_or_exec(argc, argv, 1);
-}
-
-int ctl_cli_status(int argc, char **argv)
-{
-    return cmd_status(argc, argv);
-}
-
-int ctl_cli_down(int argc, char **argv)
-{
-    return cmd_down(argc, argv);
-}
-
-int ctl_cli_logs(int argc, char **argv)
-{
-    return cmd_logs(argc, argv);
+    const char *file = NULL, *name = NULL;
+    ctl_cli_env_t env = {0};
+    bool yes = false, detach = false;
+    const ctl_opt_t opts[] = {
+        CTL_OPT_YES(&yes),
+        CTL_OPT_DETACH(&detach),
+        CTL_OPTS_ENV(&env),
+        CTL_ARG_STR("CLUSTER", "a cluster that is UP", &name),
+        CTL_ARG_STR("ENTRYPOINT", "the task YAML", &file),
+        CTL_OPT_END,
+    };
+    int rc = ctl_cli_parse(cli, opts, argc, argv);
+    if (rc != CTL_CLI_RUN)
+        return rc;
+    return launch_or_exec(name, file, &env, detach, 1);
 }

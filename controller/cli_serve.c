@@ -5,7 +5,6 @@
  */
 #include <errno.h>
 #include <fnmatch.h>
-#include <getopt.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -27,68 +26,20 @@
 #define REGISTER_TIMEOUT_S 60.0 /* SERVICE_REGISTER_TIMEOUT_SECONDS */
 #define REPLICA_TRUNC      10
 
-typedef struct {
-    const char *name;
-    int (*run)(int argc, char **argv);
-    const char *args;
-    const char *help;
-} serve_cmd_t;
+static int cmd_up(ctl_cli_t *cli, int argc, char **argv);
+static int cmd_status(ctl_cli_t *cli, int argc, char **argv);
+static int cmd_update(ctl_cli_t *cli, int argc, char **argv);
+static int cmd_down(ctl_cli_t *cli, int argc, char **argv);
+static int cmd_logs(ctl_cli_t *cli, int argc, char **argv);
 
-static int cmd_up(int argc, char **argv);
-static int cmd_status(int argc, char **argv);
-static int cmd_update(int argc, char **argv);
-static int cmd_down(int argc, char **argv);
-static int cmd_logs(int argc, char **argv);
-
-static const serve_cmd_t cmds[] = {
-    {"up", cmd_up, "SERVICE_YAML [-n NAME] [--env-file F] [--env K=V]... [-y]",
-     "launch a service from a task YAML"},
-    {"status", cmd_status, "[NAMES...] [-v] [--endpoint] [--json]",
-     "show services and their replicas"},
-    {"update", cmd_update,
-     "NAME SERVICE_YAML [--mode rolling|blue_green] [--env-file F] [--env K=V]... [-y]",
-     "roll a service to a new version"},
-    {"down", cmd_down, "NAMES...|-a [-p] [--replica-id N] [-y]",
-     "tear down services (or one replica)"},
-    {"logs", cmd_logs, "NAME [REPLICA_ID] [--controller|--load-balancer] [--no-follow] [--tail N]",
-     "show replica, controller or load balancer logs"},
+const ctl_cli_cmd_t ctl_cli_serve_cmds[] = {
+    {"up", "Launch a service from a task YAML", cmd_up, NULL},
+    {"status", "Show services and their replicas", cmd_status, NULL},
+    {"update", "Roll a service to a new version", cmd_update, NULL},
+    {"down", "Tear down services (or one replica)", cmd_down, NULL},
+    {"logs", "Show replica, controller or load balancer logs", cmd_logs, NULL},
+    {NULL, NULL, NULL, NULL},
 };
-
-static void group_usage(FILE *f)
-{
-    fprintf(f, "usage: sky serve COMMAND [ARGS]...\n\ncommands:\n");
-    for (size_t i = 0; i < CORE_ARRAY_SIZE(cmds); i++)
-        fprintf(f, "  %-7s %s\n", cmds[i].name, cmds[i].help);
-}
-
-static const serve_cmd_t *find_cmd(const char *name)
-{
-    for (size_t i = 0; i < CORE_ARRAY_SIZE(cmds); i++) {
-        if (strcmp(cmds[i].name, name) == 0)
-            return &cmds[i];
-    }
-    return NULL;
-}
-
-static void cmd_usage(FILE *f, const char *name)
-{
-    const serve_cmd_t *c = find_cmd(name);
-    fprintf(f, "usage: sky serve %s %s\n", name, c ? c->args : "");
-}
-
-/* Prints "sky serve <cmd>: <msg>" and the usage line; returns 2. */
-static int usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int usage_error(const char *cmd, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "sky serve %s: ", cmd);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    cmd_usage(stderr, cmd);
-    return 2;
-}
 
 /* One clear line on stderr; returns 1. */
 static int fail_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -101,14 +52,6 @@ static int fail_msg(const char *fmt, ...)
     fputc('\n', stderr);
     va_end(ap);
     return 1;
-}
-
-/* Reports an unknown option or missing argument as getopt saw it. */
-static int bad_option(const char *cmd, char **argv, int c)
-{
-    if (c == ':')
-        return usage_error(cmd, "option '%s' needs a value", argv[optind - 1]);
-    return usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
 }
 
 static int connect_daemon(ctl_cli_daemon_t *d)
@@ -148,32 +91,13 @@ static long jlong(const cJSON *o, const char *key, long dflt)
 
 /* ---------------------------------------------------------- task payloads */
 
-/* --env / --env-file of up and update, gathered by their option loops. */
-typedef struct {
-    const char *file;
-    const char *kv[CTL_CLI_MAX_ENVS];
-    size_t n;
-} env_opts_t;
-
-static int env_opt(const char *cmd, env_opts_t *e, int c, const char *arg)
-{
-    if (c == 'E') {
-        e->file = arg;
-        return 0;
-    }
-    if (e->n == CTL_CLI_MAX_ENVS)
-        return usage_error(cmd, "too many --env options");
-    e->kv[e->n++] = arg;
-    return 0;
-}
-
 /* The YAML text, its absolute path, the cwd and the env overrides, as the
  * controller wants them. 0 or the CLI's exit code. */
-static int task_payload(const char *file, const env_opts_t *eo, cJSON *req)
+static int task_payload(const char *file, const ctl_cli_env_t *env, cJSON *req)
 {
     cJSON *envs = NULL;
     char *err = NULL;
-    int code = ctl_cli_envs(eo->file, eo->kv, eo->n, &envs, &err);
+    int code = ctl_cli_envs(env, &envs, &err);
     if (code != 0) {
         fail_msg("%s", err);
         free(err);
@@ -349,46 +273,22 @@ static int wait_registered(ctl_cli_daemon_t *d, const char *name, char **endpoin
     }
 }
 
-static int cmd_up(int argc, char **argv)
+static int cmd_up(ctl_cli_t *cli, int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"service-name", required_argument, NULL, 'n'},
-        {"env", required_argument, NULL, 'e'},
-        {"env-file", required_argument, NULL, 'E'},
-        {"yes", no_argument, NULL, 'y'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    const char *name = NULL;
-    env_opts_t eo = {0};
+    const char *file = NULL, *name = NULL;
+    ctl_cli_env_t env = {0};
     bool yes = false;
-    int c;
-    optind = 0;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":n:yh", opts, NULL)) != -1) {
-        switch (c) {
-        case 'n':
-            name = optarg;
-            break;
-        case 'e':
-        case 'E':
-            if (env_opt("up", &eo, c, optarg) != 0)
-                return 2;
-            break;
-        case 'y':
-            yes = true;
-            break;
-        case 'h':
-            cmd_usage(stdout, "up");
-            return 0;
-        default:
-            return bad_option("up", argv, c);
-        }
-    }
-    if (argc - optind != 1)
-        return usage_error("up", argc - optind == 0 ? "missing SERVICE_YAML"
-                                                    : "expected exactly one SERVICE_YAML");
-    const char *file = argv[optind];
+    const ctl_opt_t opts[] = {
+        CTL_OPT_STR('n', "service-name", "NAME", "the service's name (default sky-service-XXXX)",
+                    &name),
+        CTL_OPT_YES(&yes),
+        CTL_OPTS_ENV(&env),
+        CTL_ARG_STR("SERVICE_YAML", "a task YAML with a service section", &file),
+        CTL_OPT_END,
+    };
+    int code = ctl_cli_parse(cli, opts, argc, argv);
+    if (code != CTL_CLI_RUN)
+        return code;
     char gen[32];
     if (name == NULL) {
         char hex[5];
@@ -396,15 +296,15 @@ static int cmd_up(int argc, char **argv)
         snprintf(gen, sizeof(gen), "sky-service-%s", hex);
         name = gen;
     } else if (!valid_service_name(name)) {
-        return usage_error("up",
-                           "invalid service name '%s': use lowercase letters, digits and "
-                           "dashes, starting with a letter (at most 63 characters)",
-                           name);
+        return ctl_cli_usage_error(cli,
+                                   "invalid service name '%s': use lowercase letters, digits and "
+                                   "dashes, starting with a letter (at most 63 characters)",
+                                   name);
     }
 
     cJSON *req = cJSON_CreateObject();
     cJSON_AddStringToObject(req, "name", name);
-    int code = task_payload(file, &eo, req);
+    code = task_payload(file, &env, req);
     if (code != 0) {
         cJSON_Delete(req);
         return code;
@@ -562,45 +462,29 @@ static void print_replica_table(const cJSON *services, bool verbose, double now)
     ctl_table_free(t);
 }
 
-static int cmd_status(int argc, char **argv)
+static int cmd_status(ctl_cli_t *cli, int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"verbose", no_argument, NULL, 'v'},
-        {"endpoint", no_argument, NULL, 'e'},
-        {"json", no_argument, NULL, 'j'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
     bool verbose = false, endpoint = false, json = false;
-    int c;
-    optind = 0;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":vh", opts, NULL)) != -1) {
-        switch (c) {
-        case 'v':
-            verbose = true;
-            break;
-        case 'e':
-            endpoint = true;
-            break;
-        case 'j':
-            json = true;
-            break;
-        case 'h':
-            cmd_usage(stdout, "status");
-            return 0;
-        default:
-            return bad_option("status", argv, c);
-        }
-    }
+    char **names = NULL;
+    int nnames = 0;
+    const ctl_opt_t opts[] = {
+        CTL_OPT_FLAG('v', "verbose", "more columns, every replica", &verbose),
+        CTL_OPT_FLAG(0, "endpoint", "print only the endpoint of the one service named", &endpoint),
+        CTL_OPT_FLAG(0, "json", "print the controller's JSON", &json),
+        CTL_ARG_REST_OPT("SERVICE_NAMES", "the services to show (default: all)", &names, &nnames),
+        CTL_OPT_END,
+    };
+    int rc = ctl_cli_parse(cli, opts, argc, argv);
+    if (rc != CTL_CLI_RUN)
+        return rc;
     if (endpoint && json)
-        return usage_error("status", "--endpoint and --json cannot be used together");
+        return ctl_cli_usage_error(cli, "--endpoint and --json cannot be used together");
     ctl_cli_daemon_t d;
     if (connect_daemon(&d) != 0)
         return 1;
     cJSON *doc = NULL, *services = NULL;
     char *err = NULL;
-    int rc = fetch_services(&d, argv + optind, argc - optind, &doc, &services, &err);
+    rc = fetch_services(&d, names, nnames, &doc, &services, &err);
     ctl_cli_daemon_free(&d);
     if (rc < 0) {
         fail_msg("%s", err);
@@ -613,10 +497,11 @@ static int cmd_status(int argc, char **argv)
     } else if (endpoint) {
         if (n != 1) {
             cJSON_Delete(doc);
-            return usage_error("status",
-                               "%s service%s found. Please specify an existing service to show "
-                               "its endpoint. Usage: sky serve status --endpoint <service-name>",
-                               n ? "Multiple" : "No", n > 1 ? "s" : "");
+            return ctl_cli_usage_error(cli,
+                                       "%s service%s found. Please specify an existing service "
+                                       "to show its endpoint. Usage: sky serve status --endpoint "
+                                       "<service-name>",
+                                       n ? "Multiple" : "No", n > 1 ? "s" : "");
         }
         const char *ep = jstr(cJSON_GetArrayItem(services, 0), "endpoint");
         printf("%s\n", ep ? ep : "-");
@@ -637,50 +522,26 @@ static int cmd_status(int argc, char **argv)
 
 /* ------------------------------------------------------------------ update */
 
-static int cmd_update(int argc, char **argv)
+static int cmd_update(ctl_cli_t *cli, int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"mode", required_argument, NULL, 'm'},
-        {"env", required_argument, NULL, 'e'},
-        {"env-file", required_argument, NULL, 'E'},
-        {"yes", no_argument, NULL, 'y'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    const char *mode = "rolling";
-    env_opts_t eo = {0};
+    static const char *const modes[] = {"rolling", "blue_green", NULL};
+    const char *name = NULL, *file = NULL, *mode = "rolling";
+    ctl_cli_env_t env = {0};
     bool yes = false;
-    int c;
-    optind = 0;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":yh", opts, NULL)) != -1) {
-        switch (c) {
-        case 'm':
-            mode = optarg;
-            break;
-        case 'e':
-        case 'E':
-            if (env_opt("update", &eo, c, optarg) != 0)
-                return 2;
-            break;
-        case 'y':
-            yes = true;
-            break;
-        case 'h':
-            cmd_usage(stdout, "update");
-            return 0;
-        default:
-            return bad_option("update", argv, c);
-        }
-    }
-    if (strcmp(mode, "rolling") != 0 && strcmp(mode, "blue_green") != 0)
-        return usage_error("update", "invalid --mode '%s' (rolling or blue_green)", mode);
-    if (argc - optind != 2)
-        return usage_error("update", "expected NAME and SERVICE_YAML");
-    const char *name = argv[optind], *file = argv[optind + 1];
-
+    const ctl_opt_t opts[] = {
+        CTL_OPT_CHOICE(0, "mode", "how replicas move to the new version (default rolling)", &mode,
+                       modes),
+        CTL_OPT_YES(&yes),
+        CTL_OPTS_ENV(&env),
+        CTL_ARG_STR("SERVICE_NAME", "the service to update", &name),
+        CTL_ARG_STR("SERVICE_YAML", "its new task YAML", &file),
+        CTL_OPT_END,
+    };
+    int code = ctl_cli_parse(cli, opts, argc, argv);
+    if (code != CTL_CLI_RUN)
+        return code;
     cJSON *req = cJSON_CreateObject();
-    int code = task_payload(file, &eo, req);
+    code = task_payload(file, &env, req);
     if (code != 0) {
         cJSON_Delete(req);
         return code;
@@ -762,57 +623,36 @@ static int down_replica(ctl_cli_daemon_t *d, const char *name, long replica_id, 
     return 0;
 }
 
-static int cmd_down(int argc, char **argv)
+static int cmd_down(ctl_cli_t *cli, int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"all", no_argument, NULL, 'a'},
-        {"purge", no_argument, NULL, 'p'},
-        {"replica-id", required_argument, NULL, 'r'},
-        {"yes", no_argument, NULL, 'y'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
     bool all = false, purge = false, yes = false;
     long replica_id = -1;
-    int c;
-    optind = 0;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":apyh", opts, NULL)) != -1) {
-        switch (c) {
-        case 'a':
-            all = true;
-            break;
-        case 'p':
-            purge = true;
-            break;
-        case 'r':
-            if (ctl_parse_long(optarg, 1, INT_MAX, &replica_id) < 0)
-                return usage_error("down", "invalid --replica-id '%s'", optarg);
-            break;
-        case 'y':
-            yes = true;
-            break;
-        case 'h':
-            cmd_usage(stdout, "down");
-            return 0;
-        default:
-            return bad_option("down", argv, c);
-        }
-    }
-    int nnames = argc - optind;
-    char **names = argv + optind;
+    char **names = NULL;
+    int nnames = 0;
+    const ctl_opt_t opts[] = {
+        CTL_OPT_FLAG('a', "all", "every service", &all),
+        CTL_OPT_FLAG('p', "purge", "also tear down failed services and replicas", &purge),
+        CTL_OPT_INT(0, "replica-id", "ID", "only this replica of the one service named",
+                    &replica_id, 1, INT_MAX),
+        CTL_OPT_YES(&yes),
+        CTL_ARG_REST_OPT("SERVICE_NAMES", "names or globs of the services", &names, &nnames),
+        CTL_OPT_END,
+    };
+    int rc = ctl_cli_parse(cli, opts, argc, argv);
+    if (rc != CTL_CLI_RUN)
+        return rc;
     if (all && nnames > 0)
-        return usage_error("down", "cannot use service names together with -a/--all");
+        return ctl_cli_usage_error(cli, "cannot use service names together with -a/--all");
     if (!all && nnames == 0)
-        return usage_error("down", "specify service names or -a/--all");
+        return ctl_cli_usage_error(cli, "specify service names or -a/--all");
     if (replica_id >= 0 && (all || nnames != 1))
-        return usage_error("down", "--replica-id needs exactly one service name");
+        return ctl_cli_usage_error(cli, "--replica-id needs exactly one service name");
 
     ctl_cli_daemon_t d;
     if (connect_daemon(&d) != 0)
         return 1;
     if (replica_id >= 0) {
-        int rc = down_replica(&d, names[0], replica_id, purge, yes);
+        rc = down_replica(&d, names[0], replica_id, purge, yes);
         ctl_cli_daemon_free(&d);
         return rc;
     }
@@ -820,7 +660,7 @@ static int cmd_down(int argc, char **argv)
     /* Resolve -a and globs against the current list; plain names go as given. */
     cJSON *doc = NULL, *services = NULL;
     char *err = NULL;
-    int rc = fetch_services(&d, NULL, 0, &doc, &services, &err);
+    rc = fetch_services(&d, NULL, 0, &doc, &services, &err);
     if (rc < 0) {
         fail_msg("%s", err);
         free(err);
@@ -907,63 +747,31 @@ out:
 
 /* -------------------------------------------------------------------- logs */
 
-static int cmd_logs(int argc, char **argv)
+static int cmd_logs(ctl_cli_t *cli, int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"controller", no_argument, NULL, 'c'},
-        {"load-balancer", no_argument, NULL, 'l'},
-        {"follow", no_argument, NULL, 'f'},
-        {"no-follow", no_argument, NULL, 'F'},
-        {"tail", required_argument, NULL, 't'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+    const char *name = NULL;
+    bool controller = false, lb = false;
+    int follow = 1;
+    long tail = -1, replica_id = -1;
+    const ctl_opt_t opts[] = {
+        CTL_OPT_FLAG(0, "controller", "the controller's log", &controller),
+        CTL_OPT_FLAG(0, "load-balancer", "the load balancer's log", &lb),
+        CTL_OPT_BOOL(0, "follow", "keep streaming new lines (default)", &follow),
+        CTL_OPT_INT(0, "tail", "N", "only the last N lines (implies --no-follow)", &tail, 0,
+                    INT_MAX),
+        CTL_ARG_STR("SERVICE_NAME", "the service", &name),
+        CTL_ARG_INT_OPT("REPLICA_ID", "the replica whose logs to show", &replica_id, 1, INT_MAX),
+        CTL_OPT_END,
     };
-    bool controller = false, lb = false, follow = true;
-    long tail = -1;
-    int c;
-    optind = 0;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'c':
-            controller = true;
-            break;
-        case 'l':
-            lb = true;
-            break;
-        case 'f':
-            follow = true;
-            break;
-        case 'F':
-            follow = false;
-            break;
-        case 't':
-            if (ctl_parse_long(optarg, 0, INT_MAX, &tail) < 0)
-                return usage_error("logs", "invalid --tail '%s'", optarg);
-            break;
-        case 'h':
-            cmd_usage(stdout, "logs");
-            return 0;
-        default:
-            return bad_option("logs", argv, c);
-        }
-    }
-    int npos = argc - optind;
-    if (npos < 1)
-        return usage_error("logs", "missing NAME");
-    if (npos > 2)
-        return usage_error("logs", "tailing needs exactly one target; got %d replica ids",
-                           npos - 1);
-    const char *name = argv[optind];
-    long replica_id = -1;
-    if (npos == 2 && ctl_parse_long(argv[optind + 1], 1, INT_MAX, &replica_id) < 0)
-        return usage_error("logs", "invalid REPLICA_ID '%s'", argv[optind + 1]);
+    int rc = ctl_cli_parse(cli, opts, argc, argv);
+    if (rc != CTL_CLI_RUN)
+        return rc;
     int ntargets = (controller ? 1 : 0) + (lb ? 1 : 0) + (replica_id > 0 ? 1 : 0);
     if (ntargets != 1)
-        return usage_error("logs", "give exactly one of REPLICA_ID, --controller or "
-                                   "--load-balancer");
+        return ctl_cli_usage_error(cli, "give exactly one of REPLICA_ID, --controller or "
+                                        "--load-balancer");
     if (tail >= 0)
-        follow = false;
+        follow = 0;
 
     char *esc = ctl_url_escape(name);
     char *path;
@@ -984,7 +792,7 @@ static int cmd_logs(int argc, char **argv)
     }
     char *err = NULL;
     long status = 0;
-    int rc = ctl_cli_stream(&d, path, 0, stdout, &status, &err);
+    rc = ctl_cli_stream(&d, path, 0, stdout, &status, &err);
     free(path);
     ctl_cli_daemon_free(&d);
     if (rc < 0) {
@@ -994,25 +802,4 @@ static int cmd_logs(int argc, char **argv)
         return 1;
     }
     return 0;
-}
-
-/* ------------------------------------------------------------------- group */
-
-int ctl_cli_serve(int argc, char **argv)
-{
-    if (argc < 2) {
-        group_usage(stderr);
-        return 2;
-    }
-    if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
-        group_usage(stdout);
-        return 0;
-    }
-    const serve_cmd_t *cmd = find_cmd(argv[1]);
-    if (cmd == NULL) {
-        fprintf(stderr, "sky serve: unknown command '%s'\n", argv[1]);
-        group_usage(stderr);
-        return 2;
-    }
-    return cmd->run(argc - 1, argv + 1);
 }

@@ -1,10 +1,7 @@
 /*
  * Managed spot jobs (reference managed_jobs.md §8.1), a client of the jobs
- * controller daemon (sky-controller --mode jobs, ctl_jobs.h):
- *   sky spot launch FILE [-n NAME] [--env-file F] [--env K=V]... [-y] [-d|--detach-run]
- *   sky spot status [-a|--all] [--json]
- *   sky spot logs [-n NAME | ID] [--controller] [--no-follow]
- *   sky spot cancel (-n NAME | ID... | -a) [-y]
+ * controller daemon (sky-controller --mode jobs, ctl_jobs.h): `sky spot
+ * launch|status|logs|cancel`, each with its options in its table below.
  * Exit codes: 0 success, 1 failure, 2 usage error; launch (unless detached)
  * and following logs end with the job's JobExitCode (0 SUCCEEDED, 100 failed,
  * 101 not finished, 103 CANCELLED).
@@ -33,30 +30,6 @@
 #define MAX_YAML       (4u << 20)
 /* How often a broken log stream is resumed before giving up (daemon restarts). */
 #define STREAM_RETRIES 30
-
-static void usage(FILE *f)
-{
-    fprintf(f, "usage: sky spot launch FILE [-n NAME] [--env-file F] [--env K=V]... [-y]\n"
-               "                       [-d|--detach-run]\n"
-               "       sky spot status [-a|--all] [--json]\n"
-               "       sky spot logs [-n NAME | ID] [--controller] [--no-follow]\n"
-               "       sky spot cancel (-n NAME | ID... | -a) [-y]\n");
-}
-
-static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int usage_error(const char *fmt, ...)
-{
-    if (fmt) {
-        va_list ap;
-        va_start(ap, fmt);
-        fputs("sky spot: ", stderr);
-        vfprintf(stderr, fmt, ap);
-        fputc('\n', stderr);
-        va_end(ap);
-    }
-    usage(stderr);
-    return 2;
-}
 
 static int fail_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int fail_msg(const char *fmt, ...)
@@ -248,58 +221,28 @@ static int report_final(ctl_cli_daemon_t *d, long id)
 
 /* ---------------------------------------------------------------- launch */
 
-static int cmd_launch(int argc, char **argv)
+static int cmd_launch(ctl_cli_t *cli, int argc, char **argv)
 {
-    const char *file = NULL, *name = NULL, *env_file = NULL;
-    const char *env_args[CTL_CLI_MAX_ENVS];
-    size_t n_env_args = 0;
+    const char *file = NULL, *name = NULL;
+    ctl_cli_env_t env = {0};
     bool yes = false, detach = false;
+    const ctl_opt_t opts[] = {
+        CTL_OPT_STR('n', "name", "NAME", "the job's name (default: the YAML's, else sky-job)",
+                    &name),
+        CTL_OPT_YES(&yes),
+        CTL_OPT_DETACH(&detach),
+        CTL_OPTS_ENV(&env),
+        CTL_ARG_STR("ENTRYPOINT", "the task YAML", &file),
+        CTL_OPT_END,
+    };
     cJSON *envs = NULL;
-    int code = 2;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "-n") == 0 || strcmp(a, "--name") == 0 || strcmp(a, "--env") == 0 ||
-            strcmp(a, "--env-file") == 0) {
-            if (i + 1 >= argc) {
-                code = usage_error("option '%s' needs a value", a);
-                goto out;
-            }
-            const char *v = argv[++i];
-            if (strcmp(a, "--env-file") == 0) {
-                env_file = v;
-            } else if (strcmp(a, "--env") == 0) {
-                if (n_env_args == CTL_CLI_MAX_ENVS) {
-                    code = usage_error("too many --env options");
-                    goto out;
-                }
-                env_args[n_env_args++] = v;
-            } else {
-                name = v;
-            }
-        } else if (strcmp(a, "-y") == 0 || strcmp(a, "--yes") == 0) {
-            yes = true;
-        } else if (strcmp(a, "-d") == 0 || strcmp(a, "--detach-run") == 0) {
-            detach = true;
-        } else if (a[0] == '-' && a[1] != '\0') {
-            code = usage_error("unknown option '%s'", a);
-            goto out;
-        } else if (file == NULL) {
-            file = a;
-        } else {
-            code = usage_error("unexpected argument '%s'", a);
-            goto out;
-        }
-    }
-    if (file == NULL) {
-        code = usage_error("missing the task YAML");
-        goto out;
-    }
-    if (name && (name[0] == '\0' || strlen(name) > 128)) {
-        code = usage_error("the job name must be 1 to 128 characters");
-        goto out;
-    }
+    int code = ctl_cli_parse(cli, opts, argc, argv);
+    if (code != CTL_CLI_RUN)
+        return code;
+    if (name && (name[0] == '\0' || strlen(name) > 128))
+        return ctl_cli_usage_error(cli, "the job name must be 1 to 128 characters");
     char *err = NULL;
-    if ((code = ctl_cli_envs(env_file, env_args, n_env_args, &envs, &err)) != 0) {
+    if ((code = ctl_cli_envs(&env, &envs, &err)) != 0) {
         fail_msg("%s", err);
         free(err);
         goto out;
@@ -385,17 +328,17 @@ static void fmt_dur(const cJSON *job, const char *key, const char *dash_key, cha
         core_fmt_duration(jnum(job, key, 0), out, n);
 }
 
-static int cmd_status(int argc, char **argv)
+static int cmd_status(ctl_cli_t *cli, int argc, char **argv)
 {
     bool all = false, json = false;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "-a") == 0 || strcmp(argv[i], "--all") == 0)
-            all = true;
-        else if (strcmp(argv[i], "--json") == 0)
-            json = true;
-        else
-            return usage_error("status: unexpected argument '%s'", argv[i]);
-    }
+    const ctl_opt_t opts[] = {
+        CTL_OPT_FLAG('a', "all", "every column, finished jobs too", &all),
+        CTL_OPT_FLAG(0, "json", "print the controller's JSON", &json),
+        CTL_OPT_END,
+    };
+    int rc = ctl_cli_parse(cli, opts, argc, argv);
+    if (rc != CTL_CLI_RUN)
+        return rc;
     if (!json) {
         printf("Fetching managed spot job status...\n");
         fflush(stdout);
@@ -511,34 +454,24 @@ static void print_ambiguous(const char *name, const long *ids, int n)
 
 /* ------------------------------------------------------------------ logs */
 
-static int cmd_logs(int argc, char **argv)
+static int cmd_logs(ctl_cli_t *cli, int argc, char **argv)
 {
     const char *name = NULL;
     long id = 0;
-    bool controller = false, follow = true;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "-n") == 0 || strcmp(a, "--name") == 0) {
-            if (i + 1 >= argc)
-                return usage_error("option '%s' needs a value", a);
-            name = argv[++i];
-        } else if (strcmp(a, "--controller") == 0) {
-            controller = true;
-        } else if (strcmp(a, "--no-follow") == 0) {
-            follow = false;
-        } else if (strcmp(a, "--follow") == 0) {
-            follow = true;
-        } else if (a[0] == '-') {
-            return usage_error("unknown option '%s'", a);
-        } else if (id == 0) {
-            if (ctl_parse_long(a, 1, LONG_MAX, &id) < 0)
-                return usage_error("'%s' is not a job ID", a);
-        } else {
-            return usage_error("logs takes one job ID");
-        }
-    }
+    bool controller = false;
+    int follow = 1;
+    const ctl_opt_t opts[] = {
+        CTL_OPT_STR('n', "name", "NAME", "the job of this name", &name),
+        CTL_OPT_FLAG(0, "controller", "the job controller's log of the job", &controller),
+        CTL_OPT_BOOL(0, "follow", "keep streaming until the job ends (default)", &follow),
+        CTL_ARG_INT_OPT("JOB_ID", "the job (default: the latest)", &id, 1, INT_MAX),
+        CTL_OPT_END,
+    };
+    int rc = ctl_cli_parse(cli, opts, argc, argv);
+    if (rc != CTL_CLI_RUN)
+        return rc;
     if (name && id)
-        return usage_error("Can only specify one of JOB_ID or --name.");
+        return ctl_cli_usage_error(cli, "Can only specify one of JOB_ID or --name.");
     ctl_cli_daemon_t d;
     if (connect_daemon(&d) < 0)
         return 1;
@@ -585,35 +518,32 @@ out:
 
 /* ---------------------------------------------------------------- cancel */
 
-static int cmd_cancel(int argc, char **argv)
+static int cmd_cancel(ctl_cli_t *cli, int argc, char **argv)
 {
     const char *name = NULL;
     bool all = false, yes = false;
+    char **args = NULL;
+    int nargs = 0;
+    const ctl_opt_t opts[] = {
+        CTL_OPT_STR('n', "name", "NAME", "the job of this name", &name),
+        CTL_OPT_FLAG('a', "all", "every job not yet finished", &all),
+        CTL_OPT_YES(&yes),
+        CTL_ARG_REST_OPT("JOB_IDS", "the jobs to cancel", &args, &nargs),
+        CTL_OPT_END,
+    };
     long ids[256];
     int n_ids = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "-n") == 0 || strcmp(a, "--name") == 0) {
-            if (i + 1 >= argc)
-                return usage_error("option '%s' needs a value", a);
-            name = argv[++i];
-        } else if (strcmp(a, "-a") == 0 || strcmp(a, "--all") == 0) {
-            all = true;
-        } else if (strcmp(a, "-y") == 0 || strcmp(a, "--yes") == 0) {
-            yes = true;
-        } else if (a[0] == '-') {
-            return usage_error("unknown option '%s'", a);
-        } else {
-            long v;
-            if (ctl_parse_long(a, 1, LONG_MAX, &v) < 0)
-                return usage_error("'%s' is not a job ID", a);
-            if (n_ids >= (int)(sizeof(ids) / sizeof(ids[0])))
-                return usage_error("too many job IDs");
-            ids[n_ids++] = v;
-        }
+    int rc = ctl_cli_parse(cli, opts, argc, argv);
+    if (rc != CTL_CLI_RUN)
+        return rc;
+    if (nargs > (int)CORE_ARRAY_SIZE(ids))
+        return ctl_cli_usage_error(cli, "too many job IDs (at most %zu)", CORE_ARRAY_SIZE(ids));
+    for (; n_ids < nargs; n_ids++) {
+        if ((rc = ctl_cli_int(cli, "JOB_ID", args[n_ids], 1, INT_MAX, &ids[n_ids])) != CTL_CLI_RUN)
+            return rc;
     }
     if ((name != NULL) + (all ? 1 : 0) + (n_ids > 0) != 1)
-        return usage_error("Can only specify one of JOB_IDS or --name or --all.");
+        return ctl_cli_usage_error(cli, "Can only specify one of JOB_IDS or --name or --all.");
     ctl_cli_daemon_t d;
     if (connect_daemon(&d) < 0)
         return 1;
@@ -677,7 +607,7 @@ static int cmd_cancel(int argc, char **argv)
         long status = 0;
         cJSON *resp = NULL;
         char *err = NULL;
-        int rc = ctl_cli_api(&d, "POST", path, NULL, API_TIMEOUT_MS, &status, &resp, &err);
+        rc = ctl_cli_api(&d, "POST", path, NULL, API_TIMEOUT_MS, &status, &resp, &err);
         cJSON_Delete(resp);
         if (rc == 0) {
             done[n_done++] = ids[i];
@@ -707,22 +637,11 @@ out:
     return code;
 }
 
-int ctl_cli_spot(int argc, char **argv)
-{
-    if (argc < 2)
-        return usage_error(NULL);
-    const char *sub = argv[1];
-    if (strcmp(sub, "-h") == 0 || strcmp(sub, "--help") == 0) {
-        usage(stdout);
-        return 0;
-    }
-    if (strcmp(sub, "launch") == 0)
-        return cmd_launch(argc - 1, argv + 1);
-    if (strcmp(sub, "status") == 0 || strcmp(sub, "queue") == 0)
-        return cmd_status(argc - 1, argv + 1);
-    if (strcmp(sub, "logs") == 0)
-        return cmd_logs(argc - 1, argv + 1);
-    if (strcmp(sub, "cancel") == 0)
-        return cmd_cancel(argc - 1, argv + 1);
-    return usage_error("unknown command '%s'", sub);
-}
+const ctl_cli_cmd_t ctl_cli_spot_cmds[] = {
+    {"launch", "Launch a managed spot job from a task YAML", cmd_launch, NULL},
+    {"status", "Show managed spot jobs", cmd_status, NULL},
+    {"queue", "Same as status", cmd_status, NULL},
+    {"logs", "Show a managed spot job's logs", cmd_logs, NULL},
+    {"cancel", "Cancel managed spot jobs", cmd_cancel, NULL},
+    {NULL, NULL, NULL, NULL},
+};

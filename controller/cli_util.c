@@ -558,19 +558,6 @@ bool ctl_cli_confirm(const char *question, bool default_yes)
     return *p == 'y' || *p == 'Y';
 }
 
-int ctl_parse_long(const char *s, long lo, long hi, long *out)
-{
-    if (s == NULL || *s == '\0')
-        return -EINVAL;
-    char *end = NULL;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno != 0 || *end != '\0' || v < lo || v > hi)
-        return -EINVAL;
-    *out = v;
-    return 0;
-}
-
 void ctl_random_hex(char *out, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
@@ -600,38 +587,39 @@ static int file_env(const char *key, const char *value, void *arg)
     return cJSON_GetArraySize(arg) > CTL_CLI_MAX_ENVS ? -E2BIG : 0;
 }
 
-int ctl_cli_envs(const char *env_file, const char *const *kv, size_t n, cJSON **out, char **err)
+int ctl_cli_envs(const ctl_cli_env_t *env, cJSON **out, char **err)
 {
     cJSON *envs = cJSON_CreateObject();
     int code = 1;
 
-    if (env_file) {
-        int rc = core_dotenv_load(env_file, file_env, envs, err);
+    if (env->file) {
+        int rc = core_dotenv_load(env->file, file_env, envs, err);
         if (rc < 0) {
             char *why = *err;
             *err = rc == -E2BIG ? core_xasprintf("--env-file: %s: more than %d variables",
-                                                 env_file, CTL_CLI_MAX_ENVS)
+                                                 env->file, CTL_CLI_MAX_ENVS)
                                 : core_xasprintf("--env-file: %s", why);
             free(why);
             goto fail;
         }
     }
     code = 2;
-    for (size_t i = 0; i < n; i++) {
-        const char *eq = strchr(kv[i], '=');
-        if (eq == kv[i]) {
-            *err = core_xasprintf("--env expects KEY=VALUE, got '%s'", kv[i]);
+    for (size_t i = 0; i < env->n; i++) {
+        const char *kv = env->kv[i];
+        const char *eq = strchr(kv, '=');
+        if (eq == kv) {
+            *err = core_xasprintf("--env expects KEY=VALUE, got '%s'", kv);
             goto fail;
         }
         if (eq == NULL) {
-            const char *v = getenv(kv[i]);
+            const char *v = getenv(kv);
             if (v == NULL) {
-                *err = core_xasprintf("--env %s: no such variable in the environment", kv[i]);
+                *err = core_xasprintf("--env %s: no such variable in the environment", kv);
                 goto fail;
             }
-            env_put(envs, kv[i], v);
+            env_put(envs, kv, v);
         } else {
-            char *k = core_xstrndup(kv[i], (size_t)(eq - kv[i]));
+            char *k = core_xstrndup(kv, (size_t)(eq - kv));
             env_put(envs, k, eq + 1);
             free(k);
         }

@@ -7,6 +7,8 @@
 
 #include <cjson/cJSON.h>
 
+#include "cli_opt.h"
+
 /*
  * Helpers shared by the `sky` CLI's command groups (serve, spot, ...):
  * the reference's borderless tables, finding or starting a controller
@@ -88,10 +90,6 @@ void ctl_cli_print_json(FILE *f, const cJSON *doc);
  * returns true: scripts pass -y or pipe nothing.
  */
 bool ctl_cli_confirm(const char *question, bool default_yes);
-/* Parses a base-10 integer in [lo, hi]; -EINVAL otherwise. */
-int ctl_parse_long(const char *s, long lo, long hi, long *out);
-
-#define CTL_CLI_MAX_ENVS 256
 /*
  * A task's environment from `--env-file F` and `--env K=V` / `--env K` (the
  * caller's value of K), merged as the reference does: the file first, --env
@@ -99,7 +97,7 @@ int ctl_parse_long(const char *s, long lo, long hi, long *out);
  * an exit code with *err set: 2 for a malformed --env, 1 for a file that
  * cannot be read or parsed, or more than CTL_CLI_MAX_ENVS variables.
  */
-int ctl_cli_envs(const char *env_file, const char *const *kv, size_t n, cJSON **out, char **err);
+int ctl_cli_envs(const ctl_cli_env_t *env, cJSON **out, char **err);
 
 /* "sky-service-1a2b"-style random suffix: <n> lowercase hex digits. */
 void ctl_random_hex(char *out, size_t n);

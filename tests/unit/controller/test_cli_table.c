@@ -131,13 +131,6 @@ static void test_small_utils(void **state)
     char *e = ctl_url_escape("a b,c/d-e_f.g~");
     assert_string_equal(e, "a%20b%2Cc%2Fd-e_f.g~");
     free(e);
-    long v = 0;
-    assert_int_equal(ctl_parse_long("42", 1, 100, &v), 0);
-    assert_int_equal(v, 42);
-    assert_int_equal(ctl_parse_long("0", 1, 100, &v), -EINVAL);
-    assert_int_equal(ctl_parse_long("12x", 1, 100, &v), -EINVAL);
-    assert_int_equal(ctl_parse_long("", 1, 100, &v), -EINVAL);
-    assert_int_equal(ctl_parse_long("101", 1, 100, &v), -EINVAL);
     char hex[5];
     ctl_random_hex(hex, 4);
     assert_int_equal(strlen(hex), 4);
