@@ -56,7 +56,11 @@ static double jnum(const cJSON *o, const char *k)
     return cJSON_IsNumber(v) ? v->valuedouble : 0;
 }
 
-static int cmd_status(ctl_cli_t *cli, int argc, char **argv)
+/*
+ * status and usage: [--json], then GET <path>. Returns CTL_CLI_RUN with *resp
+ * to show as a table, or the exit code (after printing the JSON for --json).
+ */
+static int get_document(ctl_cli_t *cli, int argc, char **argv, const char *path, cJSON **resp)
 {
     bool json = false;
     const ctl_opt_t opts[] = {
@@ -69,16 +73,24 @@ static int cmd_status(ctl_cli_t *cli, int argc, char **argv)
     ctl_cli_daemon_t d;
     if (connect_cloud(&d) < 0)
         return 1;
-    cJSON *resp = NULL;
-    rc = call(&d, "GET", "/v1/instances", NULL, 30000, &resp);
+    rc = call(&d, "GET", path, NULL, 30000, resp);
     ctl_cli_daemon_free(&d);
     if (rc < 0)
         return 1;
     if (json) {
-        ctl_cli_print_json(stdout, resp);
-        cJSON_Delete(resp);
+        ctl_cli_print_json(stdout, *resp);
+        cJSON_Delete(*resp);
         return 0;
     }
+    return CTL_CLI_RUN;
+}
+
+static int cmd_status(ctl_cli_t *cli, int argc, char **argv)
+{
+    cJSON *resp = NULL;
+    int rc = get_document(cli, argc, argv, "/v1/instances", &resp);
+    if (rc != CTL_CLI_RUN)
+        return rc;
     static const char *hdr[] = {"ID",   "CLOUD", "REGION", "ZONE", "TYPE",
                                 "SPOT", "IP",    "STATE",  "AGE",  "$/h"};
     ctl_table_t *t = ctl_table_new(CORE_ARRAY_SIZE(hdr), hdr);
@@ -285,27 +297,10 @@ static int cmd_replay(ctl_cli_t *cli, int argc, char **argv)
 
 static int cmd_usage(ctl_cli_t *cli, int argc, char **argv)
 {
-    bool json = false;
-    const ctl_opt_t opts[] = {
-        CTL_OPT_FLAG(0, "json", "print the cloud's JSON", &json),
-        CTL_OPT_END,
-    };
-    int rc = ctl_cli_parse(cli, opts, argc, argv);
+    cJSON *resp = NULL;
+    int rc = get_document(cli, argc, argv, "/v1/usage", &resp);
     if (rc != CTL_CLI_RUN)
         return rc;
-    ctl_cli_daemon_t d;
-    if (connect_cloud(&d) < 0)
-        return 1;
-    cJSON *resp = NULL;
-    rc = call(&d, "GET", "/v1/usage", NULL, 30000, &resp);
-    ctl_cli_daemon_free(&d);
-    if (rc < 0)
-        return 1;
-    if (json) {
-        ctl_cli_print_json(stdout, resp);
-        cJSON_Delete(resp);
-        return 0;
-    }
     static const char *hdr[] = {"KIND", "INSTANCES", "INSTANCE-HOURS", "COST ($)"};
     ctl_table_t *t = ctl_table_new(4, hdr);
     static const char *kinds[][2] = {

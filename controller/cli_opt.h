@@ -11,9 +11,11 @@
  * A command group is an array of ctl_cli_cmd_t ended by an entry whose name
  * is NULL: each entry runs a handler or opens a sub-group. ctl_cli_main()
  * walks the tree from argv; at a group, -h/--help lists its commands (exit
- * 0) and a missing or unknown command is a usage error (exit 2). A group
- * listed under two names (say `sky jobs` and its alias `sky spot`) shares
- * one array: the handler learns the name it was called by from cli->prog.
+ * 0) and a missing or unknown command is a usage error (exit 2). An alias
+ * group (say `sky spot` next to `sky jobs`) is a second entry pointing at
+ * the same array, or at an array of its own whose entries share handlers
+ * and differ where the alias behaves differently; messages and usage name
+ * what the user typed (cli->prog).
  *
  * A handler declares its options and positional arguments in one ctl_opt_t
  * array whose entries point at the handler's own variables, then parses:
