@@ -44,8 +44,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE_DIR = os.path.abspath(os.path.join(HERE, "..", ".."))
-sys.path.insert(0, os.path.join(SOURCE_DIR, "tests", "e2e"))
-from skyhome import HomeMixin  # noqa: E402  (the e2e tests' view of a SKY_HOME)
+sys.path.insert(0, os.path.join(SOURCE_DIR, "tests"))
+from skytest.home import HomeMixin  # noqa: E402  (the tests' view of a SKY_HOME)
 YAML = "examples/serve/spot_policy/dynamic_on_demand_fallback.yaml"
 SERVICE = "chaos"
 # How long after the controller reports a replica READY the LB may still not

@@ -45,8 +45,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE_DIR = os.environ.get("SKY_SOURCE_DIR", os.path.abspath(os.path.join(HERE, "..", "..")))
-sys.path.insert(0, os.path.join(SOURCE_DIR, "tests", "e2e"))
-from skyhome import HomeMixin  # noqa: E402  (the e2e tests' view of a SKY_HOME)
+sys.path.insert(0, os.path.join(SOURCE_DIR, "tests"))
+from skytest.home import HomeMixin  # noqa: E402  (the tests' view of a SKY_HOME)
 DEFAULT_TRACE = os.path.abspath(os.path.join(SOURCE_DIR, "..", "shared", "traces", "spothedge",
                                              "AWS1"))
 
@@ -236,7 +236,7 @@ class Live(HomeMixin):
         return self.daemon_pid("serve/controller.port", "/health")
 
     def teardown(self):
-        """As the e2e tests tear down (tests/e2e/skyhome.py): serve down -a -y, wait for
+        """As the e2e tests tear down (tests/skytest/home.py): serve down -a -y, wait for
         the services to go, stop the controller, cloud down, then check that
         nothing of this SKY_HOME is left (killing what is). Returns the errors."""
         if self.closed:

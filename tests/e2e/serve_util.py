@@ -10,19 +10,19 @@ down`, stops the controller daemon and asserts that nothing of this SKY_HOME
 is left: no process, network namespace or veth.
 
 Binaries: $SKY_BUILD_DIR/controller/sky, .../controller/sky-controller,
-.../localcloud/sky-localcloud (SKY_BUILD_DIR defaults to /work/main/build).
+.../localcloud/sky-localcloud (skytest.paths).
 """
-import http.client
 import json
-import os
 import shutil
 import threading
 import time
-import urllib.error
-import urllib.request
+from time import monotonic as now
 
 import pytest
-from skyhome import SKY, SKY_CONTROLLER, SKY_LOCALCLOUD, SLOW, HomeMixin, now, parse_table
+from skytest.api import get
+from skytest.home import HomeMixin
+from skytest.paths import SKY, SKY_CONTROLLER, SKY_LOCALCLOUD, SLOW, require_binaries
+from skytest.tables import parse_table
 
 
 DYNAMIC_YAML = "examples/serve/spot_policy/dynamic_on_demand_fallback.yaml"
@@ -39,15 +39,6 @@ SERVICES_HEADER_V = SERVICES_HEADER + ["AUTOSCALING_POLICY", "LOAD_BALANCING_POL
                                        "REQUESTED_RESOURCES"]
 REPLICAS_HEADER = ["SERVICE_NAME", "ID", "VERSION", "ENDPOINT", "LAUNCHED", "RESOURCES",
                    "STATUS", "REGION", "ZONE"]
-
-
-# Every URL here is loopback or a local-cloud address: never go through a proxy
-# from the environment.
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def urlopen(req, timeout):
-    return _OPENER.open(req, timeout=timeout)
 
 
 # Timings shortened through the controller's config (docs/serve-config.md):
@@ -75,12 +66,6 @@ FAST_ENV = {
 FILE_START = time.monotonic()
 FILE_WAIT_BUDGET = 420
 TEST_WAIT_BUDGET = 240
-
-
-def require_binaries(*paths):
-    missing = [p for p in (SKY, SKY_CONTROLLER, SKY_LOCALCLOUD) + paths if not os.path.exists(p)]
-    if missing:
-        pytest.fail("missing binaries (build the tree first): %s" % ", ".join(missing))
 
 
 # --------------------------------------------------------------------- tables
@@ -121,14 +106,7 @@ class Load:
         self._t = threading.Thread(target=self._run, daemon=True)
 
     def _one(self):
-        try:
-            with urlopen(self.url, timeout=self.timeout) as r:
-                r.read()
-                return r.status
-        except urllib.error.HTTPError as e:
-            return e.code
-        except (OSError, http.client.HTTPException) as e:
-            return "%s: %s" % (type(e).__name__, e)
+        return get(self.url, self.timeout)[0]
 
     def _run(self):
         start = now()
@@ -162,17 +140,6 @@ class Load:
         self.stop()
 
 
-def get(url, timeout=10):
-    """(status, body) of one GET; status is an error text when no reply came."""
-    try:
-        with urlopen(url, timeout=timeout) as r:
-            return r.status, r.read().decode("utf-8", "replace")
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode("utf-8", "replace")
-    except (OSError, http.client.HTTPException) as e:
-        return "%s: %s" % (type(e).__name__, e), ""
-
-
 # ---------------------------------------------------------------------- stack
 
 class Stack(HomeMixin):
@@ -182,7 +149,7 @@ class Stack(HomeMixin):
     wait_interval = 0.5
 
     def __init__(self, name, extra_env=None):
-        require_binaries()
+        require_binaries(SKY, SKY_CONTROLLER, SKY_LOCALCLOUD)
         self._init_home(name, "SKY_SERVE_", FAST_ENV, extra_env)
         self.deadline = min(time.monotonic() + TEST_WAIT_BUDGET * SLOW,
                             FILE_START + FILE_WAIT_BUDGET)

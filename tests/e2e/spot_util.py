@@ -10,8 +10,7 @@ nothing of this SKY_HOME is left: no process (controller, local cloud,
 sky-agent, the user's program), network namespace or veth.
 
 Binaries: $SKY_BUILD_DIR/controller/sky, .../controller/sky-controller,
-.../localcloud/sky-localcloud, .../replica_agent/sky-agent
-(SKY_BUILD_DIR defaults to /work/main/build).
+.../localcloud/sky-localcloud, .../replica_agent/sky-agent (skytest.paths).
 """
 import json
 import os
@@ -20,10 +19,14 @@ import shutil
 import signal
 import subprocess
 import time
+from time import monotonic as now
 
 import pytest
-from skyhome import (BUILD_DIR, SKY, SKY_AGENT, SKY_CONTROLLER, SKY_LOCALCLOUD, SLOW, SOURCE_DIR,
-                     HomeMixin, now, parse_table, pid_alive, sanitized)
+from skytest.home import HomeMixin
+from skytest.paths import (SKY, SKY_AGENT, SKY_CONTROLLER, SKY_LOCALCLOUD, SLOW, SOURCE_DIR,
+                           require_binaries, sanitized)
+from skytest.procs import kill_and_wait, processes_naming
+from skytest.tables import parse_table
 
 
 TRAIN_YAML = "examples/spot/train.yaml"
@@ -44,17 +47,10 @@ FAST_ENV = {
     "SKY_LOCALCLOUD_PROVISION_DELAY": "0.3",
     "SKY_JOBS_POLL_INTERVAL": "0.2",
     "SKY_JOBS_RETRY_INIT_GAP": "1",
-    "SKY_JOBS_RETRY_MAX_FACTOR": "3" if sanitized(BUILD_DIR) else "2",
+    "SKY_JOBS_RETRY_MAX_FACTOR": "3" if sanitized() else "2",
     "SKY_JOBS_FAILURE_GRACE": "0.5",
     "SKY_JOBS_STATUS_TIMEOUT": "5",
 }
-
-
-def require_binaries():
-    missing = [p for p in (SKY, SKY_CONTROLLER, SKY_LOCALCLOUD, SKY_AGENT)
-               if not os.path.exists(p)]
-    if missing:
-        pytest.fail("missing binaries (build the tree first): %s" % ", ".join(missing))
 
 
 DURATION_RE = re.compile(r"^(-|< 1 second|(\d+d ?)?(\d+h ?)?(\d+m ?)?(\d+s)?)$")
@@ -82,7 +78,7 @@ class SpotStack(HomeMixin):
     """One SKY_HOME with its jobs controller, local cloud and jobs."""
 
     def __init__(self, name, extra_env=None):
-        require_binaries()
+        require_binaries(SKY, SKY_CONTROLLER, SKY_LOCALCLOUD, SKY_AGENT)
         self._init_home(name, "SKY_JOBS_", FAST_ENV, extra_env)
         self.tmp = os.path.join(self.home, "test-files")
         os.makedirs(self.tmp)
@@ -202,12 +198,7 @@ class SpotStack(HomeMixin):
     def kill_controller(self, sig=signal.SIGKILL):
         pid = self.controller_pid()
         assert pid, "no jobs controller answers"
-        os.kill(pid, sig)
-        deadline = now() + 10
-        while now() < deadline and pid_alive(pid):
-            time.sleep(0.05)
-        assert not pid_alive(pid), "controller %d survived signal %d" % (pid, sig)
-        return pid
+        return kill_and_wait(pid, sig)
 
     def alive_instances(self, owner=None):
         return [i for i in self.cloud_instances()
@@ -262,20 +253,19 @@ class SpotStack(HomeMixin):
 
 
 
+@pytest.fixture
+def stack(request):
+    """A SpotStack named after the test, torn down after it. A failed test
+    keeps its SKY_HOME (logs, databases) for inspection."""
+    s = SpotStack(request.node.name[5:29])
+    failed_before = request.session.testsfailed
+    yield s
+    s.teardown(keep=request.session.testsfailed > failed_before)
+
+
 def user_processes(run_id):
     """pids of live processes whose command line names <run_id> (train.py runs)."""
-    found = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open("/proc/%s/cmdline" % d, "rb") as f:
-                cmd = f.read()
-        except OSError:
-            continue
-        if run_id.encode() in cmd and b"train.py" in cmd and pid_alive(int(d)):
-            found.append(int(d))
-    return found
+    return [pid for pid, cmd in processes_naming(run_id, environ=False) if "train.py" in cmd]
 
 
 def check_steps(steps, run_id, total):

@@ -13,8 +13,8 @@ import os
 import subprocess
 import sys
 
-SOURCE_DIR = os.environ.get(
-    "SKY_SOURCE_DIR", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
+from skytest.paths import SOURCE_DIR
+
 CHAOS = os.path.join(SOURCE_DIR, "bench", "chaos", "chaos.py")
 
 

@@ -20,7 +20,8 @@ import urllib.parse
 
 import pytest
 
-from serve_util import SKY, SLOW, parse_status
+from serve_util import parse_status
+from skytest.paths import SKY, SLOW
 
 TOKEN = "f" * 64
 

@@ -5,14 +5,13 @@ the new daemon must adopt the service, its replicas (even mid-provisioning),
 its instances and its sky-lb: no replica relaunched, no instance leaked, one
 sky-lb, and the endpoint keeps serving while the controller is down.
 """
-import os
 import re
-import signal
 import time
 
 import pytest
 
 from serve_util import (DATA, PROVISIONING_STATES, Load, Stack, get, live, ready, summary)
+from skytest.procs import kill_and_wait
 
 V1_YAML = DATA + "/serve_e2e/update_v1.yaml"
 
@@ -27,15 +26,7 @@ def stack():
 def kill9(stack):
     pid = stack.controller_pid()
     assert pid, "no controller running"
-    os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return pid
-        time.sleep(0.05)
-    pytest.fail("controller %d survived SIGKILL" % pid)
+    return kill_and_wait(pid)
 
 
 def processes(stack, prog):

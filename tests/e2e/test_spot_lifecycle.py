@@ -12,8 +12,10 @@ import time
 
 import pytest
 
-from spot_util import (SLOW, TRAIN_YAML, SpotStack, now, parse_status, pid_alive,
-                       user_processes)
+from skytest.paths import SLOW
+from skytest.procs import pid_alive
+from spot_util import stack  # noqa: F401  (fixture)
+from spot_util import TRAIN_YAML, now, parse_status, user_processes
 
 FAILING_YAML = """\
 name: failing
@@ -37,15 +39,6 @@ run: |
   echo "sleeper $SKYPILOT_RUN_ID up"
   exec sleep 300
 """
-
-
-@pytest.fixture
-def stack(request):
-    s = SpotStack(request.node.name[5:29])
-    failed_before = request.session.testsfailed
-    yield s
-    # A failed test keeps its SKY_HOME (logs, databases) for inspection.
-    s.teardown(keep=request.session.testsfailed > failed_before)
 
 
 def test_failing_program_fails_without_recovery(stack):

@@ -16,17 +16,10 @@ import time
 
 import pytest
 
-from spot_util import (SLOW, TRAIN_YAML, SpotStack, check_steps, now, parse_status,
-                       pid_alive, user_processes)
-
-
-@pytest.fixture
-def stack(request):
-    s = SpotStack(request.node.name[5:29])
-    failed_before = request.session.testsfailed
-    yield s
-    # A failed test keeps its SKY_HOME (logs, databases) for inspection.
-    s.teardown(keep=request.session.testsfailed > failed_before)
+from skytest.paths import SLOW
+from skytest.procs import pid_alive
+from spot_util import stack  # noqa: F401  (fixture)
+from spot_util import TRAIN_YAML, check_steps, now, parse_status, user_processes
 
 
 def steps_done(stack, run_id):

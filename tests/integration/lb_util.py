@@ -1,8 +1,8 @@
 """Helpers for the sky-lb integration tests (stdlib + pytest only).
 
 Binaries: $SKY_BUILD_DIR/lb/sky-lb and $SKY_BUILD_DIR/tests/lbtest_backend
-(SKY_BUILD_DIR defaults to /work/main/build). Every process started through a
-ProcGroup is killed when the test ends; every socket has a timeout.
+(skytest.paths). Every process started through a ProcGroup is killed when the
+test ends; every socket has a timeout.
 """
 import base64
 import hashlib
@@ -14,17 +14,14 @@ import socket
 import ssl
 import struct
 import subprocess
-import sys
 import threading
 import time
 
 import pytest
+from skytest.paths import BUILD_DIR, SKY_LB, sanitized
+from skytest.procs import rss_kib
+from skytest.waits import wait_for as wait_until  # noqa: F401  (U.wait_until in the tests)
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
-from skyhome import sanitized  # noqa: E402  (the e2e helpers' probe, one copy)
-
-BUILD_DIR = os.environ.get("SKY_BUILD_DIR", "/work/main/build")
-SKY_LB = os.path.join(BUILD_DIR, "lb", "sky-lb")
 BACKEND = os.path.join(BUILD_DIR, "tests", "lbtest_backend")
 
 NO_REPLICA_BODY = (b'{"detail":"No ready replicas. Use \\"sky serve status [SERVICE_NAME]\\" '
@@ -40,18 +37,6 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def rss_kib(pid):
-    """VmRSS of pid in KiB (0 if the process is gone)."""
-    try:
-        with open("/proc/%d/status" % pid) as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 class RssSampler:
@@ -432,16 +417,6 @@ def raw_exchange(port, data, timeout=5.0):
         return r, closed
     finally:
         c.close()
-
-
-def wait_until(pred, timeout, period=0.05, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(period)
-    raise AssertionError("timed out after %.1fs waiting for %s" % (timeout, what))
 
 
 # ---------------------------------------------------------------- /big pattern

@@ -12,15 +12,14 @@ import signal
 import subprocess
 import time
 import urllib.error
-import urllib.request
 
 import shutil
 import tempfile
 
 import pytest
-
-BUILD = os.environ.get("SKY_BUILD_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "build"))
-AGENT = os.path.join(BUILD, "replica_agent", "sky-agent")
+from skytest import api
+from skytest.paths import BUILD_DIR, SKY_AGENT as AGENT
+from skytest.procs import pid_alive, rss_kib
 TERMINAL = {"SUCCEEDED", "FAILED", "FAILED_SETUP", "CANCELLED"}
 
 
@@ -57,25 +56,8 @@ class Agent:
             return f.read()
 
     def request(self, method, path, body=None, raw=None, token=None, timeout=10):
-        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-        req = urllib.request.Request("http://127.0.0.1:%d%s" % (self.port, path), data=data,
-                                     method=method)
-        tok = token if token is not None else self.token
-        if tok:
-            req.add_header("Authorization", "Bearer " + tok)
-        if data is not None:
-            req.add_header("Content-Type", "application/json")
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as r:
-                payload = r.read()
-                status = r.status
-        except urllib.error.HTTPError as e:
-            payload = e.read()
-            status = e.code
-        try:
-            return status, json.loads(payload)
-        except ValueError:
-            return status, payload
+        return api.request(method, "http://127.0.0.1:%d%s" % (self.port, path),
+                           token if token is not None else self.token, body, timeout, raw)
 
     def submit(self, **task):
         status, doc = self.request("POST", "/tasks", task)
@@ -156,15 +138,6 @@ def agents(tmp_path):
 @pytest.fixture
 def agent(agents):
     return agents()
-
-
-def pid_gone(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
-        return state in ("Z", "X")
-    except FileNotFoundError:
-        return True
 
 
 def wait_file(path, timeout=10):
@@ -253,10 +226,10 @@ def test_cancel_kills_process_group(agent, tmp_path):
     t = agent.wait(tid, timeout=15)
     assert t["status"] == "CANCELLED"
     deadline = time.monotonic() + 3
-    while time.monotonic() < deadline and not (pid_gone(pid1) and pid_gone(pid2)):
+    while time.monotonic() < deadline and (pid_alive(pid1) or pid_alive(pid2)):
         time.sleep(0.05)
-    assert pid_gone(pid1), "background child survived cancel"
-    assert pid_gone(pid2), "SIGTERM-ignoring child survived cancel"
+    assert not pid_alive(pid1), "background child survived cancel"
+    assert not pid_alive(pid2), "SIGTERM-ignoring child survived cancel"
     # Cancelling again is a harmless no-op.
     status, doc = agent.request("POST", "/tasks/%d/cancel" % tid)
     assert status == 200 and doc["cancelled"] is False and doc["status"] == "CANCELLED"
@@ -361,7 +334,7 @@ def test_copy_file_mount(agent, tmp_path):
     assert not (src / "new.txt").exists()
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="MOUNT file_mounts need root for bind mounts")
+@pytest.mark.root("MOUNT file_mounts are bind mounts")
 def test_mount_file_mount(agent, tmp_path):
     src = tmp_path / "bucket"
     src.mkdir()
@@ -405,7 +378,7 @@ def test_restart_keeps_state(agents, tmp_path):
     pid = int(wait_file(pidfile))
     a.wait(lost, {"RUNNING"})
     a.kill9()
-    assert not pid_gone(pid)  # the task outlived the agent ...
+    assert pid_alive(pid)  # the task outlived the agent ...
 
     b = agents()
     t = b.task(done)
@@ -416,9 +389,9 @@ def test_restart_keeps_state(agents, tmp_path):
     assert t["exit_code"] is None
     assert "restarted" in t["failure_reason"]
     deadline = time.monotonic() + 3
-    while time.monotonic() < deadline and not pid_gone(pid):
+    while time.monotonic() < deadline and pid_alive(pid):
         time.sleep(0.05)
-    assert pid_gone(pid)  # ... and the new agent made "FAILED" true by killing it
+    assert not pid_alive(pid)  # ... and the new agent made "FAILED" true by killing it
     # Ids continue after the persisted ones.
     assert b.submit(name="next", run="true") == 3
 
@@ -442,11 +415,12 @@ def test_sigterm_exits_zero(agents):
 
 
 def test_http_errors(agent):
-    assert agent.request("GET", "/tasks/42")[0] == 404
-    assert agent.request("GET", "/tasks/42/logs")[0] == 404
-    assert agent.request("POST", "/tasks/42/cancel")[0] == 404
-    assert agent.request("GET", "/tasks/abc")[0] == 404
-    assert agent.request("GET", "/nope")[0] == 404
+    # Errors are a JSON object naming what went wrong.
+    assert agent.request("GET", "/tasks/42") == (404, {"error": "task 42 not found"})
+    assert agent.request("GET", "/tasks/42/logs") == (404, {"error": "task 42 not found"})
+    assert agent.request("POST", "/tasks/42/cancel") == (404, {"error": "task 42 not found"})
+    assert agent.request("GET", "/tasks/abc") == (404, {"error": "no such path: /tasks/abc"})
+    assert agent.request("GET", "/nope") == (404, {"error": "no such path: /nope"})
     assert agent.request("POST", "/tasks", raw=b"{not json")[0] == 400
     status, doc = agent.request("POST", "/tasks", {"run": 5})
     assert status == 400 and "run" in doc["error"]
@@ -469,8 +443,9 @@ def test_token(agents, tmp_path):
     tf = tmp_path / "token"
     tf.write_text("s3cret\n")
     a = agents(extra=["--token-file", str(tf)])
-    assert a.request("GET", "/health")[0] == 401
-    assert a.request("GET", "/health", token="wrong")[0] == 401
+    # The 401's body is the error object, every byte of it.
+    assert a.request("GET", "/health") == (401, {"error": "missing or bad token"})
+    assert a.request("GET", "/health", token="wrong") == (401, {"error": "missing or bad token"})
     a.token = "s3cret"
     assert a.request("GET", "/health")[0] == 200
 
@@ -507,7 +482,7 @@ def test_sigterm_with_live_task_and_follower(agents, tmp_path):
         assert r.read() == b""
         conn.close()
         # Tasks are left to die with the instance.
-        assert not pid_gone(pid)
+        assert pid_alive(pid)
     finally:
         os.killpg(pid, signal.SIGKILL)
 
@@ -529,7 +504,7 @@ def test_unprivileged_mount_falls_back_to_symlink(agents, unpriv_dir):
     prefix = []
     if os.geteuid() == 0:
         if shutil.which("setpriv") is None:
-            pytest.skip("setpriv not available to drop root")
+            pytest.fail("setpriv (util-linux, scripts/install-deps) is needed to drop root")
         prefix = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"]
     a = agents(home=os.path.join(unpriv_dir, "home"), prefix=prefix)
     src = os.path.join(unpriv_dir, "bucket")
@@ -555,7 +530,7 @@ def test_unprivileged_mount_falls_back_to_symlink(agents, unpriv_dir):
 
 def client(a, *args, token=None, timeout=30):
     """Runs tests/support/prog_agent_client.c (include/core/agent.h) against agent <a>."""
-    prog = os.path.join(BUILD, "tests", "agent_client")
+    prog = os.path.join(BUILD_DIR, "tests", "agent_client")
     p = subprocess.run([prog, "127.0.0.1", str(a.port), token or "-"] + [str(x) for x in args],
                        stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
     return p.returncode, p.stdout.decode()
@@ -608,9 +583,9 @@ def test_kill_tasks_on_exit(agents, tmp_path):
     a.proc.send_signal(signal.SIGTERM)
     assert a.proc.wait(5) == 0
     deadline = time.monotonic() + 3
-    while time.monotonic() < deadline and not pid_gone(pid):
+    while time.monotonic() < deadline and pid_alive(pid):
         time.sleep(0.05)
-    assert pid_gone(pid)
+    assert not pid_alive(pid)
 
 
 def test_one_agent_per_home(agents, tmp_path):
@@ -622,25 +597,17 @@ def test_one_agent_per_home(agents, tmp_path):
     assert a.request("GET", "/health")[0] == 200
 
 
-def rss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
 def test_logs_backpressure(agent):
     size = 40 * 1000 * 1000
     tid = agent.submit(name="big", run="head -c %d /dev/zero | tr '\\0' x | fold -w 99" % (size // 100 * 99))
     assert agent.wait(tid, timeout=60)["status"] == "SUCCEEDED"
-    before = rss_kb(agent.proc.pid)
+    before = rss_kib(agent.proc.pid)
     import socket
     s = socket.create_connection(("127.0.0.1", agent.port), timeout=30)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
     s.sendall(b"GET /tasks/%d/logs HTTP/1.1\r\nHost: x\r\n\r\n" % tid)
     time.sleep(1.5)  # a reader that stalls: the agent must not buffer the whole log
-    stalled = rss_kb(agent.proc.pid)
+    stalled = rss_kib(agent.proc.pid)
     assert stalled - before < 16 * 1024, (before, stalled)
     assert agent.request("GET", "/health")[0] == 200  # still serving others
     got = 0

@@ -7,14 +7,12 @@ import json
 import os
 import subprocess
 import tempfile
-import time
 
 import pytest
+from skytest.paths import SKY
+from skytest.procs import processes_naming
 
-BUILD = os.environ.get("SKY_BUILD_DIR", os.path.join(os.path.dirname(__file__), "../../build"))
-SKY = os.path.join(BUILD, "controller", "sky")
-
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
+pytestmark = pytest.mark.root("instances are network namespaces (ip netns)")
 
 
 @pytest.fixture
@@ -29,8 +27,7 @@ def home():
 
 
 def agents_of(sky_home):
-    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
-    return [l for l in out.splitlines() if "sky-agent" in l and sky_home in l]
+    return [cmd for _, cmd in processes_naming(sky_home) if "sky-agent" in cmd]
 
 
 def sky(env, *args, timeout=90, cwd=None):

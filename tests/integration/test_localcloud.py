@@ -14,22 +14,19 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 
 import pytest
+from skytest import api
+from skytest.paths import BUILD_DIR, SKY, SKY_AGENT, SKY_LOCALCLOUD, require_binaries
+from skytest.procs import links, netns_list, netns_pids, pid_alive
+from skytest.waits import wait_for
 
-BUILD = os.environ.get("SKY_BUILD_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "build"))
-DAEMON = os.path.join(BUILD, "localcloud", "sky-localcloud")
-AGENT = os.path.join(BUILD, "replica_agent", "sky-agent")
-SKY = os.path.join(BUILD, "controller", "sky")
-LCPROV = os.path.join(BUILD, "tests", "lcprov")  # tests/support/prog_lcprov.c
+LCPROV = os.path.join(BUILD_DIR, "tests", "lcprov")  # tests/support/prog_lcprov.c
 DELAY = "0.2"
 ZONE_A = "us-east-1a"  # catalog zones (data/catalog.yaml)
 ZONE_B = "us-east-1b"
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0, reason="needs root: instances are network namespaces (ip netns)")
+pytestmark = pytest.mark.root("instances are network namespaces (ip netns)")
 
 # A tiny HTTP server naming itself, for "two hosts on one port" checks.
 # (python3 -m http.server does a reverse DNS lookup at bind, slow in a netns.)
@@ -50,72 +47,8 @@ S(("0.0.0.0", int(sys.argv[1])), H).serve_forever()
 """
 
 
-def http(method, url, token=None, body=None, timeout=30):
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method)
-    if token:
-        req.add_header("Authorization", "Bearer " + token)
-    if data is not None:
-        req.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            raw = r.read()
-            return r.status, (json.loads(raw) if raw else None)
-    except urllib.error.HTTPError as e:
-        raw = e.read()
-        try:
-            return e.code, json.loads(raw)
-        except ValueError:
-            return e.code, raw
-
-
-def get_text(url, timeout=2):
-    with urllib.request.urlopen(url, timeout=timeout) as r:
-        return r.status, r.read().decode()
-
-
 def reachable(ip, port, path="/health", timeout=1):
-    try:
-        status, _ = get_text("http://%s:%d%s" % (ip, port, path), timeout)
-        return status == 200
-    except (OSError, urllib.error.URLError):
-        return False
-
-
-def wait_for(pred, timeout, interval=0.05, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(interval)
-    raise AssertionError("timed out after %.1fs waiting for %s" % (timeout, what))
-
-
-def netns_list():
-    try:
-        return sorted(os.listdir("/run/netns"))
-    except FileNotFoundError:
-        return []
-
-
-def links():
-    return sorted(os.listdir("/sys/class/net"))
-
-
-def pid_alive(pid):
-    """Zombies count as dead (PID 1 in containers may never reap orphans)."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            st = f.read()
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return st[st.rindex(")") + 2] not in "ZX"
-
-
-def netns_pids(ns):
-    out = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True)
-    return [int(p) for p in out.stdout.split() if p.strip()]
+    return api.get("http://%s:%d%s" % (ip, port, path), timeout)[0] == 200
 
 
 class Cloud:
@@ -139,7 +72,7 @@ class Cloud:
             os.unlink(portfile)
         log = open(os.path.join(self.home, "daemon.log"), "ab")
         self.proc = subprocess.Popen(
-            [DAEMON, "--home", self.home, "--provision-delay", DELAY, "--seed", "7",
+            [SKY_LOCALCLOUD, "--home", self.home, "--provision-delay", DELAY, "--seed", "7",
              "--log-level", "debug"] + list(extra),
             stdout=log, stderr=log, env=self.env(), start_new_session=True)
         log.close()
@@ -157,7 +90,7 @@ class Cloud:
         self.mode = h["mode"]
 
     def api(self, method, path, body=None, timeout=60):
-        return http(method, self.base + path, self.token, body, timeout)
+        return api.request(method, self.base + path, self.token, body, timeout)
 
     def launch(self, zone=ZONE_A, spot=True, price=0.1, owner="test:x", itype="m6i.large"):
         return self.api("POST", "/v1/instances", {
@@ -224,8 +157,7 @@ class Cloud:
 
 @pytest.fixture
 def cloud():
-    for exe in (DAEMON, AGENT):
-        assert os.access(exe, os.X_OK), "%s is not built" % exe
+    require_binaries(SKY_LOCALCLOUD, SKY_AGENT)
     home = tempfile.mkdtemp(prefix="sky-lc-test-")
     c = Cloud(home)
     try:
@@ -289,9 +221,10 @@ def test_invalid_requests(cloud):
     assert st == 400 and out["code"] == "invalid"
     st, out = cloud.api("POST", "/v1/capacity", {"zone": ZONE_A, "capacity": -3})
     assert st == 400
-    # Token required.
-    st, _ = http("GET", cloud.base + "/v1/instances", token="wrong")
-    assert st == 401
+    # Token required: the 401's body is the error object, every byte of it.
+    for token in (None, "wrong"):
+        st, out = api.request("GET", cloud.base + "/v1/instances", token=token)
+        assert (st, out) == (401, {"error": "missing or bad token"})
 
 
 def test_two_instances_same_port(cloud):
@@ -305,12 +238,12 @@ def test_two_instances_same_port(cloud):
         cloud.children.append(p)
     wait_for(lambda: reachable(a["ip"], 8081, "/") and reachable(b["ip"], 8081, "/"), 30,
              what="both servers on 8081")
-    assert get_text("http://%s:8081/" % a["ip"])[1] == "alpha"
-    assert get_text("http://%s:8081/" % b["ip"])[1] == "beta"
+    assert api.get("http://%s:8081/" % a["ip"], 2)[1] == "alpha"
+    assert api.get("http://%s:8081/" % b["ip"], 2)[1] == "beta"
     # Terminating a host kills what runs on it.
     cloud.api("DELETE", "/v1/instances/" + a["id"])
     wait_for(lambda: cloud.children[0].poll() is not None, 10, what="server alpha killed")
-    assert get_text("http://%s:8081/" % b["ip"])[1] == "beta"
+    assert api.get("http://%s:8081/" % b["ip"], 2)[1] == "beta"
 
 
 def test_preempt(cloud):

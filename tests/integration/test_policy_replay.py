@@ -15,10 +15,9 @@ import subprocess
 import time
 
 import pytest
+from skytest.paths import BUILD_DIR
 
-BUILD = os.environ.get("SKY_BUILD_DIR",
-                       os.path.join(os.path.dirname(__file__), "..", "..", "build"))
-BIN = os.path.join(BUILD, "bench", "policy", "policy_replay")
+BIN = os.path.join(BUILD_DIR, "bench", "policy", "policy_replay")
 
 OD = 3.0       # on-demand $/h in both zones
 SPOT_A = 0.9   # us-east-1a (cheapest spot)

@@ -9,23 +9,14 @@ import subprocess
 
 import pytest
 
-# The binary and the SKY_HOME fixture (two-zone catalog: spot 0.9 and 1.2 $/h, on-demand
-# 3.0) of the policy replay tests.
-from test_policy_replay import BIN, env  # noqa: F401  (env: the fixture)
+# The binary, the SKY_HOME fixture (two-zone catalog: spot 0.9 and 1.2 $/h, on-demand
+# 3.0) and the trace writer of the policy replay tests.
+from test_policy_replay import BIN, env, world  # noqa: F401  (env: the fixture)
 
 # Live-like timings: 10 s ticks, 1 s steps and decisions, 2 s provisioning,
 # 1 s cold start, 1 s drain.
 LIVE = ["--gap", "10", "--step", "1", "--decision-interval", "1", "--provision-delay", "2",
         "--cold-start", "1", "--drain", "1"]
-
-
-def world(tmp_path, zones, gap=300):
-    d = tmp_path / "world"
-    d.mkdir()
-    for zone, data in zones.items():
-        (d / f"{zone}_v100_1.json").write_text(
-            json.dumps({"metadata": {"gap_seconds": gap}, "data": data}))
-    return str(d)
 
 
 def run(env, tmp_path, trace, *args):

@@ -9,24 +9,25 @@ LB's ready set within about a second and is replaced under a new id; a
 service-only update relabels replicas; down removes everything. Teardown checks
 that no namespace, agent, LB or daemon of the test is left.
 """
-import json
+import functools
 import os
 import shutil
 import signal
 import subprocess
 import tempfile
 import time
-import urllib.error
-import urllib.request
 
 import pytest
+from skytest import api, waits
+from skytest.home import HomeMixin
+from skytest.paths import BUILD_DIR, SKY_CONTROLLER
+from skytest.paths import SOURCE_DIR as SRC
+from skytest.procs import pid_alive
 
-BUILD = os.environ.get("SKY_BUILD_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "build"))
-SRC = os.environ.get("SKY_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
-CONTROLLER = os.path.join(BUILD, "controller", "sky-controller")
+# Every wait polls the controller's API; ten times a second is enough.
+wait_for = functools.partial(waits.wait_for, interval=0.1)
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0, reason="needs root: instances are network namespaces (ip netns)")
+pytestmark = pytest.mark.root("instances are network namespaces (ip netns)")
 
 SERVICE_YAML = """\
 service:
@@ -47,81 +48,7 @@ run: python3 server.py
 """
 
 
-def http(method, url, token=None, body=None, timeout=30):
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method)
-    if token:
-        req.add_header("Authorization", "Bearer " + token)
-    if data is not None:
-        req.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            raw = r.read()
-            ctype = r.headers.get("Content-Type", "")
-            return r.status, (json.loads(raw) if raw and "json" in ctype else raw)
-    except urllib.error.HTTPError as e:
-        raw = e.read()
-        try:
-            return e.code, json.loads(raw)
-        except ValueError:
-            return e.code, raw
-
-
-def get_text(url, timeout=3):
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-    except (OSError, urllib.error.URLError) as e:
-        return 0, str(e)
-
-
-def wait_for(pred, timeout, interval=0.1, what="condition"):
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
-        last = pred()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError("timed out after %.1fs waiting for %s (last: %r)" % (timeout, what, last))
-
-
-def pid_alive(pid):
-    """Zombies count as dead."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            st = f.read()
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return st[st.rindex(")") + 2] not in "ZX"
-
-
-def procs_mentioning(text):
-    """PIDs whose command line mentions <text> (our SKY_HOME)."""
-    out = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit() or int(d) == os.getpid():
-            continue
-        try:
-            with open("/proc/%s/cmdline" % d, "rb") as f:
-                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if text in cmd and pid_alive(int(d)):
-            out.append(int(d))
-    return out
-
-
-def netns_list():
-    try:
-        return sorted(os.listdir("/run/netns"))
-    except FileNotFoundError:
-        return []
-
-
-class Serve:
+class Serve(HomeMixin):
     def __init__(self, root):
         self.root = root
         self.home = os.path.join(root, "home")
@@ -158,7 +85,7 @@ class Serve:
             os.unlink(portfile)
         log = open(os.path.join(self.home, "controller.out"), "ab")
         self.proc = subprocess.Popen(
-            [CONTROLLER, "--mode", "serve", "--log-level", "debug"], cwd=self.root,
+            [SKY_CONTROLLER, "--mode", "serve", "--log-level", "debug"], cwd=self.root,
             stdout=log, stderr=log, env=self.env(), start_new_session=True)
         log.close()
         wait_for(lambda: os.path.exists(portfile) and open(portfile).read().strip(), 15,
@@ -169,7 +96,7 @@ class Serve:
         assert st == 200 and h["status"] == "ok", h
 
     def api(self, method, path, body=None, timeout=30):
-        return http(method, self.base + path, self.token, body, timeout)
+        return api.request(method, self.base + path, self.token, body, timeout)
 
     def service(self, name):
         st, out = self.api("GET", "/api/services?names=" + name)
@@ -184,10 +111,10 @@ class Serve:
         if not self.lc_base:
             port = int(open(os.path.join(self.home, "localcloud", "port")).read())
             self.lc_base = "http://127.0.0.1:%d" % port
-            st, h = http("GET", self.lc_base + "/v1/health", self.token)
+            st, h = api.request("GET", self.lc_base + "/v1/health", self.token)
             assert st == 200, h
             self.lc_tag = h.get("tag")
-        return http(method, self.lc_base + path, self.token, body, timeout=60)
+        return api.request(method, self.lc_base + path, self.token, body, timeout=60)
 
     def instances(self):
         st, out = self.lc("GET", "/v1/instances")
@@ -226,20 +153,8 @@ class Serve:
                 self.lc("POST", "/v1/down")
             except OSError:
                 pass
-        # Anything still running from this SKY_HOME is a leak: report, then kill.
-        deadline = time.time() + 10
-        while procs_mentioning(self.home) and time.time() < deadline:
-            time.sleep(0.2)
-        left = procs_mentioning(self.home)
-        for pid in left:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        ns_left = [n for n in netns_list() if self.lc_tag and n.startswith("sky-%s-" % self.lc_tag)]
-        for n in ns_left:
-            subprocess.run(["ip", "netns", "del", n], capture_output=True)
-        return left, ns_left
+        # Anything still running or set up for this SKY_HOME is a leak: report, then remove.
+        return self.wait_no_leaks(self.lc_tag, 10)
 
 
 @pytest.fixture
@@ -252,17 +167,16 @@ def serve(request):
         yield s
     finally:
         failed = request.session.testsfailed > before
-        left, ns_left = s.cleanup()
+        leaks = s.cleanup()
         log = os.path.join(s.home, "controller.out")
         if failed and os.path.exists(log):
             # Kept for the post-mortem: pytest does not show a passing teardown's output.
-            keep = os.path.join(BUILD, "Testing", "serve_controller.%s.log" % request.node.name)
+            keep = os.path.join(BUILD_DIR, "Testing", "serve_controller.%s.log" % request.node.name)
             os.makedirs(os.path.dirname(keep), exist_ok=True)
             shutil.copy(log, keep)
             print("controller log kept in", keep)
         shutil.rmtree(root, ignore_errors=True)
-    assert left == [], "processes left behind: %r" % left
-    assert ns_left == [], "namespaces left behind: %r" % ns_left
+    assert leaks == [], "left behind: %r" % leaks
 
 
 def up(s, name, yaml=SERVICE_YAML):
@@ -284,7 +198,7 @@ def wait_ready(s, name, n, timeout=60):
 
 
 def lb_get(port, path="/"):
-    return get_text("http://127.0.0.1:%d%s" % (port, path))
+    return api.get("http://127.0.0.1:%d%s" % (port, path), 3)
 
 
 def wait_lb(port, path, pred, timeout, what):
@@ -294,14 +208,8 @@ def wait_lb(port, path, pred, timeout, what):
 
 
 def lb_pids(s):
-    out = []
-    for p in procs_mentioning(s.home):
-        try:
-            if os.path.basename(open("/proc/%d/cmdline" % p, "rb").read().split(b"\0")[0]) == b"sky-lb":
-                out.append(p)
-        except OSError:
-            pass
-    return sorted(out)
+    return sorted(pid for pid, cmd in s.home_processes()
+                  if os.path.basename(cmd.split(" ")[0]) == "sky-lb")
 
 
 def owners_unique(s):
@@ -318,18 +226,19 @@ def test_spec_errors_and_api_contract(serve):
                                               "cwd": SRC})
     assert st == 400, out
     st, out = s.api("GET", "/api/services/nope/logs?target=controller")
-    assert st == 404
+    assert (st, out) == (404, {"error": "Service nope does not exist."})
     st, out = s.api("POST", "/api/services/nope/down", {})
-    assert st == 404
-    st, out = http("GET", s.base + "/api/services")  # no token
-    assert st == 401
+    assert (st, out) == (404, {"error": "Service nope does not exist."})
+    for token in (None, "wrong"):
+        st, out = api.request("GET", s.base + "/api/services", token=token)
+        assert (st, out) == (401, {"error": "missing or bad token"})
     out = up(s, "contract")
     assert out["name"] == "contract" and out["lb_port"] >= s.lb_start
     assert out["endpoint"].endswith(":%d" % out["lb_port"])
     assert "Readiness probe method:" in out["spec_repr"]
     st, dup = s.api("POST", "/api/services", {"name": "contract", "yaml": SERVICE_YAML,
                                               "cwd": SRC})
-    assert st == 409, dup
+    assert (st, dup) == (409, {"error": "Service contract already exists."})
     st, info = s.api("GET", "/autoscaler/info?name=contract")
     assert st == 200 and info["min_replicas"] == 1 and info["max_replicas"] == 2, info
 
