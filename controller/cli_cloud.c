@@ -23,7 +23,7 @@ static int connect_cloud(ctl_cli_daemon_t *d)
     char *err = NULL;
     int rc = core_localcloud_connect(1, &d->base_url, &d->token, &err);
     if (rc < 0) {
-        fprintf(stderr, "sky cloud: %s\n", err ? err : core_strerror(rc));
+        ctl_cli_fail("sky cloud", "%s", err ? err : core_strerror(rc));
         free(err);
         ctl_cli_daemon_free(d);
         return rc;
@@ -38,7 +38,7 @@ static int call(ctl_cli_daemon_t *d, const char *method, const char *path, const
     char *err = NULL;
     int rc = ctl_cli_api(d, method, path, req, timeout_ms, NULL, resp, &err);
     if (rc < 0) {
-        fprintf(stderr, "sky cloud: %s\n", err ? err : core_strerror(rc));
+        ctl_cli_fail("sky cloud", "%s", err ? err : core_strerror(rc));
         free(err);
     }
     return rc;

@@ -6,7 +6,6 @@
 #include <errno.h>
 #include <fnmatch.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,30 +40,9 @@ const ctl_cli_cmd_t ctl_cli_serve_cmds[] = {
     {NULL, NULL, NULL, NULL},
 };
 
-/* One clear line on stderr; returns 1. */
-static int fail_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int fail_msg(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("sky serve: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    return 1;
-}
-
-static int connect_daemon(ctl_cli_daemon_t *d)
-{
-    char *err = NULL;
-    int rc = ctl_cli_daemon_connect("serve", DAEMON_WAIT_MS, d, &err);
-    if (rc < 0) {
-        fail_msg("%s", err ? err : core_strerror(rc));
-        free(err);
-        return 1;
-    }
-    return 0;
-}
+/* Failures print one line "sky serve: ..." and return 1. */
+#define fail_msg(...)     ctl_cli_fail("sky serve", __VA_ARGS__)
+#define connect_daemon(d) ctl_cli_connect("sky serve", "serve", DAEMON_WAIT_MS, d)
 
 /* ------------------------------------------------------------- JSON access */
 

@@ -8,7 +8,6 @@
  */
 #include <errno.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,29 +30,9 @@
 /* How often a broken log stream is resumed before giving up (daemon restarts). */
 #define STREAM_RETRIES 30
 
-static int fail_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int fail_msg(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("sky spot: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    return 1;
-}
-
-static int connect_daemon(ctl_cli_daemon_t *d)
-{
-    char *err = NULL;
-    int rc = ctl_cli_daemon_connect("jobs", DAEMON_WAIT_MS, d, &err);
-    if (rc < 0) {
-        fail_msg("%s", err ? err : core_strerror(rc));
-        free(err);
-        return -1;
-    }
-    return 0;
-}
+/* Failures print one line "sky spot: ..." and return 1. */
+#define fail_msg(...)     ctl_cli_fail("sky spot", __VA_ARGS__)
+#define connect_daemon(d) ctl_cli_connect("sky spot", "jobs", DAEMON_WAIT_MS, d)
 
 /* One API call; prints the error. */
 static int call(ctl_cli_daemon_t *d, const char *method, const char *path, const cJSON *req,
@@ -289,7 +268,7 @@ static int cmd_launch(ctl_cli_t *cli, int argc, char **argv)
         cJSON_AddStringToObject(req, "name", name);
     cJSON_AddItemReferenceToObject(req, "envs", envs);
     ctl_cli_daemon_t d;
-    if (connect_daemon(&d) < 0) {
+    if (connect_daemon(&d) != 0) {
         cJSON_Delete(req);
         goto out;
     }
@@ -344,7 +323,7 @@ static int cmd_status(ctl_cli_t *cli, int argc, char **argv)
         fflush(stdout);
     }
     ctl_cli_daemon_t d;
-    if (connect_daemon(&d) < 0)
+    if (connect_daemon(&d) != 0)
         return 1;
     cJSON *resp = fetch_jobs(&d, all);
     ctl_cli_daemon_free(&d);
@@ -473,7 +452,7 @@ static int cmd_logs(ctl_cli_t *cli, int argc, char **argv)
     if (name && id)
         return ctl_cli_usage_error(cli, "Can only specify one of JOB_ID or --name.");
     ctl_cli_daemon_t d;
-    if (connect_daemon(&d) < 0)
+    if (connect_daemon(&d) != 0)
         return 1;
     int code = 1;
     if (name) {
@@ -545,7 +524,7 @@ static int cmd_cancel(ctl_cli_t *cli, int argc, char **argv)
     if ((name != NULL) + (all ? 1 : 0) + (n_ids > 0) != 1)
         return ctl_cli_usage_error(cli, "Can only specify one of JOB_IDS or --name or --all.");
     ctl_cli_daemon_t d;
-    if (connect_daemon(&d) < 0)
+    if (connect_daemon(&d) != 0)
         return 1;
     int code = 1;
     if (name) {

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -384,6 +385,18 @@ fail:
     return rc;
 }
 
+int ctl_cli_connect(const char *group, const char *mode, long wait_ms, ctl_cli_daemon_t *out)
+{
+    char *err = NULL;
+    int rc = ctl_cli_daemon_connect(mode, wait_ms, out, &err);
+    if (rc < 0) {
+        ctl_cli_fail(group, "%s", err ? err : core_strerror(rc));
+        free(err);
+        return 1;
+    }
+    return 0;
+}
+
 void ctl_cli_daemon_free(ctl_cli_daemon_t *d)
 {
     free(d->mode);
@@ -537,6 +550,17 @@ void ctl_cli_print_json(FILE *f, const cJSON *doc)
         fputc('\n', f);
     }
     cJSON_free(s);
+}
+
+int ctl_cli_fail(const char *group, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s: ", group);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return 1;
 }
 
 bool ctl_cli_confirm(const char *question, bool default_yes)

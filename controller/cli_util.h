@@ -57,6 +57,11 @@ typedef struct ctl_cli_daemon {
  * lock file. *err gets a sentence on failure.
  */
 int ctl_cli_daemon_connect(const char *mode, long wait_ms, ctl_cli_daemon_t *out, char **err);
+/*
+ * ctl_cli_daemon_connect() for a command of <group> ("sky serve"): prints
+ * its error as ctl_cli_fail() does. Returns 0, or 1 (the exit code).
+ */
+int ctl_cli_connect(const char *group, const char *mode, long wait_ms, ctl_cli_daemon_t *out);
 /* Same discovery, never starts anything: -ENOENT when no daemon answers. */
 int ctl_cli_daemon_find(const char *mode, ctl_cli_daemon_t *out);
 void ctl_cli_daemon_free(ctl_cli_daemon_t *d);
@@ -80,6 +85,8 @@ int ctl_cli_stream(const ctl_cli_daemon_t *d, const char *path, long timeout_ms,
 
 /* --------------------------------------------------------------- utilities */
 
+/* Prints "<group>: <message>" on stderr; returns 1, the failure exit code. */
+int ctl_cli_fail(const char *group, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Percent-encodes <s> for a query value. Caller frees. */
 char *ctl_url_escape(const char *s);
 /* Prints <doc> as indented JSON plus a newline. */
