@@ -25,21 +25,6 @@
 #define REGISTER_TIMEOUT_S 60.0 /* SERVICE_REGISTER_TIMEOUT_SECONDS */
 #define REPLICA_TRUNC      10
 
-static int cmd_up(ctl_cli_t *cli, int argc, char **argv);
-static int cmd_status(ctl_cli_t *cli, int argc, char **argv);
-static int cmd_update(ctl_cli_t *cli, int argc, char **argv);
-static int cmd_down(ctl_cli_t *cli, int argc, char **argv);
-static int cmd_logs(ctl_cli_t *cli, int argc, char **argv);
-
-const ctl_cli_cmd_t ctl_cli_serve_cmds[] = {
-    {"up", "Launch a service from a task YAML", cmd_up, NULL},
-    {"status", "Show services and their replicas", cmd_status, NULL},
-    {"update", "Roll a service to a new version", cmd_update, NULL},
-    {"down", "Tear down services (or one replica)", cmd_down, NULL},
-    {"logs", "Show replica, controller or load balancer logs", cmd_logs, NULL},
-    {NULL, NULL, NULL, NULL},
-};
-
 /* Failures print one line "sky serve: ..." and return 1. */
 #define fail_msg(...)     ctl_cli_fail("sky serve", __VA_ARGS__)
 #define connect_daemon(d) ctl_cli_connect("sky serve", "serve", DAEMON_WAIT_MS, d)
@@ -781,3 +766,12 @@ static int cmd_logs(ctl_cli_t *cli, int argc, char **argv)
     }
     return 0;
 }
+
+const ctl_cli_cmd_t ctl_cli_serve_cmds[] = {
+    {"up", "Launch a service from a task YAML", cmd_up, NULL},
+    {"status", "Show services and their replicas", cmd_status, NULL},
+    {"update", "Roll a service to a new version", cmd_update, NULL},
+    {"down", "Tear down services (or one replica)", cmd_down, NULL},
+    {"logs", "Show replica, controller or load balancer logs", cmd_logs, NULL},
+    {NULL, NULL, NULL, NULL},
+};
