@@ -47,8 +47,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE_DIR = os.environ.get("SKY_SOURCE_DIR", os.path.abspath(os.path.join(HERE, "..", "..")))
 sys.path.insert(0, os.path.join(SOURCE_DIR, "tests"))
 from skytest.home import HomeMixin  # noqa: E402  (the tests' view of a SKY_HOME)
-DEFAULT_TRACE = os.path.abspath(os.path.join(SOURCE_DIR, "..", "shared", "traces", "spothedge",
-                                             "AWS1"))
+DEFAULT_TRACE = os.path.join(SOURCE_DIR, "data", "traces", "spothedge", "AWS1")
 
 # Replica statuses the controller (and ctl_scaler_decide) no longer counts.
 TERMINAL = {"SHUTTING_DOWN", "PREEMPTED", "FAILED", "FAILED_CLEANUP", "FAILED_INITIAL_DELAY",
@@ -615,7 +614,7 @@ def parse_args(argv):
         epilog="Exit status: 0 agree, 1 disagree beyond the tolerance, 2 usage, "
                "3 the live run failed or left something behind.")
     ap.add_argument("--trace", default=DEFAULT_TRACE,
-                    help="trace folder (default ../shared/traces/spothedge/AWS1)")
+                    help="trace folder (default data/traces/spothedge/AWS1)")
     ap.add_argument("--gpu", help="trace tag <gpu>_<count> (default as policy_replay)")
     ap.add_argument("--instance-type", help="default: from the tag, as policy_replay")
     ap.add_argument("--start-tick", type=int, help="first trace tick (default: picked)")

@@ -22,7 +22,7 @@ BUILD = os.environ.get("SKY_BUILD_DIR",
 SOURCE = os.environ.get("SKY_SOURCE_DIR",
                         os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 DRIVER = os.path.join(SOURCE, "bench", "policy", "live_replay.py")
-TRACE = os.path.abspath(os.path.join(SOURCE, "..", "shared", "traces", "spothedge", "AWS1"))
+TRACE = os.path.abspath(os.path.join(SOURCE, "data", "traces", "spothedge", "AWS1"))
 
 # A window of AWS1 (zones us-east-1f, us-east-2a, us-west-2c) with three
 # fallback episodes for 2 replicas: start-up, a preemption in us-west-2c
