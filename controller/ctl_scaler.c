@@ -439,9 +439,19 @@ static void fallback_decisions(ctl_scaler_t *s, const ctl_replica_info_t *r, siz
         push_downs(d, spot, n_spot, n_spot - (size_t)spot_needed);
 
     od_needed = base;
-    if (s->spec.dynamic_ondemand_fallback && spot_needed > ready_spot)
-        od_needed += spot_needed - ready_spot; /* READY spot only: cover the launching ones */
-    /* The overprovisioned extra is never backed by on-demand. */
+    if (s->spec.dynamic_ondemand_fallback) {
+        /* Spot the on-demand replicas stand in for. The reference covers the
+         * hedge too (only capped at the target below), so one on-demand replica
+         * runs whenever the overprovisioned one is not READY; the hedge option
+         * covers the target's share alone, as the SpotHedge paper describes. */
+        int covered = spot_needed;
+
+        if (s->spec.fallback_target_only && covered > s->st.target - base)
+            covered = s->st.target - base > 0 ? s->st.target - base : 0;
+        if (covered > ready_spot)
+            od_needed += covered - ready_spot; /* READY spot only: cover the launching ones */
+    }
+    /* Never more on-demand than the target. */
     if (od_needed > s->st.target)
         od_needed = s->st.target;
     if (od_needed > (int)n_od)

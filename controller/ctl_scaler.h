@@ -40,6 +40,13 @@ typedef struct ctl_scaler_spec {
     int num_overprovision;               /* 0 */
     int base_ondemand_fallback_replicas; /* 0 */
     bool dynamic_ondemand_fallback;
+    /*
+     * The hedge (`fallback_covers_overprovision: false`): the dynamic
+     * fallback covers only the target, not the num_overprovision spot replicas,
+     * with on-demand. false (the reference): on-demand covers the shortfall of
+     * READY spot against target + overprovision (capped at the target).
+     */
+    bool fallback_target_only;
 } ctl_scaler_spec_t;
 
 void ctl_scaler_spec_default(ctl_scaler_spec_t *spec);

@@ -382,6 +382,110 @@ static void test_overprovision_not_backed_by_ondemand(void **state)
     ctl_scaler_destroy(&s);
 }
 
+/*
+ * The hedge (fallback_target_only): dynamic fallback covers the target with
+ * on-demand, never the overprovisioned spot replica. SpotHedge's own shape:
+ * target 2, 1 overprovisioned, dynamic fallback.
+ */
+static void test_hedge_covers_only_the_target(void **state)
+{
+    ctl_scaler_spec_t sp;
+    ctl_scaler_t s;
+    fleet_t f;
+    double now = 0;
+
+    ctl_scaler_spec_default(&sp);
+    sp.min_replicas = 2;
+    sp.num_overprovision = 1;
+    sp.dynamic_ondemand_fallback = true;
+    sp.fallback_target_only = true;
+    assert_int_equal(ctl_scaler_init(&s, &sp, 1, NULL), 0);
+    fleet_init(&f, true);
+    /* start: 3 spot, and on-demand for the target while none is READY */
+    tick(&s, &f, NULL, 0, now);
+    assert_int_equal(f.spot_ups, 3);
+    assert_int_equal(f.od_ups, 2);
+    set_all(&f, false, CTL_REPLICA_READY);
+    set_all(&f, true, CTL_REPLICA_STARTING);
+    /* two spot READY, the hedge still starting: the on-demand ones go (the reference keeps 1) */
+    f.r[0].status = CTL_REPLICA_READY;
+    f.r[1].status = CTL_REPLICA_READY;
+    tick(&s, &f, NULL, 0, now += 20);
+    assert_int_equal(f.downs, 2);
+    assert_int_equal(count(&f, 0, -1), 0);
+    assert_int_equal(count(&f, 1, -1), 3);
+    set_all(&f, true, CTL_REPLICA_READY);
+    tick(&s, &f, NULL, 0, now += 20);
+    assert_int_equal(f.ups + f.downs, 0);
+    /* one spot preempted: its spot successor only; READY (2) still meets the target */
+    f.r[0].status = CTL_REPLICA_PREEMPTED;
+    tick(&s, &f, NULL, 0, now += 20);
+    assert_int_equal(f.spot_ups, 1);
+    assert_int_equal(f.od_ups, 0);
+    /* a second one preempted before the successor is READY: one on-demand for the target */
+    f.r[1].status = CTL_REPLICA_PREEMPTED;
+    tick(&s, &f, NULL, 0, now += 20);
+    assert_int_equal(f.spot_ups, 1);
+    assert_int_equal(f.od_ups, 1);
+    ctl_scaler_destroy(&s);
+}
+
+/*
+ * Every combination of target T, overprovision O, base B and READY spot R
+ * (the rest of the spot replicas still starting, no on-demand yet): the
+ * on-demand scale-ups are min(T, B + max(0, C - R)), where C, the spot that
+ * on-demand stands in for, is T + O - B for the reference and T - B with the
+ * hedge; without overprovision the two agree.
+ */
+/* On-demand scale-ups of one first tick: R of the spot replicas READY, the rest starting. */
+static int first_tick_od(int t, int o, int b, int r, bool hedge)
+{
+    ctl_scaler_spec_t sp;
+    ctl_scaler_t s;
+    fleet_t f;
+
+    ctl_scaler_spec_default(&sp);
+    sp.min_replicas = t;
+    sp.num_overprovision = o;
+    sp.base_ondemand_fallback_replicas = b;
+    sp.dynamic_ondemand_fallback = true;
+    sp.fallback_target_only = hedge;
+    assert_int_equal(ctl_scaler_init(&s, &sp, 1, NULL), 0);
+    fleet_init(&f, true);
+    for (int i = 0; i < t + o - b; i++)
+        add(&f, 1, true, i < r ? CTL_REPLICA_READY : CTL_REPLICA_STARTING);
+    tick(&s, &f, NULL, 0, 0);
+    assert_int_equal(f.spot_ups + f.downs, 0);
+    ctl_scaler_destroy(&s);
+    return f.od_ups;
+}
+
+static void test_hedge_formula_exhaustive(void **state)
+{
+    for (int t = 1; t <= 4; t++)
+        for (int o = 0; o <= 2; o++)
+            for (int b = 0; b <= t; b++)
+                for (int r = 0; r <= t + o - b; r++) {
+                    int od[2];
+
+                    for (int hedge = 0; hedge <= 1; hedge++) {
+                        int cover = hedge ? t - b : t + o - b;
+                        int want = b + (cover > r ? cover - r : 0);
+
+                        if (want > t)
+                            want = t;
+                        od[hedge] = first_tick_od(t, o, b, r, hedge);
+                        if (od[hedge] != want)
+                            fail_msg("hedge %d T %d O %d B %d R %d: %d on-demand, want %d", hedge,
+                                     t, o, b, r, od[hedge], want);
+                    }
+                    /* never more on-demand with the hedge; the same without overprovision */
+                    assert_true(od[1] <= od[0]);
+                    if (o == 0)
+                        assert_int_equal(od[1], od[0]);
+                }
+}
+
 static void test_qps_hysteresis(void **state)
 {
     ctl_scaler_spec_t sp;
@@ -924,6 +1028,8 @@ int main(void)
         cmocka_unit_test(test_base_and_dynamic),
         cmocka_unit_test(test_base_exceeds_final_target_clamped),
         cmocka_unit_test(test_overprovision_not_backed_by_ondemand),
+        cmocka_unit_test(test_hedge_covers_only_the_target),
+        cmocka_unit_test(test_hedge_formula_exhaustive),
         cmocka_unit_test(test_qps_hysteresis),
         cmocka_unit_test(test_opposite_tick_resets),
         cmocka_unit_test(test_scale_from_zero),
