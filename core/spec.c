@@ -1458,6 +1458,10 @@ static int parse_replica_policy(pctx_t *c, const yaml_node_t *n, core_service_sp
             s->fallback_mark = mark_of(v);
             if (!is_null(v))
                 rc = get_bool(c, v, p2, &p->dynamic_ondemand_fallback);
+        } else if (!strcmp(key, "fallback_covers_overprovision")) {
+            p->covers_overprovision_mark = mark_of(v);
+            if (!is_null(v))
+                rc = get_bool(c, v, p2, &p->fallback_covers_overprovision);
         } else if (!strcmp(key, "spot_placer")) {
             char *sp = NULL;
             s->spot_placer_mark = mark_of(v);
@@ -1465,10 +1469,12 @@ static int parse_replica_policy(pctx_t *c, const yaml_node_t *n, core_service_sp
             if (!rc && sp) {
                 if (!strcasecmp(sp, "dynamic_fallback"))
                     p->spot_placer = CORE_SPOT_PLACER_DYNAMIC_FALLBACK;
+                else if (!strcasecmp(sp, "spread_backoff"))
+                    p->spot_placer = CORE_SPOT_PLACER_SPREAD_BACKOFF;
                 else
                     rc = fail(c, v,
                               "Unknown spot placer: %s. Available spot placers: "
-                              "['dynamic_fallback']",
+                              "['dynamic_fallback', 'spread_backoff']",
                               sp);
             }
             free(sp);
@@ -1509,6 +1515,10 @@ static int check_service_policy(const core_service_spec_t *s, const char *file, 
                     "target_qps_per_replica is not set. To enable autoscaling, please set "
                     "target_qps_per_replica.");
     }
+    if (p->fallback_covers_overprovision >= 0 && p->dynamic_ondemand_fallback != 1)
+        return errf(err, file, p->covers_overprovision_mark,
+                    "`fallback_covers_overprovision` applies only with "
+                    "`dynamic_ondemand_fallback: true`.");
     /* fix: the reference accepts this and then fails on every autoscaler tick. */
     int max = p->max_replicas >= 0 ? p->max_replicas : p->min_replicas;
     if (p->base_ondemand_fallback_replicas > max)
@@ -1553,6 +1563,7 @@ static int parse_service(pctx_t *c, const yaml_node_t *n, core_service_spec_t *s
     s->policy.num_overprovision = -1;
     s->policy.base_ondemand_fallback_replicas = -1;
     s->policy.dynamic_ondemand_fallback = -1;
+    s->policy.fallback_covers_overprovision = -1;
     s->lb_policy = CORE_LB_LEAST_LOAD;
     s->mark = mark_of(n);
     s->policy.mark = s->mark;
@@ -2068,15 +2079,24 @@ static void spot_policy_str(sbuf_t *b, const core_service_spec_t *s)
     const core_replica_policy_t *p = &s->policy;
     size_t start = b->len;
     int placer = p->spot_placer != CORE_SPOT_PLACER_NONE;
+    const char *placer_name =
+        p->spot_placer == CORE_SPOT_PLACER_SPREAD_BACKOFF ? "spread_backoff" : "dynamic_fallback";
     if (p->dynamic_ondemand_fallback == 1) {
         if (placer) {
             sb_puts(b, "SpotHedge");
-            return;
+            /* the reference's SpotHedge is the dynamic_fallback placer: name any other */
+            if (p->spot_placer != CORE_SPOT_PLACER_DYNAMIC_FALLBACK)
+                sb_printf(b, " with %s placer", placer_name);
+        } else {
+            sb_puts(b, "Dynamic on-demand fallback");
+            /* The reference omits the space before "base" here; we do not. */
+            if (p->base_ondemand_fallback_replicas >= 0)
+                sb_printf(b, " with %d base on-demand replicas",
+                          p->base_ondemand_fallback_replicas);
         }
-        sb_puts(b, "Dynamic on-demand fallback");
-        /* The reference omits the space before "base" here; we do not. */
-        if (p->base_ondemand_fallback_replicas >= 0)
-            sb_printf(b, " with %d base on-demand replicas", p->base_ondemand_fallback_replicas);
+        if (p->fallback_covers_overprovision == 0)
+            sb_puts(b, " (on-demand fallback for the target only)");
+        return;
     } else if (p->base_ondemand_fallback_replicas >= 0) {
         sb_printf(b, "Static spot mixture with %d base on-demand replica%s",
                   p->base_ondemand_fallback_replicas,
@@ -2085,7 +2105,7 @@ static void spot_policy_str(sbuf_t *b, const core_service_spec_t *s)
     if (placer) {
         if (b->len == start)
             sb_puts(b, "Spot placement");
-        sb_puts(b, " with dynamic_fallback placer");
+        sb_printf(b, " with %s placer", placer_name);
     }
     if (b->len == start)
         sb_puts(b, "No spot policy");

@@ -123,7 +123,8 @@ typedef enum core_lb_policy {
 
 typedef enum core_spot_placer {
     CORE_SPOT_PLACER_NONE = 0,
-    CORE_SPOT_PLACER_DYNAMIC_FALLBACK,
+    CORE_SPOT_PLACER_DYNAMIC_FALLBACK, /* the reference's (SpotHedge) */
+    CORE_SPOT_PLACER_SPREAD_BACKOFF,   /* ours: controller/ctl_placer.h */
 } core_spot_placer_t;
 
 typedef struct core_replica_policy {
@@ -136,12 +137,16 @@ typedef struct core_replica_policy {
     int num_overprovision;               /* -1 unset (None) */
     int base_ondemand_fallback_replicas; /* -1 unset (None, behaves as 0) */
     int dynamic_ondemand_fallback;       /* -1 unset (None, behaves as false), 0, 1 */
+    /* Ours: 0 = the dynamic fallback covers only target_num_replicas, not the
+     * num_overprovision hedge; -1 unset (behaves as 1, the reference). */
+    int fallback_covers_overprovision;
     core_spot_placer_t spot_placer;
 
     core_mark_t mark; /* of replica_policy (or of `replicas:`) */
     core_mark_t max_replicas_mark;
     core_mark_t target_qps_mark;
     core_mark_t base_ondemand_mark;
+    core_mark_t covers_overprovision_mark;
 } core_replica_policy_t;
 
 typedef struct core_service_spec {

@@ -147,7 +147,23 @@ static const bad_case_t bad_cases[] = {
      "got 'maybe'"},
     {"unknown spot placer",
      "service:\n  replica_policy:\n    min_replicas: 1\n    spot_placer: greedy\n",
-     "t.yaml:4:18: Unknown spot placer: greedy. Available spot placers: ['dynamic_fallback']"},
+     "t.yaml:4:18: Unknown spot placer: greedy. Available spot placers: ['dynamic_fallback', "
+     "'spread_backoff']"},
+    {"fallback_covers_overprovision not bool",
+     "service:\n  replica_policy:\n    min_replicas: 1\n    dynamic_ondemand_fallback: true\n"
+     "    fallback_covers_overprovision: sometimes\n",
+     "t.yaml:5:36: service.replica_policy.fallback_covers_overprovision: expected true or false, "
+     "got 'sometimes'"},
+    {"fallback_covers_overprovision without dynamic fallback",
+     "service:\n  replica_policy:\n    min_replicas: 1\n    num_overprovision: 1\n"
+     "    fallback_covers_overprovision: false\n",
+     "t.yaml:5:36: `fallback_covers_overprovision` applies only with "
+     "`dynamic_ondemand_fallback: true`."},
+    {"fallback_covers_overprovision with dynamic fallback false",
+     "service:\n  replica_policy:\n    min_replicas: 1\n    fallback_covers_overprovision: true\n"
+     "    dynamic_ondemand_fallback: false\n",
+     "t.yaml:4:36: `fallback_covers_overprovision` applies only with "
+     "`dynamic_ondemand_fallback: true`."},
     {"unknown lb policy", "service:\n  load_balancing_policy: random\n",
      "t.yaml:2:26: Unknown load balancing policy: random. Available policies: ['round_robin', "
      "'least_load', 'power_of_two']"},
@@ -539,6 +555,7 @@ static void test_service_defaults(void **state)
     assert_int_equal(s->policy.num_overprovision, -1);
     assert_int_equal(s->policy.base_ondemand_fallback_replicas, -1);
     assert_int_equal(s->policy.dynamic_ondemand_fallback, -1);
+    assert_int_equal(s->policy.fallback_covers_overprovision, -1);
     assert_int_equal(s->policy.spot_placer, CORE_SPOT_PLACER_NONE);
     assert_false(s->has_replicas_shorthand);
     assert_int_equal(s->lb_policy, CORE_LB_LEAST_LOAD);
@@ -704,6 +721,22 @@ static void test_replicas_and_policies(void **state)
          "least_load"},
         {"  replica_policy:\n    min_replicas: 1\n    spot_placer: dynamic_fallback\n",
          "Fixed 1 replica", "Spot placement with dynamic_fallback placer", "least_load"},
+        {"  replica_policy:\n    min_replicas: 1\n    spot_placer: Spread_Backoff\n",
+         "Fixed 1 replica", "Spot placement with spread_backoff placer", "least_load"},
+        {"  replica_policy:\n    min_replicas: 2\n    num_overprovision: 1\n"
+         "    dynamic_ondemand_fallback: true\n    spot_placer: spread_backoff\n"
+         "    fallback_covers_overprovision: false\n",
+         "Fixed 2 replicas",
+         "SpotHedge with spread_backoff placer (on-demand fallback for the target only)",
+         "least_load"},
+        {"  replica_policy:\n    min_replicas: 2\n    num_overprovision: 1\n"
+         "    dynamic_ondemand_fallback: true\n    spot_placer: dynamic_fallback\n"
+         "    fallback_covers_overprovision: true\n",
+         "Fixed 2 replicas", "SpotHedge", "least_load"},
+        {"  replica_policy:\n    min_replicas: 1\n    dynamic_ondemand_fallback: true\n"
+         "    fallback_covers_overprovision: false\n",
+         "Fixed 1 replica", "Dynamic on-demand fallback (on-demand fallback for the target only)",
+         "least_load"},
         {"  replica_policy:\n    min_replicas: 1\n    base_ondemand_fallback_replicas: 0\n",
          "Fixed 1 replica", "Static spot mixture with 0 base on-demand replicas", "least_load"},
         {"  replica_policy:\n    min_replicas: 1\n    dynamic_ondemand_fallback: false\n",
