@@ -322,6 +322,7 @@ static void scaler_spec_from(const ctl_serve_cfg_t *cfg, const core_service_spec
     sp->base_ondemand_fallback_replicas =
         p->base_ondemand_fallback_replicas > 0 ? p->base_ondemand_fallback_replicas : 0;
     sp->dynamic_ondemand_fallback = p->dynamic_ondemand_fallback == 1;
+    sp->fallback_target_only = p->fallback_covers_overprovision == 0;
 }
 
 /* The spot placer's locations: every zone with a spot candidate, at its cheapest price. */
@@ -339,6 +340,11 @@ static void placer_build(ctl_serve_t *s, ctl_service_t *svc, const core_task_t *
         ctl_placer_init_from_candidates(&svc->placer, c, n);
     else
         CORE_WARN("%s: spot placer: no spot location: %s", svc->row.name, err ? err : "?");
+    ctl_placer_set_kind(&svc->placer,
+                        t->service->policy.spot_placer == CORE_SPOT_PLACER_SPREAD_BACKOFF
+                            ? CTL_PLACER_SPREAD_BACKOFF
+                            : CTL_PLACER_DYNAMIC_FALLBACK,
+                        s->cfg.decision_interval);
     free(err);
     free(c);
 }
@@ -835,7 +841,7 @@ static void launch_failed(ctl_replica_t *r, bool no_capacity)
     if (no_capacity && r->row.is_spot && svc->has_placer && r->row.has_location) {
         /* SpotHedge: the zone is out of spot; the record goes away after
          * down so the autoscaler relaunches, probably elsewhere. */
-        ctl_placer_set_preemptive(&svc->placer, &r->row.loc);
+        ctl_placer_set_preemptive_at(&svc->placer, &r->row.loc, now_s());
         r->row.f.failed_spot_availability = true;
         persist_scaler(svc);
     }
@@ -971,7 +977,7 @@ static void after_launch(job_t *j)
         r->next_job_poll = now_s() + s->cfg.job_status_interval;
         r->backoff_init = 0;
         if (svc->has_placer && r->row.is_spot && r->row.has_location)
-            ctl_placer_set_active(&svc->placer, &r->row.loc);
+            ctl_placer_set_active_at(&svc->placer, &r->row.loc, r->row.launched_at);
         persist_replica(r);
         persist_scaler(svc);
         CORE_INFO("%s replica %d: STARTING on %s (%s)%s", svc->row.name, r->row.id,
@@ -1098,7 +1104,7 @@ static void handle_gone(ctl_replica_t *r, const char *why)
     r->row.f.service_ready_now = false;
     r->row.f.is_scale_down = true;
     if (svc->has_placer && r->row.is_spot && r->row.has_location) {
-        ctl_placer_set_preemptive(&svc->placer, &r->row.loc);
+        ctl_placer_set_preemptive_at(&svc->placer, &r->row.loc, now_s());
         persist_scaler(svc);
     }
     start_down(r, 0);
@@ -1353,14 +1359,47 @@ static void update_status(ctl_service_t *svc)
 /* ------------------------------------------------------------------ */
 /* autoscaling */
 
+/* The placer's location for a new spot replica; -EAGAIN: every zone is backing off. */
+static int place_spot(ctl_service_t *svc, ctl_location_t *out)
+{
+    ctl_location_t *in_use = core_xcalloc(1, sizeof(*in_use));
+    size_t n = 0, cap = 1;
+    double retry_at = 0;
+    int rc;
+
+    for (ctl_replica_t *o = svc->replicas; o; o = o->next) {
+        if (!o->row.is_spot || !o->row.has_location)
+            continue;
+        if (n == cap) {
+            cap *= 2;
+            in_use = core_xrealloc(in_use, cap * sizeof(*in_use));
+        }
+        in_use[n++] = o->row.loc;
+    }
+    rc = ctl_placer_select_at(&svc->placer, in_use, n, now_s(), out, &retry_at);
+    if (rc == -EAGAIN)
+        CORE_DEBUG("%s: spot placer: every zone is backing off for %.0f s more", svc->row.name,
+                   retry_at - now_s());
+    free(in_use);
+    return rc;
+}
+
 static void scale_up(ctl_service_t *svc, int use_spot)
 {
     ctl_serve_t *s = svc->s;
     ctl_version_t *v = ctl_service_latest(svc);
     ctl_replica_t *r, **pp;
-    int id;
+    ctl_location_t loc;
+    int id, is_spot, placed = CORE_ENOTFOUND;
 
-    if (!v || ctl_store_alloc_replica_id(s->store, svc->row.name, &id) < 0)
+    if (!v)
+        return;
+    is_spot = use_spot >= 0 ? use_spot : core_task_uses_spot(v->task);
+    /* No launch (hence no failed one) while every zone is backing off: the
+     * autoscaler asks again at its next decision, and on-demand covers. */
+    if (is_spot && svc->has_placer && (placed = place_spot(svc, &loc)) == -EAGAIN)
+        return;
+    if (ctl_store_alloc_replica_id(s->store, svc->row.name, &id) < 0)
         return;
     r = core_xcalloc(1, sizeof(*r));
     r->svc = svc;
@@ -1368,23 +1407,10 @@ static void scale_up(ctl_service_t *svc, int use_spot)
     r->row.launched_at = now_s();
     r->row.use_spot = use_spot;
     r->row.replica_port = v->port;
-    r->row.is_spot = use_spot >= 0 ? use_spot : core_task_uses_spot(v->task);
-    if (r->row.is_spot && svc->has_placer) {
-        ctl_location_t *in_use = core_xcalloc(1, sizeof(*in_use));
-        size_t n = 0, cap = 1;
-
-        for (ctl_replica_t *o = svc->replicas; o; o = o->next) {
-            if (!o->row.is_spot || !o->row.has_location)
-                continue;
-            if (n == cap) {
-                cap *= 2;
-                in_use = core_xrealloc(in_use, cap * sizeof(*in_use));
-            }
-            in_use[n++] = o->row.loc;
-        }
-        if (ctl_placer_select(&svc->placer, in_use, n, &r->row.loc) == 0)
-            r->row.has_location = 1;
-        free(in_use);
+    r->row.is_spot = is_spot;
+    if (placed == 0) {
+        r->row.loc = loc;
+        r->row.has_location = 1;
     }
     {
         /* What this replica asks for (spot or not, where), until it runs. */
@@ -1908,7 +1934,7 @@ static int service_init_runtime(ctl_serve_t *s, ctl_service_t *svc, const char *
      * (serve_spot_policy.rst) promises; the reference would let its
      * optimizer pick the same cheapest zone again.
      */
-    if (v->task->service->policy.spot_placer == CORE_SPOT_PLACER_DYNAMIC_FALLBACK ||
+    if (v->task->service->policy.spot_placer != CORE_SPOT_PLACER_NONE ||
         (v->task->service->use_ondemand_fallback && core_task_uses_spot(v->task)))
         placer_build(s, svc, svc->versions[0].task ? svc->versions[0].task : v->task);
     if (scaler_json) {

@@ -437,6 +437,93 @@ def test_spot_fallback_and_placer_follow_the_seed(serve):
     assert info["target_num_replicas"] == 2, info
 
 
+BACKOFF_YAML = """\
+service:
+  readiness_probe:
+    path: /health
+    initial_delay_seconds: 60
+  replica_policy:
+    min_replicas: 2
+    num_overprovision: 1
+    dynamic_ondemand_fallback: true
+    fallback_covers_overprovision: false
+    spot_placer: spread_backoff
+resources:
+  ports: 8081
+  cpus: 2+
+  use_spot: true
+  any_of:
+    - zone: us-east-1a
+    - zone: us-east-1b
+    - zone: us-east-1f
+workdir: examples/serve/http_server
+run: python3 server.py
+"""
+
+
+def placer_state(s, name):
+    """The controller's persisted spot placer state: {zone: (status, failures)}."""
+    import sqlite3
+    db = sqlite3.connect("file:%s?mode=ro" % os.path.join(s.home, "serve", "services.db"),
+                         uri=True, timeout=10)
+    try:
+        row = db.execute("SELECT placer_state FROM service_meta WHERE service_name=?",
+                         (name,)).fetchone()
+    finally:
+        db.close()
+    return {l["zone"]: (l["status"], l["failures"]) for l in json.loads(row[0])} if row else {}
+
+
+def test_spread_backoff_stacks_backs_off_and_hedges(serve):
+    """spot_placer: spread_backoff with only us-east-1b holding spot: the empty zones
+    fail once each and back off (no launch per decision, as dynamic_fallback's cycle
+    does), the three spot replicas stack in us-east-1b, and with
+    fallback_covers_overprovision: false no on-demand replica runs once two spot
+    replicas are READY, nor when one of three is preempted."""
+    s = serve
+    up(s, "hedge", BACKOFF_YAML)
+    wait_for(lambda: os.path.exists(os.path.join(s.home, "localcloud", "port")), 20,
+             what="the local cloud")
+    for zone, cap in (("us-east-1a", 0), ("us-east-1f", 0), ("us-east-1b", 3)):
+        st, out = s.lc("POST", "/v1/capacity", {"zone": zone, "capacity": cap})
+        assert st == 200, out
+
+    def stacked():
+        reps = list(s.replicas("hedge").values())
+        spot = [r for r in reps if r["is_spot"] and r["status"] == "READY"]
+        od = [r for r in reps if not r["is_spot"]]
+        return spot if len(spot) == 3 and not od else None
+    spots = wait_for(stacked, 90, what="3 spot replicas READY and no on-demand")
+    assert {r["zone"] for r in spots} == {"us-east-1b"}, spots
+    # Each empty zone failed (or lost a replica) a few times at most in those seconds: the
+    # first backoff is 15 decisions (15 s here). dynamic_fallback would try one per second.
+    st = placer_state(s, "hedge")
+    assert st["us-east-1b"] == ("ACTIVE", 0), st
+    for z in ("us-east-1a", "us-east-1f"):
+        assert st[z][0] == "PREEMPTED" and 1 <= st[z][1] <= 3, st
+    # Nothing is missing: no launch, so no failure, while the fleet is whole.
+    time.sleep(3)
+    assert placer_state(s, "hedge") == st
+
+    # One spot replica is preempted: two READY still meet the target, so no on-demand
+    # (the reference's fallback covers the overprovisioned one too); us-east-1b backs
+    # off and gets the successor after its backoff, the empty zones being full.
+    victim = spots[0]
+    st_, _ = s.lc("POST", "/v1/instances/%s/preempt" % victim["instance_id"])
+    assert st_ == 200
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        reps = list(s.replicas("hedge").values())
+        assert not [r for r in reps if not r["is_spot"]], reps
+        if stacked() and victim["replica_id"] not in s.replicas("hedge"):
+            break
+        time.sleep(0.2)
+    again = stacked()
+    assert again and {r["zone"] for r in again} == {"us-east-1b"}, again
+    assert placer_state(s, "hedge")["us-east-1b"] == ("ACTIVE", 0)
+    ok, owners = owners_unique(s)
+    assert ok, owners
+
 def test_env_overrides_fill_the_yaml_and_survive_a_restart(serve):
     """`sky serve up --env`: the API's "envs" fill an env the YAML leaves
     empty (here the port the app listens on), and are stored with the
