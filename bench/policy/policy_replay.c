@@ -78,6 +78,8 @@ typedef struct opts {
     double service_start;        /* first autoscaler decision (the service's `up`) */
     const char *timeline;        /* JSON lines per step, "-" = stdout */
     bool fallback_placer;        /* the controller's placer for every fallback policy (default) */
+    ctl_placer_kind_t placer;    /* --placer: the placer of the policies that have one */
+    bool hedge;                  /* --hedge on: fallback_covers_overprovision: false */
     FILE *tl;
 } opts_t;
 
@@ -691,7 +693,7 @@ static void launch_failed_no_capacity(sim_t *s, rep_t *r, double t)
 {
     r->f.launch = CTL_PROC_FAILED;
     if (r->has_loc) {
-        ctl_placer_set_preemptive(&s->pl, &r->loc);
+        ctl_placer_set_preemptive_at(&s->pl, &r->loc, t);
         r->f.failed_spot_availability = true;
     }
     start_down(r, t, 0);
@@ -764,7 +766,7 @@ static void preempt(sim_t *s, rep_t *r, double t)
     r->f.service_ready_now = false;
     r->f.is_scale_down = true;
     if (s->p->placer && r->has_loc)
-        ctl_placer_set_preemptive(&s->pl, &r->loc);
+        ctl_placer_set_preemptive_at(&s->pl, &r->loc, t);
     start_down(r, t, 0);
 }
 
@@ -801,28 +803,40 @@ static void apply_capacity(sim_t *s, size_t tick, double t)
     }
 }
 
-static void scale_up(sim_t *s, int use_spot)
+/* false when the placer has every zone backing off: no replica this decision. */
+static bool scale_up(sim_t *s, int use_spot, double t)
 {
-    rep_t *r = rep_new(s);
+    bool spot = use_spot >= 0 ? use_spot == 1 : s->p->spot;
+    ctl_location_t loc;
+    bool has_loc = false;
+    rep_t *r;
 
-    r->is_spot = use_spot >= 0 ? use_spot == 1 : s->p->spot;
-    r->f.launch = CTL_PROC_RUNNING; /* queue_launch */
-    r->attempt_now = true;
-    if (r->is_spot && s->p->placer) {
-        ctl_location_t *in_use = core_xcalloc(s->nr, sizeof(*in_use));
+    if (spot && s->p->placer) {
+        ctl_location_t *in_use = core_xcalloc(s->nr ? s->nr : 1, sizeof(*in_use));
         size_t n = 0;
+        int rc;
 
         for (size_t i = 0; i < s->nr; i++)
             if (s->r[i].is_spot && s->r[i].has_loc)
                 in_use[n++] = s->r[i].loc;
-        if (ctl_placer_select(&s->pl, in_use, n, &r->loc) == 0) {
-            r->has_loc = true;
-            for (size_t z = 0; z < s->w->nz; z++)
-                if (strcmp(s->w->z[z].name, r->loc.zone) == 0)
-                    r->loc_zone = (int)z;
-        }
+        rc = ctl_placer_select_at(&s->pl, in_use, n, t, &loc, NULL);
         free(in_use);
+        if (rc == -EAGAIN)
+            return false;
+        has_loc = rc == 0;
     }
+    r = rep_new(s);
+    r->is_spot = spot;
+    r->f.launch = CTL_PROC_RUNNING; /* queue_launch */
+    r->attempt_now = true;
+    if (has_loc) {
+        r->has_loc = true;
+        r->loc = loc;
+        for (size_t z = 0; z < s->w->nz; z++)
+            if (strcmp(s->w->z[z].name, r->loc.zone) == 0)
+                r->loc_zone = (int)z;
+    }
+    return true;
 }
 
 static void decide(sim_t *s, double t)
@@ -853,9 +867,10 @@ static void decide(sim_t *s, double t)
             if (d[i].kind == CTL_SCALE_UP) {
                 bool spot = d[i].use_spot >= 0 ? d[i].use_spot == 1 : s->p->spot;
 
-                n_spot += spot;
-                n_od += !spot;
-                scale_up(s, d[i].use_spot);
+                if (scale_up(s, d[i].use_spot, t)) {
+                    n_spot += spot;
+                    n_od += !spot;
+                }
             } else {
                 rep_t *r = rep_find(s, d[i].replica_id);
 
@@ -914,7 +929,7 @@ static void housekeeping(sim_t *s, double t)
             r->f.launch = CTL_PROC_SUCCEEDED;
             r->bo_init = false;
             if (s->p->placer && r->is_spot && r->has_loc)
-                ctl_placer_set_active(&s->pl, &r->loc);
+                ctl_placer_set_active_at(&s->pl, &r->loc, r->launch_done - s->o->provision_s);
         }
     }
 }
@@ -1083,9 +1098,11 @@ static int run_policy(const opts_t *o, const world_t *w, const load_t *load, con
     spec.base_ondemand_fallback_replicas = p->base;
     spec.dynamic_ondemand_fallback = p->dyn;
     spec.num_overprovision = p->overprovision;
+    spec.fallback_target_only = o->hedge && p->dyn;
     if ((rc = ctl_scaler_init(&s.sc, &spec, CTL_INITIAL_VERSION, err)) < 0)
         return rc;
     ctl_placer_init(&s.pl);
+    ctl_placer_set_kind(&s.pl, o->placer, spec.decision_interval_s);
     if (p->placer) {
         for (size_t i = 0; i < w->nz; i++) {
             const zone_t *z = &w->z[w->spot_order[i]];
@@ -1158,6 +1175,9 @@ static void print_json(const opts_t *o, const world_t *w, const policy_t *p, con
     cJSON_AddNumberToObject(j, "start_tick", (double)o->start_tick);
     cJSON_AddBoolToObject(j, "fallback_placer", o->fallback_placer);
     cJSON_AddBoolToObject(j, "placer", gets_placer(o, p));
+    cJSON_AddStringToObject(j, "spot_placer", gets_placer(o, p) ? ctl_placer_kind_name(o->placer)
+                                                                : "none");
+    cJSON_AddBoolToObject(j, "hedge", o->hedge && p->dyn);
     cJSON_AddNumberToObject(j, "target_replicas", o->target);
     cJSON_AddNumberToObject(j, "cost_ratio", ratio(st->cost, st->baseline));
     cJSON_AddNumberToObject(j, "availability", ratio(st->avail_s, st->measured_s));
@@ -1208,9 +1228,10 @@ static void print_header(const opts_t *o, const world_t *w, const load_t *load)
            o->decision_interval > 0 ? o->decision_interval : CTL_SCALER_DEFAULT_DECISION_INTERVAL_S,
            o->service_start, o->launch_retry_initial, (unsigned long long)o->seed,
            o->spot_discount >= 0 ? ", flat spot discount" : "");
-    printf("spot placer (dynamic_fallback): %s\n\n",
+    printf("spot placer (%s): %s%s\n\n", ctl_placer_kind_name(o->placer),
            o->fallback_placer ? "spothedge, base_fallback, dynamic_fallback (as the controller)"
-                              : "spothedge only (--no-fallback-placer: the reference's rule)");
+                              : "spothedge only (--no-fallback-placer: the reference's rule)",
+           o->hedge ? "; hedge: dynamic fallback covers the target only" : "");
     printf("%-17s %10s %12s %11s %9s %7s %8s %11s %9s %9s %7s\n", "policy", "cost_ratio",
            "availability", "preemptions", "launches", "failed", "outages", "max_out_s", "spot_h",
            "od_h", "wall_s");
@@ -1236,7 +1257,8 @@ static void usage(FILE *f)
            "         [--catalog FILE] [--drain S] [--step S] [--extend] [--preempt newest|random]\n"
            "         [--verbose] [--gap S] [--start-tick N] [--ticks N] [--decision-interval S]\n"
            "         [--launch-retry-initial S] [--service-start S] [--timeline FILE|-]\n"
-           "         [--no-fallback-placer]\n"
+           "         [--no-fallback-placer] [--placer dynamic_fallback|spread_backoff]\n"
+           "         [--hedge on|off]\n"
            "policies: ondemand spot base_fallback dynamic_fallback spothedge (default all)\n");
 }
 
@@ -1283,6 +1305,8 @@ int main(int argc, char **argv)
         O_TIMELINE,
         O_FALLBACK_PLACER,
         O_NO_FALLBACK_PLACER,
+        O_PLACER,
+        O_HEDGE,
         O_HELP,
     };
     static const struct option longopts[] = {
@@ -1316,6 +1340,8 @@ int main(int argc, char **argv)
         {"timeline", required_argument, NULL, O_TIMELINE},
         {"fallback-placer", no_argument, NULL, O_FALLBACK_PLACER},
         {"no-fallback-placer", no_argument, NULL, O_NO_FALLBACK_PLACER},
+        {"placer", required_argument, NULL, O_PLACER},
+        {"hedge", required_argument, NULL, O_HEDGE},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -1441,6 +1467,20 @@ int main(int argc, char **argv)
             break;
         case O_NO_FALLBACK_PLACER:
             o.fallback_placer = false;
+            break;
+        case O_PLACER:
+            if (strcmp(optarg, "dynamic_fallback") == 0)
+                o.placer = CTL_PLACER_DYNAMIC_FALLBACK;
+            else if (strcmp(optarg, "spread_backoff") == 0)
+                o.placer = CTL_PLACER_SPREAD_BACKOFF;
+            else
+                bad = -1;
+            break;
+        case O_HEDGE:
+            if (strcmp(optarg, "on") == 0 || strcmp(optarg, "off") == 0)
+                o.hedge = strcmp(optarg, "on") == 0;
+            else
+                bad = -1;
             break;
         case O_HELP:
             usage(stdout);
