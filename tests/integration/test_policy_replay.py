@@ -223,6 +223,90 @@ def test_fallback_placer_never_tries_the_dearer_zone_for_one_replica(env, tmp_pa
     assert rows["spothedge"]["placer"] is True
 
 
+# spread_backoff (--placer spread_backoff): a zone that failed backs off for
+# min(15 decisions (300 s) * 2^(k-1), 1 h) after its k-th failure; among the
+# zones not backing off, the fewest replicas, then the fewest failures, then
+# the cheapest; nothing is launched while every zone backs off.
+SB = ["--placer", "spread_backoff"]
+
+
+def test_spread_backoff_stacks_where_there_is_room(env, tmp_path):
+    # The drop world of test_zone_drop_with_dynamic_fallback: where the
+    # dynamic_fallback placer fails a launch at every decision for the rest of
+    # the day, spread_backoff stacks the successor in us-east-1b at once.
+    rows, _ = run(env, drop_world(tmp_path), "--policy", "dynamic_fallback", *SB)
+    r = rows["dynamic_fallback"]
+    assert r["placer"] is True and r["spot_placer"] == "spread_backoff"
+    t_drop = DROP * GAP
+    # t=0: spread over us-east-1a and us-east-1b (+ 2 on-demand); at t_drop
+    # us-east-1a's replica is preempted, the zone backs off, and the successor goes
+    # to us-east-1b, next to the other one (+ 1 on-demand until it is READY).
+    assert r["preemptions"] == 1
+    assert r["failed_launches"] == 0
+    assert r["launches"] == 4 + 2
+    assert r["availability"] == pytest.approx(1 - 180 / (DAY - WARMUP), abs=1e-12)
+    cost = (SPOT_A * t_drop + SPOT_B * DAY + SPOT_B * (DAY - t_drop)
+            + 2 * OD * (180 + 120) + OD * (180 + 120))
+    assert r["cost_ratio"] == pytest.approx(cost / (2 * OD * DAY), abs=1e-9)
+    assert r["spot_missing_with_room_hours"] == 0
+    assert r["ondemand_hours_with_spot_room"] == pytest.approx(3 * 300 / 3600)
+
+
+def test_spread_backoff_reaches_the_dearer_zone_once(env, tmp_path):
+    # test_fallback_placer_never_tries_the_dearer_zone_for_one_replica's world: the
+    # cheaper zone never has spot. Each policy fails there once, then us-east-1a
+    # backs off and the replicas go to us-east-1b; the day needs no other launch.
+    t = world(tmp_path, {"us-east-1a": [0] * TICKS, "us-east-1b": [4] * TICKS})
+    rows, _ = run(env, t, *SB)
+    base, dyn, hedge = rows["base_fallback"], rows["dynamic_fallback"], rows["spothedge"]
+    # base_fallback: t=0 the spot replica fails in us-east-1a; t=20 it goes to
+    # us-east-1b, READY at 200; the on-demand one is READY at 180.
+    assert base["failed_launches"] == 1 and base["launches"] == 3
+    assert base["outages"] == 1 and base["longest_outage_s"] == 20
+    assert base["cost_ratio"] == pytest.approx((OD * DAY + SPOT_B * (DAY - 20)) / (2 * OD * DAY),
+                                               abs=1e-9)
+    # dynamic_fallback: t=0 us-east-1a (fails) and us-east-1b; t=20 the second stacks
+    # in us-east-1b. The 2 on-demand replicas go at 180 and 200.
+    assert dyn["failed_launches"] == 1 and dyn["launches"] == 5
+    assert dyn["availability"] == 1.0
+    cost = SPOT_B * DAY + SPOT_B * (DAY - 20) + OD * (180 + 120) + OD * (200 + 120)
+    assert dyn["cost_ratio"] == pytest.approx(cost / (2 * OD * DAY), abs=1e-9)
+    # spothedge (3 spot): at t=0 the first and third replicas are both placed in
+    # us-east-1a (fewest replicas, then the cheapest) and fail; at t=20 both stack
+    # in us-east-1b
+    assert hedge["failed_launches"] == 2 and hedge["availability"] == 1.0
+    assert rows["spot"]["placer"] is False
+
+
+def test_spread_backoff_probes_a_full_world_on_its_backoff(env, tmp_path):
+    # spothedge wants 3 spot; us-east-1a has room for 2, us-east-1b for none, all
+    # day. The third replica fails in us-east-1b at t=0 and in us-east-1a (stacking)
+    # at t=20; from then on each zone is tried only when its backoff ends: at
+    # 300, 900, 2100, 4500 s after its first failure, then once an hour.
+    t = world(tmp_path, {"us-east-1a": [2] * TICKS, "us-east-1b": [0] * TICKS})
+    per_zone = 1 + 4 + len(range(8100, DAY, 3600))  # the first, 4 doublings, hourly
+    runs = {}
+    for placer in ("spread_backoff", "dynamic_fallback"):
+        for hedge in ("on", "off"):
+            rows, _ = run(env, t, "--policy", "spothedge", "--placer", placer, "--hedge", hedge)
+            runs[placer, hedge] = r = rows["spothedge"]
+            assert r["hedge"] is (hedge == "on") and r["spot_placer"] == placer
+            assert r["availability"] == 1.0 and r["spot_hours"] == pytest.approx(48)
+    for hedge in ("on", "off"):
+        assert runs["spread_backoff", hedge]["failed_launches"] == 2 * per_zone
+        # the reference's placer: one failure per decision all day
+        assert runs["dynamic_fallback", hedge]["failed_launches"] == DAY // 20
+    # The hedge: dynamic fallback covers the target (2 READY spot), not the third
+    # spot replica that never runs. Without it one on-demand replica runs all day.
+    for placer in ("spread_backoff", "dynamic_fallback"):
+        on, off = runs[placer, "on"], runs[placer, "off"]
+        assert on["ondemand_hours"] == pytest.approx(2 * 300 / 3600)
+        assert off["ondemand_hours"] == pytest.approx((300 + DAY) / 3600)
+        assert on["cost_ratio"] == pytest.approx((2 * SPOT_A * DAY + 2 * OD * 300)
+                                                 / (2 * OD * DAY), abs=1e-9)
+        assert off["cost_ratio"] - on["cost_ratio"] == pytest.approx(
+            (DAY - 300) / (2 * DAY), abs=1e-9)
+
 def test_no_capacity_anywhere_is_an_outage_for_spot_only(env, tmp_path):
     # Zone empty for 20 ticks (6000 s), then back: spot-only has no replica at all
     # meanwhile and retries with the controller's jittered backoff (60 s .. 300 s +-40%).
@@ -324,7 +408,7 @@ def test_weeks_of_trace_replay_in_seconds(env, tmp_path):
 def test_bad_arguments(env, tmp_path):
     t = world(tmp_path, {"us-east-1a": [4] * 10})
     for args in (["--policy", "nope"], ["--target-replicas", "0"], ["--qps", "1", "--load", "x"],
-                 ["--preempt", "oldest"]):
+                 ["--preempt", "oldest"], ["--placer", "greedy"], ["--hedge", "yes"]):
         p = subprocess.run([BIN, "--trace", t, *args], env=env, capture_output=True, text=True,
                            timeout=30)
         assert p.returncode == 2, args
