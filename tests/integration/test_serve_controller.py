@@ -10,6 +10,7 @@ service-only update relabels replicas; down removes everything. Teardown checks
 that no namespace, agent, LB or daemon of the test is left.
 """
 import functools
+import json
 import os
 import shutil
 import signal
