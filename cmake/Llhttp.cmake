@@ -6,5 +6,8 @@ if(NOT EXISTS ${LLHTTP_SRC_DIR}/llhttp.c OR NOT EXISTS ${LLHTTP_INCLUDE_DIR}/llh
 endif()
 add_library(llhttp STATIC ${LLHTTP_SRC_DIR}/api.c ${LLHTTP_SRC_DIR}/http.c ${LLHTTP_SRC_DIR}/llhttp.c)
 target_include_directories(llhttp SYSTEM PUBLIC ${LLHTTP_INCLUDE_DIR})
+# Strict mode: CRLF after chunk data and the like (RFC 9112 7.1), so the
+# LB never forwards a framing that a stricter peer reads differently.
+target_compile_definitions(llhttp PRIVATE LLHTTP_STRICT_MODE=1)
 target_compile_options(llhttp PRIVATE -Wno-unused-parameter -O2)
 set_target_properties(llhttp PROPERTIES POSITION_INDEPENDENT_CODE ON)

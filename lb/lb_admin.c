@@ -95,7 +95,10 @@ int lb_admin_start(lb_ctx_t *ctx, const char *host, int port, lb_admin_t **out)
         free(a);
         return rc;
     }
-    core_http_server_opts_t opts = {.max_body = 65536, .max_head = 16384};
+    /* The same bearer token as the other control APIs (401 with a JSON body
+     * otherwise); lb_config_parse refuses --admin without one. */
+    core_http_server_opts_t opts = {
+        .max_body = 65536, .max_head = 16384, .token = ctx->cfg->admin_token};
     rc = core_http_server_start(&a->loop, host, port, &opts, on_request, a, &a->srv);
     if (rc < 0) {
         uv_run(&a->loop, UV_RUN_DEFAULT);

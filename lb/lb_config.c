@@ -16,9 +16,12 @@ static const char usage[] =
     "usage: sky-lb --listen HOST:PORT [--workers N] [--policy round_robin|least_load|"
     "power_of_two]\n"
     "              [--replica URL]... [--controller URL --service NAME]\n"
-    "              [--controller-token-file F] [--sync-interval S] [--admin HOST:PORT]\n"
+    "              [--controller-token-file F] [--sync-interval S]\n"
+    "              [--admin HOST:PORT [--admin-token-file F]]\n"
     "              [--tls-cert F --tls-key F] [--log-level debug|info|warn|error]\n"
-    "              [--max-head-bytes N] [--head-timeout S] [--upstream-timeout S]\n"
+    "              [--max-head-bytes N] [--max-uri-bytes N] [--max-headers N]\n"
+    "              [--max-body-bytes N] [--head-timeout S] [--client-body-timeout S]\n"
+    "              [--upstream-timeout S] [--upstream-read-timeout S] [--client-send-timeout S]\n"
     "              [--connect-timeout S] [--keepalive-timeout S] [--pool-idle-timeout S]\n"
     "              [--drain-timeout S] [--high-watermark BYTES] [--low-watermark BYTES]\n"
     "              [--max-conns N] [--retry-buffer BYTES] [--max-attempts N]\n"
@@ -34,8 +37,14 @@ void lb_config_defaults(lb_config_t *c)
     c->admin_port = -1;
     c->log_level = CORE_LOG_INFO;
     c->max_head = 16384;
+    c->max_uri = 8192;     /* nginx: large_client_header_buffers 8k */
+    c->max_headers = 256;
+    c->max_body = 0;
     c->head_timeout = 10;
     c->upstream_timeout = 120;
+    c->upstream_read_timeout = 60; /* nginx: proxy_read_timeout */
+    c->client_send_timeout = 60;   /* nginx: send_timeout */
+    c->client_body_timeout = 60;   /* nginx: client_body_timeout */
     c->connect_timeout = 5;
     c->keepalive_timeout = 75;
     c->pool_idle_timeout = 30;
@@ -61,6 +70,8 @@ void lb_config_free(lb_config_t *c)
     c->service = NULL;
     free(c->token);
     c->token = NULL;
+    free(c->admin_token);
+    c->admin_token = NULL;
     free(c->tls_cert);
     c->tls_cert = NULL;
     free(c->tls_key);
@@ -144,11 +155,11 @@ int lb_parse_url(const char *url, struct sockaddr_storage *addr, char *norm, siz
     return 0;
 }
 
-static char *read_token(const char *path, char **err)
+static char *read_token(const char *flag, const char *path, char **err)
 {
     FILE *f = fopen(path, "r");
     if (!f) {
-        *err = core_xasprintf("cannot read --controller-token-file %s: %s", path, strerror(errno));
+        *err = core_xasprintf("cannot read --%s %s: %s", flag, path, strerror(errno));
         return NULL;
     }
     char buf[1024];
@@ -157,6 +168,10 @@ static char *read_token(const char *path, char **err)
     buf[n] = 0;
     while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
         buf[--n] = 0;
+    if (n == 0 || strlen(buf) != n) {
+        *err = core_xasprintf("--%s %s: empty or not a text token", flag, path);
+        return NULL;
+    }
     return core_xstrdup(buf);
 }
 
@@ -187,6 +202,13 @@ enum {
     OPT_ATTEMPTS,
     OPT_POOL_SIZE,
     OPT_ACCESS,
+    OPT_ADMIN_TOKEN_FILE,
+    OPT_MAX_URI,
+    OPT_MAX_HEADERS,
+    OPT_MAX_BODY,
+    OPT_UP_READ_TO,
+    OPT_SEND_TO,
+    OPT_BODY_TO,
     OPT_HELP,
 };
 
@@ -219,10 +241,17 @@ int lb_config_parse(lb_config_t *c, int argc, char **argv, char **err)
         {"max-attempts", required_argument, NULL, OPT_ATTEMPTS},
         {"pool-size", required_argument, NULL, OPT_POOL_SIZE},
         {"access-log", no_argument, NULL, OPT_ACCESS},
+        {"admin-token-file", required_argument, NULL, OPT_ADMIN_TOKEN_FILE},
+        {"max-uri-bytes", required_argument, NULL, OPT_MAX_URI},
+        {"max-headers", required_argument, NULL, OPT_MAX_HEADERS},
+        {"max-body-bytes", required_argument, NULL, OPT_MAX_BODY},
+        {"upstream-read-timeout", required_argument, NULL, OPT_UP_READ_TO},
+        {"client-send-timeout", required_argument, NULL, OPT_SEND_TO},
+        {"client-body-timeout", required_argument, NULL, OPT_BODY_TO},
         {"help", no_argument, NULL, OPT_HELP},
         {NULL, 0, NULL, 0},
     };
-    char *token_file = NULL;
+    char *token_file = NULL, *admin_token_file = NULL;
     int have_listen = 0;
     double v;
     lb_config_defaults(c);
@@ -370,9 +399,42 @@ int lb_config_parse(lb_config_t *c, int argc, char **argv, char **err)
         case OPT_ACCESS:
             c->access_log = 1;
             break;
+        case OPT_ADMIN_TOKEN_FILE:
+            free(admin_token_file);
+            admin_token_file = core_xstrdup(optarg);
+            break;
+        case OPT_MAX_URI:
+            if (core_parse_num(optarg, 16, LB_MAX_HEAD_CAP, &v) < 0)
+                goto bad_value;
+            c->max_uri = (size_t)v;
+            break;
+        case OPT_MAX_HEADERS:
+            if (core_parse_num(optarg, 1, LB_HDRS_FOR(LB_MAX_HEAD_CAP), &v) < 0 || v != (int)v)
+                goto bad_value;
+            c->max_headers = (size_t)v;
+            break;
+        case OPT_MAX_BODY:
+            if (core_parse_num(optarg, 0, 1e15, &v) < 0 || v != (double)(uint64_t)v)
+                goto bad_value;
+            c->max_body = (uint64_t)v;
+            break;
+        case OPT_UP_READ_TO:
+            if (core_parse_num(optarg, 0.001, 86400, &c->upstream_read_timeout) < 0)
+                goto bad_value;
+            break;
+        case OPT_SEND_TO:
+            if (core_parse_num(optarg, 0.001, 86400, &c->client_send_timeout) < 0)
+                goto bad_value;
+            break;
+        case OPT_BODY_TO:
+            if (core_parse_num(optarg, 0.001, 86400, &c->client_body_timeout) < 0)
+                goto bad_value;
+            break;
         case OPT_HELP:
             *err = core_xstrdup(usage);
             free(token_file);
+            free(admin_token_file);
+            lb_config_free(c);
             return 1;
         case ':':
             *err = core_xasprintf("option %s requires a value\n%s", name, usage);
@@ -413,14 +475,32 @@ int lb_config_parse(lb_config_t *c, int argc, char **argv, char **err)
         goto fail;
     }
     if (token_file) {
-        c->token = read_token(token_file, err);
+        c->token = read_token("controller-token-file", token_file, err);
         if (!c->token)
             goto fail;
     }
+    if (admin_token_file) {
+        c->admin_token = read_token("admin-token-file", admin_token_file, err);
+        if (!c->admin_token)
+            goto fail;
+    } else if (c->token) {
+        c->admin_token = core_xstrdup(c->token);
+    }
+    /* /metrics and /-/replicas describe the service's traffic: like every
+     * other control API they need the bearer token. */
+    if (c->admin_port >= 0 && !c->admin_token) {
+        *err = core_xstrdup("--admin needs a bearer token: --admin-token-file F (or "
+                            "--controller-token-file F)");
+        goto fail;
+    }
+    if (c->max_uri > c->max_head)
+        c->max_uri = c->max_head;
     free(token_file);
+    free(admin_token_file);
     return 0;
 fail:
     free(token_file);
+    free(admin_token_file);
     lb_config_free(c);
     return -EINVAL;
 }

@@ -54,7 +54,10 @@ typedef struct local_resp {
 static const local_resp_t local_resps[] = {
     {400, "Bad Request", "{\"detail\":\"Bad Request\"}"},
     {408, "Request Timeout", "{\"detail\":\"Request Timeout\"}"},
+    {413, "Content Too Large", "{\"detail\":\"Content Too Large\"}"},
+    {414, "URI Too Long", "{\"detail\":\"URI Too Long\"}"},
     {431, "Request Header Fields Too Large", "{\"detail\":\"Request Header Fields Too Large\"}"},
+    {505, "HTTP Version Not Supported", "{\"detail\":\"HTTP Version Not Supported\"}"},
     {503, "Service Unavailable",
      "{\"detail\":\"No ready replicas. Use \\\"sky serve status [SERVICE_NAME]\\\" to check the "
      "replica status.\"}"},
@@ -252,12 +255,23 @@ static void conn_close_after_writes(lb_conn_t *c);
 static void worker_check_done(lb_worker_t *w);
 static void on_client_write(uv_write_t *req, int status);
 static void on_up_write(uv_write_t *req, int status);
-static void up_timer_response(uv_timer_t *t);
+static void up_timer_io(uv_timer_t *t);
+static void conn_io_arm(lb_conn_t *c);
 static void mark_down(lb_worker_t *w, int slot, int down);
 static void on_up_alloc(uv_handle_t *h, size_t sugg, uv_buf_t *buf);
 static void on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
 enum { FAIL_CONNECT = 0, FAIL_IO, FAIL_TIMEOUT };
+
+static void count_timeout(lb_worker_t *w, enum lb_timeout k)
+{
+    lb_ctr_add(&w->st->timeouts[k], 1);
+}
+
+static uint64_t ms(double seconds)
+{
+    return (uint64_t)(seconds * 1000);
+}
 enum { EV_HEADERS = 1, EV_MESSAGE = 2 };
 
 /* ---------------------------------------------------------------- parser callbacks */
@@ -266,6 +280,14 @@ static int on_req_headers(llhttp_t *p)
 {
     ((lb_conn_t *)p->data)->ev |= EV_HEADERS;
     return HPE_PAUSED;
+}
+
+/* Only when --max-body-bytes is set: the decoded body size so far. */
+static int on_req_body(llhttp_t *p, const char *at, size_t len)
+{
+    lb_conn_t *c = p->data;
+    c->body_seen += len;
+    return c->body_seen > c->w->cfg->max_body ? HPE_USER : 0;
 }
 
 static int on_req_message(llhttp_t *p)
@@ -376,10 +398,14 @@ static void flush_to_up(lb_conn_t *c)
     if (!c->replayable)
         q_drop_sent(c);
     /* The response timeout counts from the last request byte sent, so a
-     * long upload is not cut. */
-    if (!up->got_bytes && rc >= 0)
-        uv_timer_start(&up->timer, up_timer_response,
-                       (uint64_t)(c->w->cfg->upstream_timeout * 1000), 0);
+     * long upload is not cut. Armed once; up_timer_io re-arms it for what is
+     * left, so a request costs no timer operation per flush. */
+    if (rc >= 0) {
+        up->wrote = 1;
+        up->t_tx = uv_now(&c->w->loop);
+        if (!up->got_bytes && !uv_is_active((uv_handle_t *)&up->timer))
+            uv_timer_start(&up->timer, up_timer_io, ms(c->w->cfg->upstream_timeout), 0);
+    }
     if (rc < 0) {
         up_fail(up, rc, FAIL_IO);
         return;
@@ -508,14 +534,55 @@ static void on_up_alloc(uv_handle_t *h, size_t sugg, uv_buf_t *buf)
         up->head_off -= shift;
 }
 
-static void up_timer_response(uv_timer_t *t)
+/*
+ * One timer per active upstream, armed lazily: before the first response
+ * byte it is the response timeout (from the last request byte sent), after
+ * it the idle read timeout (nginx proxy_read_timeout, HAProxy timeout
+ * server), and in a tunnel the idle timeout of both directions. When it
+ * fires early (activity since), it re-arms for what is left.
+ */
+static void up_timer_io(uv_timer_t *t)
 {
-    up_fail(t->data, UV_ETIMEDOUT, FAIL_TIMEOUT);
+    lb_up_t *up = t->data;
+    lb_worker_t *w = up->w;
+    lb_conn_t *c = up->c;
+    if (up->state != LB_UP_ACTIVE || !c)
+        return;
+    uint64_t now = uv_now(&w->loop);
+    uint64_t to = up->got_bytes ? ms(w->cfg->upstream_read_timeout) : ms(w->cfg->upstream_timeout);
+    uint64_t since = up->got_bytes ? up->t_rx : up->t_tx;
+    if (up->got_bytes && (up->bp || !up->reading))
+        since = now; /* we stopped reading (the client is slow): not the replica's fault */
+    if (now < since + to) {
+        uv_timer_start(t, up_timer_io, since + to - now, 0);
+        return;
+    }
+    if (!up->got_bytes) {
+        count_timeout(w, LB_TO_RESPONSE);
+        up_fail(up, UV_ETIMEDOUT, FAIL_TIMEOUT);
+        return;
+    }
+    count_timeout(w, LB_TO_UPSTREAM_READ);
+    log_error(w, "replica sent nothing for %.3gs after its response started (client %s)",
+              (double)to / 1000.0, c->client_ip);
+    if (up->tunnel) {
+        c->up = NULL;
+        up->c = NULL;
+        up_close(up);
+        release_slot(c, 0);
+        conn_close_after_writes(c);
+        return;
+    }
+    /* 504 while the client has seen no final response (RFC 9110 15.6.5),
+     * otherwise the only way to tell it the response is cut: close. */
+    up_fail(up, UV_ETIMEDOUT, FAIL_TIMEOUT);
 }
 
 static void up_timer_connect(uv_timer_t *t)
 {
-    up_fail(t->data, UV_ETIMEDOUT, FAIL_CONNECT);
+    lb_up_t *up = t->data;
+    count_timeout(up->w, LB_TO_CONNECT);
+    up_fail(up, UV_ETIMEDOUT, FAIL_CONNECT);
 }
 
 static void up_forward(lb_up_t *up, lb_seg_t *segs, size_t n)
@@ -544,6 +611,7 @@ static int reset_for_next(lb_conn_t *c)
     }
     c->state = LB_CS_IDLE;
     c->req_complete = c->resp_started = c->resp_complete = 0;
+    c->bp = 0;
     c->upgrade = c->is_head = 0;
     c->status = 0;
     if (c->rd.pos == c->rd.end) {
@@ -604,9 +672,52 @@ static void on_resp_final(lb_up_t *up)
 }
 
 /*
+ * Rewrites the response head at [up->head_off, up->rd.pos) and queues it
+ * into <segs>. A head that needs more pieces than <segs> holds, or more
+ * generated bytes than up->extra, is copied whole into a pool block (rare:
+ * a response with many hop-by-hop headers). Returns 0 or -errno.
+ */
+static int up_head_out(lb_up_t *up, const lb_rewrite_t *rw, lb_seg_t *segs, size_t *ns,
+                       size_t max)
+{
+    lb_worker_t *w = up->w;
+    const char *head = up->rd.blk->data + up->head_off;
+    size_t hlen = up->rd.pos - up->head_off;
+    lb_head_t h;
+    uv_buf_t iov[LB_HEAD_IOV];
+    size_t ni, xl;
+    if (lb_head_scan(head, hlen, w->hdrs, LB_HDRS_FOR(hlen), &h) < 0)
+        return CORE_EHTTP;
+    int rc = lb_head_rewrite(&h, rw, iov, max - *ns < LB_HEAD_IOV ? max - *ns : LB_HEAD_IOV, &ni,
+                             up->extra, sizeof(up->extra), &xl, 0);
+    if (rc == -ENOBUFS) {
+        lb_buf_t *spill = lb_pool_get(&w->pool);
+        rc = lb_head_rewrite(&h, rw, iov, 1, &ni, spill->data, LB_BLOCK_SIZE, &xl, 1);
+        if (rc == 0) {
+            lb_seg_t seg = {spill, spill->data, (uint32_t)xl};
+            up_forward(up, segs, *ns); /* what came before, then the copy */
+            *ns = 0;
+            up_forward(up, &seg, 1);
+        }
+        lb_buf_unref(spill);
+        return rc < 0 ? CORE_EHTTP : 0;
+    }
+    if (rc < 0)
+        return CORE_EHTTP;
+    for (size_t i = 0; i < ni; i++) {
+        const char *b = iov[i].base;
+        int in_blk = b >= head && b < head + hlen;
+        segs[(*ns)++] = (lb_seg_t){in_blk ? up->rd.blk : NULL, b, (uint32_t)iov[i].len};
+    }
+    return 0;
+}
+
+/*
  * Parses what the upstream sent and forwards it. Runs on every read; the
  * response head is rewritten (hop-by-hop headers, Connection), the body
- * goes out as ranges of the read block.
+ * goes out as ranges of the read block. Interim (1xx) responses go out as
+ * they come (RFC 9110 15.2), except to HTTP/1.0 clients, and the final
+ * response may follow in the same read.
  */
 static void up_process(lb_up_t *up)
 {
@@ -640,13 +751,20 @@ static void up_process(lb_up_t *up)
         } else if (e == HPE_PAUSED_UPGRADE) {
             llhttp_resume_after_upgrade(&up->parser);
         } else if (e != HPE_OK) {
-            log_error(up->w, "bad response from replica: %s", llhttp_errno_name(e));
+            log_error(up->w, "bad response from replica: %s (%s)", llhttp_errno_name(e),
+                      llhttp_get_error_reason(&up->parser));
             up_forward(up, segs, ns);
             up_fail(up, CORE_EHTTP, FAIL_IO);
             return;
         }
         if (!up->head_done) {
             up->rd.pos += (uint32_t)used;
+            if ((up->ev & EV_MESSAGE) && !(up->ev & EV_HEADERS)) {
+                /* The end of an interim response: the next head starts here. */
+                up->in_head = 0;
+                kick = 1;
+                continue;
+            }
             if (!(up->ev & EV_HEADERS)) {
                 if (up->rd.end - up->head_off > LB_MAX_HEAD_CAP) {
                     up_fail(up, -E2BIG, FAIL_IO);
@@ -655,9 +773,8 @@ static void up_process(lb_up_t *up)
                 break;
             }
             int status = up->parser.status_code;
-            const char *head = up->rd.blk->data + up->head_off;
-            size_t hlen = up->rd.pos - up->head_off;
             int upgrade101 = status == 101 && c->upgrade;
+            int interim = status < 200 && !upgrade101;
             lb_rewrite_t rw = {.is_request = 0, .upgrade = upgrade101};
             if (status >= 200) {
                 up->ka = llhttp_should_keep_alive(&up->parser);
@@ -677,20 +794,30 @@ static void up_process(lb_up_t *up)
                 rw.conn = LB_CONN_HDR_UPGRADE;
                 c->status = 101;
                 lb_ctr_add(&c->w->st->codes[101], 1);
-            }
-            uv_buf_t iov[LB_HEAD_IOV];
-            size_t ni, xl;
-            if (lb_head_rewrite(head, hlen, &rw, iov, LB_HEAD_IOV, &ni, up->extra, &xl) < 0) {
+            } else if (status == 101) {
+                /* 101 to a request that did not ask to upgrade (RFC 9110 15.2.2). */
+                up_forward(up, segs, ns);
                 up_fail(up, CORE_EHTTP, FAIL_IO);
                 return;
             }
-            for (size_t i = 0; i < ni; i++) {
-                const char *b = iov[i].base;
-                int in_blk = b >= head && b < head + hlen;
-                segs[ns++] = (lb_seg_t){in_blk ? up->rd.blk : NULL, b, (uint32_t)iov[i].len};
+            /* RFC 9110 15.2: no 1xx to an HTTP/1.0 client. */
+            if (!(interim && c->http10) &&
+                up_head_out(up, &rw, segs, &ns, CORE_ARRAY_SIZE(segs)) < 0) {
+                up_forward(up, segs, ns);
+                up_fail(up, CORE_EHTTP, FAIL_IO);
+                return;
+            }
+            if (interim) {
+                /* Out now: the final head reuses up->extra. It completes on
+                 * the next (possibly empty) execute. */
+                up_forward(up, segs, ns);
+                ns = 0;
+                kick = 1;
+                continue;
             }
             c->resp_started = 1;
             up->in_head = 0;
+            up->head_done = 1;
             if (upgrade101) {
                 up->tunnel = 1;
                 up_forward(up, segs, ns);
@@ -698,25 +825,16 @@ static void up_process(lb_up_t *up)
                 start_tunnel(c);
                 continue;
             }
-            if (status >= 200 || status == 101)
-                up->head_done = 1;
             if (up->dechunk) {
                 up_forward(up, segs, ns); /* the head before the body spans */
                 ns = 0;
             }
-            kick = 1; /* a bodiless message completes on a zero-length execute */
-            if (up->ev & EV_MESSAGE) {
-                if (status < 200 && status != 101) {
-                    /* 1xx: out now, the final head reuses up->extra. */
-                    up_forward(up, segs, ns);
-                    ns = 0;
-                    up->head_done = 0;
-                    continue;
-                }
+            if (up->ev & EV_MESSAGE) { /* a response to HEAD */
                 up_forward(up, segs, ns);
                 on_resp_final(up);
                 return;
             }
+            kick = 1; /* a bodiless message completes on a zero-length execute */
             continue;
         }
         if (used && !up->dechunk)
@@ -749,9 +867,10 @@ static void on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (up->state != LB_UP_ACTIVE)
         return;
     if (nread > 0) {
+        up->t_rx = uv_now(&up->w->loop);
         if (!up->got_bytes) {
             up->got_bytes = 1;
-            uv_timer_stop(&up->timer);
+            uv_timer_start(&up->timer, up_timer_io, ms(up->w->cfg->upstream_read_timeout), 0);
             if (up->w->n_down)
                 mark_down(up->w, up->slot, 0);
             if (up->c)
@@ -809,6 +928,7 @@ static void up_ready(lb_up_t *up)
     llhttp_init(&up->parser, HTTP_RESPONSE, &w->resp_settings);
     up->parser.data = up;
     up->got_bytes = up->head_done = up->in_head = up->tunnel = up->dechunk = 0;
+    up->wrote = up->skip_1xx = 0;
     up->bp = 0;
     up->ka = 0;
     c->state = LB_CS_PROXY;
@@ -930,7 +1050,10 @@ static void pick_and_connect(lb_conn_t *c)
             lb_up_t *up = rep->idle;
             idle_unlink(up);
             uv_timer_stop(&up->timer);
-            if (uv_now(&w->loop) - up->idle_since >= LB_PEEK_MIN_IDLE_MS && !up_alive(up)) {
+            /* A non-idempotent request cannot be retried once written (see
+             * up_fail), so its connection is always checked first. */
+            if ((!c->idempotent || uv_now(&w->loop) - up->idle_since >= LB_PEEK_MIN_IDLE_MS) &&
+                !up_alive(up)) {
                 up->state = LB_UP_ACTIVE; /* not on the idle list any more */
                 up_close(up);
                 continue;
@@ -961,10 +1084,13 @@ static void pick_and_connect(lb_conn_t *c)
 }
 
 /*
- * The attempt on <up> failed. Before any response byte, and while the
- * whole request is still held, another replica is tried; otherwise the
- * client gets 502 (504 on a response timeout), or is cut if the response
- * had started.
+ * The attempt on <up> failed. Another replica is tried only when the
+ * request cannot have been processed, or may be processed twice: before any
+ * response byte, with the whole request still held, and either nothing of
+ * it was written (connect failed) or its method is idempotent (RFC 9110
+ * 9.2.2, RFC 9112 9.3.1; nginx proxy_next_upstream without non_idempotent,
+ * HAProxy retry-on conn-failure). Otherwise the client gets 502 (504 on a
+ * timeout), or is cut if the final response had started.
  */
 static void up_fail(lb_up_t *up, int err, int kind)
 {
@@ -972,6 +1098,7 @@ static void up_fail(lb_up_t *up, int err, int kind)
         return;
     lb_conn_t *c = up->c;
     int got = up->got_bytes;
+    int wrote = up->wrote && kind != FAIL_CONNECT;
     if (kind == FAIL_CONNECT)
         mark_down(up->w, up->slot, 1);
     up->c = NULL;
@@ -990,7 +1117,8 @@ static void up_fail(lb_up_t *up, int err, int kind)
         conn_local_reply(c, 504);
         return;
     }
-    if (!got && !c->dropped && c->attempts < c->w->cfg->max_attempts) {
+    if (!got && !c->dropped && c->attempts < c->w->cfg->max_attempts &&
+        (!wrote || c->idempotent)) {
         c->q_sent = 0;
         c->q_unsent = 0;
         for (uint32_t i = 0; i < c->q_n; i++)
@@ -1083,10 +1211,80 @@ static void conn_close_after_writes(lb_conn_t *c)
     c->keep_alive = 0;
     if (c->state != LB_CS_TUNNEL)
         c->state = LB_CS_LOCAL;
-    if (c->wr_pending == 0)
+    if (c->wr_pending == 0) {
         start_linger(c);
-    else
+    } else {
+        uv_timer_stop(&c->timer); /* whatever it timed, only the writes are left */
+        conn_io_arm(c);
         client_update_read(c);
+    }
+}
+
+/*
+ * While a request is proxied, c->timer times the client's side lazily (one
+ * start, re-armed for what is left when it fires early): the request body
+ * arriving (nginx client_body_timeout) and our writes making progress
+ * (nginx send_timeout, HAProxy timeout client).
+ */
+static int conn_io_timed(const lb_conn_t *c)
+{
+    switch (c->state) {
+    case LB_CS_WAIT_UP:
+    case LB_CS_PROXY:
+    case LB_CS_LOCAL:
+    case LB_CS_TUNNEL:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* Deadline (loop ms) of the client-side wait that ends first, or 0. */
+static uint64_t conn_io_deadline(const lb_conn_t *c)
+{
+    const lb_config_t *cfg = c->w->cfg;
+    uint64_t d = 0;
+    if (c->wr_pending > 0)
+        d = c->t_tx + ms(cfg->client_send_timeout);
+    if (!c->req_complete && c->state != LB_CS_TUNNEL && c->state != LB_CS_LOCAL && c->reading) {
+        uint64_t b = c->t_rx + ms(cfg->client_body_timeout);
+        if (!d || b < d)
+            d = b;
+    }
+    return d;
+}
+
+static void on_conn_io_timeout(uv_timer_t *t)
+{
+    lb_conn_t *c = t->data;
+    lb_worker_t *w = c->w;
+    if (!conn_io_timed(c))
+        return;
+    uint64_t now = uv_now(&w->loop);
+    if (c->wr_pending > 0 && now >= c->t_tx + ms(w->cfg->client_send_timeout)) {
+        count_timeout(w, LB_TO_CLIENT_SEND);
+        log_error(w, "client %s read nothing for %.3gs: closing", c->client_ip,
+                  w->cfg->client_send_timeout);
+        lb_conn_close(c);
+        return;
+    }
+    if (!c->req_complete && c->state != LB_CS_TUNNEL && c->state != LB_CS_LOCAL && c->reading &&
+        now >= c->t_rx + ms(w->cfg->client_body_timeout)) {
+        count_timeout(w, LB_TO_CLIENT_BODY);
+        c->keep_alive = 0;
+        conn_local_reply(c, 408); /* closes instead if the response started */
+        return;
+    }
+    conn_io_arm(c);
+}
+
+static void conn_io_arm(lb_conn_t *c)
+{
+    if (!conn_io_timed(c) || uv_is_active((uv_handle_t *)&c->timer))
+        return;
+    uint64_t d = conn_io_deadline(c), now = uv_now(&c->w->loop);
+    if (d)
+        uv_timer_start(&c->timer, on_conn_io_timeout, d > now ? d - now : 0, 0);
 }
 
 static void on_discard_timeout(uv_timer_t *t)
@@ -1111,6 +1309,7 @@ static void conn_local_reply(lb_conn_t *c, int code)
         return;
     }
     uv_timer_stop(&c->timer);
+    c->bp = 0;
     /* Replica trouble is no reason to drop a well-framed client connection:
      * its body is read and dropped, then the next request is served. */
     int keep = (code == 502 || code == 503 || code == 504) && c->keep_alive && !c->upgrade &&
@@ -1139,9 +1338,20 @@ static void conn_local_reply(lb_conn_t *c, int code)
         return;
     }
     if (keep) {
-        c->state = LB_CS_DISCARD;
         c->resp_complete = 1;
-        uv_timer_start(&c->timer, on_discard_timeout, (uint64_t)(w->cfg->head_timeout * 1000), 0);
+        release_slot(c, 0);
+        c->attempts = 0;
+        memset(c->tried, 0, sizeof(c->tried));
+        if (c->req_complete) {
+            /* Nothing left to drop: serve the next request (issue 10 item 2:
+             * after a 502/504 it used to wait for a body that never came). */
+            if (reset_for_next(c) == 0 && !c->in_process)
+                conn_process(c);
+            return;
+        }
+        c->state = LB_CS_DISCARD;
+        uv_timer_start(&c->timer, on_discard_timeout, ms(w->cfg->client_body_timeout), 0);
+        client_update_read(c);
         return;
     }
     c->keep_alive = 0;
@@ -1159,8 +1369,14 @@ int lb_conn_write(lb_conn_t *c, const lb_seg_t *segs, size_t n)
 int lb_conn_write_raw(lb_conn_t *c, const lb_seg_t *segs, size_t n)
 {
     int rc = write_segs(c->w, (uv_stream_t *)&c->tcp, segs, n, on_client_write);
-    if (rc > 0)
+    if (rc > 0) {
+        /* Queued behind what the socket took: the send timeout starts now,
+         * unless it already runs for earlier writes. */
+        if (c->wr_pending == 0)
+            c->t_tx = uv_now(&c->w->loop);
         c->wr_pending += rc;
+        conn_io_arm(c);
+    }
     return rc;
 }
 
@@ -1188,10 +1404,49 @@ static void on_keepalive_timeout(uv_timer_t *t)
         close_idle(c);
 }
 
+/* RFC 9110 9.2.2 */
+static int method_idempotent(int m)
+{
+    return m == HTTP_GET || m == HTTP_HEAD || m == HTTP_OPTIONS || m == HTTP_TRACE ||
+           m == HTTP_PUT || m == HTTP_DELETE;
+}
+
+/*
+ * Queues the forwarded request head: pieces of the read block plus
+ * generated bytes (c->extra), or, when that needs too many pieces, one copy
+ * in a pool block. Returns 0 or -errno.
+ */
+static int queue_request_head(lb_conn_t *c, const lb_head_t *h, const lb_rewrite_t *rw)
+{
+    uv_buf_t iov[LB_HEAD_IOV];
+    size_t ni, xl;
+    int rc = lb_head_rewrite(h, rw, iov, LB_HEAD_IOV, &ni, c->extra, sizeof(c->extra), &xl, 0);
+    if (rc == -ENOBUFS) {
+        lb_buf_t *spill = lb_pool_get(&c->w->pool);
+        rc = lb_head_rewrite(h, rw, iov, 1, &ni, spill->data, LB_BLOCK_SIZE, &xl, 1);
+        if (rc == 0)
+            q_push(c, spill, spill->data, (uint32_t)xl);
+        lb_buf_unref(spill);
+        return rc;
+    }
+    if (rc < 0)
+        return rc;
+    for (size_t i = 0; i < ni; i++) {
+        const char *b = iov[i].base;
+        int in_blk = b >= h->base && b < h->base + h->len;
+        lb_buf_t *blk = in_blk                                               ? c->rd.blk
+                        : (b >= c->extra && b < c->extra + sizeof(c->extra)) ? NULL
+                                                                             : LB_SEG_STATIC;
+        q_push(c, blk, b, (uint32_t)iov[i].len);
+    }
+    return 0;
+}
+
 /* A complete request head sits at [head_off, rd.pos) in the read block. */
 static void on_request_head(lb_conn_t *c)
 {
     lb_worker_t *w = c->w;
+    const lb_config_t *cfg = w->cfg;
     uv_timer_stop(&c->timer);
     lb_stats_push_ts(w->st, worker_epoch(w));
     c->access_start = uv_now(&w->loop);
@@ -1199,37 +1454,70 @@ static void on_request_head(lb_conn_t *c)
     c->http10 = c->parser.http_major == 1 && c->parser.http_minor == 0;
     c->upgrade = c->parser.upgrade;
     c->is_head = c->parser.method == HTTP_HEAD;
+    c->idempotent = method_idempotent(c->parser.method);
     c->replayable = 1;
     c->dropped = 0;
     c->held = 0;
+    c->body_seen = 0;
+    c->t_rx = uv_now(&w->loop);
     if (c->parser.method == HTTP_CONNECT) {
         conn_local_reply(c, 400);
         return;
     }
-    const char *head = c->rd.blk->data + c->head_off;
-    uv_buf_t iov[LB_HEAD_IOV];
-    size_t ni, xl;
+    /* RFC 9112 2.2: empty lines before the request line are ignored (llhttp
+     * skipped them; they must not reach the replica as a start line). */
+    const char *blk = c->rd.blk->data;
+    while (c->head_len > 0 && (blk[c->head_off] == '\r' || blk[c->head_off] == '\n')) {
+        c->head_off++;
+        c->head_len--;
+    }
+    lb_head_t h;
+    lb_req_info_t info;
+    if (lb_head_scan(blk + c->head_off, c->head_len, w->hdrs, LB_HDRS_FOR(c->head_len), &h) < 0) {
+        conn_local_reply(c, 400);
+        return;
+    }
+    if (lb_req_check(&h, &c->parser, cfg->max_uri, cfg->max_headers, &info) < 0) {
+        CORE_DEBUG("client %s: %d: %s", c->client_ip, info.status, info.why);
+        conn_local_reply(c, info.status);
+        return;
+    }
+    /* RFC 9110 15.5.14: refuse a declared body over the limit before any of
+     * it is sent (a chunked one is counted as it comes, on_req_body). */
+    if (cfg->max_body && (c->parser.flags & F_CONTENT_LENGTH) &&
+        c->parser.content_length > cfg->max_body) {
+        conn_local_reply(c, 413);
+        return;
+    }
     lb_rewrite_t rw = {
         .is_request = 1,
         .client_ip = c->client_ip,
         .tls = c->tls != NULL,
         .upgrade = c->upgrade,
         .conn = c->upgrade ? LB_CONN_HDR_UPGRADE : LB_CONN_HDR_NONE,
+        .req = &info,
     };
-    if (lb_head_rewrite(head, c->head_len, &rw, iov, LB_HEAD_IOV, &ni, c->extra, &xl) < 0) {
-        conn_local_reply(c, 400);
+    if (queue_request_head(c, &h, &rw) < 0) {
+        conn_local_reply(c, 431);
         return;
-    }
-    for (size_t i = 0; i < ni; i++) {
-        const char *b = iov[i].base;
-        int in_blk = b >= head && b < head + c->head_len;
-        lb_buf_t *blk = in_blk                                               ? c->rd.blk
-                        : (b >= c->extra && b < c->extra + sizeof(c->extra)) ? NULL
-                                                                             : LB_SEG_STATIC;
-        q_push(c, blk, b, (uint32_t)iov[i].len);
     }
     c->state = LB_CS_WAIT_UP;
     pick_and_connect(c);
+}
+
+/*
+ * A head still incomplete whose request line is already longer than a
+ * request-target may be: 414 now rather than 431 at the head limit.
+ */
+static int request_line_too_long(const lb_conn_t *c)
+{
+    const char *b = c->rd.blk->data + c->head_off, *e = c->rd.blk->data + c->rd.end;
+    while (b < e && (*b == '\r' || *b == '\n'))
+        b++;
+    size_t n = (size_t)(e - b), slack = 64; /* method, spaces, version */
+    if (n <= c->w->cfg->max_uri + slack)
+        return 0;
+    return memchr(b, '\n', n) == NULL;
 }
 
 /*
@@ -1237,7 +1525,16 @@ static void on_request_head(lb_conn_t *c)
  * complete; body bytes join the upstream queue. A pipelined request waits
  * (unparsed, reading stopped) until the current response is done.
  */
+static void conn_process_bytes(lb_conn_t *c);
+
 static void conn_process(lb_conn_t *c)
+{
+    c->in_process = 1;
+    conn_process_bytes(c);
+    c->in_process = 0;
+}
+
+static void conn_process_bytes(lb_conn_t *c)
 {
     lb_worker_t *w = c->w;
     int kick = 0;
@@ -1246,6 +1543,8 @@ static void conn_process(lb_conn_t *c)
         if (st == LB_CS_CLOSING || st == LB_CS_LINGER || st == LB_CS_LOCAL)
             return;
         if (st == LB_CS_TUNNEL) {
+            if (c->up)
+                c->up->t_rx = uv_now(&w->loop); /* the tunnel is not idle */
             if (c->rd.pos < c->rd.end) {
                 q_push(c, c->rd.blk, c->rd.blk->data + c->rd.pos, c->rd.end - c->rd.pos);
                 c->rd.pos = c->rd.end;
@@ -1259,6 +1558,7 @@ static void conn_process(lb_conn_t *c)
             break;
         kick = 0;
         int in_head = st == LB_CS_IDLE || st == LB_CS_HEAD;
+        c->t_rx = uv_now(&w->loop);
         if (st == LB_CS_IDLE) {
             /* The head timeout is armed only if the head does not arrive
              * whole (below); a fresh connection has it armed since accept. */
@@ -1277,7 +1577,11 @@ static void conn_process(lb_conn_t *c)
         } else if (e == HPE_PAUSED_UPGRADE) {
             c->req_complete = 1;
         } else if (e != HPE_OK) {
-            if (in_head && c->rd.end - c->head_off > w->cfg->max_head)
+            if (e == HPE_USER && !in_head)
+                conn_local_reply(c, 413); /* on_req_body: over --max-body-bytes */
+            else if (in_head && request_line_too_long(c))
+                conn_local_reply(c, 414);
+            else if (in_head && c->rd.end - c->head_off > w->cfg->max_head)
                 conn_local_reply(c, 431);
             else
                 conn_local_reply(c, 400);
@@ -1286,6 +1590,10 @@ static void conn_process(lb_conn_t *c)
         if (in_head) {
             c->rd.pos += (uint32_t)used;
             if (!(c->ev & EV_HEADERS)) {
+                if (request_line_too_long(c)) {
+                    conn_local_reply(c, 414);
+                    return;
+                }
                 if (c->rd.end - c->head_off > w->cfg->max_head) {
                     conn_local_reply(c, 431);
                     return;
@@ -1328,6 +1636,7 @@ static void conn_process(lb_conn_t *c)
         }
     }
     client_update_read(c);
+    conn_io_arm(c);
 }
 
 static void client_update_read(lb_conn_t *c)
@@ -1354,6 +1663,7 @@ static void client_update_read(lb_conn_t *c)
         if (uv_read_start((uv_stream_t *)&c->tcp, c->tls ? c->tls_alloc : c->on_alloc,
                           c->on_read) == 0)
             c->reading = 1;
+        c->t_rx = uv_now(&c->w->loop); /* the body timeout counts from here */
         if (c->tls)
             lb_tls_pump(c); /* plaintext may be waiting inside SSL */
     } else if (!want && c->reading) {
@@ -1424,6 +1734,7 @@ static void on_client_write(uv_write_t *req, int status)
     c->wr_pending--;
     if (c->state == LB_CS_CLOSING)
         return;
+    c->t_tx = uv_now(&c->w->loop); /* progress: the send timeout starts over */
     if (status < 0) {
         lb_conn_close(c);
         return;
@@ -1461,7 +1772,7 @@ static void start_tunnel(lb_conn_t *c)
         return;
     c->state = LB_CS_TUNNEL;
     c->req_complete = 1;
-    uv_timer_stop(&up->timer);
+    /* up->timer, running since the 101, is now the tunnel's idle timeout. */
     no_replay(c);
     /* Bytes the client sent after its upgrade request go first. */
     if (c->rd.pos < c->rd.end) {
@@ -1702,6 +2013,9 @@ int lb_worker_create(lb_ctx_t *ctx, int id, int listen_fd, lb_worker_t **out)
     w->resp_settings.on_headers_complete = on_resp_headers;
     w->resp_settings.on_message_complete = on_resp_message;
     w->resp_settings.on_body = on_resp_body;
+    if (ctx->cfg->max_body)
+        w->req_settings.on_body = on_req_body;
+    w->hdrs = core_xmalloc(LB_HDRS_FOR(LB_MAX_HEAD_CAP) * sizeof(lb_hdr_t));
     if ((rc = uv_loop_init(&w->loop)) < 0)
         goto fail;
     struct timeval tv;
@@ -1727,6 +2041,7 @@ fail_loop:
     uv_run(&w->loop, UV_RUN_DEFAULT);
     uv_loop_close(&w->loop);
 fail:
+    free(w->hdrs);
     free(w);
     return rc;
 }
@@ -1794,5 +2109,6 @@ void lb_worker_destroy(lb_worker_t *w)
     if (w->pool.n_out)
         CORE_WARN("worker %d: %zu buffer blocks still referenced at exit", w->id, w->pool.n_out);
     lb_pool_destroy(&w->pool);
+    free(w->hdrs);
     free(w);
 }

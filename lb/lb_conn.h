@@ -71,8 +71,10 @@ typedef struct lb_up {
     uint32_t head_off;
     int ev;
     uint64_t idle_since; /* loop time it joined the idle list */
+    uint64_t t_tx;       /* loop time the last request bytes were handed to the socket */
+    uint64_t t_rx;       /* loop time of the last byte read (or tunnelled either way) */
     unsigned got_bytes : 1, head_done : 1, in_head : 1, tunnel : 1, bp : 1, ka : 1, reading : 1,
-        dechunk : 1;
+        dechunk : 1, wrote : 1, skip_1xx : 1;
     char extra[LB_HEAD_EXTRA];
 } lb_up_t;
 
@@ -91,7 +93,10 @@ struct lb_conn {
     int ev;
     unsigned keep_alive : 1, http10 : 1, upgrade : 1, is_head : 1, req_complete : 1,
         resp_started : 1, resp_complete : 1, replayable : 1, bp : 1, reading : 1, client_eof : 1,
-        close_after : 1, fresh : 1, dropped : 1, head_timer : 1;
+        close_after : 1, fresh : 1, dropped : 1, head_timer : 1, idempotent : 1, in_process : 1;
+    uint64_t t_rx;      /* loop time of the last client bytes */
+    uint64_t t_tx;      /* loop time of the last write progress to the client */
+    uint64_t body_seen; /* request body bytes, when --max-body-bytes is set */
     int status;
     int wr_pending;
     /* Request bytes for the upstream: [0, q_sent) written (kept while
@@ -156,6 +161,7 @@ struct lb_worker {
     uint64_t mono0;
     llhttp_settings_t req_settings;
     llhttp_settings_t resp_settings;
+    lb_hdr_t *hdrs; /* scratch for scanning one head, LB_HDRS_FOR(LB_MAX_HEAD_CAP) */
 };
 
 void lb_conn_close(lb_conn_t *c);

@@ -1,20 +1,31 @@
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
-#include <stdio.h>
 
 #include "lb.h"
 
-int lb_head_scan(const char *head, size_t len, size_t *start_line_len, lb_hdr_t *hdrs, size_t max,
-                 size_t *n)
+/*
+ * Request and response heads as bytes: scanning, the checks RFC 9110/9112
+ * ask of a server or gateway that llhttp does not make, and the rewrite into
+ * the forwarded head. Pure functions (no loop, no allocation), so that the
+ * fuzz harnesses in fuzz/ drive exactly what the data path runs.
+ */
+
+int lb_head_scan(const char *head, size_t len, lb_hdr_t *hdrs, size_t max, lb_head_t *out)
 {
     const char *p = head, *end = head + len;
-    const char *nl = memchr(p, '\n', len);
-    if (!nl || len > 65535)
+    if (len > 65535)
         return -EINVAL;
-    *start_line_len = (size_t)(nl + 1 - head);
+    const char *nl = memchr(p, '\n', len);
+    if (!nl)
+        return -EINVAL;
+    out->base = head;
+    out->len = len;
+    out->hdrs = hdrs;
+    out->sl = (size_t)(nl + 1 - head);
+    out->n = 0;
     p = nl + 1;
-    *n = 0;
     while (p < end) {
         nl = memchr(p, '\n', (size_t)(end - p));
         if (!nl)
@@ -25,21 +36,21 @@ int lb_head_scan(const char *head, size_t len, size_t *start_line_len, lb_hdr_t 
         if (ll == 0)
             break; /* the blank line */
         if (*p == ' ' || *p == '\t')
-            return -EINVAL; /* obsolete line folding */
+            return -EINVAL; /* obsolete line folding (RFC 9112 5.2) */
         const char *colon = memchr(p, ':', ll);
         if (!colon || colon == p)
             return -EINVAL;
         for (const char *q = p; q < colon; q++)
             if (*q == ' ' || *q == '\t')
-                return -EINVAL;
-        if (*n >= max)
+                return -EINVAL; /* whitespace before the colon (RFC 9112 5.1) */
+        if (out->n >= max)
             return -ENOSPC;
         const char *v = colon + 1, *ve = p + ll;
         while (v < ve && (*v == ' ' || *v == '\t'))
             v++;
         while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
             ve--;
-        lb_hdr_t *h = &hdrs[(*n)++];
+        lb_hdr_t *h = &hdrs[out->n++];
         h->line_off = (uint16_t)(p - head);
         h->line_len = (uint16_t)(nl + 1 - p);
         h->name_len = (uint16_t)(colon - p);
@@ -74,114 +85,320 @@ static int list_has(const char *v, size_t vl, const char *tok, size_t tl)
     return 0;
 }
 
-#define LB_HEAD_MAX_HDRS 256
-
-int lb_head_rewrite(const char *head, size_t len, const lb_rewrite_t *rw, uv_buf_t *iov,
-                    size_t max_iov, size_t *n_iov, char *extra, size_t *extra_len)
+/* uri-host [ ":" port ] (RFC 9110 4.2.3, RFC 3986 3.2.2); <empty_ok> for a Host
+ * field sent with a target that has no authority (RFC 9112 3.2). */
+static int authority_ok(const char *s, size_t n, int empty_ok)
 {
-    lb_hdr_t hdrs[LB_HEAD_MAX_HDRS];
-    size_t sl, n, ni = 0, xl = 0;
-    int r = lb_head_scan(head, len, &sl, hdrs, LB_HEAD_MAX_HDRS, &n);
-    if (r < 0)
-        return r;
-    /* Headers named in Connection are hop-by-hop too (RFC 9110 7.6.1). */
-    const lb_hdr_t *conn_hdrs[8];
-    size_t n_conn = 0;
-    for (size_t i = 0; i < n; i++)
-        if (NAME_IS(&hdrs[i], "connection") && n_conn < 8)
-            conn_hdrs[n_conn++] = &hdrs[i];
-    int xff_last = -1;
-    if (rw->is_request)
-        for (size_t i = 0; i < n; i++)
-            if (NAME_IS(&hdrs[i], "x-forwarded-for"))
-                xff_last = (int)i;
-
-    size_t run_start = 0, run_end = sl; /* current run of kept bytes */
-#define FLUSH_RUN()                                                                                \
-    do {                                                                                           \
-        if (run_end > run_start) {                                                                 \
-            if (ni >= max_iov)                                                                     \
-                return -ENOSPC;                                                                    \
-            iov[ni++] = uv_buf_init((char *)head + run_start, (unsigned)(run_end - run_start));    \
-        }                                                                                          \
-    } while (0)
-#define EMIT_EXTRA(...)                                                                            \
-    do {                                                                                           \
-        int k_ = snprintf(extra + xl, LB_HEAD_EXTRA - xl, __VA_ARGS__);                            \
-        if (k_ < 0 || (size_t)k_ >= LB_HEAD_EXTRA - xl || ni >= max_iov)                           \
-            return -ENOSPC;                                                                        \
-        iov[ni++] = uv_buf_init(extra + xl, (unsigned)k_);                                         \
-        xl += (size_t)k_;                                                                          \
-    } while (0)
-
-    for (size_t i = 0; i < n; i++) {
-        const lb_hdr_t *h = &hdrs[i];
-        int drop = 0;
-        if (NAME_IS(h, "connection") || NAME_IS(h, "keep-alive") ||
-            NAME_IS(h, "proxy-connection") || NAME_IS(h, "te") || NAME_IS(h, "trailer"))
-            drop = 1;
-        else if (NAME_IS(h, "upgrade"))
-            drop = !rw->upgrade;
-        else if (rw->is_request && NAME_IS(h, "x-forwarded-proto"))
-            drop = 1;
-        else if (rw->drop_te && NAME_IS(h, "transfer-encoding"))
-            drop = 1;
-        else if (!NAME_IS(h, "transfer-encoding") && !NAME_IS(h, "content-length") &&
-                 !NAME_IS(h, "host")) {
-            for (size_t c = 0; c < n_conn && !drop; c++)
-                drop = list_has(head + conn_hdrs[c]->val_off, conn_hdrs[c]->val_len,
-                                head + h->line_off, h->name_len);
+    size_t i = 0;
+    if (n == 0)
+        return empty_ok;
+    if (s[0] == '[') {
+        while (i < n && s[i] != ']') {
+            char ch = s[i];
+            if (i > 0 && !(ch == ':' || ch == '.' || (ch >= '0' && ch <= '9') ||
+                           (ch >= 'a' && ch <= 'f') || (ch >= 'A' && ch <= 'F')))
+                return 0;
+            i++;
         }
-        if (drop) {
-            FLUSH_RUN();
-            run_start = run_end = (size_t)h->line_off + h->line_len;
-        } else if ((int)i == xff_last) {
-            /* Keep the client's list and append our peer to it. */
-            run_end = (size_t)h->val_off + h->val_len;
-            FLUSH_RUN();
-            EMIT_EXTRA(", %s\r\n", rw->client_ip ? rw->client_ip : "unknown");
-            run_start = run_end = (size_t)h->line_off + h->line_len;
-        } else {
-            run_end = (size_t)h->line_off + h->line_len;
+        if (i == n || i < 2)
+            return 0;
+        i++;
+    } else {
+        for (; i < n && s[i] != ':'; i++) {
+            unsigned char ch = (unsigned char)s[i];
+            if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                  strchr("-._~!$&'()*+,;=%", ch)))
+                return 0;
         }
+        if (i == 0)
+            return 0;
     }
-    /* Nothing to append: the original blank line ends the head, so the
-     * head (and a body after it) stays one contiguous piece. */
-    size_t blank = n ? (size_t)hdrs[n - 1].line_off + hdrs[n - 1].line_len : sl;
-    if (!rw->is_request && rw->conn == LB_CONN_HDR_NONE && run_end == blank) {
-        run_end = len;
-        FLUSH_RUN();
-        *n_iov = ni;
-        *extra_len = xl;
+    if (i == n)
+        return 1;
+    if (s[i] != ':')
         return 0;
-    }
-    FLUSH_RUN();
-    if (rw->is_request) {
-        if (xff_last < 0)
-            EMIT_EXTRA("X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\n",
-                       rw->client_ip ? rw->client_ip : "unknown", rw->tls ? "https" : "http");
+    for (i++; i < n; i++)
+        if (s[i] < '0' || s[i] > '9')
+            return 0;
+    return 1;
+}
+
+#define LB_MAX_CONN_LINES 8
+
+int lb_req_check(const lb_head_t *h, const llhttp_t *p, size_t max_uri, size_t max_headers,
+                 lb_req_info_t *o)
+{
+    const char *head = h->base;
+    memset(o, 0, sizeof(*o));
+#define REJECT(code, reason)                                                                       \
+    do {                                                                                           \
+        o->status = (code);                                                                        \
+        o->why = (reason);                                                                         \
+        return -EINVAL;                                                                            \
+    } while (0)
+    if (h->n > max_headers)
+        REJECT(431, "too many header fields"); /* RFC 6585 5 */
+    /* The request line as llhttp accepted it: method SP+ target SP+ version. */
+    size_t el = h->sl;
+    while (el > 0 && (head[el - 1] == '\n' || head[el - 1] == '\r'))
+        el--;
+    size_t i = 0;
+    while (i < el && head[i] != ' ')
+        i++;
+    o->method_len = (uint16_t)i;
+    size_t sp1 = 0;
+    while (i < el && head[i] == ' ')
+        i++, sp1++;
+    size_t t0 = i;
+    while (i < el && head[i] != ' ')
+        i++;
+    size_t tl = i - t0;
+    size_t sp2 = 0;
+    while (i < el && head[i] == ' ')
+        i++, sp2++;
+    if (p->http_major == 0)
+        REJECT(400, "HTTP/0.9 request"); /* HAProxy too; nginx answers in 0.9 */
+    if (p->http_major != 1)
+        REJECT(505, "HTTP major version is not 1"); /* RFC 9110 15.6.6, as nginx */
+    if (tl > max_uri)
+        REJECT(414, "request-target too long"); /* RFC 9110 15.5.15 */
+    if (tl == 0 || el - i != 8)
+        REJECT(400, "malformed request line");
+    o->target_off = (uint16_t)t0;
+    o->target_len = (uint16_t)tl;
+    /* RFC 9112 3: one SP between the parts; a recipient may accept more, and
+     * then must not forward the odd spacing (nginx and HAProxy rebuild it). */
+    o->respace = sp1 != 1 || sp2 != 1;
+    o->http10 = p->http_minor == 0;
+    const char *t = head + t0;
+    if (tl == 1 && t[0] == '*') {
+        if (p->method != HTTP_OPTIONS)
+            REJECT(400, "asterisk-form for a method other than OPTIONS"); /* RFC 9112 3.2.4 */
+    } else if (t[0] != '/') {
+        /* absolute-form (RFC 9112 3.2.2): http(s)://authority[path] */
+        size_t s = 0;
+        if (tl > 7 && strncasecmp(t, "http://", 7) == 0)
+            s = 7;
+        else if (tl > 8 && strncasecmp(t, "https://", 8) == 0)
+            s = 8;
         else
-            EMIT_EXTRA("X-Forwarded-Proto: %s\r\n", rw->tls ? "https" : "http");
+            REJECT(400, "request-target is neither origin-form nor absolute-form");
+        size_t a = s;
+        while (a < tl && t[a] != '/' && t[a] != '?')
+            a++;
+        if (memchr(t + s, '@', a - s))
+            REJECT(400, "userinfo in the request-target"); /* RFC 9110 4.2.4 */
+        if (!authority_ok(t + s, a - s, 0))
+            REJECT(400, "invalid authority in the request-target");
+        o->absolute = 1;
+        o->auth_off = (uint16_t)(t0 + s);
+        o->auth_len = (uint16_t)(a - s);
+        o->target_off = (uint16_t)(t0 + a);
+        o->target_len = (uint16_t)(tl - a);
     }
-    switch (rw->conn) {
-    case LB_CONN_HDR_CLOSE:
-        EMIT_EXTRA("Connection: close\r\n");
-        break;
-    case LB_CONN_HDR_KEEPALIVE:
-        EMIT_EXTRA("Connection: keep-alive\r\n");
-        break;
-    case LB_CONN_HDR_UPGRADE:
-        EMIT_EXTRA("Connection: upgrade\r\n");
-        break;
-    default:
-        break;
+    int n_host = 0, n_conn = 0, te = 0;
+    for (size_t k = 0; k < h->n; k++) {
+        const lb_hdr_t *hd = &h->hdrs[k];
+        if (NAME_IS(hd, "host")) {
+            n_host++;
+            if (!authority_ok(head + hd->val_off, hd->val_len, 1))
+                REJECT(400, "invalid Host"); /* RFC 9112 3.2 */
+        } else if (NAME_IS(hd, "connection")) {
+            n_conn++;
+        } else if (NAME_IS(hd, "transfer-encoding")) {
+            te = 1;
+        }
     }
-    if (ni >= max_iov)
-        return -ENOSPC;
-    iov[ni++] = uv_buf_init((char *)"\r\n", 2);
-    *n_iov = ni;
-    *extra_len = xl;
+    /* RFC 9112 3.2: an HTTP/1.1 request without Host, or any with several. */
+    if (n_host > 1 || (n_host == 0 && p->http_minor >= 1))
+        REJECT(400, n_host ? "more than one Host" : "HTTP/1.1 request without Host");
+    /* RFC 9112 6.1: Transfer-Encoding in HTTP/1.0 means faulty framing (nginx: 400). */
+    if (te && p->http_minor == 0)
+        REJECT(400, "Transfer-Encoding in an HTTP/1.0 request");
+    if (n_conn > LB_MAX_CONN_LINES)
+        REJECT(400, "too many Connection fields");
     return 0;
-#undef FLUSH_RUN
-#undef EMIT_EXTRA
+#undef REJECT
+}
+
+/* ---------------------------------------------------------------- rewrite */
+
+/* Where the forwarded head goes: pieces of the original head as iovecs and
+ * generated bytes copied into <x>; or, in copy mode, everything into <x>. */
+typedef struct emit {
+    const char *head;
+    uv_buf_t *iov;
+    size_t max_iov, n_iov;
+    char *x;
+    size_t xcap, xl;
+    int copy;
+} emit_t;
+
+static int emit_bytes(emit_t *e, const char *s, size_t n, int generated)
+{
+    if (n == 0)
+        return 0;
+    if (e->copy || generated) {
+        if (e->xl + n > e->xcap)
+            return -ENOBUFS;
+        memcpy(e->x + e->xl, s, n);
+        s = e->x + e->xl;
+        e->xl += n;
+        if (e->copy)
+            return 0;
+    }
+    if (e->n_iov > 0) {
+        uv_buf_t *last = &e->iov[e->n_iov - 1];
+        if (last->base + last->len == s) {
+            last->len += n;
+            return 0;
+        }
+    }
+    if (e->n_iov >= e->max_iov)
+        return -ENOBUFS;
+    e->iov[e->n_iov++] = uv_buf_init((char *)s, (unsigned)n);
+    return 0;
+}
+
+#define EMIT_HEAD(off, n)                                                                          \
+    do {                                                                                           \
+        if ((r = emit_bytes(&e, head + (off), (n), 0)) < 0)                                        \
+            return r;                                                                              \
+    } while (0)
+#define EMIT_GEN(s, n)                                                                             \
+    do {                                                                                           \
+        if ((r = emit_bytes(&e, (s), (n), 1)) < 0)                                                 \
+            return r;                                                                              \
+    } while (0)
+#define EMIT_LIT(lit) EMIT_GEN(lit, sizeof(lit) - 1)
+#define EMIT_STR(s) EMIT_GEN(s, strlen(s))
+
+/* Is header <hd> one the proxy must not forward? <conn> are the Connection
+ * lines (at most LB_MAX_CONN_LINES, so this stays linear in the head). */
+static int hdr_dropped(const lb_head_t *h, const lb_hdr_t *hd, const lb_rewrite_t *rw,
+                       const lb_hdr_t *const *conn, size_t n_conn)
+{
+    const char *head = h->base;
+    if (NAME_IS(hd, "connection") || NAME_IS(hd, "keep-alive") || NAME_IS(hd, "proxy-connection") ||
+        NAME_IS(hd, "te") || NAME_IS(hd, "trailer"))
+        return 1; /* hop-by-hop (RFC 9110 7.6.1) */
+    if (NAME_IS(hd, "upgrade"))
+        return !rw->upgrade;
+    if (rw->drop_te && NAME_IS(hd, "transfer-encoding"))
+        return 1;
+    if (rw->is_request) {
+        if (NAME_IS(hd, "x-forwarded-proto"))
+            return 1; /* ours replaces it */
+        if (rw->req && rw->req->absolute && NAME_IS(hd, "host"))
+            return 1; /* replaced by the target's authority (RFC 9112 3.2.2) */
+        /* nginx's default (underscores_in_headers off): X_Forwarded_For would
+         * reach a CGI/WSGI application as the same variable as X-Forwarded-For. */
+        if (memchr(head + hd->line_off, '_', hd->name_len))
+            return 1;
+        /* What we generate or need for framing and routing cannot be made
+         * hop-by-hop by the client (X-Forwarded-For would hide its address). */
+        if (NAME_IS(hd, "x-forwarded-for") || NAME_IS(hd, "host"))
+            return 0;
+    }
+    if (NAME_IS(hd, "transfer-encoding") || NAME_IS(hd, "content-length"))
+        return 0;
+    /* Headers named in Connection are hop-by-hop too (RFC 9110 7.6.1). */
+    for (size_t c = 0; c < n_conn; c++)
+        if (list_has(head + conn[c]->val_off, conn[c]->val_len, head + hd->line_off, hd->name_len))
+            return 1;
+    return 0;
+}
+
+int lb_head_rewrite(const lb_head_t *h, const lb_rewrite_t *rw, uv_buf_t *iov, size_t max_iov,
+                    size_t *n_iov, char *extra, size_t extra_cap, size_t *extra_len, int copy)
+{
+    const char *head = h->base;
+    emit_t e = {head, iov, max_iov, 0, extra, extra_cap, 0, copy};
+    int r;
+    const lb_hdr_t *conn[LB_MAX_CONN_LINES];
+    size_t n_conn = 0;
+    for (size_t i = 0; i < h->n && n_conn < LB_MAX_CONN_LINES; i++)
+        if (NAME_IS(&h->hdrs[i], "connection"))
+            conn[n_conn++] = &h->hdrs[i];
+    const lb_req_info_t *rq = rw->is_request ? rw->req : NULL;
+
+    /* Start line, rebuilt only when it must change (odd spacing, absolute-form). */
+    if (rq && (rq->respace || rq->absolute)) {
+        EMIT_HEAD(0, rq->method_len);
+        EMIT_LIT(" ");
+        if (rq->target_len == 0)
+            EMIT_LIT("/");
+        else
+            EMIT_HEAD(rq->target_off, rq->target_len);
+        EMIT_GEN(rq->http10 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n", 11);
+    } else {
+        EMIT_HEAD(0, h->sl);
+    }
+    /* Last forwarded X-Forwarded-For: the client's list, to which we append. */
+    ssize_t xff_last = -1;
+    for (size_t i = 0; rw->is_request && i < h->n; i++)
+        if (NAME_IS(&h->hdrs[i], "x-forwarded-for") && !hdr_dropped(h, &h->hdrs[i], rw, conn, n_conn))
+            xff_last = (ssize_t)i;
+    int dropped_any = 0;
+    for (size_t i = 0; i < h->n; i++) {
+        const lb_hdr_t *hd = &h->hdrs[i];
+        if (hdr_dropped(h, hd, rw, conn, n_conn)) {
+            dropped_any = 1;
+            continue;
+        }
+        if ((ssize_t)i == xff_last) {
+            EMIT_HEAD(hd->line_off, (size_t)(hd->val_off + hd->val_len - hd->line_off));
+            EMIT_LIT(", ");
+            EMIT_STR(rw->client_ip ? rw->client_ip : "unknown");
+            EMIT_LIT("\r\n");
+            continue;
+        }
+        EMIT_HEAD(hd->line_off, hd->line_len);
+    }
+    size_t blank = h->n ? (size_t)h->hdrs[h->n - 1].line_off + h->hdrs[h->n - 1].line_len : h->sl;
+    if (!rw->is_request && rw->conn == LB_CONN_HDR_NONE && !dropped_any) {
+        /* Nothing to append: the original blank line ends the head, so the
+         * head (and a body after it) stays one contiguous piece. */
+        EMIT_HEAD(blank, h->len - blank);
+    } else {
+        if (rw->is_request) {
+            if (xff_last < 0) {
+                EMIT_LIT("X-Forwarded-For: ");
+                EMIT_STR(rw->client_ip ? rw->client_ip : "unknown");
+                EMIT_LIT("\r\n");
+            }
+            if (rw->tls)
+                EMIT_LIT("X-Forwarded-Proto: https\r\n");
+            else
+                EMIT_LIT("X-Forwarded-Proto: http\r\n");
+            if (rq && rq->absolute) {
+                EMIT_LIT("Host: ");
+                EMIT_HEAD(rq->auth_off, rq->auth_len);
+                EMIT_LIT("\r\n");
+            }
+        }
+        switch (rw->conn) {
+        case LB_CONN_HDR_CLOSE:
+            EMIT_LIT("Connection: close\r\n");
+            break;
+        case LB_CONN_HDR_KEEPALIVE:
+            EMIT_LIT("Connection: keep-alive\r\n");
+            break;
+        case LB_CONN_HDR_UPGRADE:
+            EMIT_LIT("Connection: upgrade\r\n");
+            break;
+        default:
+            break;
+        }
+        EMIT_LIT("\r\n");
+    }
+    if (copy) {
+        if (max_iov < 1)
+            return -ENOBUFS;
+        iov[0] = uv_buf_init(extra, (unsigned)e.xl);
+        e.n_iov = 1;
+    }
+    *n_iov = e.n_iov;
+    *extra_len = e.xl;
+    return 0;
 }

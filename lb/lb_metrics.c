@@ -8,6 +8,10 @@
 #include "core/mem.h"
 #include "lb.h"
 
+const char *const lb_timeout_names[LB_TO_N] = {
+    "head", "client_body", "connect", "response", "upstream_read", "client_send",
+};
+
 const double lb_lat_bounds[LB_LAT_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                                               0.25,  0.5,    1,     2.5,  5,     10,   30};
 
@@ -195,6 +199,11 @@ char *lb_metrics_render(lb_stats_t *s, size_t *len)
               "full).\n# TYPE sky_lb_timestamps_dropped_total counter\n"
               "sky_lb_timestamps_dropped_total %llu\n",
               (unsigned long long)sum_u(s, OFF(ts_dropped)));
+    sb_printf(&b, "# HELP sky_lb_timeouts_total Timeouts, by phase.\n"
+                  "# TYPE sky_lb_timeouts_total counter\n");
+    for (int i = 0; i < LB_TO_N; i++)
+        sb_printf(&b, "sky_lb_timeouts_total{phase=\"%s\"} %llu\n", lb_timeout_names[i],
+                  (unsigned long long)sum_u(s, OFF(timeouts[i])));
     *len = b.len;
     return b.p;
 }

@@ -32,6 +32,9 @@ GIB = 1024 * MIB
 
 SLOW = 3.0 if sanitized() else 1.0
 
+# Bearer token of the admin listener (sky-lb refuses --admin without one).
+ADMIN_TOKEN = "lb-admin-test-token"
+
 
 def free_port():
     with socket.socket() as s:
@@ -174,7 +177,9 @@ class ProcGroup:
             for r in replicas:
                 argv += ["--replica", r.url if isinstance(r, Backend) else r]
             if admin:
-                argv += ["--admin", "127.0.0.1:%d" % admin_port]
+                tok = self.tmp / "admin-token"
+                tok.write_text(ADMIN_TOKEN + "\n")
+                argv += ["--admin", "127.0.0.1:%d" % admin_port, "--admin-token-file", str(tok)]
             argv += list(args)
             p = Proc(argv, self._log("sky-lb"), env=self.lb_env())
             p.is_lb = True
@@ -508,8 +513,13 @@ def tls_conn(port, cafile, timeout=10.0):
 
 # ---------------------------------------------------------------- admin
 
+def admin_get(port, path, token=ADMIN_TOKEN):
+    """GET on sky-lb's admin listener with the bearer token."""
+    return get(port, path, headers=[("Authorization", "Bearer " + token)] if token else ())
+
+
 def admin_get_json(port, path):
-    r = get(port, path)
+    r = admin_get(port, path)
     assert r.status == 200, (path, r.status, r.body[:300])
     return json.loads(r.body)
 

@@ -59,7 +59,7 @@ def test_multiple_workers(procs):
     finally:
         for c in conns:
             c.close()
-    text = U.get(lb.admin_port, "/metrics").body.decode()
+    text = U.admin_get(lb.admin_port, "/metrics").body.decode()
     ok = U.metric_value(text, "sky_lb_requests_total", {"code": "200"})
     assert ok is not None and ok >= 120, text[:2000]  # summed over workers
 
@@ -412,7 +412,7 @@ def test_metrics_and_replicas(procs):
         for _ in range(3):
             c.request("GET", "/status?code=404")
             assert c.read_response().status == 404
-    m = U.get(lb.admin_port, "/metrics")
+    m = U.admin_get(lb.admin_port, "/metrics")
     assert m.status == 200
     text = m.body.decode()
     ok = U.metric_value(text, "sky_lb_requests_total", {"code": "200"})
