@@ -67,22 +67,41 @@ static int name_is(const char *head, const lb_hdr_t *h, const char *name, size_t
 }
 #define NAME_IS(h, lit) name_is(head, (h), lit, sizeof(lit) - 1)
 
-/* Does the comma-separated list <v> contain token <tok> (case-insensitive)? */
-static int list_has(const char *v, size_t vl, const char *tok, size_t tl)
+/* The options of every Connection field (RFC 9110 7.6.1): at most <max>
+ * tokens into <tok>; -E2BIG past that, which bounds the work per header. */
+typedef struct lb_tok {
+    const char *p;
+    size_t n;
+} lb_tok_t;
+
+#define LB_MAX_CONN_TOKENS 64
+
+static int conn_tokens(const lb_head_t *h, lb_tok_t *tok, size_t max)
 {
-    size_t i = 0;
-    while (i < vl) {
-        while (i < vl && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
-            i++;
-        size_t s = i;
-        while (i < vl && v[i] != ',' && v[i] != ' ' && v[i] != '\t')
-            i++;
-        if (i - s == tl && strncasecmp(v + s, tok, tl) == 0)
-            return 1;
-        while (i < vl && v[i] != ',')
-            i++;
+    const char *head = h->base;
+    size_t k = 0;
+    for (size_t c = 0; c < h->n; c++) {
+        const lb_hdr_t *hd = &h->hdrs[c];
+        if (!NAME_IS(hd, "connection"))
+            continue;
+        const char *v = head + hd->val_off;
+        size_t vl = hd->val_len, i = 0;
+        while (i < vl) {
+            while (i < vl && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+                i++;
+            size_t s = i;
+            while (i < vl && v[i] != ',' && v[i] != ' ' && v[i] != '\t')
+                i++;
+            if (i > s) {
+                if (k == max)
+                    return -E2BIG;
+                tok[k++] = (lb_tok_t){v + s, i - s};
+            }
+            while (i < vl && v[i] != ',')
+                i++;
+        }
     }
-    return 0;
+    return (int)k;
 }
 
 /* uri-host [ ":" port ] (RFC 9110 4.2.3, RFC 3986 3.2.2); <empty_ok> for a Host
@@ -122,8 +141,6 @@ static int authority_ok(const char *s, size_t n, int empty_ok)
             return 0;
     return 1;
 }
-
-#define LB_MAX_CONN_LINES 8
 
 int lb_req_check(const lb_head_t *h, const llhttp_t *p, size_t max_uri, size_t max_headers,
                  lb_req_info_t *o)
@@ -196,15 +213,13 @@ int lb_req_check(const lb_head_t *h, const llhttp_t *p, size_t max_uri, size_t m
         o->target_off = (uint16_t)(t0 + a);
         o->target_len = (uint16_t)(tl - a);
     }
-    int n_host = 0, n_conn = 0, te = 0;
+    int n_host = 0, te = 0;
     for (size_t k = 0; k < h->n; k++) {
         const lb_hdr_t *hd = &h->hdrs[k];
         if (NAME_IS(hd, "host")) {
             n_host++;
             if (!authority_ok(head + hd->val_off, hd->val_len, 1))
                 REJECT(400, "invalid Host"); /* RFC 9112 3.2 */
-        } else if (NAME_IS(hd, "connection")) {
-            n_conn++;
         } else if (NAME_IS(hd, "transfer-encoding")) {
             te = 1;
         }
@@ -215,8 +230,9 @@ int lb_req_check(const lb_head_t *h, const llhttp_t *p, size_t max_uri, size_t m
     /* RFC 9112 6.1: Transfer-Encoding in HTTP/1.0 means faulty framing (nginx: 400). */
     if (te && p->http_minor == 0)
         REJECT(400, "Transfer-Encoding in an HTTP/1.0 request");
-    if (n_conn > LB_MAX_CONN_LINES)
-        REJECT(400, "too many Connection fields");
+    lb_tok_t tok[LB_MAX_CONN_TOKENS];
+    if (conn_tokens(h, tok, LB_MAX_CONN_TOKENS) < 0)
+        REJECT(400, "too many Connection options");
     return 0;
 #undef REJECT
 }
@@ -273,10 +289,10 @@ static int emit_bytes(emit_t *e, const char *s, size_t n, int generated)
 #define EMIT_LIT(lit) EMIT_GEN(lit, sizeof(lit) - 1)
 #define EMIT_STR(s) EMIT_GEN(s, strlen(s))
 
-/* Is header <hd> one the proxy must not forward? <conn> are the Connection
- * lines (at most LB_MAX_CONN_LINES, so this stays linear in the head). */
+/* Is header <hd> one the proxy must not forward? <tok> are the Connection
+ * options (at most LB_MAX_CONN_TOKENS, so this stays linear in the head). */
 static int hdr_dropped(const lb_head_t *h, const lb_hdr_t *hd, const lb_rewrite_t *rw,
-                       const lb_hdr_t *const *conn, size_t n_conn)
+                       const lb_tok_t *tok, size_t n_tok)
 {
     const char *head = h->base;
     if (NAME_IS(hd, "connection") || NAME_IS(hd, "keep-alive") || NAME_IS(hd, "proxy-connection") ||
@@ -303,8 +319,8 @@ static int hdr_dropped(const lb_head_t *h, const lb_hdr_t *hd, const lb_rewrite_
     if (NAME_IS(hd, "transfer-encoding") || NAME_IS(hd, "content-length"))
         return 0;
     /* Headers named in Connection are hop-by-hop too (RFC 9110 7.6.1). */
-    for (size_t c = 0; c < n_conn; c++)
-        if (list_has(head + conn[c]->val_off, conn[c]->val_len, head + hd->line_off, hd->name_len))
+    for (size_t t = 0; t < n_tok; t++)
+        if (tok[t].n == hd->name_len && strncasecmp(tok[t].p, head + hd->line_off, tok[t].n) == 0)
             return 1;
     return 0;
 }
@@ -315,11 +331,11 @@ int lb_head_rewrite(const lb_head_t *h, const lb_rewrite_t *rw, uv_buf_t *iov, s
     const char *head = h->base;
     emit_t e = {head, iov, max_iov, 0, extra, extra_cap, 0, copy};
     int r;
-    const lb_hdr_t *conn[LB_MAX_CONN_LINES];
-    size_t n_conn = 0;
-    for (size_t i = 0; i < h->n && n_conn < LB_MAX_CONN_LINES; i++)
-        if (NAME_IS(&h->hdrs[i], "connection"))
-            conn[n_conn++] = &h->hdrs[i];
+    lb_tok_t tok[LB_MAX_CONN_TOKENS];
+    int nt = conn_tokens(h, tok, LB_MAX_CONN_TOKENS);
+    if (nt < 0)
+        return -EINVAL;
+    size_t n_tok = (size_t)nt;
     const lb_req_info_t *rq = rw->is_request ? rw->req : NULL;
 
     /* Start line, rebuilt only when it must change (odd spacing, absolute-form). */
@@ -337,12 +353,12 @@ int lb_head_rewrite(const lb_head_t *h, const lb_rewrite_t *rw, uv_buf_t *iov, s
     /* Last forwarded X-Forwarded-For: the client's list, to which we append. */
     ssize_t xff_last = -1;
     for (size_t i = 0; rw->is_request && i < h->n; i++)
-        if (NAME_IS(&h->hdrs[i], "x-forwarded-for") && !hdr_dropped(h, &h->hdrs[i], rw, conn, n_conn))
+        if (NAME_IS(&h->hdrs[i], "x-forwarded-for") && !hdr_dropped(h, &h->hdrs[i], rw, tok, n_tok))
             xff_last = (ssize_t)i;
     int dropped_any = 0;
     for (size_t i = 0; i < h->n; i++) {
         const lb_hdr_t *hd = &h->hdrs[i];
-        if (hdr_dropped(h, hd, rw, conn, n_conn)) {
+        if (hdr_dropped(h, hd, rw, tok, n_tok)) {
             dropped_any = 1;
             continue;
         }
