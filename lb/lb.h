@@ -38,6 +38,8 @@ typedef struct lb_config {
     char *service;
     char *token;       /* bearer token read from --controller-token-file */
     char *admin_token; /* required on the admin listener (--admin-token-file, else token) */
+    char *token_file;
+    char *admin_token_file;
     double sync_interval;
     char admin_host[256];
     int admin_port; /* -1: no admin listener */
@@ -73,6 +75,10 @@ void lb_config_defaults(lb_config_t *cfg);
  * frees). Reads --controller-token-file and checks the TLS files are readable.
  */
 int lb_config_parse(lb_config_t *cfg, int argc, char **argv, char **err);
+/* The two halves of lb_config_parse: argv only (no file or network access
+ * besides resolving a --replica given by name; fuzzed), then the files it names. */
+int lb_config_parse_args(lb_config_t *cfg, int argc, char **argv, char **err);
+int lb_config_load_files(lb_config_t *cfg, char **err);
 void lb_config_free(lb_config_t *cfg);
 /* "http://IP:PORT[/]" -> sockaddr and the canonical "http://IP:PORT". */
 int lb_parse_url(const char *url, struct sockaddr_storage *addr, char *norm, size_t normlen);

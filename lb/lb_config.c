@@ -72,6 +72,10 @@ void lb_config_free(lb_config_t *c)
     c->token = NULL;
     free(c->admin_token);
     c->admin_token = NULL;
+    free(c->token_file);
+    c->token_file = NULL;
+    free(c->admin_token_file);
+    c->admin_token_file = NULL;
     free(c->tls_cert);
     c->tls_cert = NULL;
     free(c->tls_key);
@@ -212,7 +216,7 @@ enum {
     OPT_HELP,
 };
 
-int lb_config_parse(lb_config_t *c, int argc, char **argv, char **err)
+int lb_config_parse_args(lb_config_t *c, int argc, char **argv, char **err)
 {
     static const struct option opts[] = {
         {"listen", required_argument, NULL, OPT_LISTEN},
@@ -251,7 +255,6 @@ int lb_config_parse(lb_config_t *c, int argc, char **argv, char **err)
         {"help", no_argument, NULL, OPT_HELP},
         {NULL, 0, NULL, 0},
     };
-    char *token_file = NULL, *admin_token_file = NULL;
     int have_listen = 0;
     double v;
     lb_config_defaults(c);
@@ -314,8 +317,8 @@ int lb_config_parse(lb_config_t *c, int argc, char **argv, char **err)
             c->service = core_xstrdup(optarg);
             break;
         case OPT_TOKEN_FILE:
-            free(token_file);
-            token_file = core_xstrdup(optarg);
+            free(c->token_file);
+            c->token_file = core_xstrdup(optarg);
             break;
         case OPT_SYNC:
             if (core_parse_num(optarg, 0.01, 3600, &c->sync_interval) < 0)
@@ -400,8 +403,8 @@ int lb_config_parse(lb_config_t *c, int argc, char **argv, char **err)
             c->access_log = 1;
             break;
         case OPT_ADMIN_TOKEN_FILE:
-            free(admin_token_file);
-            admin_token_file = core_xstrdup(optarg);
+            free(c->admin_token_file);
+            c->admin_token_file = core_xstrdup(optarg);
             break;
         case OPT_MAX_URI:
             if (core_parse_num(optarg, 16, LB_MAX_HEAD_CAP, &v) < 0)
@@ -432,8 +435,6 @@ int lb_config_parse(lb_config_t *c, int argc, char **argv, char **err)
             break;
         case OPT_HELP:
             *err = core_xstrdup(usage);
-            free(token_file);
-            free(admin_token_file);
             lb_config_free(c);
             return 1;
         case ':':
@@ -463,6 +464,27 @@ int lb_config_parse(lb_config_t *c, int argc, char **argv, char **err)
         *err = core_xstrdup("--tls-cert and --tls-key go together");
         goto fail;
     }
+    if (c->low_wm >= c->high_wm) {
+        *err = core_xstrdup("--low-watermark must be below --high-watermark");
+        goto fail;
+    }
+    /* /metrics and /-/replicas describe the service's traffic: like every
+     * other control API they need the bearer token. */
+    if (c->admin_port >= 0 && !c->admin_token_file && !c->token_file) {
+        *err = core_xstrdup("--admin needs a bearer token: --admin-token-file F (or "
+                            "--controller-token-file F)");
+        goto fail;
+    }
+    if (c->max_uri > c->max_head)
+        c->max_uri = c->max_head;
+    return 0;
+fail:
+    lb_config_free(c);
+    return -EINVAL;
+}
+
+int lb_config_load_files(lb_config_t *c, char **err)
+{
     const char *files[] = {c->tls_cert, c->tls_key};
     for (int i = 0; i < 2; i++) {
         if (files[i] && access(files[i], R_OK) != 0) {
@@ -470,37 +492,28 @@ int lb_config_parse(lb_config_t *c, int argc, char **argv, char **err)
             goto fail;
         }
     }
-    if (c->low_wm >= c->high_wm) {
-        *err = core_xstrdup("--low-watermark must be below --high-watermark");
-        goto fail;
-    }
-    if (token_file) {
-        c->token = read_token("controller-token-file", token_file, err);
+    if (c->token_file) {
+        c->token = read_token("controller-token-file", c->token_file, err);
         if (!c->token)
             goto fail;
     }
-    if (admin_token_file) {
-        c->admin_token = read_token("admin-token-file", admin_token_file, err);
+    if (c->admin_token_file) {
+        c->admin_token = read_token("admin-token-file", c->admin_token_file, err);
         if (!c->admin_token)
             goto fail;
     } else if (c->token) {
         c->admin_token = core_xstrdup(c->token);
     }
-    /* /metrics and /-/replicas describe the service's traffic: like every
-     * other control API they need the bearer token. */
-    if (c->admin_port >= 0 && !c->admin_token) {
-        *err = core_xstrdup("--admin needs a bearer token: --admin-token-file F (or "
-                            "--controller-token-file F)");
-        goto fail;
-    }
-    if (c->max_uri > c->max_head)
-        c->max_uri = c->max_head;
-    free(token_file);
-    free(admin_token_file);
     return 0;
 fail:
-    free(token_file);
-    free(admin_token_file);
     lb_config_free(c);
     return -EINVAL;
+}
+
+int lb_config_parse(lb_config_t *c, int argc, char **argv, char **err)
+{
+    int rc = lb_config_parse_args(c, argc, argv, err);
+    if (rc != 0)
+        return rc;
+    return lb_config_load_files(c, err);
 }

@@ -342,10 +342,11 @@ int lb_head_rewrite(const lb_head_t *h, const lb_rewrite_t *rw, uv_buf_t *iov, s
     if (rq && (rq->respace || rq->absolute)) {
         EMIT_HEAD(0, rq->method_len);
         EMIT_LIT(" ");
-        if (rq->target_len == 0)
+        /* origin-form is absolute-path [ "?" query ] (RFC 9112 3.2.1): an
+         * absolute-form with an empty path ("http://a?q") gets its "/". */
+        if (rq->target_len == 0 || head[rq->target_off] != '/')
             EMIT_LIT("/");
-        else
-            EMIT_HEAD(rq->target_off, rq->target_len);
+        EMIT_HEAD(rq->target_off, rq->target_len);
         EMIT_GEN(rq->http10 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n", 11);
     } else {
         EMIT_HEAD(0, h->sl);

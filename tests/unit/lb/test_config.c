@@ -46,6 +46,13 @@ static void test_defaults(void **st)
     assert_int_equal(c.admin_port, -1);
     assert_int_equal(c.max_attempts, 3);
     assert_int_equal(c.n_replicas, 0);
+    /* nginx's defaults for the idle timeouts once a request is under way */
+    assert_true(c.upstream_read_timeout == 60);
+    assert_true(c.client_send_timeout == 60);
+    assert_true(c.client_body_timeout == 60);
+    assert_int_equal(c.max_uri, 8192);
+    assert_int_equal(c.max_headers, 256);
+    assert_int_equal(c.max_body, 0);
     lb_config_free(&c);
 }
 
@@ -67,7 +74,10 @@ static void test_all_flags(void **st)
               "--upstream-timeout", "3.5", "--connect-timeout", "1", "--keepalive-timeout", "5",
               "--pool-idle-timeout", "6", "--drain-timeout", "7", "--high-watermark", "1048576",
               "--low-watermark", "65536", "--max-conns", "99", "--max-attempts", "2",
-              "--retry-buffer", "1024", "--pool-size", "8", "--access-log", NULL);
+              "--retry-buffer", "1024", "--pool-size", "8", "--access-log",
+              "--upstream-read-timeout", "1.5", "--client-send-timeout", "2.5",
+              "--client-body-timeout", "3", "--max-uri-bytes", "100", "--max-headers", "7",
+              "--max-body-bytes", "1000000", NULL);
     unlink(tok);
     assert_int_equal(r, 0);
     assert_int_equal(c.workers, 4);
@@ -88,6 +98,13 @@ static void test_all_flags(void **st)
     assert_int_equal(c.max_attempts, 2);
     assert_int_equal(c.pool_size, 8);
     assert_int_equal(c.access_log, 1);
+    assert_true(c.upstream_read_timeout == 1.5);
+    assert_true(c.client_send_timeout == 2.5);
+    assert_true(c.client_body_timeout == 3);
+    assert_int_equal(c.max_uri, 100);
+    assert_int_equal(c.max_headers, 7);
+    assert_int_equal(c.max_body, 1000000);
+    assert_string_equal(c.admin_token, "sekret"); /* the controller's, by default */
     lb_config_free(&c);
 }
 
@@ -134,6 +151,14 @@ static void test_errors(void **st)
     expect_error("requires a value", "--listen", NULL);
     expect_error("max-head-bytes", "--listen", "127.0.0.1:1", "--max-head-bytes", "100000", NULL);
     expect_error("unexpected argument", "--listen", "127.0.0.1:1", "extra", NULL);
+    expect_error("bearer token", "--listen", "127.0.0.1:1", "--admin", "127.0.0.1:2", NULL);
+    expect_error("admin-token-file", "--listen", "127.0.0.1:1", "--admin", "127.0.0.1:2",
+                 "--admin-token-file", "/nonexistent/t", NULL);
+    expect_error("empty", "--listen", "127.0.0.1:1", "--admin", "127.0.0.1:2",
+                 "--admin-token-file", "/dev/null", NULL);
+    expect_error("max-headers", "--listen", "127.0.0.1:1", "--max-headers", "0", NULL);
+    expect_error("upstream-read-timeout", "--listen", "127.0.0.1:1", "--upstream-read-timeout",
+                 "0", NULL);
 }
 
 static void test_parse_url(void **st)
