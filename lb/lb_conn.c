@@ -550,7 +550,9 @@ static void up_timer_io(uv_timer_t *t)
         return;
     uint64_t now = uv_now(&w->loop);
     uint64_t to = up->got_bytes ? ms(w->cfg->upstream_read_timeout) : ms(w->cfg->upstream_timeout);
-    uint64_t since = up->got_bytes ? up->t_rx : up->t_tx;
+    /* Idle means nothing moved either way: a body still being uploaded after
+     * a 100 (Continue) keeps the exchange alive. */
+    uint64_t since = up->got_bytes && up->t_rx > up->t_tx ? up->t_rx : up->t_tx;
     if (up->got_bytes && (up->bp || !up->reading))
         since = now; /* we stopped reading (the client is slow): not the replica's fault */
     if (now < since + to) {
