@@ -930,7 +930,7 @@ static void up_ready(lb_up_t *up)
     llhttp_init(&up->parser, HTTP_RESPONSE, &w->resp_settings);
     up->parser.data = up;
     up->got_bytes = up->head_done = up->in_head = up->tunnel = up->dechunk = 0;
-    up->wrote = up->skip_1xx = 0;
+    up->wrote = 0;
     up->bp = 0;
     up->ka = 0;
     c->state = LB_CS_PROXY;

@@ -74,7 +74,7 @@ typedef struct lb_up {
     uint64_t t_tx;       /* loop time the last request bytes were handed to the socket */
     uint64_t t_rx;       /* loop time of the last byte read (or tunnelled either way) */
     unsigned got_bytes : 1, head_done : 1, in_head : 1, tunnel : 1, bp : 1, ka : 1, reading : 1,
-        dechunk : 1, wrote : 1, skip_1xx : 1;
+        dechunk : 1, wrote : 1;
     char extra[LB_HEAD_EXTRA];
 } lb_up_t;
 

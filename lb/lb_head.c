@@ -126,7 +126,7 @@ static int authority_ok(const char *s, size_t n, int empty_ok)
         for (; i < n && s[i] != ':'; i++) {
             unsigned char ch = (unsigned char)s[i];
             if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-                  strchr("-._~!$&'()*+,;=%", ch)))
+                  (ch && strchr("-._~!$&'()*+,;=%", ch))))
                 return 0;
         }
         if (i == 0)
