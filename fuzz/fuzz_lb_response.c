@@ -88,13 +88,18 @@ static void check_forwarded(const uv_buf_t *iov, size_t n_iov, int status, const
             conns++;
     }
     FUZZ_CHECK(conns == (rw->conn != LB_CONN_HDR_NONE));
+    FUZZ_CHECK(lb_resp_check(&h) == 0);
 }
 
 static void forward_head(const char *head, size_t hl, const llhttp_t *p, const lb_rewrite_t *rw,
                          size_t max_iov)
 {
     lb_head_t h;
-    if (lb_head_scan(head, hl, hdrs, LB_HDRS_FOR(hl), &h) < 0)
+    while (hl > 0 && (*head == '\r' || *head == '\n')) {
+        head++;
+        hl--;
+    }
+    if (lb_head_scan(head, hl, hdrs, LB_HDRS_FOR(hl), &h) < 0 || lb_resp_check(&h) < 0)
         return; /* 502 */
     uv_buf_t iov[48];
     char extra[LB_HEAD_EXTRA];

@@ -145,6 +145,10 @@ typedef struct lb_head {
  */
 int lb_head_scan(const char *head, size_t len, lb_hdr_t *hdrs, size_t max, lb_head_t *out);
 
+/* The checks of a response head's status line that llhttp does not make:
+ * 0 or -EINVAL (then the response is a 502). */
+int lb_resp_check(const lb_head_t *h);
+
 /* What lb_req_check found in a request head. */
 typedef struct lb_req_info {
     int status;      /* local answer when the request is refused (400, 414, 431, 505) */

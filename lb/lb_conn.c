@@ -688,7 +688,13 @@ static int up_head_out(lb_up_t *up, const lb_rewrite_t *rw, lb_seg_t *segs, size
     lb_head_t h;
     uv_buf_t iov[LB_HEAD_IOV];
     size_t ni, xl;
-    if (lb_head_scan(head, hlen, w->hdrs, LB_HDRS_FOR(hlen), &h) < 0)
+    /* Empty lines between responses, which llhttp skips, are not forwarded:
+     * they are no start line (found by fuzz_lb_response). */
+    while (hlen > 0 && (*head == '\r' || *head == '\n')) {
+        head++;
+        hlen--;
+    }
+    if (lb_head_scan(head, hlen, w->hdrs, LB_HDRS_FOR(hlen), &h) < 0 || lb_resp_check(&h) < 0)
         return CORE_EHTTP;
     int rc = lb_head_rewrite(&h, rw, iov, max - *ns < LB_HEAD_IOV ? max - *ns : LB_HEAD_IOV, &ni,
                              up->extra, sizeof(up->extra), &xl, 0);

@@ -237,6 +237,23 @@ int lb_req_check(const lb_head_t *h, const llhttp_t *p, size_t max_uri, size_t m
 #undef REJECT
 }
 
+int lb_resp_check(const lb_head_t *h)
+{
+    const char *head = h->base;
+    size_t el = h->sl;
+    while (el > 0 && (head[el - 1] == '\n' || head[el - 1] == '\r'))
+        el--;
+    /* RFC 9112 4: reason-phrase = *( HTAB / SP / VCHAR / obs-text ), after
+     * "HTTP/1.x NNN" (which llhttp checked). A control byte would reach the
+     * client verbatim: the response is unusable (502). */
+    for (size_t i = 12; i < el; i++) {
+        unsigned char ch = (unsigned char)head[i];
+        if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
+            return -EINVAL;
+    }
+    return 0;
+}
+
 /* ---------------------------------------------------------------- rewrite */
 
 /* Where the forwarded head goes: pieces of the original head as iovecs and

@@ -521,10 +521,21 @@ def test_response_framing_errors_are_502(procs, upstreams):
             b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd") or "close",
         "/fold": lambda conn, *x: conn.sendall(
             b"HTTP/1.1 200 OK\r\nX: a\r\n b\r\nContent-Length: 1\r\n\r\nz") or "close",
+        # RFC 9112 4: no control bytes in the reason phrase.
+        "/ctl": lambda conn, *x: conn.sendall(
+            b"HTTP/1.1 200 O\x01K\r\nContent-Length: 1\r\n\r\nz") or "close",
+        # Empty lines between an interim and the final response are skipped, not forwarded.
+        "/gap": lambda conn, *x: conn.sendall(
+            b"HTTP/1.1 100 Continue\r\n\r\n\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 1\r\n"
+            b"\r\nz"),
     }), "a")
     lb = procs.lb([a.url])
-    for p in ("/clte", "/clcl", "/fold"):
+    for p in ("/clte", "/clcl", "/fold", "/ctl"):
         assert U.get(lb.port, p, timeout=5 * S).status == 502, p
+    with U.Conn(lb.port, timeout=5 * S) as c:
+        c.request("GET", "/gap")
+        assert c.read_head()[0] == 100
+        assert c.read_exact(17) == b"HTTP/1.1 200 OK\r\n"
 
 
 def test_half_closed_client_is_an_abort(procs, upstreams):
