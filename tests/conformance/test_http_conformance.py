@@ -427,6 +427,38 @@ def test_timeouts_before_the_response(procs, upstreams):
     assert metric(lb, "sky_lb_timeouts_total", {"phase": "response"}) == 1
 
 
+def test_connect_timeout(procs, upstreams):
+    """A replica whose accept queue is full drops our SYNs: the connect times
+    out at --connect-timeout, the next replica is tried, and with none left the
+    client gets 502 (RFC 9110 15.6.3), counted as a connect timeout."""
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(0)
+    filler = [socket.socket() for _ in range(2)]
+    try:
+        for f in filler:  # fill the accept queue; nobody accepts
+            f.setblocking(False)
+            f.connect_ex(hole.getsockname())
+        time.sleep(0.1)
+        b = upstreams(by_path({}), "b")
+        url = "http://127.0.0.1:%d" % hole.getsockname()[1]
+        lb = procs.lb([url, b.url], args=["--connect-timeout", "0.5", "--policy", "round_robin"],
+                      admin=True)
+        t0 = time.monotonic()
+        for _ in range(2):  # one of them meets the black hole first, then b answers
+            assert U.get(lb.port, "/", timeout=5 * S).status == 200
+        assert time.monotonic() - t0 < 3 * S
+        assert metric(lb, "sky_lb_timeouts_total", {"phase": "connect"}) >= 1
+        only = procs.lb([url], args=["--connect-timeout", "0.5"])
+        t0 = time.monotonic()
+        assert U.get(only.port, "/", timeout=5 * S).status == 502
+        assert 0.4 <= time.monotonic() - t0 < 3 * S
+    finally:
+        for f in filler:
+            f.close()
+        hole.close()
+
+
 # ---------------------------------------------------------------- smuggling, pipelining, floods
 
 def test_pipelined_requests_answered_in_order(procs, upstreams):
