@@ -1247,6 +1247,12 @@ static int conn_io_timed(const lb_conn_t *c)
     }
 }
 
+/* Waiting for request body bytes (not stopped by our own backpressure). */
+static int conn_body_timed(const lb_conn_t *c)
+{
+    return !c->req_complete && c->state != LB_CS_TUNNEL && c->state != LB_CS_LOCAL && c->reading;
+}
+
 /* Deadline (loop ms) of the client-side wait that ends first, or 0. */
 static uint64_t conn_io_deadline(const lb_conn_t *c)
 {
@@ -1254,7 +1260,7 @@ static uint64_t conn_io_deadline(const lb_conn_t *c)
     uint64_t d = 0;
     if (c->wr_pending > 0)
         d = c->t_tx + ms(cfg->client_send_timeout);
-    if (!c->req_complete && c->state != LB_CS_TUNNEL && c->state != LB_CS_LOCAL && c->reading) {
+    if (conn_body_timed(c)) {
         uint64_t b = c->t_rx + ms(cfg->client_body_timeout);
         if (!d || b < d)
             d = b;
@@ -1271,13 +1277,12 @@ static void on_conn_io_timeout(uv_timer_t *t)
     uint64_t now = uv_now(&w->loop);
     if (c->wr_pending > 0 && now >= c->t_tx + ms(w->cfg->client_send_timeout)) {
         count_timeout(w, LB_TO_CLIENT_SEND);
-        log_error(w, "client %s read nothing for %.3gs: closing", c->client_ip,
+        log_error(w, "client %s took no response bytes for %.3gs: closing", c->client_ip,
                   w->cfg->client_send_timeout);
         lb_conn_close(c);
         return;
     }
-    if (!c->req_complete && c->state != LB_CS_TUNNEL && c->state != LB_CS_LOCAL && c->reading &&
-        now >= c->t_rx + ms(w->cfg->client_body_timeout)) {
+    if (conn_body_timed(c) && now >= c->t_rx + ms(w->cfg->client_body_timeout)) {
         count_timeout(w, LB_TO_CLIENT_BODY);
         c->keep_alive = 0;
         conn_local_reply(c, 408); /* closes instead if the response started */
