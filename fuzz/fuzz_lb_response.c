@@ -15,6 +15,7 @@
 #include <string.h>
 #include <strings.h>
 
+#define FUZZ_WITH_UV
 #include "fuzz_util.h"
 #include "lb.h"
 
@@ -57,12 +58,7 @@ static int name_is(const lb_head_t *h, const lb_hdr_t *hd, const char *n)
 
 static void check_forwarded(const uv_buf_t *iov, size_t n_iov, int status, const lb_rewrite_t *rw)
 {
-    size_t len = 0;
-    for (size_t i = 0; i < n_iov; i++) {
-        FUZZ_CHECK(len + iov[i].len <= sizeof(out));
-        memcpy(out + len, iov[i].base, iov[i].len);
-        len += iov[i].len;
-    }
+    size_t len = fuzz_concat(iov, n_iov, out, sizeof(out));
     st_t st = {0};
     llhttp_settings_t s;
     llhttp_settings_init(&s);

@@ -20,6 +20,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
         }                                                                                          \
     } while (0)
 
+#ifdef FUZZ_WITH_UV
+#include <string.h>
+#include <uv.h>
+/* The forwarded head as one buffer: <iov> concatenated into <out>. */
+static inline size_t fuzz_concat(const uv_buf_t *iov, size_t n, char *out, size_t cap)
+{
+    size_t len = 0;
+    for (size_t i = 0; i < n; i++) {
+        FUZZ_CHECK(len + iov[i].len <= cap);
+        memcpy(out + len, iov[i].base, iov[i].len);
+        len += iov[i].len;
+    }
+    return len;
+}
+#endif
+
 #ifdef FUZZ_NO_DNS
 /* Host names in fuzzed URLs must not reach a resolver (no network here, and a
  * lookup per input would make the harness crawl): this definition takes the

@@ -534,6 +534,17 @@ static void on_up_alloc(uv_handle_t *h, size_t sugg, uv_buf_t *buf)
         up->head_off -= shift;
 }
 
+/* A tunnel's replica side ended (closed or idle): the client gets what is
+ * queued, then the close. */
+static void tunnel_end(lb_conn_t *c, lb_up_t *up)
+{
+    c->up = NULL;
+    up->c = NULL;
+    up_close(up);
+    release_slot(c, 0);
+    conn_close_after_writes(c);
+}
+
 /*
  * One timer per active upstream, armed lazily: before the first response
  * byte it is the response timeout (from the last request byte sent), after
@@ -568,11 +579,7 @@ static void up_timer_io(uv_timer_t *t)
     log_error(w, "replica sent nothing for %.3gs after its response started (client %s)",
               (double)to / 1000.0, c->client_ip);
     if (up->tunnel) {
-        c->up = NULL;
-        up->c = NULL;
-        up_close(up);
-        release_slot(c, 0);
-        conn_close_after_writes(c);
+        tunnel_end(c, up);
         return;
     }
     /* 504 while the client has seen no final response (RFC 9110 15.6.5),
@@ -905,11 +912,7 @@ static void on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     if (up->tunnel && c) {
-        c->up = NULL;
-        up->c = NULL;
-        up_close(up);
-        release_slot(c, 0);
-        conn_close_after_writes(c);
+        tunnel_end(c, up);
         return;
     }
     up_fail(up, (int)nread, FAIL_IO);

@@ -190,6 +190,16 @@ static void test_too_many_pieces_falls_back_to_a_copy(void **st)
     assert_memory_equal(extra, want, xl);
 }
 
+static void render(const uv_buf_t *iov, size_t ni, out_t *o)
+{
+    size_t off = 0;
+    for (size_t k = 0; k < ni; k++) {
+        memcpy(o->text + off, iov[k].base, iov[k].len);
+        off += iov[k].len;
+    }
+    o->text[off] = 0;
+}
+
 /* Parses <req> with llhttp (strict, as the LB builds it) up to the end of its head. */
 static int check(const char *req, lb_req_info_t *info, lb_head_t *h)
 {
@@ -264,45 +274,25 @@ static void test_request_line_normalised(void **st)
     char extra[LB_HEAD_EXTRA];
     size_t ni, xl;
     assert_int_equal(lb_head_rewrite(&h, &rw, iov, 64, &ni, extra, sizeof(extra), &xl, 0), 0);
-    size_t off = 0;
-    for (size_t k = 0; k < ni; k++) {
-        memcpy(o.text + off, iov[k].base, iov[k].len);
-        off += iov[k].len;
-    }
-    o.text[off] = 0;
+    render(iov, ni, &o);
     assert_string_equal(o.text, "GET /p?q=1 HTTP/1.1\r\nX: 1\r\nX-Forwarded-For: 1.2.3.4\r\n"
                                 "X-Forwarded-Proto: http\r\nHost: a.example:81\r\n\r\n");
     assert_int_equal(check("GET http://a.example HTTP/1.0\r\n\r\n", &i, &h), 0);
     assert_int_equal(lb_head_rewrite(&h, &rw, iov, 64, &ni, extra, sizeof(extra), &xl, 0), 0);
-    off = 0;
-    for (size_t k = 0; k < ni; k++) {
-        memcpy(o.text + off, iov[k].base, iov[k].len);
-        off += iov[k].len;
-    }
-    o.text[off] = 0;
+    render(iov, ni, &o);
     assert_string_equal(o.text, "GET / HTTP/1.0\r\nX-Forwarded-For: 1.2.3.4\r\n"
                                 "X-Forwarded-Proto: http\r\nHost: a.example\r\n\r\n");
     /* Found by fuzz_lb_request: an empty path before the query still needs its "/". */
     assert_int_equal(check("GET http://a.example:8?q=1 HTTP/1.1\r\nHost: b\r\n\r\n", &i, &h), 0);
     assert_int_equal(lb_head_rewrite(&h, &rw, iov, 64, &ni, extra, sizeof(extra), &xl, 0), 0);
-    off = 0;
-    for (size_t k = 0; k < ni; k++) {
-        memcpy(o.text + off, iov[k].base, iov[k].len);
-        off += iov[k].len;
-    }
-    o.text[off] = 0;
+    render(iov, ni, &o);
     assert_string_equal(o.text, "GET /?q=1 HTTP/1.1\r\nX-Forwarded-For: 1.2.3.4\r\n"
                                 "X-Forwarded-Proto: http\r\nHost: a.example:8\r\n\r\n");
     /* Odd spacing (RFC 9112 3): rebuilt with single spaces, as nginx and HAProxy do. */
     assert_int_equal(check("GET  /x   HTTP/1.1\r\nHost: h\r\n\r\n", &i, &h), 0);
     assert_int_equal(i.respace, 1);
     assert_int_equal(lb_head_rewrite(&h, &rw, iov, 64, &ni, extra, sizeof(extra), &xl, 0), 0);
-    off = 0;
-    for (size_t k = 0; k < ni; k++) {
-        memcpy(o.text + off, iov[k].base, iov[k].len);
-        off += iov[k].len;
-    }
-    o.text[off] = 0;
+    render(iov, ni, &o);
     assert_string_equal(o.text, "GET /x HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 1.2.3.4\r\n"
                                 "X-Forwarded-Proto: http\r\n\r\n");
 }
