@@ -9,6 +9,7 @@
 #include "core/err.h"
 #include "core/http.h"
 #include "core/mem.h"
+#include "core/util.h"
 
 static const char *const status_names[CORE_AGENT_STATUS_COUNT] = {
     [CORE_AGENT_PENDING] = "PENDING",     [CORE_AGENT_SETTING_UP] = "SETTING_UP",
@@ -87,12 +88,53 @@ int core_agent_task_from_json(const cJSON *j, core_agent_task_t *out)
     return 0;
 }
 
+/*
+ * How to reach the agent at <ip>. An SSH pool host (recorded by `sky ssh up`
+ * as $SKY_HOME/ssh/agents/<ip>, naming its pool) speaks TLS and wants its
+ * pool's token; any other (the local cloud's) plain HTTP with <token>.
+ * *tok is what to send, *owned what the caller frees.
+ */
+typedef struct endpoint {
+    const char *scheme;
+    const char *tok;
+    char *owned;
+} endpoint_t;
+
+static void resolve(const char *ip, const char *token, endpoint_t *e)
+{
+    e->scheme = "http";
+    e->tok = token;
+    e->owned = NULL;
+    if (strchr(ip, '/') || ip[0] == '.')
+        return;
+    char *rel = core_xasprintf("ssh/agents/%s", ip);
+    char *path = core_home_path(rel);
+    char *pool = NULL;
+    size_t len = 0;
+    free(rel);
+    if (core_read_file(path, 256, &pool, &len) == 0) {
+        pool[strcspn(pool, "\n")] = '\0';
+        char *trel = core_xasprintf("ssh/pools/%s/token", pool);
+        char *tpath = core_home_path(trel);
+        char *t = NULL;
+        if (core_read_file(tpath, 4096, &t, &len) == 0) {
+            t[strcspn(t, "\n")] = '\0';
+            e->scheme = "https";
+            e->tok = e->owned = t;
+        }
+        free(trel);
+        free(tpath);
+    }
+    free(pool);
+    free(path);
+}
+
 /* IPv6 literals need brackets in URLs. */
-static char *agent_url(const char *ip, int port, const char *path)
+static char *agent_url(const endpoint_t *e, const char *ip, int port, const char *path)
 {
     if (strchr(ip, ':') != NULL && ip[0] != '[')
-        return core_xasprintf("http://[%s]:%d%s", ip, port, path);
-    return core_xasprintf("http://%s:%d%s", ip, port, path);
+        return core_xasprintf("%s://[%s]:%d%s", e->scheme, ip, port, path);
+    return core_xasprintf("%s://%s:%d%s", e->scheme, ip, port, path);
 }
 
 static int map_status(int rc, long status)
@@ -116,11 +158,14 @@ static int map_status(int rc, long status)
 static int call(const char *method, const char *ip, int port, const char *token, const char *path,
                 const cJSON *req, long timeout_ms, cJSON **resp)
 {
-    char *url = agent_url(ip, port, path);
+    endpoint_t e;
+    resolve(ip, token, &e);
+    char *url = agent_url(&e, ip, port, path);
     long status = 0;
     cJSON *doc = NULL;
-    int rc = core_http_json(method, url, token, req, timeout_ms, &status, &doc);
+    int rc = core_http_json(method, url, e.tok, req, timeout_ms, &status, &doc);
     free(url);
+    free(e.owned);
     rc = map_status(rc, status);
     if (rc < 0 || resp == NULL) {
         cJSON_Delete(doc);
@@ -230,10 +275,13 @@ int core_agent_logs(const char *ip, int port, const char *token, int task_id, in
     if (rc < 0)
         return rc;
     core_agent_task_free(&t);
-    char *url = agent_url(ip, port, path);
+    endpoint_t e;
+    resolve(ip, token, &e);
+    char *url = agent_url(&e, ip, port, path);
     long status = 0;
-    rc = core_http_stream_get(url, token, follow ? 0 : 60000, cb, arg, &status);
+    rc = core_http_stream_get(url, e.tok, follow ? 0 : 60000, cb, arg, &status);
     free(url);
+    free(e.owned);
     if (rc == 0 && (status < 200 || status >= 300))
         rc = CORE_EHTTP;
     return map_status(rc, status);

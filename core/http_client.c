@@ -12,6 +12,7 @@
 #include "core/err.h"
 #include "core/http.h"
 #include "core/mem.h"
+#include "core/tls.h"
 
 #define MAX_RESPONSE (64u << 20)
 
@@ -63,6 +64,10 @@ static int map_curl(CURLcode rc)
     case CURLE_RECV_ERROR:
     case CURLE_SEND_ERROR:
         return -ECONNRESET;
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_CONNECT_ERROR:
+        return -EPROTO; /* not the agent we set up, or no CA here */
     default:
         return -EIO;
     }
@@ -83,6 +88,15 @@ static CURL *prepare(const char *method, const char *url, const char *bearer, co
         curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout_ms);
     /* Loopback and namespace hosts only: never a proxy from the environment. */
     curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
+    if (strncmp(url, "https://", 8) == 0) {
+        /* Only our pool agents speak TLS: trust our CA alone, check the name. */
+        char *ca = core_tls_ca_path();
+        curl_easy_setopt(h, CURLOPT_CAINFO, ca);
+        curl_easy_setopt(h, CURLOPT_CAPATH, NULL);
+        curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
+        curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
+        free(ca); /* libcurl copies string options */
+    }
     *hdrs = NULL;
     if (bearer) {
         char *a = core_xasprintf("Authorization: Bearer %s", bearer);

@@ -13,6 +13,8 @@
 #include <strings.h>
 
 #include <llhttp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <uv.h>
 
 #include "core/http.h"
@@ -43,6 +45,7 @@ struct core_http_server {
     unsigned idle_ms;
     char *token;
     int port;
+    SSL_CTX *tls; /* NULL: plain HTTP */
     core_http_conn_t *conns; /* doubly linked */
 };
 
@@ -78,6 +81,10 @@ struct core_http_conn {
     size_t leftover_len;
     void (*on_close)(core_http_conn_t *c, void *arg);
     void *on_close_arg;
+    /* TLS over memory BIOs: ciphertext from the socket goes into rbio, what
+     * SSL produces is taken from wbio and written with uv_write. */
+    SSL *ssl;
+    BIO *rbio, *wbio;
 };
 
 typedef struct {
@@ -120,6 +127,7 @@ static void conn_unref(core_http_conn_t *c)
     free(c->auth);
     free(c->body);
     free(c->leftover);
+    SSL_free(c->ssl); /* frees the BIOs too */
     free(c);
 }
 
@@ -302,7 +310,7 @@ static void after_write(uv_write_t *req, int status)
     conn_unref(c); /* the write's reference */
 }
 
-static void queue_write(core_http_conn_t *c, char *buf, size_t len, int last)
+static void raw_write(core_http_conn_t *c, char *buf, size_t len, int last)
 {
     if (c->closing) {
         free(buf);
@@ -320,6 +328,34 @@ static void queue_write(core_http_conn_t *c, char *buf, size_t len, int last)
         c->refs--;
         conn_close(c);
     }
+}
+
+/* Sends what SSL produced (handshake records, encrypted data). */
+static void tls_flush(core_http_conn_t *c, int last)
+{
+    size_t n = BIO_ctrl_pending(c->wbio);
+    if (n == 0 && !last)
+        return;
+    char *buf = core_xmalloc(n ? n : 1);
+    int got = n ? BIO_read(c->wbio, buf, (int)n) : 0;
+    raw_write(c, buf, got > 0 ? (size_t)got : 0, last);
+}
+
+static void queue_write(core_http_conn_t *c, char *buf, size_t len, int last)
+{
+    if (c->ssl == NULL || c->closing) {
+        raw_write(c, buf, len, last);
+        return;
+    }
+    /* Memory BIOs grow as needed: SSL_write takes everything at once. */
+    if (len > 0 && SSL_write(c->ssl, buf, (int)len) <= 0) {
+        free(buf);
+        ERR_clear_error();
+        conn_close(c);
+        return;
+    }
+    free(buf);
+    tls_flush(c, last);
 }
 
 static void send_simple(core_http_conn_t *c, int status, const char *ctype, const char *body,
@@ -450,6 +486,47 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     buf->len = READ_CHUNK;
 }
 
+/* Request bytes (decrypted when TLS), as they arrive. */
+static void on_plain(core_http_conn_t *c, const char *data, size_t n)
+{
+    if (c->state != CONN_READING) {
+        /* Pipelined bytes: keep them for after the reply, bounded. */
+        if (c->leftover_len + n > MAX_LEFTOVER) {
+            conn_close(c);
+            return;
+        }
+        c->leftover = core_xrealloc(c->leftover, c->leftover_len + n);
+        memcpy(c->leftover + c->leftover_len, data, n);
+        c->leftover_len += n;
+        return;
+    }
+    parse(c, data, n);
+}
+
+static void tls_read(core_http_conn_t *c, const char *data, size_t n)
+{
+    if (BIO_write(c->rbio, data, (int)n) != (int)n) {
+        conn_close(c);
+        return;
+    }
+    char plain[16384];
+    c->refs++; /* a handler may close <c> while we decrypt */
+    while (!c->closing) {
+        int r = SSL_read(c->ssl, plain, sizeof(plain));
+        if (r > 0) {
+            on_plain(c, plain, (size_t)r);
+            continue;
+        }
+        int e = SSL_get_error(c->ssl, r);
+        ERR_clear_error();
+        tls_flush(c, 0); /* handshake replies, session tickets */
+        if (e != SSL_ERROR_WANT_READ)
+            conn_close(c); /* bad handshake, close_notify, garbage */
+        break;
+    }
+    conn_unref(c);
+}
+
 static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 {
     core_http_conn_t *c = st->data;
@@ -458,24 +535,10 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
         conn_close(c);
         return;
     }
-    if (n == 0) {
-        free(buf->base);
-        return;
-    }
-    if (c->state != CONN_READING) {
-        /* Pipelined bytes: keep them for after the reply, bounded. */
-        if (c->leftover_len + (size_t)n > MAX_LEFTOVER) {
-            free(buf->base);
-            conn_close(c);
-            return;
-        }
-        c->leftover = core_xrealloc(c->leftover, c->leftover_len + (size_t)n);
-        memcpy(c->leftover + c->leftover_len, buf->base, (size_t)n);
-        c->leftover_len += (size_t)n;
-        free(buf->base);
-        return;
-    }
-    parse(c, buf->base, (size_t)n);
+    if (n > 0 && c->ssl)
+        tls_read(c, buf->base, (size_t)n);
+    else if (n > 0)
+        on_plain(c, buf->base, (size_t)n);
     free(buf->base);
 }
 
@@ -511,11 +574,44 @@ static void on_connection(uv_stream_t *server, int status)
             uv_ip6_name((struct sockaddr_in6 *)&ss, c->peer_ip, sizeof(c->peer_ip));
     }
     uv_tcp_nodelay(&c->tcp, 1);
+    if (s->tls) {
+        c->ssl = SSL_new(s->tls);
+        c->rbio = BIO_new(BIO_s_mem());
+        c->wbio = BIO_new(BIO_s_mem());
+        if (!c->ssl || !c->rbio || !c->wbio) {
+            BIO_free(c->rbio);
+            BIO_free(c->wbio);
+            c->rbio = c->wbio = NULL;
+            conn_close(c);
+            return;
+        }
+        SSL_set_bio(c->ssl, c->rbio, c->wbio);
+        SSL_set_accept_state(c->ssl);
+    }
     llhttp_init(&c->parser, HTTP_REQUEST, &g_settings);
     c->parser.data = c;
     c->state = CONN_READING;
     uv_timer_start(&c->timer, on_idle_timeout, s->idle_ms, 0);
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
+static int tls_ctx(core_http_server_t *s, const core_http_server_opts_t *o)
+{
+    s->tls = SSL_CTX_new(TLS_server_method());
+    if (!s->tls)
+        return -ENOMEM;
+    SSL_CTX_set_min_proto_version(s->tls, TLS1_2_VERSION);
+    SSL_CTX_set_mode(s->tls, SSL_MODE_RELEASE_BUFFERS);
+    if (SSL_CTX_use_certificate_chain_file(s->tls, o->tls_cert) != 1 ||
+        SSL_CTX_use_PrivateKey_file(s->tls, o->tls_key, SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_check_private_key(s->tls) != 1) {
+        char buf[256];
+        ERR_error_string_n(ERR_get_error(), buf, sizeof(buf));
+        ERR_clear_error();
+        CORE_ERROR("TLS certificate %s / key %s: %s", o->tls_cert, o->tls_key, buf);
+        return -EINVAL;
+    }
+    return 0;
 }
 
 int core_http_server_start(uv_loop_t *loop, const char *host, int port,
@@ -537,6 +633,8 @@ int core_http_server_start(uv_loop_t *loop, const char *host, int port,
     s->token = opts && opts->token ? core_xstrdup(opts->token) : NULL;
     uv_tcp_init(loop, &s->tcp);
     s->tcp.data = s;
+    if (opts && opts->tls_cert && opts->tls_key && (r = tls_ctx(s, opts)) < 0)
+        goto fail;
     if ((r = uv_tcp_bind(&s->tcp, (struct sockaddr *)&addr, 0)) < 0)
         goto fail;
     if ((r = uv_listen((uv_stream_t *)&s->tcp, 511, on_connection)) < 0)
@@ -561,6 +659,7 @@ int core_http_server_port(const core_http_server_t *s)
 static void on_server_closed(uv_handle_t *h)
 {
     core_http_server_t *s = h->data;
+    SSL_CTX_free(s->tls);
     free(s->token);
     free(s);
 }

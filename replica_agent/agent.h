@@ -16,6 +16,9 @@
  * restarted agent still reports them.
  */
 
+/* Printed by --version: `sky ssh up` runs it on a host to see the binary start. */
+#define AGENT_VERSION "1"
+
 #define AGENT_MAX_BODY   (1u << 20)
 #define AGENT_MAX_NAME   256
 #define AGENT_MAX_ENVS   4096

@@ -17,7 +17,12 @@
 
 /*
  * sky-agent --listen HOST:PORT --home DIR [--token-file F] [--log-level L]
- *           [--kill-tasks-on-exit]
+ *           [--kill-tasks-on-exit] [--tls-cert F --tls-key F] [--port-file F]
+ *           [--version]
+ * --tls-cert/--tls-key serve HTTPS (SSH pool hosts: the token never crosses
+ * the network in clear). --port-file gets the bound port (useful with port 0)
+ * once the agent listens. --version prints the version and exits: `sky ssh up`
+ * runs it to check that the copied binary can start on the host.
  * --kill-tasks-on-exit SIGKILLs the live task's process group on SIGTERM/SIGINT:
  * for the unprivileged local cloud, where no namespace teardown kills the
  * task's own session (uv_spawn DETACHED = setsid) when the instance goes.
@@ -35,7 +40,8 @@ typedef struct main_ctx {
 static void usage(FILE *f)
 {
     fprintf(f, "usage: sky-agent --listen HOST:PORT --home DIR [--token-file FILE]"
-               " [--log-level debug|info|warn|error] [--kill-tasks-on-exit]\n");
+               " [--log-level debug|info|warn|error] [--kill-tasks-on-exit]"
+               " [--tls-cert FILE --tls-key FILE] [--port-file FILE] [--version]\n");
 }
 
 /* "HOST:PORT" or "[V6]:PORT"; port 0..65535. */
@@ -97,10 +103,15 @@ int main(int argc, char **argv)
         {"token-file", required_argument, NULL, 't'},
         {"log-level", required_argument, NULL, 'v'},
         {"kill-tasks-on-exit", no_argument, NULL, 'k'},
+        {"tls-cert", required_argument, NULL, 'c'},
+        {"tls-key", required_argument, NULL, 'K'},
+        {"port-file", required_argument, NULL, 'p'},
+        {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *listen = NULL, *home_arg = NULL, *token_file = NULL;
+    const char *tls_cert = NULL, *tls_key = NULL, *port_file = NULL;
     enum core_log_level level = CORE_LOG_INFO;
     char *host = NULL, *token = NULL, *home = NULL;
     int port = 0, opt, rc = 1, lock_fd = -1;
@@ -130,6 +141,18 @@ int main(int argc, char **argv)
         case 'k':
             m.kill_tasks = 1;
             break;
+        case 'c':
+            tls_cert = optarg;
+            break;
+        case 'K':
+            tls_key = optarg;
+            break;
+        case 'p':
+            port_file = optarg;
+            break;
+        case 'V':
+            printf("sky-agent %s\n", AGENT_VERSION);
+            return 0;
         case 'h':
             usage(stdout);
             return 0;
@@ -146,6 +169,11 @@ int main(int argc, char **argv)
     }
     if (listen == NULL || home_arg == NULL || *home_arg == '\0') {
         fprintf(stderr, "sky-agent: --listen and --home are required\n");
+        usage(stderr);
+        return 2;
+    }
+    if (!tls_cert != !tls_key) {
+        fprintf(stderr, "sky-agent: --tls-cert and --tls-key go together\n");
         usage(stderr);
         return 2;
     }
@@ -208,6 +236,8 @@ int main(int argc, char **argv)
     core_http_server_opts_t opts = {
         .max_body = AGENT_MAX_BODY,
         .token = token,
+        .tls_cert = tls_cert,
+        .tls_key = tls_key,
     };
     rc = core_http_server_start(&loop, host, port, &opts, agent_api_handle, &m.agent, &m.server);
     if (rc < 0) {
@@ -226,6 +256,12 @@ int main(int argc, char **argv)
     uv_signal_start(&m.sigint, on_signal, SIGINT);
 
     agent_schedule(&m.agent);
+    if (port_file) {
+        char txt[16];
+        int n = snprintf(txt, sizeof(txt), "%d\n", core_http_server_port(m.server));
+        if ((rc = core_write_file(port_file, txt, (size_t)n, 0644)) < 0)
+            CORE_WARN("cannot write --port-file %s: %s", port_file, core_strerror(rc));
+    }
     if (strchr(host, ':') != NULL)
         fprintf(stderr, "sky-agent listening on [%s]:%d\n", host, core_http_server_port(m.server));
     else

@@ -39,9 +39,14 @@ typedef struct core_http_server_opts {
     size_t max_head;       /* default 16 KiB; larger -> 431 */
     const char *token;     /* if set, "Authorization: Bearer <token>" is required (401) */
     unsigned idle_timeout_ms; /* default 60 s for idle keep-alive connections */
+    /* Both set: TLS (1.2+) with this PEM certificate chain and key (the SSH
+     * pool agents, so that their token never crosses a network in clear). */
+    const char *tls_cert;
+    const char *tls_key;
 } core_http_server_opts_t;
 
-/* Binds host:port (port 0 picks one; see core_http_server_port). */
+/* Binds host:port (port 0 picks one; see core_http_server_port). -EINVAL
+ * also when the TLS certificate or key cannot be used. */
 int core_http_server_start(uv_loop_t *loop, const char *host, int port,
                            const core_http_server_opts_t *opts, core_http_handler_cb cb, void *ud,
                            core_http_server_t **out);
@@ -80,7 +85,9 @@ cJSON *core_http_body_json(const core_http_req_t *req);
 
 /*
  * Blocking client (libcurl easy), for the CLI and for calls run off the event
- * loop (uv_queue_work). Response bodies are capped at 64 MiB.
+ * loop (uv_queue_work). Response bodies are capped at 64 MiB. https:// URLs
+ * (SSH pool agents) trust only the product's CA, core_tls_ca_path(), never
+ * the system's store, and check that the certificate names the URL's host.
  */
 typedef struct core_http_resp {
     long status;
