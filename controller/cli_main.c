@@ -18,6 +18,9 @@ static const ctl_cli_cmd_t commands[] = {
     {"serve", "Serve on spot/on-demand replicas (up, status, update, down, logs)", NULL,
      ctl_cli_serve_cmds},
     {"spot", "Managed spot jobs (launch, status, logs, cancel)", NULL, ctl_cli_spot_cmds},
+    {"ssh", "SSH Node Pools: set up (up) or remove (down) sky-agent on your hosts", NULL,
+     ctl_cli_ssh_cmds},
+    {"check", "Which infra is usable: the local cloud, each SSH Node Pool", ctl_cli_check, NULL},
     {NULL, NULL, NULL, NULL},
 };
 
