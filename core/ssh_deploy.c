@@ -336,6 +336,24 @@ void core_ssh_hosts_alive(const core_ssh_hostinfo_t *hs, size_t n, long timeout_
     }
 }
 
+/* "<tag>-<pool>": the install directory's name on hosts. */
+static int install_name(const char *ssh_dir, const char *pool, char *out, size_t outlen)
+{
+    char *ca = core_xasprintf("%s/ca.crt", ssh_dir), sha[65];
+    int rc = core_sha256_file(ca, sha);
+    free(ca);
+    if (rc < 0)
+        return rc;
+    snprintf(out, outlen, "%.8s-%s", sha, pool);
+    return 0;
+}
+
+/* The agent's --listen host: IPv6 literals in brackets. */
+static void listen_addr(const char *addr, char *out, size_t outlen)
+{
+    snprintf(out, outlen, strchr(addr, ':') ? "[%s]" : "%s", addr);
+}
+
 /* ------------------------------------------------------------------- probe */
 
 static void sha_of_line(const char *v, char out[65])
@@ -425,30 +443,54 @@ static const char PROBE[] =
     "  [ -f \"$D/${f%%:*}\" ] && echo \"${f#*:}_sha=$(sha256sum < \"$D/${f%%:*}\" | cut -d' ' -f1)\"\n"
     "done\n"
     "pid=$(cat \"$D/agent.pid\" 2>/dev/null)\n"
-    "if [ -n \"$pid\" ] && kill -0 \"$pid\" 2>/dev/null &&"
+    "if [ -n \"$pid\" ] && [ -e /proc/$pid ] && ! grep -q '^[^)]*) Z' /proc/$pid/stat &&"
     " grep -q sky-agent \"/proc/$pid/cmdline\" 2>/dev/null; then\n"
     "  echo \"agent_port=$(cat \"$D/port\" 2>/dev/null)\"\n"
     "fi\n"
     "exit 0\n";
 
-/* Stops the pool's agent (and so its tasks) in $D. */
-/* Stops the pool's agent (and so its tasks) in $D. A zombie counts as gone:
- * the host's init may be slow to reap (or, in containers, never). */
-#define STOP_AGENT                                                                               \
-    "alive() { [ -e /proc/$1 ] && ! grep -q '^[^)]*) Z' /proc/$1/stat 2>/dev/null; }\n"         \
-    "pid=$(cat agent.pid 2>/dev/null || true)\n"                                                \
-    "if [ -n \"$pid\" ] && alive \"$pid\" &&"                                                  \
-    " grep -q sky-agent \"/proc/$pid/cmdline\" 2>/dev/null; then\n"                             \
-    "  kill -TERM \"$pid\"; i=0\n"                                                              \
-    "  while alive \"$pid\" && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done\n"               \
-    "  kill -KILL \"$pid\" 2>/dev/null || true\n"                                               \
-    "fi\n"                                                                                      \
-    "rm -f agent.pid port\n"
+/*
+ * Shell functions shared by the scripts below ($D: the pool's install dir,
+ * $ADDR: the address agents listen on). An agent's directory holds its
+ * agent.pid, port and agent.log. A zombie counts as gone: the host's init
+ * may be slow to reap (or, in containers, never).
+ */
+#define FUNCS                                                                                    \
+    "alive() { [ -n \"$1\" ] && [ -e /proc/$1 ] &&"                                             \
+    " ! grep -q '^[^)]*) Z' /proc/$1/stat 2>/dev/null; }\n"                                     \
+    "stop() {\n"                                                                                \
+    "  pid=$(cat \"$1/agent.pid\" 2>/dev/null || true)\n"                                       \
+    "  if alive \"$pid\" && grep -q sky-agent \"/proc/$pid/cmdline\" 2>/dev/null; then\n"       \
+    "    kill -TERM \"$pid\"; i=0\n"                                                            \
+    "    while alive \"$pid\" && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done\n"            \
+    "    kill -KILL \"$pid\" 2>/dev/null || true\n"                                             \
+    "  fi\n"                                                                                    \
+    "  rm -f \"$1/agent.pid\" \"$1/port\"\n"                                                    \
+    "}\n"                                                                                       \
+    "S=; command -v setsid >/dev/null 2>&1 && S=setsid\n"                                      \
+    "start() {\n" /* dir home port */                                                          \
+    "  rm -f \"$1/port\"\n"                                                                     \
+    "  $S \"$D/sky-agent\" --listen \"$ADDR:$3\" --home \"$2\" --token-file \"$D/token\""       \
+    " --tls-cert \"$D/agent.crt\" --tls-key \"$D/agent.key\" --port-file \"$1/port\""           \
+    " --kill-tasks-on-exit </dev/null >>\"$1/agent.log\" 2>&1 &\n"                              \
+    "  echo $! > \"$1/agent.pid\"; i=0\n"                                                       \
+    "  while [ ! -s \"$1/port\" ] && [ $i -lt 400 ] && alive $(cat \"$1/agent.pid\"); do"       \
+    " sleep 0.025; i=$((i+1)); done\n"                                                          \
+    "  [ -s \"$1/port\" ] || { echo 'sky-agent did not start:' >&2;"                            \
+    " tail -n 5 \"$1/agent.log\" >&2; return 1; }\n"                                            \
+    "}\n"                                                                                       \
+    "stop_instances() {\n" /* every instance agent but those named */                          \
+    "  for d in \"$D\"/instances/*; do\n"                                                       \
+    "    [ -d \"$d\" ] || continue\n"                                                           \
+    "    case \" $* \" in *\" ${d##*/} \"*) continue;; esac\n"                                  \
+    "    stop \"$d\"; rm -rf \"$d\"\n"                                                          \
+    "  done\n"                                                                                  \
+    "}\n"
 
 static const char INSTALL[] =
     "set -e\n"
     "umask 077\n"
-    "D=\"$HOME/.sky-agent/%s\"\n"
+    "D=\"$HOME/.sky-agent/%s\"; ADDR=%s\n" FUNCS
     "mkdir -p \"$D\" && cd \"$D\"\n"
     "rm -rf .new && mkdir .new && tar -xf - -C .new\n"
     "if [ -f .new/sky-agent ]; then\n"
@@ -459,30 +501,42 @@ static const char INSTALL[] =
     "    echo \"sky-agent cannot run on this host: $out\" >&2; exit 4\n"
     "  fi\n"
     "fi\n"
-    STOP_AGENT
+    "stop \"$D\"\n"
     "for f in .new/*; do [ -e \"$f\" ] && mv -f \"$f\" .; done\n"
     "rmdir .new\n"
-    "mkdir -p home\n"
-    "S=; command -v setsid >/dev/null 2>&1 && S=setsid\n"
-    "start() {\n"
-    "  $S ./sky-agent --listen %s:$1 --home \"$D/home\" --token-file token"
-    " --tls-cert agent.crt --tls-key agent.key --port-file port --kill-tasks-on-exit"
-    " </dev/null >>agent.log 2>&1 &\n"
-    "  echo $! > agent.pid; i=0\n"
-    "  while [ ! -s port ] && [ $i -lt 200 ] && kill -0 $(cat agent.pid) 2>/dev/null; do"
-    " sleep 0.025; i=$((i+1)); done\n"
-    "}\n"
-    "start %d\n"
-    "[ -s port ] || [ %d = 0 ] || start 0\n"
-    "[ -s port ] || { echo 'sky-agent did not start:' >&2; tail -n 5 agent.log >&2; exit 5; }\n"
+    "mkdir -p home instances\n"
+    "start \"$D\" \"$D/home\" %d || { [ %d != 0 ] && start \"$D\" \"$D/home\" 0; }\n"
     "echo \"agent_port=$(cat port)\"\n";
 
 static const char REMOVE[] =
-    "D=\"$HOME/.sky-agent/%s\"\n"
+    "D=\"$HOME/.sky-agent/%s\"\n" FUNCS
     "[ -d \"$D\" ] || { echo state=absent; exit 0; }\n"
-    "cd \"$D\"\n" STOP_AGENT
+    "stop_instances\n"
+    "stop \"$D\"\n"
     "cd / && rm -rf \"$D\" && { rmdir \"$HOME/.sky-agent\" 2>/dev/null || true; }\n"
     "echo state=removed\n";
+
+/* An instance: an agent of its own in instances/<id>, on a port of its own.
+ * Instances of this pool not in the keep list (their claims were released
+ * while the host could not be reached) are stopped first. */
+static const char INSTANCE_START[] =
+    "set -e\n"
+    "umask 077\n"
+    "D=\"$HOME/.sky-agent/%s\"; ADDR=%s\n" FUNCS
+    "[ -x \"$D/sky-agent\" ] || { echo 'sky-agent is not installed: run sky ssh up' >&2;"
+    " exit 3; }\n"
+    "stop_instances %s\n"
+    "I=\"$D/instances/%s\"\n"
+    "mkdir -p \"$I/home\"\n"
+    "stop \"$I\"\n"
+    "start \"$I\" \"$I/home\" 0\n"
+    "echo \"agent_port=$(cat \"$I/port\")\"\n";
+
+static const char INSTANCE_STOP[] =
+    "D=\"$HOME/.sky-agent/%s\"\n" FUNCS
+    "I=\"$D/instances/%s\"\n"
+    "[ -d \"$I\" ] || exit 0\n"
+    "stop \"$I\"; rm -rf \"$I\"\n";
 
 static void set_state(core_ssh_hostinfo_t *o, core_ssh_host_state_t s, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -605,9 +659,9 @@ static void host_up(job_t *j)
     if (restart) {
         tar_end(&tar);
         char addr[80];
-        snprintf(addr, sizeof(addr), strchr(o->addr, ':') ? "[%s]" : "%s", o->addr);
+        listen_addr(o->addr, addr, sizeof(addr));
         int port = p.agent_port ? p.agent_port : j->prev_port;
-        script = core_xasprintf(INSTALL, j->dirname, j->bin->sha, addr, port, port);
+        script = core_xasprintf(INSTALL, j->dirname, addr, j->bin->sha, port, port);
         rc = core_ssh_run(h, script, tar.p, tar.len, INSTALL_TIMEOUT_MS, &r);
         free(script);
         if (rc < 0) {
@@ -641,6 +695,82 @@ out:
     free(tar.p);
     free(certdir);
     free(certpath);
+}
+
+int core_ssh_install_dir(const char *pool, char *out, size_t outlen)
+{
+    char *ssh_dir = core_home_path("ssh");
+    int rc = install_name(ssh_dir, pool, out, outlen);
+    free(ssh_dir);
+    return rc;
+}
+
+static int remote_error(const core_ssh_result_t *r, const char *what, char **err)
+{
+    char why[400];
+    core_ssh_reason(r->err, why, sizeof(why));
+    if (err)
+        *err = core_xasprintf("%s: %s: %s", what, core_ssh_status_name(r->status), why);
+    return r->status == CORE_SSH_FAILED ? CORE_EINVALREQ : -EHOSTUNREACH;
+}
+
+int core_ssh_instance_start(const core_ssh_host_t *h, const char *pool, const char *addr,
+                            const char *id, const char *keep, int *port, char **err)
+{
+    char dir[128], la[80];
+    int rc = core_ssh_install_dir(pool, dir, sizeof(dir));
+    if (rc < 0) {
+        if (err)
+            *err = core_xasprintf("SSH Node Pool '%s' is not set up (no CA)", pool);
+        return CORE_EINVALREQ;
+    }
+    listen_addr(addr, la, sizeof(la));
+    char *script = core_xasprintf(INSTANCE_START, dir, la, keep ? keep : "", id);
+    core_ssh_result_t r;
+    rc = core_ssh_run(h, script, NULL, 0, PROBE_TIMEOUT_MS, &r);
+    free(script);
+    if (rc < 0) {
+        if (err)
+            *err = core_xasprintf("cannot run ssh: %s", core_strerror(rc));
+        return rc;
+    }
+    if (r.status != CORE_SSH_OK) {
+        rc = remote_error(&r, "starting the instance's agent", err);
+    } else {
+        core_ssh_hostinfo_t tmp;
+        core_ssh_probe_t p;
+        memset(&tmp, 0, sizeof(tmp));
+        core_ssh_parse_probe(r.out, &tmp, &p);
+        *port = p.agent_port;
+        if (*port <= 0) {
+            rc = CORE_EJSON;
+            if (err)
+                *err = core_xasprintf("no agent port in the host's answer: %.200s", r.out);
+        }
+    }
+    core_ssh_result_free(&r);
+    return rc;
+}
+
+int core_ssh_instance_stop(const core_ssh_host_t *h, const char *pool, const char *id,
+                           long timeout_ms, char **err)
+{
+    char dir[128];
+    if (core_ssh_install_dir(pool, dir, sizeof(dir)) < 0)
+        return 0; /* nothing was ever installed from here */
+    char *script = core_xasprintf(INSTANCE_STOP, dir, id);
+    core_ssh_result_t r;
+    int rc = core_ssh_run(h, script, NULL, 0, timeout_ms, &r);
+    free(script);
+    if (rc < 0) {
+        if (err)
+            *err = core_xasprintf("cannot run ssh: %s", core_strerror(rc));
+        return rc;
+    }
+    if (r.status != CORE_SSH_OK)
+        rc = remote_error(&r, "stopping the instance's agent", err);
+    core_ssh_result_free(&r);
+    return rc;
 }
 
 static void host_down(job_t *j)
@@ -685,18 +815,6 @@ static void run_jobs(job_t *jobs, size_t n)
                 run_job(&jobs[base + i]);
         }
     }
-}
-
-/* "<tag>-<pool>": the install directory's name on hosts. */
-static int install_name(const char *ssh_dir, const char *pool, char *out, size_t outlen)
-{
-    char *ca = core_xasprintf("%s/ca.crt", ssh_dir), sha[65];
-    int rc = core_sha256_file(ca, sha);
-    free(ca);
-    if (rc < 0)
-        return rc;
-    snprintf(out, outlen, "%.8s-%s", sha, pool);
-    return 0;
 }
 
 static int in_pool(const core_ssh_pool_t *pool, const char *name)

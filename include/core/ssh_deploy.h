@@ -88,6 +88,20 @@ int core_ssh_pool_up(const core_ssh_pool_t *pool, const core_ssh_agent_bin_t *bi
 int core_ssh_pool_down(const char *name, const core_ssh_pool_t *pool, core_ssh_hostinfo_t **out,
                        size_t *n, char **err);
 
+/*
+ * Instances (the SSH provider, core/prov_ssh.c): an agent of its own per
+ * instance in ~/.sky-agent/<dir>/instances/<id>/ on a port of its own, with
+ * the pool's token and certificate. start also stops this pool's instances
+ * that are not in <keep> (space-separated ids: claims released while the
+ * host could not be reached). -EHOSTUNREACH when ssh could not get through,
+ * CORE_EINVALREQ when the host refused (not set up, agent would not start).
+ */
+int core_ssh_install_dir(const char *pool, char *out, size_t outlen);
+int core_ssh_instance_start(const core_ssh_host_t *h, const char *pool, const char *addr,
+                            const char *id, const char *keep, int *port, char **err);
+int core_ssh_instance_stop(const core_ssh_host_t *h, const char *pool, const char *id,
+                           long timeout_ms, char **err);
+
 /* The record of <pool>: -ENOENT when it was never set up (or is down). */
 int core_ssh_record_load(const char *pool, core_ssh_hostinfo_t **out, size_t *n);
 /* Names of the pools with a record, sorted. Caller frees each and the array. */
