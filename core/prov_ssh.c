@@ -1,0 +1,732 @@
+/*
+ * The SSH Node Pool provider. State is the claims table (SQLite, shared by
+ * the controllers and the CLI of one SKY_HOME); the hosts are what `sky ssh
+ * up` recorded. A launch picks a host inside one write transaction, so two
+ * processes never claim the same capacity, then starts the instance's agent
+ * over SSH outside it.
+ */
+#include "core/prov_ssh.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "core/agent.h"
+#include "core/err.h"
+#include "core/log.h"
+#include "core/mem.h"
+#include "core/spec.h"
+#include "core/ssh_deploy.h"
+#include "core/util.h"
+
+#define ALIVE_TIMEOUT_MS    1500L
+#define HEALTH_TIMEOUT_MS   5000L
+#define DESCRIBE_TIMEOUT_MS 2000L
+#define STOP_TIMEOUT_MS     15000L
+/* A claim still PENDING after this was left by a launcher that died. */
+#define PENDING_STALE_S 300.0
+/* A host whose agent did not answer is not asked again for this long: a
+ * launch right after a host died must not wait for its timeout. */
+#define DOWN_MEMORY_S 10.0
+
+/* ------------------------------------------------------------ placement */
+
+void core_ssh_owner_group(const char *owner, char *out, size_t outlen, int *exclusive)
+{
+    *exclusive = 0;
+    if (strncmp(owner, "serve:", 6) == 0) {
+        const char *colon = strchr(owner + 6, ':');
+        if (colon) {
+            snprintf(out, outlen, "%.*s", (int)(colon - owner + 1), owner);
+            *exclusive = 1;
+            return;
+        }
+    }
+    snprintf(out, outlen, "%s", owner);
+}
+
+static int gpu_matches(const char *have, const char *want)
+{
+    if (!want || !*want)
+        return 1;
+    size_t wl = strlen(want);
+    for (const char *p = have; *p; p++)
+        if (strncasecmp(p, want, wl) == 0)
+            return 1;
+    return 0;
+}
+
+/* 0 when <s> can take <a>; else why not, in <why>. */
+static int fits(const core_ssh_slot_t *s, const core_ssh_ask_t *a, char *why, size_t whylen)
+{
+    const double eps = 1e-9;
+    if (!s->usable) {
+        snprintf(why, whylen, "not answering");
+        return -1;
+    }
+    if (a->exclusive && s->same_group > 0) {
+        snprintf(why, whylen, "already runs a replica of this service (same ports)");
+        return -1;
+    }
+    if (s->cpus - s->used_cpus + eps < a->cpus) {
+        snprintf(why, whylen, "%g of %g CPUs free, %g asked", s->cpus - s->used_cpus, s->cpus,
+                 a->cpus);
+        return -1;
+    }
+    if (s->memory_gb - s->used_memory_gb + eps < a->memory_gb) {
+        snprintf(why, whylen, "%.1f of %.1f GB memory free, %g asked",
+                 s->memory_gb - s->used_memory_gb, s->memory_gb, a->memory_gb);
+        return -1;
+    }
+    if (a->accelerator && *a->accelerator) {
+        if (!s->gpus || !gpu_matches(s->gpu_name, a->accelerator)) {
+            snprintf(why, whylen, "no %s GPU", a->accelerator);
+            return -1;
+        }
+        if (s->gpus - s->used_gpus < a->accelerator_count) {
+            snprintf(why, whylen, "%d of %d GPUs free, %d asked", s->gpus - s->used_gpus,
+                     s->gpus, a->accelerator_count);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int core_ssh_place(const core_ssh_slot_t *slots, size_t n, const core_ssh_ask_t *ask, char *why,
+                   size_t whylen)
+{
+    int best = -1;
+    snprintf(why, whylen, "no host");
+    for (size_t i = 0; i < n; i++) {
+        char w[160];
+        const core_ssh_slot_t *s = &slots[i];
+        if (fits(s, ask, w, sizeof(w)) < 0) {
+            if (i == 0) /* the first host's reason: the pool file's order */
+                snprintf(why, whylen, "%s", w);
+            continue;
+        }
+        if (best >= 0) {
+            const core_ssh_slot_t *b = &slots[best];
+            double fs = s->cpus - s->used_cpus, fb = b->cpus - b->used_cpus;
+            if (s->same_group > b->same_group ||
+                (s->same_group == b->same_group &&
+                 (s->claims > b->claims || (s->claims == b->claims && fs <= fb))))
+                continue;
+        }
+        best = (int)i;
+    }
+    return best;
+}
+
+/* --------------------------------------------------------------- claims */
+
+typedef struct prov_ssh {
+    core_prov_t super;
+    sqlite3 *db;
+} prov_ssh_t;
+
+static const char SCHEMA[] =
+    "CREATE TABLE IF NOT EXISTS claims ("
+    " id TEXT PRIMARY KEY, pool TEXT NOT NULL, host TEXT NOT NULL, addr TEXT NOT NULL,"
+    " owner TEXT NOT NULL, instance_type TEXT NOT NULL, cpus REAL NOT NULL,"
+    " memory_gb REAL NOT NULL, gpus INTEGER NOT NULL, agent_port INTEGER NOT NULL DEFAULT 0,"
+    " state TEXT NOT NULL, launched_at REAL NOT NULL, ended_at REAL);"
+    "CREATE INDEX IF NOT EXISTS claims_live ON claims(state, pool, host);"
+    "CREATE TABLE IF NOT EXISTS hosts_down ("
+    " pool TEXT NOT NULL, host TEXT NOT NULL, since REAL NOT NULL, PRIMARY KEY (pool, host));";
+
+static int db_exec(sqlite3 *db, const char *sql)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        CORE_WARN("ssh claims: %s: %s", sql, msg ? msg : "?");
+        sqlite3_free(msg);
+        return CORE_ESTORE;
+    }
+    return 0;
+}
+
+static void col_str(sqlite3_stmt *st, int i, char *out, size_t outlen)
+{
+    const unsigned char *s = sqlite3_column_text(st, i);
+    snprintf(out, outlen, "%s", s ? (const char *)s : "");
+}
+
+#define CLAIM_COLS "id, pool, host, addr, owner, instance_type, agent_port, state, launched_at"
+
+static void claim_to_inst(sqlite3_stmt *st, core_instance_t *in)
+{
+    memset(in, 0, sizeof(*in));
+    col_str(st, 0, in->id, sizeof(in->id));
+    snprintf(in->cloud, sizeof(in->cloud), "ssh");
+    col_str(st, 1, in->region, sizeof(in->region));
+    col_str(st, 2, in->zone, sizeof(in->zone));
+    col_str(st, 3, in->ip, sizeof(in->ip));
+    col_str(st, 4, in->owner, sizeof(in->owner));
+    col_str(st, 5, in->instance_type, sizeof(in->instance_type));
+    in->agent_port = sqlite3_column_int(st, 6);
+    const char *state = (const char *)sqlite3_column_text(st, 7);
+    in->state = !strcmp(state, "RUNNING")   ? CORE_INST_RUNNING
+                : !strcmp(state, "PENDING") ? CORE_INST_PENDING
+                                            : CORE_INST_TERMINATED;
+    in->launched_at = sqlite3_column_double(st, 8);
+}
+
+static int claim_get(prov_ssh_t *p, const char *id, core_instance_t *out)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = CORE_ENOTFOUND;
+    if (sqlite3_prepare_v2(p->db, "SELECT " CLAIM_COLS " FROM claims WHERE id = ?", -1, &st,
+                           NULL) != SQLITE_OK)
+        return CORE_ESTORE;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        claim_to_inst(st, out);
+        rc = 0;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int claim_set(prov_ssh_t *p, const char *id, const char *state, int port)
+{
+    sqlite3_stmt *st = NULL;
+    const char *sql = strcmp(state, "TERMINATED") == 0
+                          ? "UPDATE claims SET state = ?, ended_at = ? WHERE id = ?"
+                          : "UPDATE claims SET state = ?, agent_port = ? WHERE id = ?";
+    if (sqlite3_prepare_v2(p->db, sql, -1, &st, NULL) != SQLITE_OK)
+        return CORE_ESTORE;
+    sqlite3_bind_text(st, 1, state, -1, SQLITE_STATIC);
+    if (strcmp(state, "TERMINATED") == 0)
+        sqlite3_bind_double(st, 2, core_now());
+    else
+        sqlite3_bind_int(st, 2, port);
+    sqlite3_bind_text(st, 3, id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : CORE_ESTORE;
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* Remembers (or forgets) that <host>'s agents do not answer. */
+static void host_mark(prov_ssh_t *p, const char *pool, const char *host, int down)
+{
+    sqlite3_stmt *st = NULL;
+    const char *sql = down ? "INSERT OR REPLACE INTO hosts_down (pool, host, since) VALUES (?, ?, ?)"
+                           : "DELETE FROM hosts_down WHERE pool = ? AND host = ?";
+    if (sqlite3_prepare_v2(p->db, sql, -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, pool, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, host, -1, SQLITE_STATIC);
+        if (down)
+            sqlite3_bind_double(st, 3, core_now());
+        sqlite3_step(st);
+    }
+    sqlite3_finalize(st);
+}
+
+/* 1 when <host> was found down less than DOWN_MEMORY_S ago. */
+static int host_recently_down(prov_ssh_t *p, const char *pool, const char *host)
+{
+    sqlite3_stmt *st = NULL;
+    int down = 0;
+    if (sqlite3_prepare_v2(p->db, "SELECT since FROM hosts_down WHERE pool = ? AND host = ?", -1,
+                           &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, pool, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, host, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) == SQLITE_ROW)
+            down = core_now() - sqlite3_column_double(st, 0) < DOWN_MEMORY_S;
+    }
+    sqlite3_finalize(st);
+    return down;
+}
+
+static void new_id(char *out, size_t outlen)
+{
+    unsigned char b[6] = {0};
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || read(fd, b, sizeof(b)) != (ssize_t)sizeof(b)) {
+        unsigned long long t = core_mono_ms() ^ (unsigned long long)getpid() << 20;
+        memcpy(b, &t, sizeof(b));
+    }
+    if (fd >= 0)
+        close(fd);
+    snprintf(out, outlen, "ssh-%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2], b[3], b[4], b[5]);
+}
+
+/* --------------------------------------------------------------- launch */
+
+typedef struct hostref {
+    char pool[64];
+    core_ssh_hostinfo_t info;
+} hostref_t;
+
+/* The set-up hosts of <pool> (NULL: every pool), restricted to <zone> if set. */
+static hostref_t *load_hosts(const char *pool, const char *zone, size_t *n)
+{
+    char **names = NULL;
+    size_t n_names = 0;
+    hostref_t *out = NULL;
+    *n = 0;
+    if (pool && *pool) {
+        names = core_xcalloc(1, sizeof(*names));
+        names[0] = core_xstrdup(pool);
+        n_names = 1;
+    } else {
+        core_ssh_record_pools(&names, &n_names);
+    }
+    for (size_t i = 0; i < n_names; i++) {
+        core_ssh_hostinfo_t *hs = NULL;
+        size_t m = 0;
+        if (core_ssh_record_load(names[i], &hs, &m) == 0) {
+            for (size_t k = 0; k < m; k++) {
+                if (hs[k].state != CORE_SSH_HOST_OK || (zone && *zone && strcmp(hs[k].host, zone)))
+                    continue;
+                out = core_xrealloc(out, (*n + 1) * sizeof(*out));
+                snprintf(out[*n].pool, sizeof(out[*n].pool), "%s", names[i]);
+                out[(*n)++].info = hs[k];
+            }
+        }
+        free(hs);
+        free(names[i]);
+    }
+    free(names);
+    return out;
+}
+
+/* Fills used/claims/same_group of <slots> from the live claims. */
+static int add_claims(prov_ssh_t *p, const hostref_t *hosts, core_ssh_slot_t *slots, size_t n,
+                      const char *group, char **ids_per_host)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(p->db,
+                           "SELECT pool, host, owner, cpus, memory_gb, gpus, id FROM claims"
+                           " WHERE state != 'TERMINATED'",
+                           -1, &st, NULL) != SQLITE_OK)
+        return CORE_ESTORE;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        const char *pool = (const char *)sqlite3_column_text(st, 0);
+        const char *host = (const char *)sqlite3_column_text(st, 1);
+        for (size_t i = 0; i < n; i++) {
+            if (strcmp(hosts[i].pool, pool) || strcmp(hosts[i].info.host, host))
+                continue;
+            char g[160];
+            int excl;
+            core_ssh_owner_group((const char *)sqlite3_column_text(st, 2), g, sizeof(g), &excl);
+            slots[i].claims++;
+            slots[i].same_group += strcmp(g, group) == 0;
+            slots[i].used_cpus += sqlite3_column_double(st, 3);
+            slots[i].used_memory_gb += sqlite3_column_double(st, 4);
+            slots[i].used_gpus += sqlite3_column_int(st, 5);
+            /* The ids on this host, space-separated: its keep list. */
+            char *prev = ids_per_host[i];
+            ids_per_host[i] = core_xasprintf("%s%s%s", prev ? prev : "", prev ? " " : "",
+                                             (const char *)sqlite3_column_text(st, 6));
+            free(prev);
+        }
+    }
+    sqlite3_finalize(st);
+    return 0;
+}
+
+/* Claims a host inside one write transaction; *slot_out, *id_out, *keep (freed by caller). */
+static int claim(prov_ssh_t *p, const hostref_t *hosts, core_ssh_slot_t *base, size_t n,
+                 const core_ssh_ask_t *ask, const char *owner, const char *group,
+                 const core_candidate_t *cand, int *slot_out, char *id, size_t idlen,
+                 char **keep, char *why, size_t whylen)
+{
+    int rc = db_exec(p->db, "BEGIN IMMEDIATE");
+    if (rc < 0)
+        return rc;
+    /* Launchers that died mid-launch leave PENDING claims: release them. */
+    char gc[160];
+    snprintf(gc, sizeof(gc),
+             "UPDATE claims SET state = 'TERMINATED', ended_at = %.3f"
+             " WHERE state = 'PENDING' AND launched_at < %.3f",
+             core_now(), core_now() - PENDING_STALE_S);
+    db_exec(p->db, gc);
+    core_ssh_slot_t *slots = core_xcalloc(n + 1, sizeof(*slots));
+    char **ids = core_xcalloc(n + 1, sizeof(*ids));
+    memcpy(slots, base, n * sizeof(*slots));
+    rc = add_claims(p, hosts, slots, n, group, ids);
+    int i = rc < 0 ? -1 : core_ssh_place(slots, n, ask, why, whylen);
+    if (i >= 0) {
+        new_id(id, idlen);
+        sqlite3_stmt *st = NULL;
+        if (sqlite3_prepare_v2(p->db,
+                               "INSERT INTO claims (id, pool, host, addr, owner, instance_type,"
+                               " cpus, memory_gb, gpus, state, launched_at)"
+                               " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'PENDING', ?)",
+                               -1, &st, NULL) == SQLITE_OK) {
+            sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 2, hosts[i].pool, -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 3, hosts[i].info.host, -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 4, hosts[i].info.addr, -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 5, owner, -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 6, cand->instance_type[0] ? cand->instance_type : "ssh-host", -1,
+                              SQLITE_STATIC);
+            sqlite3_bind_double(st, 7, ask->cpus);
+            sqlite3_bind_double(st, 8, ask->memory_gb);
+            sqlite3_bind_int(st, 9, ask->accelerator && *ask->accelerator ? ask->accelerator_count : 0);
+            sqlite3_bind_double(st, 10, core_now());
+            rc = sqlite3_step(st) == SQLITE_DONE ? 0 : CORE_ESTORE;
+            sqlite3_finalize(st);
+        } else {
+            rc = CORE_ESTORE;
+        }
+        *keep = core_xasprintf("%s%s%s", ids[i] ? ids[i] : "", ids[i] ? " " : "", id);
+    }
+    rc = db_exec(p->db, rc == 0 ? "COMMIT" : "ROLLBACK") < 0 && rc == 0 ? CORE_ESTORE : rc;
+    for (size_t k = 0; k < n; k++)
+        free(ids[k]);
+    free(ids);
+    free(slots);
+    if (rc < 0)
+        return rc;
+    *slot_out = i;
+    return i >= 0 ? 0 : CORE_ENOCAPACITY;
+}
+
+static void claim_drop(prov_ssh_t *p, const char *id)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(p->db, "DELETE FROM claims WHERE id = ?", -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        sqlite3_step(st);
+    }
+    sqlite3_finalize(st);
+}
+
+/* The pool file's entry for a recorded host (ssh user, key, port). */
+static int ssh_host_of(const core_ssh_pools_t *ps, const char *pool, const char *host,
+                       core_ssh_host_t *out)
+{
+    const core_ssh_pool_t *p = core_ssh_pools_find(ps, pool);
+    for (size_t i = 0; p && i < p->n_hosts; i++) {
+        if (!strcmp(p->hosts[i].host, host)) {
+            *out = p->hosts[i];
+            return 0;
+        }
+    }
+    return -ENOENT;
+}
+
+static void set_err(char **err, char *msg)
+{
+    if (err) {
+        free(*err);
+        *err = msg;
+    } else {
+        free(msg);
+    }
+}
+
+static int ssh_launch(core_prov_t *prov, const core_candidate_t *cand, const char *owner,
+                      core_instance_t *out, char **err)
+{
+    prov_ssh_t *p = (prov_ssh_t *)prov;
+    if (err)
+        *err = NULL;
+    if (strcmp(cand->cloud, "ssh") != 0) {
+        set_err(err, core_xasprintf("the SSH provider cannot launch on cloud '%s'", cand->cloud));
+        return CORE_EINVALREQ;
+    }
+    if (cand->spot) {
+        set_err(err, core_xasprintf("SSH Node Pool hosts are never spot: use_spot: true cannot "
+                                    "be placed on ssh%s%s (list a spot cloud in any_of, and the "
+                                    "pool for on-demand)",
+                                    cand->region[0] ? "/" : "", cand->region));
+        return CORE_EINVALREQ;
+    }
+    size_t n = 0;
+    hostref_t *hosts = load_hosts(cand->region, cand->zone, &n);
+    if (n == 0) {
+        free(hosts);
+        set_err(err, core_xasprintf("no host of ssh%s%s is set up (run `sky ssh up`)",
+                                    cand->region[0] ? "/" : "", cand->region));
+        return CORE_ENOCAPACITY;
+    }
+    core_ssh_pools_t *ps = NULL;
+    char *perr = NULL;
+    if (core_ssh_pools_load(NULL, &ps, &perr) < 0) {
+        free(hosts);
+        set_err(err, perr);
+        return CORE_EINVALREQ;
+    }
+    /* Who answers now: a dead host is not offered (nor asked again soon). */
+    core_ssh_hostinfo_t *infos = core_xcalloc(n, sizeof(*infos));
+    int *alive = core_xcalloc(n, sizeof(*alive));
+    size_t n_ask = 0;
+    size_t *asked = core_xcalloc(n, sizeof(*asked));
+    for (size_t i = 0; i < n; i++) {
+        if (host_recently_down(p, hosts[i].pool, hosts[i].info.host)) {
+            alive[i] = -EHOSTDOWN;
+            continue;
+        }
+        infos[n_ask] = hosts[i].info;
+        asked[n_ask++] = i;
+    }
+    int *rcs = core_xcalloc(n_ask + 1, sizeof(*rcs));
+    core_ssh_hosts_alive(infos, n_ask, ALIVE_TIMEOUT_MS, rcs);
+    for (size_t k = 0; k < n_ask; k++) {
+        size_t i = asked[k];
+        alive[i] = rcs[k];
+        host_mark(p, hosts[i].pool, hosts[i].info.host, rcs[k] < 0);
+    }
+    free(rcs);
+    free(asked);
+    core_ssh_slot_t *slots = core_xcalloc(n, sizeof(*slots));
+    for (size_t i = 0; i < n; i++) {
+        slots[i] = (core_ssh_slot_t){.usable = alive[i] == 0,
+                                     .cpus = hosts[i].info.cpus,
+                                     .memory_gb = hosts[i].info.memory_gb,
+                                     .gpus = hosts[i].info.gpus,
+                                     .gpu_name = hosts[i].info.gpu_name};
+    }
+    char group[160], why[256] = "", id[32];
+    int exclusive;
+    core_ssh_owner_group(owner ? owner : "", group, sizeof(group), &exclusive);
+    core_ssh_ask_t ask = {.cpus = cand->vcpus > 0 ? cand->vcpus : 1,
+                          .memory_gb = cand->memory_gb,
+                          .accelerator = cand->accelerator,
+                          .accelerator_count = cand->accelerator_count,
+                          .exclusive = exclusive};
+    int rc = CORE_ENOCAPACITY;
+    char *last = NULL;
+    for (size_t attempt = 0; attempt < n; attempt++) {
+        int i = -1;
+        char *keep = NULL;
+        rc = claim(p, hosts, slots, n, &ask, owner ? owner : "", group, cand, &i, id, sizeof(id),
+                   &keep, why, sizeof(why));
+        if (rc < 0) {
+            free(keep);
+            break;
+        }
+        hostref_t *h = &hosts[i];
+        core_ssh_host_t sh;
+        int port = 0;
+        char *e = NULL;
+        if (ssh_host_of(ps, h->pool, h->info.host, &sh) < 0) {
+            e = core_xasprintf("%s is no longer in pool %s of %s", h->info.host, h->pool, ps->file);
+            rc = -ENOENT;
+        } else {
+            rc = core_ssh_instance_start(&sh, h->pool, h->info.addr, id, keep, &port, &e);
+        }
+        free(keep);
+        if (rc == 0) {
+            core_ssh_hostinfo_t inst = h->info;
+            inst.agent_port = port;
+            rc = core_ssh_host_alive(&inst, HEALTH_TIMEOUT_MS);
+            if (rc < 0) {
+                e = core_xasprintf("the instance's agent on %s:%d does not answer: %s",
+                                   h->info.addr, port, core_strerror(rc));
+                core_ssh_instance_stop(&sh, h->pool, id, STOP_TIMEOUT_MS, NULL);
+            }
+        }
+        if (rc == 0) {
+            claim_set(p, id, "RUNNING", port);
+            rc = claim_get(p, id, out);
+            out->price = cand->price;
+            break;
+        }
+        /* This host failed us: release the claim, try another. */
+        CORE_WARN("ssh/%s: launch on %s failed: %s", h->pool, h->info.host, e ? e : "?");
+        claim_drop(p, id);
+        slots[i].usable = 0;
+        free(last);
+        last = core_xasprintf("%s: %s", h->info.host, e ? e : core_strerror(rc));
+        free(e);
+        rc = CORE_ENOCAPACITY;
+    }
+    if (rc == CORE_ENOCAPACITY)
+        set_err(err, last ? core_xasprintf("no host of ssh%s%s could start it (last: %s)",
+                                           cand->region[0] ? "/" : "", cand->region, last)
+                          : core_xasprintf("no host of ssh%s%s fits: %s",
+                                           cand->region[0] ? "/" : "", cand->region, why));
+    else if (rc < 0 && err && !*err)
+        set_err(err, core_xasprintf("ssh claims: %s", core_strerror(rc)));
+    free(last);
+    free(slots);
+    free(alive);
+    free(infos);
+    free(hosts);
+    core_ssh_pools_free(ps);
+    return rc;
+}
+
+static int ssh_describe(core_prov_t *prov, const char *id, core_instance_t *out)
+{
+    prov_ssh_t *p = (prov_ssh_t *)prov;
+    int rc = claim_get(p, id, out);
+    if (rc < 0 || out->state != CORE_INST_RUNNING)
+        return rc;
+    /* An instance is its agent: one that does not answer (host dead, link
+     * down, agent killed) is gone for good, as an on-demand VM that died. */
+    if (core_agent_health(out->ip, out->agent_port, NULL, DESCRIBE_TIMEOUT_MS) < 0) {
+        out->state = CORE_INST_FAILED;
+        host_mark(p, out->region, out->zone, 1);
+    }
+    return 0;
+}
+
+static int ssh_terminate(core_prov_t *prov, const char *id)
+{
+    prov_ssh_t *p = (prov_ssh_t *)prov;
+    core_instance_t in;
+    int rc = claim_get(p, id, &in);
+    if (rc == CORE_ENOTFOUND || (rc == 0 && in.state == CORE_INST_TERMINATED))
+        return 0;
+    if (rc < 0)
+        return rc;
+    /* The capacity is free from now on, whatever the host says: a host that
+     * cannot be reached has its leftover agent stopped by the next launch
+     * there (its keep list) or by `sky ssh down`. */
+    if ((rc = claim_set(p, id, "TERMINATED", 0)) < 0)
+        return rc;
+    if (host_recently_down(p, in.region, in.zone)) {
+        CORE_INFO("ssh/%s: %s is down: %s's agent is stopped at the next launch there", in.region,
+                  in.zone, id);
+        return 0;
+    }
+    core_ssh_pools_t *ps = NULL;
+    core_ssh_host_t sh;
+    char *e = NULL;
+    if (core_ssh_pools_load(NULL, &ps, &e) == 0 && ssh_host_of(ps, in.region, in.zone, &sh) == 0 &&
+        core_ssh_instance_stop(&sh, in.region, id, STOP_TIMEOUT_MS, &e) < 0)
+        CORE_WARN("ssh/%s: stopping %s on %s: %s (its agent is stopped at the next launch there)",
+                  in.region, id, in.zone, e ? e : "?");
+    free(e);
+    core_ssh_pools_free(ps);
+    return 0;
+}
+
+static int ssh_list(core_prov_t *prov, core_instance_t **out, size_t *n)
+{
+    prov_ssh_t *p = (prov_ssh_t *)prov;
+    sqlite3_stmt *st = NULL;
+    *out = NULL;
+    *n = 0;
+    if (sqlite3_prepare_v2(p->db,
+                           "SELECT " CLAIM_COLS " FROM claims WHERE state != 'TERMINATED'"
+                           " ORDER BY launched_at",
+                           -1, &st, NULL) != SQLITE_OK)
+        return CORE_ESTORE;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        *out = core_xrealloc(*out, (*n + 1) * sizeof(**out));
+        claim_to_inst(st, &(*out)[(*n)++]);
+    }
+    sqlite3_finalize(st);
+    if (!*out)
+        *out = core_xcalloc(1, sizeof(**out));
+    return 0;
+}
+
+static void ssh_destroy(core_prov_t *prov)
+{
+    prov_ssh_t *p = (prov_ssh_t *)prov;
+    sqlite3_close(p->db);
+    free(p);
+}
+
+static const core_prov_ops_t ssh_ops = {
+    .name = "ssh",
+    .launch = ssh_launch,
+    .terminate = ssh_terminate,
+    .describe = ssh_describe,
+    .list = ssh_list,
+    .destroy = ssh_destroy,
+};
+
+int core_prov_ssh_open(core_prov_t **out)
+{
+    *out = NULL;
+    char *dir = core_home_path("ssh");
+    core_mkdir_p(dir, 0700);
+    char *path = core_xasprintf("%s/claims.db", dir);
+    free(dir);
+    prov_ssh_t *p = core_xcalloc(1, sizeof(*p));
+    p->super.ops = &ssh_ops;
+    int rc = sqlite3_open_v2(path, &p->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+                                               SQLITE_OPEN_FULLMUTEX,
+                             NULL);
+    free(path);
+    if (rc != SQLITE_OK) {
+        CORE_ERROR("ssh claims: %s", sqlite3_errmsg(p->db));
+        ssh_destroy(&p->super);
+        return CORE_ESTORE;
+    }
+    sqlite3_busy_timeout(p->db, 30000);
+    if (db_exec(p->db, "PRAGMA journal_mode=WAL") < 0 || db_exec(p->db, SCHEMA) < 0) {
+        ssh_destroy(&p->super);
+        return CORE_ESTORE;
+    }
+    *out = &p->super;
+    return 0;
+}
+
+/* ----------------------------------------------------------- candidates */
+
+int core_prov_ssh_candidates(const core_resources_t *res, core_candidate_t **out, size_t *n,
+                             char **err)
+{
+    *out = NULL;
+    *n = 0;
+    const char *pool = res->region;
+    const char *where = pool ? pool : "";
+    if (res->use_spot == 1) {
+        *err = core_xasprintf("SSH Node Pool hosts are never spot: use_spot: true cannot be "
+                              "placed on ssh%s%s",
+                              pool ? "/" : "", where);
+        return CORE_EINFEASIBLE;
+    }
+    size_t nh = 0;
+    hostref_t *hosts = load_hosts(pool, res->zone, &nh);
+    core_ssh_ask_t ask = {.cpus = res->cpus > 0 ? res->cpus : 1,
+                          .memory_gb = res->memory_gb,
+                          .accelerator = res->accelerator,
+                          .accelerator_count = res->accelerator_count};
+    char why[256] = "no host is set up (run `sky ssh up`)";
+    for (size_t i = 0; i < nh; i++) {
+        core_ssh_slot_t s = {.usable = 1,
+                             .cpus = hosts[i].info.cpus,
+                             .memory_gb = hosts[i].info.memory_gb,
+                             .gpus = hosts[i].info.gpus,
+                             .gpu_name = hosts[i].info.gpu_name};
+        /* "cpus: 4" (exact) on owned machines: a host with at least 4 will do. */
+        char w[160];
+        if (fits(&s, &ask, w, sizeof(w)) < 0) {
+            snprintf(why, sizeof(why), "%s: %s", hosts[i].info.host, w);
+            continue;
+        }
+        int dup = 0;
+        for (size_t k = 0; k < *n; k++)
+            dup |= !strcmp((*out)[k].region, hosts[i].pool);
+        if (dup)
+            continue;
+        *out = core_xrealloc(*out, (*n + 1) * sizeof(**out));
+        core_candidate_t *c = &(*out)[(*n)++];
+        memset(c, 0, sizeof(*c));
+        snprintf(c->cloud, sizeof(c->cloud), "ssh");
+        snprintf(c->region, sizeof(c->region), "%s", hosts[i].pool);
+        snprintf(c->zone, sizeof(c->zone), "%s", res->zone ? res->zone : "");
+        snprintf(c->instance_type, sizeof(c->instance_type), "ssh-host");
+        c->vcpus = ask.cpus;
+        c->memory_gb = ask.memory_gb;
+        if (res->accelerator) {
+            snprintf(c->accelerator, sizeof(c->accelerator), "%s", res->accelerator);
+            c->accelerator_count = res->accelerator_count;
+        }
+    }
+    free(hosts);
+    if (*n == 0) {
+        *err = core_xasprintf("no host of ssh%s%s can hold the request: %s", pool ? "/" : "",
+                              where, why);
+        return CORE_EINFEASIBLE;
+    }
+    return 0;
+}
