@@ -10,6 +10,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -127,8 +128,11 @@ int core_ssh_place(const core_ssh_slot_t *slots, size_t n, const core_ssh_ask_t 
 
 /* --------------------------------------------------------------- claims */
 
+/* Shared by a registry's threads: one connection, one transaction at a
+ * time on it, so every use of <db> holds <mu>. */
 typedef struct prov_ssh {
     core_prov_t super;
+    pthread_mutex_t mu;
     sqlite3 *db;
 } prov_ssh_t;
 
@@ -182,16 +186,19 @@ static void claim_to_inst(sqlite3_stmt *st, core_instance_t *in)
 static int claim_get(prov_ssh_t *p, const char *id, core_instance_t *out)
 {
     sqlite3_stmt *st = NULL;
-    int rc = CORE_ENOTFOUND;
+    int rc = CORE_ESTORE;
+    pthread_mutex_lock(&p->mu);
     if (sqlite3_prepare_v2(p->db, "SELECT " CLAIM_COLS " FROM claims WHERE id = ?", -1, &st,
-                           NULL) != SQLITE_OK)
-        return CORE_ESTORE;
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-    if (sqlite3_step(st) == SQLITE_ROW) {
-        claim_to_inst(st, out);
-        rc = 0;
+                           NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        rc = CORE_ENOTFOUND;
+        if (sqlite3_step(st) == SQLITE_ROW) {
+            claim_to_inst(st, out);
+            rc = 0;
+        }
     }
     sqlite3_finalize(st);
+    pthread_mutex_unlock(&p->mu);
     return rc;
 }
 
@@ -201,16 +208,19 @@ static int claim_set(prov_ssh_t *p, const char *id, const char *state, int port)
     const char *sql = strcmp(state, "TERMINATED") == 0
                           ? "UPDATE claims SET state = ?, ended_at = ? WHERE id = ?"
                           : "UPDATE claims SET state = ?, agent_port = ? WHERE id = ?";
-    if (sqlite3_prepare_v2(p->db, sql, -1, &st, NULL) != SQLITE_OK)
-        return CORE_ESTORE;
-    sqlite3_bind_text(st, 1, state, -1, SQLITE_STATIC);
-    if (strcmp(state, "TERMINATED") == 0)
-        sqlite3_bind_double(st, 2, core_now());
-    else
-        sqlite3_bind_int(st, 2, port);
-    sqlite3_bind_text(st, 3, id, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : CORE_ESTORE;
+    int rc = CORE_ESTORE;
+    pthread_mutex_lock(&p->mu);
+    if (sqlite3_prepare_v2(p->db, sql, -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, state, -1, SQLITE_STATIC);
+        if (strcmp(state, "TERMINATED") == 0)
+            sqlite3_bind_double(st, 2, core_now());
+        else
+            sqlite3_bind_int(st, 2, port);
+        sqlite3_bind_text(st, 3, id, -1, SQLITE_STATIC);
+        rc = sqlite3_step(st) == SQLITE_DONE ? 0 : CORE_ESTORE;
+    }
     sqlite3_finalize(st);
+    pthread_mutex_unlock(&p->mu);
     return rc;
 }
 
@@ -220,6 +230,7 @@ static void host_mark(prov_ssh_t *p, const char *pool, const char *host, int dow
     sqlite3_stmt *st = NULL;
     const char *sql = down ? "INSERT OR REPLACE INTO hosts_down (pool, host, since) VALUES (?, ?, ?)"
                            : "DELETE FROM hosts_down WHERE pool = ? AND host = ?";
+    pthread_mutex_lock(&p->mu);
     if (sqlite3_prepare_v2(p->db, sql, -1, &st, NULL) == SQLITE_OK) {
         sqlite3_bind_text(st, 1, pool, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, host, -1, SQLITE_STATIC);
@@ -228,6 +239,7 @@ static void host_mark(prov_ssh_t *p, const char *pool, const char *host, int dow
         sqlite3_step(st);
     }
     sqlite3_finalize(st);
+    pthread_mutex_unlock(&p->mu);
 }
 
 /* 1 when <host> was found down less than DOWN_MEMORY_S ago. */
@@ -235,6 +247,7 @@ static int host_recently_down(prov_ssh_t *p, const char *pool, const char *host)
 {
     sqlite3_stmt *st = NULL;
     int down = 0;
+    pthread_mutex_lock(&p->mu);
     if (sqlite3_prepare_v2(p->db, "SELECT since FROM hosts_down WHERE pool = ? AND host = ?", -1,
                            &st, NULL) == SQLITE_OK) {
         sqlite3_bind_text(st, 1, pool, -1, SQLITE_STATIC);
@@ -243,6 +256,7 @@ static int host_recently_down(prov_ssh_t *p, const char *pool, const char *host)
             down = core_now() - sqlite3_column_double(st, 0) < DOWN_MEMORY_S;
     }
     sqlite3_finalize(st);
+    pthread_mutex_unlock(&p->mu);
     return down;
 }
 
@@ -340,9 +354,12 @@ static int claim(prov_ssh_t *p, const hostref_t *hosts, core_ssh_slot_t *base, s
                  const core_candidate_t *cand, int *slot_out, char *id, size_t idlen,
                  char **keep, char *why, size_t whylen)
 {
+    pthread_mutex_lock(&p->mu);
     int rc = db_exec(p->db, "BEGIN IMMEDIATE");
-    if (rc < 0)
+    if (rc < 0) {
+        pthread_mutex_unlock(&p->mu);
         return rc;
+    }
     /* Launchers that died mid-launch leave PENDING claims: release them. */
     char gc[160];
     snprintf(gc, sizeof(gc),
@@ -382,6 +399,7 @@ static int claim(prov_ssh_t *p, const hostref_t *hosts, core_ssh_slot_t *base, s
         *keep = core_xasprintf("%s%s%s", ids[i] ? ids[i] : "", ids[i] ? " " : "", id);
     }
     rc = db_exec(p->db, rc == 0 ? "COMMIT" : "ROLLBACK") < 0 && rc == 0 ? CORE_ESTORE : rc;
+    pthread_mutex_unlock(&p->mu);
     for (size_t k = 0; k < n; k++)
         free(ids[k]);
     free(ids);
@@ -395,11 +413,13 @@ static int claim(prov_ssh_t *p, const hostref_t *hosts, core_ssh_slot_t *base, s
 static void claim_drop(prov_ssh_t *p, const char *id)
 {
     sqlite3_stmt *st = NULL;
+    pthread_mutex_lock(&p->mu);
     if (sqlite3_prepare_v2(p->db, "DELETE FROM claims WHERE id = ?", -1, &st, NULL) == SQLITE_OK) {
         sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
         sqlite3_step(st);
     }
     sqlite3_finalize(st);
+    pthread_mutex_unlock(&p->mu);
 }
 
 /* The pool file's entry for a recorded host (ssh user, key, port). */
@@ -609,27 +629,32 @@ static int ssh_list(core_prov_t *prov, core_instance_t **out, size_t *n)
 {
     prov_ssh_t *p = (prov_ssh_t *)prov;
     sqlite3_stmt *st = NULL;
+    int rc = CORE_ESTORE;
     *out = NULL;
     *n = 0;
+    pthread_mutex_lock(&p->mu);
     if (sqlite3_prepare_v2(p->db,
                            "SELECT " CLAIM_COLS " FROM claims WHERE state != 'TERMINATED'"
                            " ORDER BY launched_at",
-                           -1, &st, NULL) != SQLITE_OK)
-        return CORE_ESTORE;
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        *out = core_xrealloc(*out, (*n + 1) * sizeof(**out));
-        claim_to_inst(st, &(*out)[(*n)++]);
+                           -1, &st, NULL) == SQLITE_OK) {
+        while (sqlite3_step(st) == SQLITE_ROW) {
+            *out = core_xrealloc(*out, (*n + 1) * sizeof(**out));
+            claim_to_inst(st, &(*out)[(*n)++]);
+        }
+        rc = 0;
     }
     sqlite3_finalize(st);
+    pthread_mutex_unlock(&p->mu);
     if (!*out)
         *out = core_xcalloc(1, sizeof(**out));
-    return 0;
+    return rc;
 }
 
 static void ssh_destroy(core_prov_t *prov)
 {
     prov_ssh_t *p = (prov_ssh_t *)prov;
     sqlite3_close(p->db);
+    pthread_mutex_destroy(&p->mu);
     free(p);
 }
 
@@ -642,26 +667,28 @@ static const core_prov_ops_t ssh_ops = {
     .destroy = ssh_destroy,
 };
 
-int core_prov_ssh_open(core_prov_t **out)
+int core_prov_ssh_open(core_prov_t **out, char **err)
 {
     *out = NULL;
+    if (err)
+        *err = NULL;
     char *dir = core_home_path("ssh");
     core_mkdir_p(dir, 0700);
     char *path = core_xasprintf("%s/claims.db", dir);
     free(dir);
     prov_ssh_t *p = core_xcalloc(1, sizeof(*p));
     p->super.ops = &ssh_ops;
+    pthread_mutex_init(&p->mu, NULL);
     int rc = sqlite3_open_v2(path, &p->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
                                                SQLITE_OPEN_FULLMUTEX,
                              NULL);
     free(path);
-    if (rc != SQLITE_OK) {
-        CORE_ERROR("ssh claims: %s", sqlite3_errmsg(p->db));
-        ssh_destroy(&p->super);
-        return CORE_ESTORE;
-    }
-    sqlite3_busy_timeout(p->db, 30000);
-    if (db_exec(p->db, "PRAGMA journal_mode=WAL") < 0 || db_exec(p->db, SCHEMA) < 0) {
+    if (rc != SQLITE_OK || (sqlite3_busy_timeout(p->db, 30000),
+                            db_exec(p->db, "PRAGMA journal_mode=WAL") < 0) ||
+        db_exec(p->db, SCHEMA) < 0) {
+        if (err)
+            *err = core_xasprintf("SSH Node Pool claims ($SKY_HOME/ssh/claims.db): %s",
+                                  sqlite3_errmsg(p->db));
         ssh_destroy(&p->super);
         return CORE_ESTORE;
     }

@@ -16,11 +16,13 @@ struct core_resources;
  * there over SSH; terminate releases the claim at once and stops that agent.
  * An instance is cloud "ssh", region = pool, zone = host, never spot, price 0.
  *
+ * Thread-safe: a registry shares one handle among a controller's threads.
+ *
  * Candidates: cloud "ssh", region = pool (or "" for any pool), zone = host
  * (or "" for any host of the pool); vcpus/memory_gb/accelerator say what to
  * claim. A spot candidate is CORE_EINVALREQ.
  */
-int core_prov_ssh_open(core_prov_t **out);
+int core_prov_ssh_open(core_prov_t **out, char **err);
 
 /*
  * The candidates of <res> (one entry, not its any_of) on SSH Node Pools:

@@ -75,9 +75,11 @@ int main(int argc, char **argv)
         return 2;
     }
     core_prov_t *p = NULL;
-    int rc = core_prov_ssh_open(&p);
+    char *oerr = NULL;
+    int rc = core_prov_ssh_open(&p, &oerr);
     if (rc < 0) {
-        fprintf(stderr, "sshprov: cannot open the provider: %s\n", core_strerror(rc));
+        fprintf(stderr, "sshprov: cannot open the provider: %s\n", oerr ? oerr : "?");
+        free(oerr);
         return 1;
     }
     cJSON *o = cJSON_CreateObject();
