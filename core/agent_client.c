@@ -8,7 +8,9 @@
 #include "core/agent.h"
 #include "core/err.h"
 #include "core/http.h"
+#include "core/log.h"
 #include "core/mem.h"
+#include "core/ssh_stage.h"
 #include "core/util.h"
 
 static const char *const status_names[CORE_AGENT_STATUS_COUNT] = {
@@ -191,8 +193,23 @@ int core_agent_health(const char *ip, int port, const char *token, long timeout_
 
 int core_agent_submit(const char *ip, int port, const char *token, const cJSON *task, int *task_id)
 {
-    cJSON *doc = NULL;
+    cJSON *doc = NULL, *staged = NULL;
+    endpoint_t e;
+    resolve(ip, token, &e);
+    free(e.owned);
+    if (!strcmp(e.scheme, "https")) {
+        /* A pool host cannot read this machine's paths: bring them there. */
+        char *err = NULL;
+        int rc = core_ssh_stage_task(ip, port, task, &staged, &err);
+        if (rc < 0) {
+            CORE_WARN("agent %s:%d: %s", ip, port, err ? err : core_strerror(rc));
+            free(err);
+            return rc;
+        }
+        task = staged;
+    }
     int rc = call("POST", ip, port, token, "/tasks", task, CORE_AGENT_TIMEOUT_MS, &doc);
+    cJSON_Delete(staged);
     if (rc < 0)
         return rc;
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(doc, "task_id");

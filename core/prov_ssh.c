@@ -594,6 +594,20 @@ static int ssh_describe(core_prov_t *prov, const char *id, core_instance_t *out)
     return 0;
 }
 
+/* $SKY_HOME/ssh/mounts/<id>-<n>.log: the bucket mounts' (core/ssh_stage.c). */
+static void forget_mount_logs(const char *id)
+{
+    for (int n = 0; n < 256; n++) {
+        char rel[128];
+        snprintf(rel, sizeof(rel), "ssh/mounts/%s-%d.log", id, n);
+        char *path = core_home_path(rel);
+        int gone = unlink(path) < 0 && errno == ENOENT;
+        free(path);
+        if (gone)
+            break;
+    }
+}
+
 static int ssh_terminate(core_prov_t *prov, const char *id)
 {
     prov_ssh_t *p = (prov_ssh_t *)prov;
@@ -608,6 +622,7 @@ static int ssh_terminate(core_prov_t *prov, const char *id)
      * there (its keep list) or by `sky ssh down`. */
     if ((rc = claim_set(p, id, "TERMINATED", 0)) < 0)
         return rc;
+    forget_mount_logs(id);
     if (host_recently_down(p, in.region, in.zone)) {
         CORE_INFO("ssh/%s: %s is down: %s's agent is stopped at the next launch there", in.region,
                   in.zone, id);

@@ -466,6 +466,9 @@ static const char PROBE[] =
     "    kill -KILL \"$pid\" 2>/dev/null || true\n"                                             \
     "  fi\n"                                                                                    \
     "  rm -f \"$1/agent.pid\" \"$1/port\"\n"                                                    \
+    "  for m in \"$1\"/mounts/*.pid; do\n" /* sshfs of MOUNT buckets (core/ssh_stage.c) */      \
+    "    [ -f \"$m\" ] || continue; kill -TERM $(cat \"$m\") 2>/dev/null || true; rm -f \"$m\"\n" \
+    "  done\n"                                                                                  \
     "}\n"                                                                                       \
     "S=; command -v setsid >/dev/null 2>&1 && S=setsid\n"                                      \
     "start() {\n" /* dir home port */                                                          \

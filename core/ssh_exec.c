@@ -186,22 +186,23 @@ static void take(sink_t *s, int fd, int *open)
     }
 }
 
-int core_ssh_run(const core_ssh_host_t *h, const char *script, const void *input, size_t in_len,
-                 long timeout_ms, core_ssh_result_t *res)
+/* stdin from <input> (a buffer), or from <in_fd> when >= 0. */
+static int run(const core_ssh_host_t *h, const char *script, const void *input, size_t in_len,
+               int in_fd, long timeout_ms, core_ssh_result_t *res)
 {
     int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1}, rc = 0;
     memset(res, 0, sizeof(*res));
     char *khdir = core_home_path("ssh");
     core_mkdir_p(khdir, 0700);
     free(khdir);
-    if (pipe2(in, O_CLOEXEC) || pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC)) {
+    if ((in_fd < 0 && pipe2(in, O_CLOEXEC)) || pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC)) {
         rc = -errno;
         goto out;
     }
     char **argv = core_ssh_argv(h, script);
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+    posix_spawn_file_actions_adddup2(&fa, in_fd >= 0 ? in_fd : in[0], 0);
     posix_spawn_file_actions_adddup2(&fa, out[1], 1);
     posix_spawn_file_actions_adddup2(&fa, err[1], 2);
     posix_spawnattr_t attr;
@@ -214,7 +215,8 @@ int core_ssh_run(const core_ssh_host_t *h, const char *script, const void *input
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);
     core_ssh_argv_free(argv);
-    close(in[0]);
+    if (in[0] >= 0)
+        close(in[0]);
     close(out[1]);
     close(err[1]);
     in[0] = out[1] = err[1] = -1;
@@ -222,11 +224,12 @@ int core_ssh_run(const core_ssh_host_t *h, const char *script, const void *input
         rc = -sr;
         goto out;
     }
-    fcntl(in[1], F_SETFL, O_NONBLOCK);
     sink_t so = {0}, se = {0};
     size_t sent = 0;
     int out_open = 1, err_open = 1, timed_out = 0;
-    if (!input || in_len == 0) {
+    if (in[1] >= 0)
+        fcntl(in[1], F_SETFL, O_NONBLOCK);
+    if (in[1] >= 0 && (!input || in_len == 0)) {
         close(in[1]);
         in[1] = -1;
     }
@@ -300,4 +303,16 @@ out:
             close(err[i]);
     }
     return rc;
+}
+
+int core_ssh_run(const core_ssh_host_t *h, const char *script, const void *input, size_t in_len,
+                 long timeout_ms, core_ssh_result_t *res)
+{
+    return run(h, script, input, in_len, -1, timeout_ms, res);
+}
+
+int core_ssh_run_fd(const core_ssh_host_t *h, const char *script, int in_fd, long timeout_ms,
+                    core_ssh_result_t *res)
+{
+    return run(h, script, NULL, 0, in_fd, timeout_ms, res);
 }

@@ -40,6 +40,9 @@ typedef struct core_ssh_result {
  */
 int core_ssh_run(const core_ssh_host_t *h, const char *script, const void *input, size_t in_len,
                  long timeout_ms, core_ssh_result_t *res);
+/* The same with stdin read from <in_fd> (e.g. a pipe from a local tar). */
+int core_ssh_run_fd(const core_ssh_host_t *h, const char *script, int in_fd, long timeout_ms,
+                    core_ssh_result_t *res);
 void core_ssh_result_free(core_ssh_result_t *res);
 
 /* "ok", "failed", "unreachable", "auth failed", "host key changed". */

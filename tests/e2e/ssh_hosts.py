@@ -10,6 +10,11 @@ in /run/sky-sshtest/, by pid: a claim whose owner died is taken over and its
 leftovers (namespaces, bridge, processes) removed first. Everything is torn
 down by close(), by an atexit hook, or by the next claimer of the subnet.
 
+Namespace and veth names carry a random tag of the run: a deleted namespace
+lives on (with its veth) while another process's private mount namespace
+still holds a copy of its /run/netns bind mount (any sky-agent running as
+root makes one), so names are never reused.
+
     with SshHosts(3) as hosts:
         hosts.pool_yaml("p")          # an ssh_node_pools.yaml text
         hosts.kill(1)                 # every process of host 1 gone, link down
@@ -45,9 +50,10 @@ def _pid_alive(pid):
         return False
 
 
-def _names(n):
+def _names(n, tag):
     """Bridge, and per host index i the namespace and host-side veth, of subnet n."""
-    return ("skss%d" % n, lambda i: "skss%d-h%d" % (n, i), lambda i: "skss%dh%d" % (n, i))
+    return ("skss%d" % n, lambda i: "skss%d-%s-h%d" % (n, tag, i),
+            lambda i: "ks%d%sh%d" % (n, tag, i))
 
 
 def _netns_pids(ns):
@@ -55,12 +61,13 @@ def _netns_pids(ns):
     return [int(x) for x in p.stdout.split()] if p.returncode == 0 else []
 
 
-def _remove_subnet(n, max_hosts=16):
-    """Removes whatever subnet n's harness left: processes, namespaces, bridge."""
-    bridge, ns_of, _ = _names(n)
-    for i in range(1, max_hosts + 1):
-        ns = ns_of(i)
-        if not os.path.exists("/run/netns/" + ns):
+def _remove_subnet(n, tag):
+    """Removes whatever subnet n's harness (of run <tag>) left: processes,
+    namespaces, veths, bridge."""
+    bridge, _, _ = _names(n, tag)
+    prefix = "skss%d-%s-" % (n, tag)
+    for ns in sorted(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else []:
+        if not ns.startswith(prefix):
             continue
         for pid in _netns_pids(ns):
             try:
@@ -68,31 +75,34 @@ def _remove_subnet(n, max_hosts=16):
             except ProcessLookupError:
                 pass
         _run(IP, "netns", "del", ns, check=False)
+    for link in os.listdir("/sys/class/net"):
+        if link.startswith("ks%d%sh" % (n, tag)):
+            _run(IP, "link", "del", link, check=False)
     if os.path.exists("/sys/class/net/" + bridge):
         _run(IP, "link", "del", bridge, check=False)
 
 
-def _claim_subnet():
-    """A subnet index of ours (a file naming our pid), taking over dead claims."""
+def _claim_subnet(tag):
+    """A subnet index of ours (a file naming our pid and tag), taking over dead claims."""
     os.makedirs(CLAIM_DIR, exist_ok=True)
     with open(os.path.join(CLAIM_DIR, "lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        used = _run(IP, "-4", "route").stdout
         for n in range(1, 251):
             path = os.path.join(CLAIM_DIR, "net-%d" % n)
             try:
                 with open(path) as f:
-                    owner = int(f.read().strip() or 0)
-            except (OSError, ValueError):
-                owner = 0
+                    words = f.read().split()
+                owner, old_tag = int(words[0]), words[1]
+            except (OSError, ValueError, IndexError):
+                owner, old_tag = 0, None
             if owner and _pid_alive(owner):
                 continue
-            if owner:
-                _remove_subnet(n)
-            elif "198.19.%d.0/24" % n in used:
+            if old_tag:
+                _remove_subnet(n, old_tag)
+            elif "198.19.%d.0/24" % n in _run(IP, "-4", "route").stdout:
                 continue  # someone else's network, not a claim of ours
             with open(path, "w") as f:
-                f.write("%d\n" % os.getpid())
+                f.write("%d %s\n" % (os.getpid(), tag))
             return n
     raise RuntimeError("no free 198.19.N.0/24 test subnet")
 
@@ -180,9 +190,9 @@ class SshHosts:
         self.dir = tempfile.mkdtemp(prefix="sky-sshhosts-")
         os.chmod(self.dir, 0o755)
         atexit.register(self.close)
-        self.subnet = _claim_subnet()
-        _remove_subnet(self.subnet)  # leftovers of an earlier owner
-        bridge, ns_of, veth_of = _names(self.subnet)
+        self.tag = os.urandom(2).hex()
+        self.subnet = _claim_subnet(self.tag)
+        bridge, ns_of, veth_of = _names(self.subnet, self.tag)
         _run(IP, "link", "add", bridge, "type", "bridge")
         _run(IP, "addr", "add", "%s/24" % self.gateway, "dev", bridge)
         _run(IP, "link", "set", bridge, "up")
@@ -296,7 +306,7 @@ class SshHosts:
                         pass
                 if h.sshd:
                     h.sshd.wait()
-            _remove_subnet(self.subnet, max(16, self.count))
+            _remove_subnet(self.subnet, self.tag)
             _release_subnet(self.subnet)
         if self.dir:
             shutil.rmtree(self.dir, ignore_errors=True)
@@ -306,12 +316,14 @@ class SshHosts:
         out = []
         if self.subnet is None:
             return out
-        bridge, ns_of, _ = _names(self.subnet)
+        bridge, ns_of, veth_of = _names(self.subnet, self.tag)
         if os.path.exists("/sys/class/net/" + bridge):
             out.append("bridge " + bridge)
         for h in self.hosts:
             if os.path.exists("/run/netns/" + h.ns):
                 out.append("netns %s (pids %s)" % (h.ns, h.pids()))
+            if os.path.exists("/sys/class/net/" + h.veth):
+                out.append("veth " + h.veth)
         if os.path.exists(os.path.join(CLAIM_DIR, "net-%d" % self.subnet)):
             out.append("claim net-%d" % self.subnet)
         return out

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import threading
+import time
 
 import pytest
 
@@ -143,3 +144,74 @@ def test_dead_host_fails_its_instances(home, pool):  # noqa: F811
     assert d["err_name"] == "CORE_ENOCAPACITY"
     for x in (b, c["instance"]):
         prov(home, "terminate", x["id"])
+
+
+def keepers(home):
+    """Local processes keeping bucket mounts of this SKY_HOME (ssh, sftp-server, sh)."""
+    from skyhome import processes_naming
+    return [(pid, cmd) for pid, cmd in processes_naming(home.home)
+            if "sky-keeper" in cmd or "sftp-server" in cmd or "sshfs" in cmd]
+
+
+def test_task_files_reach_the_host(home, pool):  # noqa: F811
+    wd = os.path.join(home.home, "code")
+    os.makedirs(wd)
+    with open(os.path.join(wd, "train.txt"), "w") as f:
+        f.write("code v1\n")
+    bucket = os.path.join(home.home, "buckets", "ckpt")
+    os.makedirs(bucket)
+    with open(os.path.join(bucket, "ckpt-1"), "w") as f:
+        f.write("step 1\n")
+    a = launch(home, "job:1", "lab")["instance"]
+    # The workdir is the task's cwd, COPY is a copy, MOUNT writes reach the bucket here.
+    r = prov(home, "run", a["id"],
+             "set -e; test \"$(cat train.txt)\" = 'code v1'; test \"$(cat /data/train.txt)\" = "
+             "'code v1'; test \"$(cat /ckpt/ckpt-1)\" = 'step 1'; echo 'step 2' > /ckpt/.tmp; "
+             "sync /ckpt/.tmp; mv /ckpt/.tmp /ckpt/ckpt-2; echo host-only > /data/x",
+             "workdir=" + wd, "copy=/data:" + wd, "mount=/ckpt:" + bucket)
+    assert r["rc"] == 0 and r["status"] == "SUCCEEDED", r
+    assert open(os.path.join(bucket, "ckpt-2")).read() == "step 2\n"
+    assert sorted(os.listdir(bucket)) == ["ckpt-1", "ckpt-2"]
+    assert not os.path.exists(os.path.join(wd, "x"))  # COPY is one way
+    # The sftp-server behind a mount serves the bucket and nothing else of this
+    # machine, whatever a (compromised) host asks it.
+    batch = os.path.join(home.home, "sftp.batch")
+    with open(batch, "w") as f:
+        f.write("ls -a /\nls -a /bucket\n-get /etc/hostname %s/leak\n-get /../../etc/hostname "
+                "%s/leak\n-ls %s\n" % (home.home, home.home, home.home))
+    p = subprocess.run(["sftp", "-b", batch, "-D", "%s sftp-sandbox %s" % (SSHPROV, bucket)],
+                       env=home.env, capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    assert "ckpt-1" in p.stdout and "ckpt-2" in p.stdout
+    assert not os.path.exists(os.path.join(home.home, "leak"))
+    assert "not found" in p.stderr and "token" not in p.stdout, p.stdout + p.stderr
+    assert keepers(home), "the mounts' keepers run while the instance lives"
+
+    # A writer that dies with its host: what it finished writing is in the bucket.
+    r = prov(home, "run", a["id"], "for i in 3 4 5 6 7 8 9; do echo step $i > /ckpt/.t; "
+             "mv /ckpt/.t /ckpt/ckpt-$i; sleep 0.2; done; sleep 60",
+             "mount=/ckpt:" + bucket, "nowait")
+    assert r["rc"] == 0, r
+    deadline = time.monotonic() + 20 * SLOW
+    while time.monotonic() < deadline and "ckpt-5" not in os.listdir(bucket):
+        time.sleep(0.05)
+    dead = [h.ip for h in pool.hosts].index(a["zone"]) + 1
+    pool.kill(dead)
+    done = sorted(int(n.split("-")[1]) for n in os.listdir(bucket) if n.startswith("ckpt-"))
+    assert done[:5] == [1, 2, 3, 4, 5] and done == list(range(1, done[-1] + 1)), done
+    for n in done:
+        assert open(os.path.join(bucket, "ckpt-%d" % n)).read() == "step %d\n" % n
+    # Another host picks up from the last checkpoint.
+    assert prov(home, "describe", a["id"])["instance"]["state"] == "FAILED"
+    prov(home, "terminate", a["id"])
+    b = launch(home, "job:1", "lab")["instance"]
+    assert b["zone"] != a["zone"]
+    r = prov(home, "run", b["id"], "test \"$(cat /ckpt/ckpt-%d)\" = 'step %d'" % (
+        done[-1], done[-1]), "mount=/ckpt:" + bucket)
+    assert r["status"] == "SUCCEEDED", r
+    prov(home, "terminate", b["id"])
+    # Keepers end with their instance, or with their host (ssh keepalive).
+    deadline = time.monotonic() + 20 * SLOW
+    while time.monotonic() < deadline and keepers(home):
+        time.sleep(0.2)
+    assert keepers(home) == []

@@ -5,7 +5,9 @@
  *   sshprov launch OWNER POOL[/HOST] [cpus=N] [mem=N] [gpu=NAME:N] [spot]
  *   sshprov describe ID | terminate ID | list
  *   sshprov candidates INFRA [cpus=N] [spot]      core_prov_ssh_candidates
- *   sshprov run ID COMMAND                        a task on the instance's agent
+ *   sshprov sftp-sandbox BUCKET                   exec the bucket mounts' sftp-server
+ *   sshprov run ID COMMAND [workdir=DIR] [mount=DST:SRC] [copy=DST:SRC] [nowait]
+ *                                                 a task on the instance's agent
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +21,9 @@
 #include "core/log.h"
 #include "core/prov_ssh.h"
 #include "core/spec.h"
+#include "core/ssh_stage.h"
+
+#include <unistd.h>
 
 static cJSON *inst_json(const core_instance_t *in)
 {
@@ -73,6 +78,13 @@ int main(int argc, char **argv)
                         "[spot] | describe ID | terminate ID | list | candidates INFRA | "
                         "run ID CMD\n");
         return 2;
+    }
+    if (!strcmp(argv[1], "sftp-sandbox") && argc == 3) {
+        char **sb = NULL;
+        if (core_ssh_sftp_sandbox_argv(argv[2], &sb) < 0)
+            return 1;
+        execvp(sb[0], sb);
+        return 127;
     }
     core_prov_t *p = NULL;
     char *oerr = NULL;
@@ -145,20 +157,40 @@ int main(int argc, char **argv)
             cJSON_AddItemToArray(arr, e);
         }
         free(c);
-    } else if (!strcmp(argv[1], "run") && argc == 4) {
+    } else if (!strcmp(argv[1], "run") && argc >= 4) {
         core_instance_t in;
         rc = core_prov_describe(p, argv[2], &in);
-        int tid = 0;
+        int tid = 0, wait = 1;
         if (rc == 0) {
             cJSON *task = cJSON_CreateObject();
             cJSON_AddStringToObject(task, "name", "t");
             cJSON_AddStringToObject(task, "run", argv[3]);
+            cJSON *fms = cJSON_AddArrayToObject(task, "file_mounts");
+            for (int i = 4; i < argc; i++) {
+                if (!strncmp(argv[i], "workdir=", 8)) {
+                    cJSON_AddStringToObject(task, "workdir", argv[i] + 8);
+                } else if (!strcmp(argv[i], "nowait")) {
+                    wait = 0;
+                } else {
+                    const char *eq = strchr(argv[i], '='), *colon = strchr(argv[i], ':');
+                    if (!eq || !colon)
+                        continue;
+                    cJSON *m = cJSON_CreateObject();
+                    char dst[512];
+                    snprintf(dst, sizeof(dst), "%.*s", (int)(colon - eq - 1), eq + 1);
+                    cJSON_AddStringToObject(m, "dst", dst);
+                    cJSON_AddStringToObject(m, "src", colon + 1);
+                    cJSON_AddStringToObject(m, "mode", !strncmp(argv[i], "mount=", 6) ? "MOUNT"
+                                                                                       : "COPY");
+                    cJSON_AddItemToArray(fms, m);
+                }
+            }
             rc = core_agent_submit(in.ip, in.agent_port, NULL, task, &tid);
             cJSON_Delete(task);
         }
         core_agent_task_t t;
         memset(&t, 0, sizeof(t));
-        for (int i = 0; rc == 0 && i < 200; i++) {
+        for (int i = 0; rc == 0 && wait && i < 400; i++) {
             core_agent_task_free(&t);
             rc = core_agent_task_get(in.ip, in.agent_port, NULL, tid, &t);
             if (rc == 0 && core_agent_status_is_terminal(t.status))
@@ -166,10 +198,12 @@ int main(int argc, char **argv)
             struct timespec ts = {0, 50000000};
             nanosleep(&ts, NULL);
         }
-        if (rc == 0) {
+        if (rc == 0 && wait) {
             cJSON_AddStringToObject(o, "status", core_agent_status_name(t.status));
             cJSON_AddNumberToObject(o, "exit_code", t.exit_code);
+            cJSON_AddStringToObject(o, "failure_reason", t.failure_reason ? t.failure_reason : "");
         }
+        cJSON_AddNumberToObject(o, "task_id", tid);
         core_agent_task_free(&t);
     } else {
         fprintf(stderr, "sshprov: bad arguments\n");
