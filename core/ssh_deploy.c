@@ -427,8 +427,55 @@ typedef struct job {
     int down;
 } job_t;
 
+/*
+ * Shell functions shared by the scripts below ($D: the pool's install dir,
+ * $ADDR: the address agents listen on). An agent's directory holds its
+ * agent.pid, port and agent.log. A zombie counts as gone: the host's init
+ * may be slow to reap (or, in containers, never).
+ */
+#define FUNCS                                                                                    \
+    "starttime() { [ -r /proc/$1/stat ] && sed 's/^.*) //' /proc/$1/stat | cut -d' ' -f20; }\n" \
+    /* a pid file's "PID STARTTIME" names a live process we started (pids get reused) */       \
+    "ours() {\n"                                                                                \
+    "  set -- $(cat \"$1\" 2>/dev/null)\n"                                                      \
+    "  [ -n \"$2\" ] && [ \"$(starttime \"$1\")\" = \"$2\" ] &&"                                 \
+    " ! grep -q '^[^)]*) Z' /proc/$1/stat 2>/dev/null\n"                                        \
+    "}\n"                                                                                       \
+    "kill_ours() {\n" /* pidfile: TERM, up to 5 s, then KILL */                                \
+    "  if ours \"$1\"; then\n"                                                                  \
+    "    pid=$(cut -d' ' -f1 \"$1\"); kill -TERM \"$pid\" 2>/dev/null; i=0\n"                    \
+    "    while ours \"$1\" && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done\n"               \
+    "    ours \"$1\" && kill -KILL \"$pid\" 2>/dev/null\n"                                      \
+    "  fi\n"                                                                                    \
+    "  rm -f \"$1\"\n"                                                                          \
+    "}\n"                                                                                       \
+    "stop() {\n" /* an agent's dir: the agent (so its tasks), then its buckets' sshfs */       \
+    "  kill_ours \"$1/agent.pid\"; rm -f \"$1/port\"\n"                                         \
+    "  for m in \"$1\"/mounts/*.pid; do [ -f \"$m\" ] && kill_ours \"$m\"; done\n"              \
+    "  return 0\n"                                                                              \
+    "}\n"                                                                                       \
+    "S=; command -v setsid >/dev/null 2>&1 && S=setsid\n"                                      \
+    "start() {\n" /* dir home port */                                                          \
+    "  rm -f \"$1/port\"\n"                                                                     \
+    "  $S \"$D/sky-agent\" --listen \"$ADDR:$3\" --home \"$2\" --token-file \"$D/token\""       \
+    " --tls-cert \"$D/agent.crt\" --tls-key \"$D/agent.key\" --port-file \"$1/port\""           \
+    " --kill-tasks-on-exit </dev/null >>\"$1/agent.log\" 2>&1 &\n"                              \
+    "  echo \"$! $(starttime $!)\" > \"$1/agent.pid\"; i=0\n"                                  \
+    "  while [ ! -s \"$1/port\" ] && [ $i -lt 400 ] && ours \"$1/agent.pid\"; do"               \
+    " sleep 0.025; i=$((i+1)); done\n"                                                          \
+    "  [ -s \"$1/port\" ] || { echo 'sky-agent did not start:' >&2;"                            \
+    " tail -n 5 \"$1/agent.log\" >&2; return 1; }\n"                                            \
+    "}\n"                                                                                       \
+    "stop_instances() {\n" /* every instance agent but those named */                          \
+    "  for d in \"$D\"/instances/*; do\n"                                                       \
+    "    [ -d \"$d\" ] || continue\n"                                                           \
+    "    case \" $* \" in *\" ${d##*/} \"*) continue;; esac\n"                                  \
+    "    stop \"$d\"; rm -rf \"$d\"\n"                                                          \
+    "  done\n"                                                                                  \
+    "}\n"
+
 static const char PROBE[] =
-    "D=\"$HOME/.sky-agent/%s\"\n"
+    "D=\"$HOME/.sky-agent/%s\"\n" FUNCS
     "echo \"arch=$(uname -m)\"\n"
     "echo \"cpus=$(getconf _NPROCESSORS_ONLN 2>/dev/null || nproc 2>/dev/null || echo 0)\"\n"
     "echo \"mem_kb=$(awk '/^MemTotal:/{print $2}' /proc/meminfo 2>/dev/null)\"\n"
@@ -442,53 +489,8 @@ static const char PROBE[] =
     "for f in sky-agent:agent agent.crt:cert token:token; do\n"
     "  [ -f \"$D/${f%%:*}\" ] && echo \"${f#*:}_sha=$(sha256sum < \"$D/${f%%:*}\" | cut -d' ' -f1)\"\n"
     "done\n"
-    "pid=$(cat \"$D/agent.pid\" 2>/dev/null)\n"
-    "if [ -n \"$pid\" ] && [ -e /proc/$pid ] && ! grep -q '^[^)]*) Z' /proc/$pid/stat &&"
-    " grep -q sky-agent \"/proc/$pid/cmdline\" 2>/dev/null; then\n"
-    "  echo \"agent_port=$(cat \"$D/port\" 2>/dev/null)\"\n"
-    "fi\n"
+    "ours \"$D/agent.pid\" && echo \"agent_port=$(cat \"$D/port\" 2>/dev/null)\"\n"
     "exit 0\n";
-
-/*
- * Shell functions shared by the scripts below ($D: the pool's install dir,
- * $ADDR: the address agents listen on). An agent's directory holds its
- * agent.pid, port and agent.log. A zombie counts as gone: the host's init
- * may be slow to reap (or, in containers, never).
- */
-#define FUNCS                                                                                    \
-    "alive() { [ -n \"$1\" ] && [ -e /proc/$1 ] &&"                                             \
-    " ! grep -q '^[^)]*) Z' /proc/$1/stat 2>/dev/null; }\n"                                     \
-    "stop() {\n"                                                                                \
-    "  pid=$(cat \"$1/agent.pid\" 2>/dev/null || true)\n"                                       \
-    "  if alive \"$pid\" && grep -q sky-agent \"/proc/$pid/cmdline\" 2>/dev/null; then\n"       \
-    "    kill -TERM \"$pid\"; i=0\n"                                                            \
-    "    while alive \"$pid\" && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done\n"            \
-    "    kill -KILL \"$pid\" 2>/dev/null || true\n"                                             \
-    "  fi\n"                                                                                    \
-    "  rm -f \"$1/agent.pid\" \"$1/port\"\n"                                                    \
-    "  for m in \"$1\"/mounts/*.pid; do\n" /* sshfs of MOUNT buckets (core/ssh_stage.c) */      \
-    "    [ -f \"$m\" ] || continue; kill -TERM $(cat \"$m\") 2>/dev/null || true; rm -f \"$m\"\n" \
-    "  done\n"                                                                                  \
-    "}\n"                                                                                       \
-    "S=; command -v setsid >/dev/null 2>&1 && S=setsid\n"                                      \
-    "start() {\n" /* dir home port */                                                          \
-    "  rm -f \"$1/port\"\n"                                                                     \
-    "  $S \"$D/sky-agent\" --listen \"$ADDR:$3\" --home \"$2\" --token-file \"$D/token\""       \
-    " --tls-cert \"$D/agent.crt\" --tls-key \"$D/agent.key\" --port-file \"$1/port\""           \
-    " --kill-tasks-on-exit </dev/null >>\"$1/agent.log\" 2>&1 &\n"                              \
-    "  echo $! > \"$1/agent.pid\"; i=0\n"                                                       \
-    "  while [ ! -s \"$1/port\" ] && [ $i -lt 400 ] && alive $(cat \"$1/agent.pid\"); do"       \
-    " sleep 0.025; i=$((i+1)); done\n"                                                          \
-    "  [ -s \"$1/port\" ] || { echo 'sky-agent did not start:' >&2;"                            \
-    " tail -n 5 \"$1/agent.log\" >&2; return 1; }\n"                                            \
-    "}\n"                                                                                       \
-    "stop_instances() {\n" /* every instance agent but those named */                          \
-    "  for d in \"$D\"/instances/*; do\n"                                                       \
-    "    [ -d \"$d\" ] || continue\n"                                                           \
-    "    case \" $* \" in *\" ${d##*/} \"*) continue;; esac\n"                                  \
-    "    stop \"$d\"; rm -rf \"$d\"\n"                                                          \
-    "  done\n"                                                                                  \
-    "}\n"
 
 static const char INSTALL[] =
     "set -e\n"

@@ -224,13 +224,18 @@ static const char MOUNT_SCRIPT[] =
     "command -v sshfs >/dev/null 2>&1 || { echo 'sshfs is not installed on this host"
     " (apt-get install sshfs)' >&2; exit 3; }\n"
     "mkdir -p \"$M\"\n"
-    "N=; pid=$(cat \"$I/agent.pid\" 2>/dev/null)\n"
-    "if [ \"$(id -u)\" = 0 ] && [ -n \"$pid\" ] && [ -r /proc/$pid/ns/mnt ]; then\n"
+    /* As root the agent has a mount namespace of its own: the mount must be
+     * made there, or its task would see an empty directory. */
+    "N=; pid=$(cut -d' ' -f1 \"$I/agent.pid\" 2>/dev/null)\n"
+    "if [ \"$(id -u)\" = 0 ]; then\n"
+    "  [ -n \"$pid\" ] && [ -r /proc/$pid/ns/mnt ] ||"
+    " { echo \"the instance's agent is not running\" >&2; exit 3; }\n"
     "  N=\"nsenter --mount=/proc/$pid/ns/mnt --\"\n"
     "fi\n"
     "exec 3<&0\n"
     "$N sshfs -f -o slave -o noatime :/bucket \"$M\" <&3 &\n"
-    "echo $! > \"$M.pid\"; i=0\n"
+    /* "PID STARTTIME": stopping the instance kills it only if it is still ours */
+    "echo \"$! $(sed 's/^.*) //' /proc/$!/stat | cut -d' ' -f20)\" > \"$M.pid\"; i=0\n"
     "until $N mountpoint -q \"$M\"; do\n"
     "  kill -0 $! 2>/dev/null || { echo 'sshfs exited before mounting' >&2; exit 4; }\n"
     "  i=$((i+1)); [ $i -lt 600 ] || { kill $!; echo 'sshfs did not mount' >&2; exit 4; }\n"

@@ -170,7 +170,7 @@ def test_up_is_idempotent_and_down_removes_everything(home):
         assert "local:" not in p.stdout and "ssh/lab: enabled" in p.stdout
 
         # An agent that died is started again by the next up; the others are left alone.
-        os.kill(int(open(os.path.join(d, inst, "agent.pid")).read()), 9)
+        os.kill(int(open(os.path.join(d, inst, "agent.pid")).read().split()[0]), 9)
         p = home.sky("ssh", "up")
         lines = host_lines(p.stdout)
         assert "agent started on" in lines[hosts.host(1).ip][1], p.stdout
