@@ -11,6 +11,7 @@
 #include "core/log.h"
 #include "core/mem.h"
 #include "core/ssh_stage.h"
+#include "core/tls.h"
 #include "core/util.h"
 
 static const char *const status_names[CORE_AGENT_STATUS_COUNT] = {
@@ -92,8 +93,9 @@ int core_agent_task_from_json(const cJSON *j, core_agent_task_t *out)
 
 /*
  * How to reach the agent at <ip>. An SSH pool host (recorded by `sky ssh up`
- * as $SKY_HOME/ssh/agents/<ip>, naming its pool) speaks TLS and wants its
- * pool's token; any other (the local cloud's) plain HTTP with <token>.
+ * as $SKY_HOME/ssh/agents/<ip>, naming its pool) speaks TLS and wants the
+ * token derived for it from its pool's (core_host_token); any other (the
+ * local cloud's) plain HTTP with <token>.
  * *tok is what to send, *owned what the caller frees.
  */
 typedef struct endpoint {
@@ -122,7 +124,11 @@ static void resolve(const char *ip, const char *token, endpoint_t *e)
         if (core_read_file(tpath, 4096, &t, &len) == 0) {
             t[strcspn(t, "\n")] = '\0';
             e->scheme = "https";
-            e->tok = e->owned = t;
+            e->owned = core_xmalloc(65);
+            core_host_token(t, ip, e->owned);
+            e->tok = e->owned;
+            memset(t, 0, strlen(t));
+            free(t);
         }
         free(trel);
         free(tpath);

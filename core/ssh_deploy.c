@@ -421,7 +421,7 @@ typedef struct job {
     const char *dirname; /* <tag>-<pool> */
     const char *ssh_dir;
     const core_ssh_agent_bin_t *bin;
-    const char *token;
+    const char *token; /* the pool's: hosts get core_host_token() of it */
     int prev_port; /* the port an earlier up recorded, 0 = any */
     core_ssh_hostinfo_t *out;
     int down;
@@ -631,15 +631,16 @@ static void host_up(job_t *j)
 
     /* What differs from what should be there. */
     tarbuf_t tar = {0};
-    char want[65], tok_sha[65];
-    core_sha256_hex(j->token, strlen(j->token), tok_sha);
+    char want[65], tok_sha[65], host_tok[65];
+    core_host_token(j->token, o->addr, host_tok);
+    core_sha256_hex(host_tok, strlen(host_tok), tok_sha);
     int restart = !p.agent_running;
     if (strcmp(p.agent_sha, j->bin->sha) != 0) {
         tar_add(&tar, "sky-agent", j->bin->data, j->bin->len, 0755);
         restart = 1;
     }
     if (strcmp(p.token_sha, tok_sha) != 0) {
-        tar_add(&tar, "token", j->token, strlen(j->token), 0600);
+        tar_add(&tar, "token", host_tok, strlen(host_tok), 0600);
         restart = 1;
     }
     char *certdir = core_xasprintf("%s/pools/%s/certs", j->ssh_dir, j->pool);

@@ -15,6 +15,7 @@
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/x509.h>
@@ -222,6 +223,18 @@ out:
     EVP_PKEY_free(cakey);
     EVP_PKEY_free(key);
     return rc;
+}
+
+void core_host_token(const char *pool_token, const char *addr, char out[65])
+{
+    unsigned char md[32];
+    unsigned int mdlen = sizeof(md);
+    char *msg = core_xasprintf("sky-agent:%s", addr);
+    HMAC(EVP_sha256(), pool_token, (int)strlen(pool_token), (const unsigned char *)msg,
+         strlen(msg), md, &mdlen);
+    free(msg);
+    for (int i = 0; i < 32; i++)
+        snprintf(out + 2 * i, 3, "%02x", md[i]);
 }
 
 void core_sha256_hex(const void *data, size_t len, char out[65])

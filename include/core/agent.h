@@ -13,7 +13,8 @@
  * <token> (NULL when the agent runs without --token-file), and returns 0 or a
  * negative errno. An SSH pool host's agent (`sky ssh up` recorded <ip> in
  * $SKY_HOME/ssh/agents/) is reached over TLS, trusting only the product's CA
- * (core/tls.h), with its pool's token when <token> is NULL; -EPROTO when its
+ * (core/tls.h), with the token derived for it from its pool's when <token> is
+ * NULL; -EPROTO when its
  * certificate is not one we issued for <ip>. Errors:
  *   -ECONNREFUSED / -ETIMEDOUT / -EIO  transport errors (agent down, instance gone)
  *   CORE_ENOTFOUND                     unknown task id (HTTP 404)

@@ -28,6 +28,14 @@ int core_tls_ca_ensure(const char *dir, char **err);
  */
 int core_tls_issue(const char *dir, const char *host, char **cert_pem, char **key_pem, char **err);
 
+/*
+ * The token of the agents on the host at <addr>: HMAC-SHA256(<pool_token>,
+ * "sky-agent:" <addr>) in hex. Each host gets only its own, so what one
+ * host holds opens no other host's agents; the controller derives any of
+ * them from the pool's token, which never leaves $SKY_HOME.
+ */
+void core_host_token(const char *pool_token, const char *addr, char out[65]);
+
 /* SHA-256 of <len> bytes as 64 lowercase hex digits plus NUL in <out>. */
 void core_sha256_hex(const void *data, size_t len, char out[65]);
 /* SHA-256 of a file's content; -errno if it cannot be read. */

@@ -7,6 +7,8 @@ only over TLS with a certificate from our CA for its address, and only with
 the pool's token; bad pool files name file:line:col; nothing is left on the
 hosts after down, and nothing of the test on the machine afterwards.
 """
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -51,9 +53,13 @@ class Home:
         with open(os.path.join(self.home, "ssh", "pools", pool, "hosts.json")) as f:
             return json.load(f)["hosts"]
 
-    def token(self, pool):
+    def token(self, pool, addr=None):
+        """The pool's token, or the one derived from it for host <addr>."""
         with open(os.path.join(self.home, "ssh", "pools", pool, "token")) as f:
-            return f.read().strip()
+            t = f.read().strip()
+        if addr is None:
+            return t
+        return hmac.new(t.encode(), ("sky-agent:" + addr).encode(), hashlib.sha256).hexdigest()
 
     def close(self):
         left = processes_naming(self.home)
@@ -132,11 +138,13 @@ def test_up_is_idempotent_and_down_removes_everything(home):
             assert re.search(r"--token-file \S+/token --tls-cert \S+/agent.crt --tls-key "
                              r"\S+/agent.key", args), args
 
-        # The token is needed; plain HTTP gets nowhere; another CA is not trusted.
+        # The host's own token is needed: not the pool's (which never leaves SKY_HOME),
+        # not another host's. Plain HTTP gets nowhere; another CA is not trusted.
         r0 = rec[0]
-        assert agent_get(home, r0, "/health", home.token("lab"))[0] == 200
+        assert agent_get(home, r0, "/health", home.token("lab", r0["addr"]))[0] == 200
         assert agent_get(home, r0, "/health", None)[0] == 401
-        assert agent_get(home, r0, "/health", "not-the-token")[0] == 401
+        assert agent_get(home, r0, "/health", home.token("lab"))[0] == 401
+        assert agent_get(home, r0, "/health", home.token("lab", rec[1]["addr"]))[0] == 401
         c = http.client.HTTPConnection(r0["addr"], r0["agent_port"], timeout=3)
         with pytest.raises((http.client.HTTPException, OSError)):
             c.request("GET", "/health")
@@ -152,6 +160,8 @@ def test_up_is_idempotent_and_down_removes_everything(home):
         assert inst.endswith("-lab")
         for f, mode in (("token", 0o600), ("agent.key", 0o600), ("sky-agent", 0o755)):
             assert os.stat(os.path.join(d, inst, f)).st_mode & 0o777 == mode, f
+        with open(os.path.join(d, inst, "token")) as f:
+            assert f.read() == home.token("lab", r0["addr"])
 
         # Up again: nothing restarted, same ports, same line per host.
         p = home.sky("ssh", "up", "--infra", "lab")

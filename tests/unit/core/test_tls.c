@@ -263,6 +263,20 @@ static void test_sha256(void **state)
     assert_int_equal(core_sha256_file("/nonexistent", hex), -ENOENT);
 }
 
+static void test_host_tokens(void **state)
+{
+    (void)state;
+    char a[65], b[65], a2[65];
+    core_host_token("pool-secret", "10.0.0.1", a);
+    core_host_token("pool-secret", "10.0.0.2", b);
+    core_host_token("pool-secret", "10.0.0.1", a2);
+    assert_string_equal(a, a2);
+    assert_string_not_equal(a, b);
+    assert_int_equal(strlen(a), 64);
+    /* HMAC-SHA256("pool-secret", "sky-agent:10.0.0.1"), as Python's hmac computes it. */
+    assert_string_equal(a, "734ba7f04ad1d3f6b0ec1e62bb456efd8e9db82aa1303d2dc8ef6406fc6f0da6");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -273,6 +287,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_certificate_of_another_ca_is_refused, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_sha256, setup, teardown),
+        cmocka_unit_test(test_host_tokens),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
