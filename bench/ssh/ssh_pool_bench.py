@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """SSH Node Pool figures (issue #12), on 3 real hosts: network namespaces
-running Debian's sshd (tests/e2e/ssh_hosts.py), driven through the real `sky`
+running Debian's sshd (tests/skytest/sshhosts.py), driven through the real `sky`
 CLI and the SSH provider (tests/support/prog_sshprov.c).
 
   A. `sky ssh up` of 3 hosts: cold (nothing installed) and warm (idempotent
@@ -30,8 +30,8 @@ import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.abspath(os.path.join(HERE, "..", ".."))
-sys.path.insert(0, os.path.join(SRC, "tests", "e2e"))
-from ssh_hosts import SshHosts  # noqa: E402
+sys.path.insert(0, os.path.join(SRC, "tests"))
+from skytest.sshhosts import SshHosts  # noqa: E402
 
 BUILD = os.environ.get("SKY_BUILD_DIR", os.path.join(SRC, "build"))
 SKY = os.path.join(BUILD, "controller", "sky")

@@ -1,5 +1,5 @@
 """SSH Node Pools: `sky ssh up` / `sky ssh down` / `sky check` against real
-hosts (network namespaces running Debian's sshd, see ssh_hosts.py).
+hosts (network namespaces running Debian's sshd, see tests/skytest/sshhosts.py).
 
 Issue #12: one line per host (ok, unreachable, auth failed, wrong arch, and
 hosts without python3 or bash); idempotent up and down; the agent answers
@@ -22,8 +22,11 @@ import http.client
 
 import pytest
 
-from skyhome import SKY, SLOW, processes_naming
-from ssh_hosts import SshHosts, keygen
+from skytest.paths import SKY, SLOW
+from skytest.procs import processes_naming
+from skytest.sshhosts import SshHosts, keygen
+
+pytestmark = pytest.mark.root("network namespaces and sshd for the pool's hosts")
 
 LINE = re.compile(r"^  (\S+): (.*?)(?: \((.*)\))?$")
 
@@ -291,6 +294,6 @@ def test_cli_errors(home):
     home.sky("ssh", "sideways", rc=2)
     home.sky("ssh", "up", "extra", rc=2)
     home.sky("check", "aws", rc=2)
-    assert "sky ssh up [--infra POOL]" in home.sky("ssh", "--help").stdout
+    assert "--infra POOL" in home.sky("ssh", "up", "--help").stdout
     p = home.sky("ssh", "down", "--infra", "nope", rc=1)
     assert "no SSH Node Pool 'nope'" in p.stderr

@@ -13,9 +13,12 @@ import time
 
 import pytest
 
-from skyhome import BUILD_DIR, SLOW
-from ssh_hosts import SshHosts
+from skytest.paths import BUILD_DIR, SLOW
+from skytest.procs import processes_naming
+from skytest.sshhosts import SshHosts
 from test_ssh_pool import Home, agents_in, home  # noqa: F401 (fixture)
+
+pytestmark = pytest.mark.root("network namespaces and sshd for the pool's hosts")
 
 SSHPROV = os.path.join(BUILD_DIR, "tests", "sshprov")
 
@@ -148,7 +151,6 @@ def test_dead_host_fails_its_instances(home, pool):  # noqa: F811
 
 def keepers(home):
     """Local processes keeping bucket mounts of this SKY_HOME (ssh, sftp-server, sh)."""
-    from skyhome import processes_naming
     return [(pid, cmd) for pid, cmd in processes_naming(home.home)
             if "sky-keeper" in cmd or "sftp-server" in cmd or "sshfs" in cmd]
 

@@ -1,4 +1,4 @@
-"""Real SSH hosts for the SSH Node Pool tests: network namespaces on a bridge
+"""Real SSH hosts for the SSH Node Pool tests and bench/ssh: network namespaces on a bridge
 of the test's own, each running Debian's OpenSSH sshd (a generated host key,
 the test's authorized key) on the namespace's address, with a home directory
 of its own (a private mount namespace binds a per-host directory over the
@@ -29,6 +29,8 @@ import subprocess
 import tempfile
 import time
 
+from .procs import netns_list, netns_pids, pid_alive
+
 CLAIM_DIR = "/run/sky-sshtest"
 SSHD = "/usr/sbin/sshd"
 IP = shutil.which("ip") or "/usr/sbin/ip"
@@ -42,23 +44,10 @@ def _run(*args, check=True, **kw):
     return p
 
 
-def _pid_alive(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, ValueError):
-        return False
-
-
 def _names(n, tag):
     """Bridge, and per host index i the namespace and host-side veth, of subnet n."""
     return ("skss%d" % n, lambda i: "skss%d-%s-h%d" % (n, tag, i),
             lambda i: "ks%d%sh%d" % (n, tag, i))
-
-
-def _netns_pids(ns):
-    p = _run(IP, "netns", "pids", ns, check=False)
-    return [int(x) for x in p.stdout.split()] if p.returncode == 0 else []
 
 
 def _remove_subnet(n, tag):
@@ -66,10 +55,10 @@ def _remove_subnet(n, tag):
     namespaces, veths, bridge."""
     bridge, _, _ = _names(n, tag)
     prefix = "skss%d-%s-" % (n, tag)
-    for ns in sorted(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else []:
+    for ns in netns_list():
         if not ns.startswith(prefix):
             continue
-        for pid in _netns_pids(ns):
+        for pid in netns_pids(ns):
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
@@ -95,7 +84,7 @@ def _claim_subnet(tag):
                 owner, old_tag = int(words[0]), words[1]
             except (OSError, ValueError, IndexError):
                 owner, old_tag = 0, None
-            if owner and _pid_alive(owner):
+            if owner and pid_alive(owner):
                 continue
             if old_tag:
                 _remove_subnet(n, old_tag)
@@ -155,7 +144,7 @@ class SshHost:
         self.home = os.path.join(dir_, "home")
 
     def pids(self):
-        return _netns_pids(self.ns)
+        return netns_pids(self.ns)
 
 
 class SshHosts:
