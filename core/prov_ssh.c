@@ -446,6 +446,40 @@ static void set_err(char **err, char *msg)
     }
 }
 
+/*
+ * Health of <hosts> into alive[] (0 = answers): those not marked down
+ * recently (<marked> 0; a marked one gets -EHOSTDOWN without a call), or
+ * only the marked ones (<marked> 1). Returns how many were left unasked.
+ */
+static size_t check_hosts(prov_ssh_t *p, const hostref_t *hosts, size_t n, int *alive, int marked)
+{
+    core_ssh_hostinfo_t *infos = core_xcalloc(n + 1, sizeof(*infos));
+    size_t *asked = core_xcalloc(n + 1, sizeof(*asked)), n_ask = 0, skipped = 0;
+    for (size_t i = 0; i < n; i++) {
+        int down = alive[i] == -EHOSTDOWN || (!marked && host_recently_down(p, hosts[i].pool,
+                                                                             hosts[i].info.host));
+        if (down != marked) {
+            if (down) {
+                alive[i] = -EHOSTDOWN;
+                skipped++;
+            }
+            continue;
+        }
+        infos[n_ask] = hosts[i].info;
+        asked[n_ask++] = i;
+    }
+    int *rcs = core_xcalloc(n_ask + 1, sizeof(*rcs));
+    core_ssh_hosts_alive(infos, n_ask, ALIVE_TIMEOUT_MS, rcs);
+    for (size_t k = 0; k < n_ask; k++) {
+        alive[asked[k]] = rcs[k];
+        host_mark(p, hosts[asked[k]].pool, hosts[asked[k]].info.host, rcs[k] < 0);
+    }
+    free(rcs);
+    free(asked);
+    free(infos);
+    return skipped;
+}
+
 static int ssh_launch(core_prov_t *prov, const core_candidate_t *cand, const char *owner,
                       core_instance_t *out, char **err)
 {
@@ -478,28 +512,10 @@ static int ssh_launch(core_prov_t *prov, const core_candidate_t *cand, const cha
         set_err(err, perr);
         return CORE_EINVALREQ;
     }
-    /* Who answers now: a dead host is not offered (nor asked again soon). */
-    core_ssh_hostinfo_t *infos = core_xcalloc(n, sizeof(*infos));
+    /* Who answers now: a dead host is not offered (nor asked again soon,
+     * unless no other host will do). */
     int *alive = core_xcalloc(n, sizeof(*alive));
-    size_t n_ask = 0;
-    size_t *asked = core_xcalloc(n, sizeof(*asked));
-    for (size_t i = 0; i < n; i++) {
-        if (host_recently_down(p, hosts[i].pool, hosts[i].info.host)) {
-            alive[i] = -EHOSTDOWN;
-            continue;
-        }
-        infos[n_ask] = hosts[i].info;
-        asked[n_ask++] = i;
-    }
-    int *rcs = core_xcalloc(n_ask + 1, sizeof(*rcs));
-    core_ssh_hosts_alive(infos, n_ask, ALIVE_TIMEOUT_MS, rcs);
-    for (size_t k = 0; k < n_ask; k++) {
-        size_t i = asked[k];
-        alive[i] = rcs[k];
-        host_mark(p, hosts[i].pool, hosts[i].info.host, rcs[k] < 0);
-    }
-    free(rcs);
-    free(asked);
+    int recheck = check_hosts(p, hosts, n, alive, 0) > 0;
     core_ssh_slot_t *slots = core_xcalloc(n, sizeof(*slots));
     for (size_t i = 0; i < n; i++) {
         slots[i] = (core_ssh_slot_t){.usable = alive[i] == 0,
@@ -518,11 +534,20 @@ static int ssh_launch(core_prov_t *prov, const core_candidate_t *cand, const cha
                           .exclusive = exclusive};
     int rc = CORE_ENOCAPACITY;
     char *last = NULL;
-    for (size_t attempt = 0; attempt < n; attempt++) {
+    /* Each host that fails us is tried once; the loop ends at the first success. */
+    for (size_t failed = 0; failed < n;) {
         int i = -1;
         char *keep = NULL;
         rc = claim(p, hosts, slots, n, &ask, owner ? owner : "", group, cand, &i, id, sizeof(id),
                    &keep, why, sizeof(why));
+        if (rc == CORE_ENOCAPACITY && recheck) {
+            /* Hosts found down a moment ago may be back: ask them before giving up. */
+            recheck = 0;
+            check_hosts(p, hosts, n, alive, 1);
+            for (size_t k = 0; k < n; k++)
+                slots[k].usable = alive[k] == 0;
+            continue;
+        }
         if (rc < 0) {
             free(keep);
             break;
@@ -558,6 +583,7 @@ static int ssh_launch(core_prov_t *prov, const core_candidate_t *cand, const cha
         CORE_WARN("ssh/%s: launch on %s failed: %s", h->pool, h->info.host, e ? e : "?");
         claim_drop(p, id);
         slots[i].usable = 0;
+        failed++;
         free(last);
         last = core_xasprintf("%s: %s", h->info.host, e ? e : core_strerror(rc));
         free(e);
@@ -573,7 +599,6 @@ static int ssh_launch(core_prov_t *prov, const core_candidate_t *cand, const cha
     free(last);
     free(slots);
     free(alive);
-    free(infos);
     free(hosts);
     core_ssh_pools_free(ps);
     return rc;

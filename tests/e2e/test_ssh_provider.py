@@ -145,7 +145,16 @@ def test_dead_host_fails_its_instances(home, pool):  # noqa: F811
     assert c["seconds"] < 5 * SLOW, c
     d = launch(home, "serve:svc:4", "lab")
     assert d["err_name"] == "CORE_ENOCAPACITY"
-    for x in (b, c["instance"]):
+    # The host comes back (and `sky ssh up` restarts its agent): at once it is
+    # offered again, although it was found down a moment ago.
+    h = pool.host(dead)
+    subprocess.run(["ip", "link", "set", h.veth, "up"], check=True)
+    pool._start_sshd(h)
+    pool.wait_ssh(h)
+    home.sky("ssh", "up")
+    e = launch(home, "serve:svc:5", "lab")
+    assert e["rc"] == 0 and e["instance"]["zone"] == a["zone"], e
+    for x in (b, c["instance"], e["instance"]):
         prov(home, "terminate", x["id"])
 
 
