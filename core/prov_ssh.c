@@ -10,11 +10,14 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -29,13 +32,19 @@
 
 #define ALIVE_TIMEOUT_MS    1500L
 #define HEALTH_TIMEOUT_MS   5000L
-#define DESCRIBE_TIMEOUT_MS 2000L
+#define DESCRIBE_TIMEOUT_MS 5000L
+/* A TCP connect to a live host's agent completes in the kernel, busy or
+ * not: one that takes this long means the host is gone. */
+#define CONNECT_TIMEOUT_MS 1000
 #define STOP_TIMEOUT_MS     15000L
 /* A claim still PENDING after this was left by a launcher that died. */
 #define PENDING_STALE_S 300.0
 /* A host whose agent did not answer is not asked again for this long: a
- * launch right after a host died must not wait for its timeout. */
-#define DOWN_MEMORY_S 10.0
+ * launch right after a host died must not wait for its timeout. When no
+ * other host will do, those found down more than DOWN_RECHECK_S ago are
+ * asked again (one found down just now surely still is). */
+#define DOWN_MEMORY_S  10.0
+#define DOWN_RECHECK_S 3.0
 
 /* ------------------------------------------------------------ placement */
 
@@ -242,22 +251,29 @@ static void host_mark(prov_ssh_t *p, const char *pool, const char *host, int dow
     pthread_mutex_unlock(&p->mu);
 }
 
-/* 1 when <host> was found down less than DOWN_MEMORY_S ago. */
-static int host_recently_down(prov_ssh_t *p, const char *pool, const char *host)
+/* How long ago <host> was found down; a negative number when it was not, or
+ * when `sky ssh up` (at <up_at>) has seen it since. */
+static double host_down_for(prov_ssh_t *p, const char *pool, const char *host, double up_at)
 {
     sqlite3_stmt *st = NULL;
-    int down = 0;
+    double age = -1;
     pthread_mutex_lock(&p->mu);
     if (sqlite3_prepare_v2(p->db, "SELECT since FROM hosts_down WHERE pool = ? AND host = ?", -1,
                            &st, NULL) == SQLITE_OK) {
         sqlite3_bind_text(st, 1, pool, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, host, -1, SQLITE_STATIC);
-        if (sqlite3_step(st) == SQLITE_ROW)
-            down = core_now() - sqlite3_column_double(st, 0) < DOWN_MEMORY_S;
+        if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_double(st, 0) > up_at)
+            age = core_now() - sqlite3_column_double(st, 0);
     }
     sqlite3_finalize(st);
     pthread_mutex_unlock(&p->mu);
-    return down;
+    return age;
+}
+
+static int host_recently_down(prov_ssh_t *p, const char *pool, const char *host, double up_at)
+{
+    double age = host_down_for(p, pool, host, up_at);
+    return age >= 0 && age < DOWN_MEMORY_S;
 }
 
 static void new_id(char *out, size_t outlen)
@@ -278,6 +294,7 @@ static void new_id(char *out, size_t outlen)
 typedef struct hostref {
     char pool[64];
     core_ssh_hostinfo_t info;
+    double up_at; /* when `sky ssh up` last wrote the pool's record */
 } hostref_t;
 
 /* The set-up hosts of <pool> (NULL: every pool), restricted to <zone> if set. */
@@ -297,12 +314,19 @@ static hostref_t *load_hosts(const char *pool, const char *zone, size_t *n)
     for (size_t i = 0; i < n_names; i++) {
         core_ssh_hostinfo_t *hs = NULL;
         size_t m = 0;
+        char *rel = core_xasprintf("ssh/pools/%s/hosts.json", names[i]);
+        char *rec = core_home_path(rel);
+        struct stat sb;
+        double up_at = stat(rec, &sb) == 0 ? (double)sb.st_mtim.tv_sec + sb.st_mtim.tv_nsec / 1e9 : 0;
+        free(rel);
+        free(rec);
         if (core_ssh_record_load(names[i], &hs, &m) == 0) {
             for (size_t k = 0; k < m; k++) {
                 if (hs[k].state != CORE_SSH_HOST_OK || (zone && *zone && strcmp(hs[k].host, zone)))
                     continue;
                 out = core_xrealloc(out, (*n + 1) * sizeof(*out));
                 snprintf(out[*n].pool, sizeof(out[*n].pool), "%s", names[i]);
+                out[*n].up_at = up_at;
                 out[(*n)++].info = hs[k];
             }
         }
@@ -447,24 +471,25 @@ static void set_err(char **err, char *msg)
 }
 
 /*
- * Health of <hosts> into alive[] (0 = answers): those not marked down
- * recently (<marked> 0; a marked one gets -EHOSTDOWN without a call), or
- * only the marked ones (<marked> 1). Returns how many were left unasked.
+ * Health of <hosts> into alive[] (0 = answers). First pass (<again> 0):
+ * every host but those found down recently, which get -EHOSTDOWN without a
+ * call; returns how many those were. Second pass (<again> 1): those of them
+ * found down more than DOWN_RECHECK_S ago.
  */
-static size_t check_hosts(prov_ssh_t *p, const hostref_t *hosts, size_t n, int *alive, int marked)
+static size_t check_hosts(prov_ssh_t *p, const hostref_t *hosts, size_t n, int *alive, int again)
 {
     core_ssh_hostinfo_t *infos = core_xcalloc(n + 1, sizeof(*infos));
     size_t *asked = core_xcalloc(n + 1, sizeof(*asked)), n_ask = 0, skipped = 0;
     for (size_t i = 0; i < n; i++) {
-        int down = alive[i] == -EHOSTDOWN || (!marked && host_recently_down(p, hosts[i].pool,
-                                                                             hosts[i].info.host));
-        if (down != marked) {
-            if (down) {
-                alive[i] = -EHOSTDOWN;
-                skipped++;
-            }
+        if (!again && host_recently_down(p, hosts[i].pool, hosts[i].info.host, hosts[i].up_at)) {
+            alive[i] = -EHOSTDOWN;
+            skipped++;
             continue;
         }
+        if (again && (alive[i] != -EHOSTDOWN ||
+                      host_down_for(p, hosts[i].pool, hosts[i].info.host, hosts[i].up_at) <
+                          DOWN_RECHECK_S))
+            continue;
         infos[n_ask] = hosts[i].info;
         asked[n_ask++] = i;
     }
@@ -604,6 +629,37 @@ static int ssh_launch(core_prov_t *prov, const core_candidate_t *cand, const cha
     return rc;
 }
 
+/* 0 when a TCP connection to ip:port opens within <timeout_ms>. */
+static int tcp_reachable(const char *ip, int port, int timeout_ms)
+{
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST}, *ai = NULL;
+    char svc[16];
+    snprintf(svc, sizeof(svc), "%d", port);
+    if (getaddrinfo(ip, svc, &hints, &ai) != 0)
+        return -EINVAL;
+    int rc = -EHOSTUNREACH;
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd >= 0) {
+        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
+            rc = 0;
+        } else if (errno == EINPROGRESS) {
+            struct pollfd pf = {fd, POLLOUT, 0};
+            int err = 0;
+            socklen_t len = sizeof(err);
+            if (poll(&pf, 1, timeout_ms) == 1 &&
+                getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0)
+                rc = err ? -err : 0;
+            else
+                rc = -ETIMEDOUT;
+        } else {
+            rc = -errno;
+        }
+        close(fd);
+    }
+    freeaddrinfo(ai);
+    return rc;
+}
+
 static int ssh_describe(core_prov_t *prov, const char *id, core_instance_t *out)
 {
     prov_ssh_t *p = (prov_ssh_t *)prov;
@@ -612,7 +668,8 @@ static int ssh_describe(core_prov_t *prov, const char *id, core_instance_t *out)
         return rc;
     /* An instance is its agent: one that does not answer (host dead, link
      * down, agent killed) is gone for good, as an on-demand VM that died. */
-    if (core_agent_health(out->ip, out->agent_port, NULL, DESCRIBE_TIMEOUT_MS) < 0) {
+    if (tcp_reachable(out->ip, out->agent_port, CONNECT_TIMEOUT_MS) < 0 ||
+        core_agent_health(out->ip, out->agent_port, NULL, DESCRIBE_TIMEOUT_MS) < 0) {
         out->state = CORE_INST_FAILED;
         host_mark(p, out->region, out->zone, 1);
     }
@@ -648,7 +705,7 @@ static int ssh_terminate(core_prov_t *prov, const char *id)
     if ((rc = claim_set(p, id, "TERMINATED", 0)) < 0)
         return rc;
     forget_mount_logs(id);
-    if (host_recently_down(p, in.region, in.zone)) {
+    if (host_recently_down(p, in.region, in.zone, 0)) {
         CORE_INFO("ssh/%s: %s is down: %s's agent is stopped at the next launch there", in.region,
                   in.zone, id);
         return 0;
