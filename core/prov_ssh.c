@@ -30,7 +30,6 @@
 #include "core/ssh_deploy.h"
 #include "core/util.h"
 
-#define ALIVE_TIMEOUT_MS    1500L
 #define HEALTH_TIMEOUT_MS   5000L
 #define DESCRIBE_TIMEOUT_MS 5000L
 /* A TCP connect to a live host's agent completes in the kernel, busy or
@@ -471,7 +470,71 @@ static void set_err(char **err, char *msg)
 }
 
 /*
- * Health of <hosts> into alive[] (0 = answers). First pass (<again> 0):
+ * TCP connections to many ip:port at once: rcs[i] is 0 when the i-th opened
+ * within <timeout_ms>, else a negative errno. A live host's kernel answers
+ * in milliseconds however loaded the machines are (unlike a TLS handshake
+ * with a busy agent), so a host that does not is taken for gone.
+ */
+static void tcp_reachable_many(const core_ssh_hostinfo_t *hs, size_t n, int timeout_ms, int *rcs)
+{
+    int *fds = core_xcalloc(n + 1, sizeof(*fds));
+    struct pollfd *pfs = core_xcalloc(n + 1, sizeof(*pfs));
+    size_t waiting = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST}, *ai;
+        char svc[16];
+        fds[i] = -1;
+        rcs[i] = -EINVAL;
+        snprintf(svc, sizeof(svc), "%d", hs[i].agent_port);
+        if (getaddrinfo(hs[i].addr, svc, &hints, &ai) != 0)
+            continue;
+        fds[i] = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fds[i] >= 0 && connect(fds[i], ai->ai_addr, ai->ai_addrlen) == 0) {
+            rcs[i] = 0;
+        } else if (fds[i] >= 0 && errno == EINPROGRESS) {
+            rcs[i] = -ETIMEDOUT; /* unless it answers in time */
+            waiting++;
+        } else {
+            rcs[i] = -errno;
+        }
+        freeaddrinfo(ai);
+    }
+    unsigned long long deadline = core_mono_ms() + (unsigned long long)timeout_ms;
+    while (waiting > 0 && core_mono_ms() < deadline) {
+        for (size_t i = 0; i < n; i++)
+            pfs[i] = (struct pollfd){rcs[i] == -ETIMEDOUT ? fds[i] : -1, POLLOUT, 0};
+        if (poll(pfs, (nfds_t)n, (int)(deadline - core_mono_ms())) <= 0)
+            continue;
+        for (size_t i = 0; i < n; i++) {
+            if (pfs[i].fd < 0 || !pfs[i].revents)
+                continue;
+            int err = 0;
+            socklen_t len = sizeof(err);
+            getsockopt(fds[i], SOL_SOCKET, SO_ERROR, &err, &len);
+            rcs[i] = err ? -err : 0;
+            waiting--;
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    free(fds);
+    free(pfs);
+}
+
+static int tcp_reachable(const char *ip, int port, int timeout_ms)
+{
+    core_ssh_hostinfo_t h;
+    memset(&h, 0, sizeof(h));
+    snprintf(h.addr, sizeof(h.addr), "%s", ip);
+    h.agent_port = port;
+    int rc;
+    tcp_reachable_many(&h, 1, timeout_ms, &rc);
+    return rc;
+}
+
+/*
+ * Health of <hosts> into alive[] (0 = their agent's port answers). First pass (<again> 0):
  * every host but those found down recently, which get -EHOSTDOWN without a
  * call; returns how many those were. Second pass (<again> 1): those of them
  * found down more than DOWN_RECHECK_S ago.
@@ -494,7 +557,7 @@ static size_t check_hosts(prov_ssh_t *p, const hostref_t *hosts, size_t n, int *
         asked[n_ask++] = i;
     }
     int *rcs = core_xcalloc(n_ask + 1, sizeof(*rcs));
-    core_ssh_hosts_alive(infos, n_ask, ALIVE_TIMEOUT_MS, rcs);
+    tcp_reachable_many(infos, n_ask, CONNECT_TIMEOUT_MS, rcs);
     for (size_t k = 0; k < n_ask; k++) {
         alive[asked[k]] = rcs[k];
         host_mark(p, hosts[asked[k]].pool, hosts[asked[k]].info.host, rcs[k] < 0);
@@ -626,37 +689,6 @@ static int ssh_launch(core_prov_t *prov, const core_candidate_t *cand, const cha
     free(alive);
     free(hosts);
     core_ssh_pools_free(ps);
-    return rc;
-}
-
-/* 0 when a TCP connection to ip:port opens within <timeout_ms>. */
-static int tcp_reachable(const char *ip, int port, int timeout_ms)
-{
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST}, *ai = NULL;
-    char svc[16];
-    snprintf(svc, sizeof(svc), "%d", port);
-    if (getaddrinfo(ip, svc, &hints, &ai) != 0)
-        return -EINVAL;
-    int rc = -EHOSTUNREACH;
-    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd >= 0) {
-        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
-            rc = 0;
-        } else if (errno == EINPROGRESS) {
-            struct pollfd pf = {fd, POLLOUT, 0};
-            int err = 0;
-            socklen_t len = sizeof(err);
-            if (poll(&pf, 1, timeout_ms) == 1 &&
-                getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0)
-                rc = err ? -err : 0;
-            else
-                rc = -ETIMEDOUT;
-        } else {
-            rc = -errno;
-        }
-        close(fd);
-    }
-    freeaddrinfo(ai);
     return rc;
 }
 
