@@ -21,6 +21,7 @@
 #include "core/err.h"
 #include "core/mem.h"
 #include "core/prov.h"
+#include "core/prov_registry.h"
 #include "core/spec.h"
 #include "core/taskrun.h"
 #include "core/util.h"
@@ -243,14 +244,16 @@ static int provision(sqlite3 *db, core_task_t *t, cluster_t *c)
     core_catalog_t *cat = NULL;
     core_candidate_t *cands = NULL;
     size_t n = 0, chosen = 0;
-    core_prov_t *prov = NULL;
+    core_prov_registry_t *provs = NULL;
+    core_prov_t *def = NULL;
     char *err = NULL;
     int r;
     if ((r = core_catalog_load(NULL, &cat, &err)) < 0)
         goto fail;
     if ((r = core_catalog_resolve(cat, &t->resources, &cands, &n, &err)) < 0)
         goto fail;
-    if ((r = core_prov_local_open(&prov)) < 0) {
+    if ((r = core_prov_registry_new(NULL, 0, &provs)) < 0 ||
+        (r = core_prov_registry_get(provs, cands[0].cloud, &def, NULL)) < 0) {
         err = core_xasprintf("cannot reach the local cloud: %s", core_strerror(r));
         goto fail;
     }
@@ -263,7 +266,7 @@ static int provision(sqlite3 *db, core_task_t *t, cluster_t *c)
     fflush(stdout);
     char owner[160];
     snprintf(owner, sizeof(owner), "cluster:%s", c->name);
-    r = core_prov_launch_failover(prov, cands, n, NULL, owner, &c->inst, &chosen, &err);
+    r = core_prov_registry_launch(provs, cands, n, NULL, owner, &c->inst, &chosen, &err);
     if (r < 0) {
         db_del(db, c->name);
         goto fail;
@@ -280,7 +283,7 @@ fail:
     free(err);
     free(cands);
     core_catalog_free(cat);
-    core_prov_destroy(prov);
+    core_prov_registry_free(provs);
     return r;
 }
 
@@ -323,7 +326,7 @@ static int launch_or_exec(const char *name, const char *file, const ctl_cli_env_
         /* Reuse only a live instance; a preempted one is relaunched. */
         core_prov_t *prov = NULL;
         core_instance_t now;
-        if (core_prov_local_open(&prov) == 0 &&
+        if (core_prov_open(c.inst.cloud, &prov, NULL) == 0 &&
             core_prov_describe(prov, c.inst.id, &now) == 0 && now.state == CORE_INST_RUNNING) {
             if (!is_exec)
                 printf("Cluster '%s' is UP; running the task on it.\n", name);
@@ -339,7 +342,7 @@ static int launch_or_exec(const char *name, const char *file, const ctl_cli_env_
     if (!have) {
         if (c.inst.id[0]) {
             core_prov_t *prov = NULL;
-            if (core_prov_local_open(&prov) == 0)
+            if (core_prov_open(c.inst.cloud, &prov, NULL) == 0)
                 core_prov_terminate(prov, c.inst.id);
             core_prov_destroy(prov);
         }
@@ -389,8 +392,10 @@ int ctl_cli_status(ctl_cli_t *cli, int argc, char **argv)
     sqlite3 *db = NULL;
     if (db_open(&db) < 0)
         return 1;
-    core_prov_t *prov = NULL;
-    core_prov_local_open(&prov);
+    core_prov_registry_t *provs = NULL;
+    core_prov_t *def = NULL;
+    if (core_prov_registry_new(NULL, 0, &provs) == 0)
+        core_prov_registry_get(provs, NULL, &def, NULL);
     sqlite3_stmt *st = NULL;
     sqlite3_prepare_v2(db, "SELECT * FROM clusters ORDER BY launched_at", -1, &st, NULL);
     static const char *hdr[] = {"NAME", "LAUNCHED", "RESOURCES", "REGION", "ZONE", "STATUS"};
@@ -401,7 +406,8 @@ int ctl_cli_status(ctl_cli_t *cli, int argc, char **argv)
         row_to_cluster(st, &c);
         core_instance_t live;
         memset(&live, 0, sizeof(live));
-        int found = prov && c.inst.id[0] && core_prov_describe(prov, c.inst.id, &live) == 0;
+        int found = def && c.inst.id[0] &&
+                    core_prov_registry_describe(provs, c.inst.cloud, c.inst.id, &live) == 0;
         const char *status = state_to_status(&c, &live, found);
         char ago[64];
         core_fmt_ago(core_now() - c.launched_at, ago, sizeof(ago));
@@ -424,7 +430,7 @@ int ctl_cli_status(ctl_cli_t *cli, int argc, char **argv)
     }
     sqlite3_finalize(st);
     sqlite3_close(db);
-    core_prov_destroy(prov);
+    core_prov_registry_free(provs);
     if (json) {
         cJSON *doc = cJSON_CreateObject();
         cJSON_AddItemToObject(doc, "clusters", arr);
@@ -459,9 +465,13 @@ int ctl_cli_down(ctl_cli_t *cli, int argc, char **argv)
     sqlite3 *db = NULL;
     if (db_open(&db) < 0)
         return 1;
-    core_prov_t *prov = NULL;
-    int r = core_prov_local_open(&prov);
+    core_prov_registry_t *provs = NULL;
+    core_prov_t *def = NULL;
+    int r = core_prov_registry_new(NULL, 0, &provs);
+    if (r == 0)
+        r = core_prov_registry_get(provs, NULL, &def, NULL);
     if (r < 0) {
+        core_prov_registry_free(provs);
         fprintf(stderr, "sky: cannot reach the local cloud: %s\n", core_strerror(r));
         sqlite3_close(db);
         return 1;
@@ -474,7 +484,7 @@ int ctl_cli_down(ctl_cli_t *cli, int argc, char **argv)
             code = 1;
             continue;
         }
-        if (c.inst.id[0] && (r = core_prov_terminate(prov, c.inst.id)) < 0) {
+        if (c.inst.id[0] && (r = core_prov_registry_terminate(provs, c.inst.cloud, c.inst.id)) < 0) {
             fprintf(stderr, "sky: terminating '%s' (%s) failed: %s\n", c.name, c.inst.id,
                     core_strerror(r));
             code = 1;
@@ -483,7 +493,7 @@ int ctl_cli_down(ctl_cli_t *cli, int argc, char **argv)
         db_del(db, c.name);
         printf("Terminated cluster '%s'.\n", c.name);
     }
-    core_prov_destroy(prov);
+    core_prov_registry_free(provs);
     sqlite3_close(db);
     return code;
 }

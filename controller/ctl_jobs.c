@@ -31,6 +31,7 @@
 #include "core/log.h"
 #include "core/mem.h"
 #include "core/prov.h"
+#include "core/prov_registry.h"
 #include "core/spec.h"
 #include "core/taskrun.h"
 #include "core/util.h"
@@ -553,7 +554,7 @@ static int transport_error(int rc)
 static void prov_reopen(runner_t *ru)
 {
     core_prov_t *p = NULL;
-    if (atomic_load(&ru->ctx->stopping) || core_prov_local_open(&p) < 0)
+    if (atomic_load(&ru->ctx->stopping) || core_prov_open(ru->task->resources.cloud, &p, NULL) < 0)
         return;
     core_prov_destroy(ru->prov);
     ru->prov = p;
@@ -1043,7 +1044,7 @@ static void *job_thread(void *arg)
     }
     /* Without the cloud nothing can be launched, checked or cleaned up: wait for it. */
     int rc;
-    while ((rc = core_prov_local_open(&ru.prov)) < 0) {
+    while ((rc = core_prov_open(ru.task->resources.cloud, &ru.prov, NULL)) < 0) {
         jlog(ctx, r->id, "cannot reach the local cloud: %s; retrying", core_strerror(rc));
         for (int i = 0; i < 20 && !atomic_load(&ctx->stopping); i++)
             usleep(100000);

@@ -350,35 +350,6 @@ static void placer_build(ctl_serve_t *s, ctl_service_t *svc, const core_task_t *
 }
 
 /* ------------------------------------------------------------------ */
-/* provider handles for the thread pool */
-
-static core_prov_t *prov_get(ctl_serve_t *s)
-{
-    core_prov_t *p = NULL;
-
-    uv_mutex_lock(&s->prov_mu);
-    if (s->n_prov_free)
-        p = s->prov_free[--s->n_prov_free];
-    uv_mutex_unlock(&s->prov_mu);
-    if (!p && core_prov_local_open(&p) < 0)
-        return NULL;
-    return p;
-}
-
-static void prov_put(ctl_serve_t *s, core_prov_t *p)
-{
-    if (!p)
-        return;
-    uv_mutex_lock(&s->prov_mu);
-    if (s->n_prov_free == s->cap_prov_free) {
-        s->cap_prov_free = s->cap_prov_free ? s->cap_prov_free * 2 : 8;
-        s->prov_free = core_xrealloc(s->prov_free, s->cap_prov_free * sizeof(*s->prov_free));
-    }
-    s->prov_free[s->n_prov_free++] = p;
-    uv_mutex_unlock(&s->prov_mu);
-}
-
-/* ------------------------------------------------------------------ */
 /* thread-pool jobs */
 
 enum job_kind {
@@ -404,6 +375,7 @@ typedef struct job {
     char *task_json;
     char task_name[128];
     /* terminate / describe / status */
+    char cloud[24]; /* where instance_id lives: picks its provider */
     char instance_id[64];
     char ip[64];
     int agent_port;
@@ -455,11 +427,11 @@ static void msleep(long ms)
 
 /* An instance this replica already owns (a launch interrupted by a controller
  * restart): adopt it instead of launching a duplicate. */
-static int find_owned(core_prov_t *p, job_t *j, core_instance_t *out)
+static int find_owned(core_prov_registry_t *p, job_t *j, core_instance_t *out)
 {
     core_instance_t *all = NULL;
     size_t n = 0;
-    int found = 0, rc = core_prov_list(p, &all, &n);
+    int found = 0, rc = core_prov_registry_list(p, &all, &n);
 
     if (rc < 0)
         return rc;
@@ -471,14 +443,14 @@ static int find_owned(core_prov_t *p, job_t *j, core_instance_t *out)
             found = 1;
         } else if (all[i].state != CORE_INST_TERMINATED) {
             /* A dead leftover (preempted/failed): make sure nothing stays behind. */
-            core_prov_terminate(p, all[i].id);
+            core_prov_registry_terminate(p, all[i].cloud, all[i].id);
         }
     }
     free(all);
     return found;
 }
 
-static int wait_running(core_prov_t *p, job_t *j, core_instance_t *inst)
+static int wait_running(core_prov_registry_t *p, job_t *j, core_instance_t *inst)
 {
     unsigned long long deadline = core_mono_ms() + (unsigned long long)(j->boot_timeout * 1000);
 
@@ -486,7 +458,7 @@ static int wait_running(core_prov_t *p, job_t *j, core_instance_t *inst)
         if (core_mono_ms() > deadline)
             return -ETIMEDOUT;
         msleep(500);
-        if (core_prov_describe(p, inst->id, inst) < 0)
+        if (core_prov_registry_describe(p, inst->cloud, inst->id, inst) < 0)
             return CORE_ENOTFOUND;
     }
     return inst->state == CORE_INST_RUNNING ? 0 : CORE_EPREEMPTED;
@@ -533,15 +505,9 @@ static int submit_task(job_t *j)
 
 static void work_launch(job_t *j)
 {
-    core_prov_t *p = prov_get(j->s);
-    int rc;
+    core_prov_registry_t *p = j->s->provs;
+    int rc = find_owned(p, j, &j->inst);
 
-    if (!p) {
-        j->rc = -ECONNREFUSED;
-        j->err = core_xstrdup("cannot reach the local cloud (sky-localcloud)");
-        return;
-    }
-    rc = find_owned(p, j, &j->inst);
     if (rc > 0) {
         j->adopted = 1;
         j->have_inst = 1;
@@ -550,30 +516,28 @@ static void work_launch(job_t *j)
         if ((rc = wait_running(p, j, &j->inst)) < 0) {
             j->err = core_xasprintf("instance %s did not become RUNNING: %s", j->inst.id,
                                     core_strerror(rc));
-            core_prov_terminate(p, j->inst.id);
+            core_prov_registry_terminate(p, j->inst.cloud, j->inst.id);
             j->have_inst = 0;
             j->rc = -EAGAIN;
-            goto out;
+            return;
         }
     } else {
         jlog(j, "launching (%zu candidate%s, cheapest %s/%s %s%s)", j->n_cands,
              j->n_cands == 1 ? "" : "s", j->n_cands ? j->cands[0].region : "-",
              j->n_cands ? j->cands[0].zone : "-", j->n_cands ? j->cands[0].instance_type : "-",
              j->n_cands && j->cands[0].spot ? " spot" : "");
-        rc = core_prov_launch_failover(p, j->cands, j->n_cands, NULL, j->owner, &j->inst,
+        rc = core_prov_registry_launch(p, j->cands, j->n_cands, NULL, j->owner, &j->inst,
                                        &j->chosen, &j->err);
         if (rc < 0) {
             j->rc = rc;
             jlog(j, "launch failed: %s", j->err ? j->err : core_strerror(rc));
-            goto out;
+            return;
         }
         j->have_inst = 1;
         jlog(j, "instance %s RUNNING at %s (%s/%s/%s %s%s)", j->inst.id, j->inst.ip, j->inst.cloud,
              j->inst.region, j->inst.zone, j->inst.instance_type, j->inst.spot ? " spot" : "");
     }
     j->rc = submit_task(j);
-out:
-    prov_put(j->s, p);
 }
 
 static int sync_log_cb(const char *data, size_t len, void *arg)
@@ -587,7 +551,7 @@ static int sync_log_cb(const char *data, size_t len, void *arg)
 
 static void work_terminate(job_t *j)
 {
-    core_prov_t *p = prov_get(j->s);
+    core_prov_registry_t *p = j->s->provs;
     double gap = j->retry_initial;
     int rc = 0;
 
@@ -603,22 +567,18 @@ static void work_terminate(job_t *j)
             close(fd);
         }
     }
-    if (!p) {
-        j->rc = -ECONNREFUSED;
-        return;
-    }
     for (int attempt = 0; attempt < j->max_retry; attempt++) {
         core_instance_t *all = NULL;
         size_t n = 0;
 
         rc = 0;
         if (j->instance_id[0])
-            rc = core_prov_terminate(p, j->instance_id);
+            rc = core_prov_registry_terminate(p, j->cloud, j->instance_id);
         /* Everything this replica owns, launched or half-launched. */
-        if (rc == 0 && (rc = core_prov_list(p, &all, &n)) == 0) {
+        if (rc == 0 && (rc = core_prov_registry_list(p, &all, &n)) == 0) {
             for (size_t i = 0; i < n && rc == 0; i++)
                 if (strcmp(all[i].owner, j->owner) == 0 && all[i].state != CORE_INST_TERMINATED)
-                    rc = core_prov_terminate(p, all[i].id);
+                    rc = core_prov_registry_terminate(p, all[i].cloud, all[i].id);
             free(all);
         }
         if (rc == 0)
@@ -631,31 +591,16 @@ static void work_terminate(job_t *j)
     j->rc = rc;
     if (rc == 0)
         jlog(j, "terminated");
-    prov_put(j->s, p);
 }
 
 static void work_list(job_t *j)
 {
-    core_prov_t *p = prov_get(j->s);
-
-    if (!p) {
-        j->rc = -ECONNREFUSED;
-        return;
-    }
-    j->rc = core_prov_list(p, &j->list, &j->n_list);
-    prov_put(j->s, p);
+    j->rc = core_prov_registry_list(j->s->provs, &j->list, &j->n_list);
 }
 
 static void work_describe(job_t *j)
 {
-    core_prov_t *p = prov_get(j->s);
-
-    if (!p) {
-        j->rc = -ECONNREFUSED;
-        return;
-    }
-    j->rc = core_prov_describe(p, j->instance_id, &j->inst);
-    prov_put(j->s, p);
+    j->rc = core_prov_registry_describe(j->s->provs, j->cloud, j->instance_id, &j->inst);
 }
 
 static void work_task_status(job_t *j)
@@ -938,10 +883,12 @@ static void fill_instance(ctl_replica_t *r, const core_instance_t *in)
     core_candidate_label(&c, r->row.resources, sizeof(r->row.resources));
 }
 
-static void orphan_terminate(ctl_serve_t *s, const char *svc, int id, const char *instance_id)
+static void orphan_terminate(ctl_serve_t *s, const char *svc, int id, const char *cloud,
+                             const char *instance_id)
 {
     job_t *j = job_new(s, JOB_TERMINATE, svc, id);
 
+    snprintf(j->cloud, sizeof(j->cloud), "%s", cloud);
     snprintf(j->instance_id, sizeof(j->instance_id), "%s", instance_id);
     j->max_retry = s->cfg.terminate_max_retry;
     j->retry_initial = s->cfg.terminate_retry_initial;
@@ -958,7 +905,7 @@ static void after_launch(job_t *j)
     if (!r) {
         /* The record went away meanwhile (purge): leak nothing. */
         if (j->have_inst)
-            orphan_terminate(s, j->svc, j->id, j->inst.id);
+            orphan_terminate(s, j->svc, j->id, j->inst.cloud, j->inst.id);
         return;
     }
     r->busy = 0;
@@ -1030,6 +977,7 @@ static void queue_terminate(ctl_replica_t *r)
     ctl_serve_t *s = r->svc->s;
     job_t *j = job_new(s, JOB_TERMINATE, r->svc->row.name, r->row.id);
 
+    snprintf(j->cloud, sizeof(j->cloud), "%s", r->row.cloud);
     snprintf(j->instance_id, sizeof(j->instance_id), "%s", r->row.instance_id);
     snprintf(j->ip, sizeof(j->ip), "%s", r->row.ip);
     j->agent_port = r->row.agent_port;
@@ -1131,7 +1079,8 @@ static void after_list(job_t *j)
             if (r->launched_mono > j->started_mono)
                 continue;
             for (size_t i = 0; i < j->n_list; i++)
-                if (strcmp(j->list[i].id, r->row.instance_id) == 0)
+                if (strcmp(j->list[i].id, r->row.instance_id) == 0 &&
+                    strcmp(j->list[i].cloud, r->row.cloud) == 0)
                     in = &j->list[i];
             if (!in)
                 handle_gone(r, "is gone");
@@ -1150,6 +1099,7 @@ static void queue_describe(ctl_replica_t *r)
     if (r->preempt_check || !r->row.instance_id[0])
         return;
     j = job_new(r->svc->s, JOB_DESCRIBE, r->svc->row.name, r->row.id);
+    snprintf(j->cloud, sizeof(j->cloud), "%s", r->row.cloud);
     snprintf(j->instance_id, sizeof(j->instance_id), "%s", r->row.instance_id);
     r->preempt_check = 1;
     job_queue(j);
@@ -2466,7 +2416,6 @@ int ctl_serve_main(const ctl_serve_opts_t *opts)
     s->loop = uv_default_loop();
     s->lock_fd = -1;
     ctl_rng_seed(&s->rng, (uint64_t)core_mono_ms() ^ ((uint64_t)getpid() << 32));
-    uv_mutex_init(&s->prov_mu);
     s->home = core_home_dir();
     s->serve_dir = core_xasprintf("%s/serve", s->home);
     core_mkdir_p(s->serve_dir, 0700);
@@ -2498,6 +2447,11 @@ int ctl_serve_main(const ctl_serve_opts_t *opts)
         s->catalog = NULL;
     }
     s->lb_path = core_find_program("sky-lb");
+    s->provs = opts->provs;
+    if (!s->provs && (rc = core_prov_registry_new(NULL, 0, &s->provs)) < 0) {
+        fprintf(stderr, "sky-controller: providers: %s\n", core_strerror(rc));
+        return 1;
+    }
     dbpath = core_xasprintf("%s/services.db", s->serve_dir);
     rc = ctl_store_open(dbpath, &s->store);
     free(dbpath);

@@ -10,6 +10,7 @@
 #include "core/catalog.h"
 #include "core/http.h"
 #include "core/prov.h"
+#include "core/prov_registry.h"
 #include "core/spec.h"
 #include "ctl_backoff.h"
 #include "ctl_placer.h"
@@ -232,7 +233,8 @@ struct ctl_service {
 
 typedef struct ctl_serve_opts {
     int port;
-    const char *home; /* NULL: $SKY_HOME */
+    const char *home;           /* NULL: $SKY_HOME */
+    core_prov_registry_t *provs; /* NULL: this build's providers */
 } ctl_serve_opts_t;
 
 struct ctl_serve {
@@ -256,10 +258,7 @@ struct ctl_serve {
     double next_poll;
     int stopping;
     int lock_fd;
-    /* Provider handles for the thread pool (one per thread at a time). */
-    uv_mutex_t prov_mu;
-    core_prov_t **prov_free;
-    size_t n_prov_free, cap_prov_free;
+    core_prov_registry_t *provs; /* shared by the thread pool's jobs */
     ctl_rng_t rng;
 };
 

@@ -1,4 +1,5 @@
 #include <errno.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +48,7 @@ int core_inst_state_parse(const char *s, enum core_inst_state *out)
 
 typedef struct prov_local {
     core_prov_t super;
+    pthread_mutex_t mu; /* guards base and token: the handle is shared between threads */
     char *base;
     char *token;
 } prov_local_t;
@@ -178,23 +180,30 @@ static int call(prov_local_t *pl, const char *method, const char *path, const cJ
                 long timeout_ms, long *status, cJSON **resp)
 {
     for (int attempt = 0;; attempt++) {
+        pthread_mutex_lock(&pl->mu);
         char *url = core_xasprintf("%s%s", pl->base, path);
-        int rc = core_http_json(method, url, pl->token, body, timeout_ms, status, resp);
+        char *token = core_xstrdup(pl->token);
+        pthread_mutex_unlock(&pl->mu);
+        int rc = core_http_json(method, url, token, body, timeout_ms, status, resp);
         free(url);
+        free(token);
         bool lost = rc == -ECONNREFUSED || (rc == -ECONNRESET && strcmp(method, "POST") != 0);
         if (!lost || attempt > 0)
             return rc;
-        char *base = NULL, *token = NULL, *err = NULL;
+        char *base = NULL, *err = NULL;
+        token = NULL;
         if (core_localcloud_connect(1, &base, &token, &err) < 0) {
             CORE_WARN("local cloud unreachable and not restarted: %s", err ? err : "?");
             free(err);
             return rc;
         }
+        pthread_mutex_lock(&pl->mu);
         CORE_WARN("local cloud at %s did not answer; now at %s", pl->base, base);
         free(pl->base);
         free(pl->token);
         pl->base = base;
         pl->token = token;
+        pthread_mutex_unlock(&pl->mu);
         if (resp) {
             cJSON_Delete(*resp);
             *resp = NULL;
@@ -350,6 +359,7 @@ static int local_list(core_prov_t *p, core_instance_t **out, size_t *n)
 static void local_destroy(core_prov_t *p)
 {
     prov_local_t *pl = (prov_local_t *)p;
+    pthread_mutex_destroy(&pl->mu);
     free(pl->base);
     free(pl->token);
     free(pl);
@@ -364,60 +374,24 @@ static const core_prov_ops_t local_ops = {
     .destroy = local_destroy,
 };
 
-int core_prov_local_open(core_prov_t **out)
+int core_prov_local_open(core_prov_t **out, char **err)
 {
     *out = NULL;
-    char *base = NULL, *token = NULL, *err = NULL;
-    int rc = core_localcloud_connect(1, &base, &token, &err);
+    char *base = NULL, *token = NULL, *e = NULL;
+    int rc = core_localcloud_connect(1, &base, &token, &e);
     if (rc < 0) {
-        CORE_ERROR("local cloud: %s", err ? err : core_strerror(rc));
-        free(err);
+        CORE_ERROR("local cloud: %s", e ? e : core_strerror(rc));
+        if (err)
+            *err = e;
+        else
+            free(e);
         return rc;
     }
     prov_local_t *pl = core_xcalloc(1, sizeof(*pl));
     pl->super.ops = &local_ops;
+    pthread_mutex_init(&pl->mu, NULL);
     pl->base = base;
     pl->token = token;
     *out = &pl->super;
     return 0;
-}
-
-int core_prov_launch_failover(core_prov_t *p, const core_candidate_t *cands, size_t n,
-                              const unsigned char *skip, const char *owner, core_instance_t *out,
-                              size_t *chosen, char **err)
-{
-    if (err)
-        *err = NULL;
-    int rc = CORE_ENOCAPACITY;
-    size_t tried = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (skip && skip[i])
-            continue;
-        tried++;
-        char *e = NULL;
-        rc = core_prov_launch(p, &cands[i], owner, out, &e);
-        if (rc == 0) {
-            if (chosen)
-                *chosen = i;
-            free(e);
-            if (err) {
-                free(*err);
-                *err = NULL;
-            }
-            return 0;
-        }
-        CORE_INFO("launch in %s/%s (%s%s) failed: %s", cands[i].region, cands[i].zone,
-                  cands[i].spot ? "spot " : "", cands[i].instance_type, e ? e : core_strerror(rc));
-        if (err) {
-            free(*err);
-            *err = e;
-            e = NULL;
-        }
-        free(e);
-        if (rc != CORE_ENOCAPACITY)
-            return rc;
-    }
-    if (tried == 0 && err && !*err)
-        *err = core_xstrdup("no candidate left to try");
-    return CORE_ENOCAPACITY;
 }

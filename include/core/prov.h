@@ -8,8 +8,10 @@
 /*
  * Provider interface shared by both controller modes and `sky launch`.
  * Calls block as a real cloud's do: controllers run them off their loop
- * (uv_queue_work) and apply the results on the loop thread. A provider
- * handle is used by one thread at a time.
+ * (uv_queue_work) and apply the results on the loop thread. A handle is
+ * thread-safe: a controller shares one between the threads of its pool.
+ * Controllers and the CLI get handles from the registry
+ * (include/core/prov_registry.h), never from a provider's constructor.
  */
 enum core_inst_state {
     CORE_INST_PENDING = 0,
@@ -60,8 +62,9 @@ struct core_prov {
 /*
  * The local cloud provider: an HTTP client of sky-localcloud, started if it
  * is not running ($SKY_HOME/localcloud/). Each call is a blocking request.
+ * The registry's default driver; *err (may be NULL) gets a sentence.
  */
-int core_prov_local_open(core_prov_t **out);
+int core_prov_local_open(core_prov_t **out, char **err);
 
 static inline int core_prov_launch(core_prov_t *p, const core_candidate_t *c, const char *owner,
                                    core_instance_t *out, char **err)

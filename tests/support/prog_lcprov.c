@@ -49,7 +49,7 @@ int main(int argc, char **argv)
         return 2;
     }
     core_prov_t *p = NULL;
-    int rc = core_prov_local_open(&p);
+    int rc = core_prov_local_open(&p, NULL);
     if (rc < 0) {
         fprintf(stderr, "lcprov: cannot open the local provider: %s\n", core_strerror(rc));
         return 1;
