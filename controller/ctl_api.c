@@ -282,8 +282,9 @@ static void stream_replica(ctl_serve_t *s, core_http_conn_t *conn, ctl_service_t
 {
     char path[1024];
     agent_log_t *al;
-    bool alive = r && r->row.f.launch == CTL_PROC_SUCCEEDED && r->row.f.down == CTL_PROC_NONE &&
-                 r->row.agent_task_id > 0 && r->row.ip[0];
+    bool alive = r && r->fr.row.f.launch == CTL_PROC_SUCCEEDED &&
+                 r->fr.row.f.down == CTL_PROC_NONE && r->fr.row.agent_task_id > 0 &&
+                 r->fr.row.ip[0];
 
     snprintf(path, sizeof(path), "%s/%s/replica_%d.log", s->serve_dir, svc->row.name, id);
     if (!alive) {
@@ -303,9 +304,9 @@ static void stream_replica(ctl_serve_t *s, core_http_conn_t *conn, ctl_service_t
     al = core_xcalloc(1, sizeof(*al));
     uv_mutex_init(&al->mu);
     al->conn = conn;
-    snprintf(al->ip, sizeof(al->ip), "%s", r->row.ip);
-    al->port = r->row.agent_port;
-    al->task_id = r->row.agent_task_id;
+    snprintf(al->ip, sizeof(al->ip), "%s", r->fr.row.ip);
+    al->port = r->fr.row.agent_port;
+    al->task_id = r->fr.row.agent_task_id;
     al->follow = follow;
     al->tail = tail;
     uv_async_init(s->loop, &al->async, agent_log_async);
@@ -384,8 +385,7 @@ static int task_src(core_http_conn_t *conn, const cJSON *body, ctl_task_src_t *s
         int ok = cJSON_IsObject(o) && cJSON_GetArraySize(o) <= CTL_MAX_ENVS;
 
         if (ok)
-            cJSON_ArrayForEach(e, o)
-                ok &= cJSON_IsString(e) && e->string[0] != '\0';
+            cJSON_ArrayForEach(e, o) ok &= cJSON_IsString(e) && e->string[0] != '\0';
         if (!ok) {
             core_http_respond_error(conn, 400, "\"envs\" must be an object of at most %d strings",
                                     CTL_MAX_ENVS);
@@ -625,22 +625,23 @@ void ctl_api_handle(core_http_conn_t *conn, const core_http_req_t *req, void *ud
 
         core_http_query_get(req->query, "name", name, sizeof(name));
         svc = ctl_serve_find(s, name);
-        if (!svc || !svc->scaler_ok) {
+        if (!svc || !svc->fleet.scaler_ok) {
             core_http_respond_error(conn, 404, "Service %s does not exist.", name);
             return;
         }
         o = cJSON_CreateObject();
-        cJSON_AddNumberToObject(o, "target_num_replicas", svc->scaler.st.target);
+        cJSON_AddNumberToObject(o, "target_num_replicas", svc->fleet.scaler.st.target);
         cJSON_AddNumberToObject(o, "final_target_num_replicas",
-                                ctl_scaler_final_target(&svc->scaler));
-        cJSON_AddNumberToObject(o, "min_replicas", svc->scaler.spec.min_replicas);
+                                ctl_scaler_final_target(&svc->fleet.scaler));
+        cJSON_AddNumberToObject(o, "min_replicas", svc->fleet.scaler.spec.min_replicas);
         cJSON_AddNumberToObject(o, "max_replicas",
-                                svc->scaler.spec.max_replicas < 0 ? svc->scaler.spec.min_replicas
-                                                                  : svc->scaler.spec.max_replicas);
-        cJSON_AddNumberToObject(o, "latest_version", svc->scaler.st.latest_version);
-        cJSON_AddNumberToObject(o, "upscale_counter", svc->scaler.st.upscale_counter);
-        cJSON_AddNumberToObject(o, "downscale_counter", svc->scaler.st.downscale_counter);
-        cJSON_AddNumberToObject(o, "qps", ctl_scaler_qps(&svc->scaler, core_now()));
+                                svc->fleet.scaler.spec.max_replicas < 0
+                                    ? svc->fleet.scaler.spec.min_replicas
+                                    : svc->fleet.scaler.spec.max_replicas);
+        cJSON_AddNumberToObject(o, "latest_version", svc->fleet.scaler.st.latest_version);
+        cJSON_AddNumberToObject(o, "upscale_counter", svc->fleet.scaler.st.upscale_counter);
+        cJSON_AddNumberToObject(o, "downscale_counter", svc->fleet.scaler.st.downscale_counter);
+        cJSON_AddNumberToObject(o, "qps", ctl_scaler_qps(&svc->fleet.scaler, core_now()));
         core_http_respond_json(conn, 200, o);
         return;
     }

@@ -11,7 +11,7 @@
 
 #include "core/log.h"
 #include "core/mem.h"
-#include "ctl_serve.h"
+#include "ctl_probe.h"
 
 /* Probe bodies are read and dropped; a replica's answer must not grow memory. */
 #define PROBE_MAX_BODY (64 * 1024)

@@ -33,15 +33,14 @@
 #include "core/util.h"
 #include "ctl_serve.h"
 
-#define TICK_MS   200
+#define TICK_MS 200
 /* A sky-lb that ran this long before exiting is restarted without backoff;
  * one that exits sooner is crash-looping (bad flags, port taken) and backs off. */
 #define LB_HEALTHY_RUN_S 2.0
-#define OWNER_FMT "serve:%s:%d"
+#define OWNER_FMT        "serve:%s:%d"
 
 static void lb_ensure(ctl_serve_t *s, ctl_service_t *svc);
 static void lb_stop(ctl_serve_t *s, ctl_service_t *svc);
-static void start_down(ctl_replica_t *r, double drain);
 static void update_status(ctl_service_t *svc);
 static void queue_launch(ctl_replica_t *r);
 static void maybe_finish_down(ctl_service_t *svc);
@@ -71,9 +70,9 @@ ctl_service_t *ctl_serve_find(ctl_serve_t *s, const char *name)
 
 ctl_replica_t *ctl_service_replica(ctl_service_t *svc, int id)
 {
-    for (ctl_replica_t *r = svc->replicas; r; r = r->next)
-        if (r->row.id == id)
-            return r;
+    CTL_FOR_EACH_REPLICA(svc, r)
+    if (r->fr.row.id == id)
+        return r;
     return NULL;
 }
 
@@ -148,7 +147,8 @@ void ctl_serve_replica_log(ctl_serve_t *s, const char *svc, int id, const char *
 
 static void persist_replica(ctl_replica_t *r)
 {
-    ctl_store_put_replica(r->svc->s->store, r->svc->row.name, &r->row);
+    ctl_store_put_replica(r->svc->s->store, r->svc->row.name, &r->fr.row);
+    r->fr.dirty = false;
 }
 
 static void persist_service(ctl_service_t *svc)
@@ -161,13 +161,14 @@ static void persist_scaler(ctl_service_t *svc)
     cJSON *j;
     char *sj, *pj = NULL;
 
-    if (!svc->scaler_ok)
+    svc->fleet.meta_dirty = false;
+    if (!svc->fleet.scaler_ok)
         return;
-    j = ctl_scaler_state_to_json(&svc->scaler, NULL, true);
+    j = ctl_scaler_state_to_json(&svc->fleet.scaler, NULL, true);
     sj = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
-    if (svc->has_placer) {
-        j = ctl_placer_to_json(&svc->placer);
+    if (svc->fleet.has_placer) {
+        j = ctl_placer_to_json(&svc->fleet.placer);
         pj = cJSON_PrintUnformatted(j);
         cJSON_Delete(j);
     }
@@ -176,35 +177,26 @@ static void persist_scaler(ctl_service_t *svc)
     free(pj);
 }
 
-static ctl_probe_params_t probe_params(ctl_service_t *svc, const ctl_replica_t *r)
+/* Writes what the fleet changed: replica rows, the autoscaler and placer state. */
+static void persist_fleet(ctl_service_t *svc)
 {
-    ctl_probe_params_t p;
-    ctl_version_t *v = ctl_service_version(svc, r->row.version);
+    CTL_FOR_EACH_REPLICA(svc, r)
+    {
+        if (r->fr.dirty)
+            persist_replica(r);
+    }
+    if (svc->fleet.meta_dirty)
+        persist_scaler(svc);
+}
 
-    ctl_probe_params_default(&p);
-    p.consecutive_failure_s = svc->s->cfg.consecutive_failure_threshold;
+/* The readiness probe's initial delay of <r>'s version. */
+static double initial_delay(ctl_service_t *svc, const ctl_replica_t *r)
+{
+    ctl_version_t *v = ctl_service_version(svc, r->fr.row.version);
+
     if (v && v->task && v->task->service)
-        p.initial_delay_s = v->task->service->probe.initial_delay_seconds;
-    return p;
-}
-
-static void replica_info(const ctl_replica_t *r, ctl_replica_info_t *out)
-{
-    ctl_replica_info_fill(out, r->row.id, r->row.version, r->row.is_spot, &r->row.f);
-    out->has_location = r->row.has_location;
-    out->location = r->row.loc;
-}
-
-static size_t service_infos(ctl_service_t *svc, ctl_replica_info_t **out)
-{
-    size_t n = 0, i = 0;
-
-    for (ctl_replica_t *r = svc->replicas; r; r = r->next)
-        n++;
-    *out = core_xcalloc(n ? n : 1, sizeof(**out));
-    for (ctl_replica_t *r = svc->replicas; r; r = r->next)
-        replica_info(r, &(*out)[i++]);
-    return n;
+        return v->task->service->probe.initial_delay_seconds;
+    return CTL_DEFAULT_INITIAL_DELAY_S;
 }
 
 /* ------------------------------------------------------------------ */
@@ -304,27 +296,6 @@ static void version_clear(ctl_version_t *v)
     v->fingerprint = NULL;
 }
 
-static void scaler_spec_from(const ctl_serve_cfg_t *cfg, const core_service_spec_t *ss,
-                             ctl_scaler_spec_t *sp)
-{
-    const core_replica_policy_t *p = &ss->policy;
-
-    ctl_scaler_spec_default(sp);
-    sp->min_replicas = p->min_replicas;
-    sp->max_replicas = p->max_replicas;
-    sp->target_qps_per_replica = p->has_target_qps ? p->target_qps_per_replica : -1;
-    sp->upscale_delay_s = p->upscale_delay_seconds;
-    sp->downscale_delay_s = p->downscale_delay_seconds;
-    sp->decision_interval_s = cfg->decision_interval;
-    sp->no_replica_interval_s = cfg->no_replica_decision_interval;
-    sp->qps_window_s = cfg->qps_window;
-    sp->num_overprovision = p->num_overprovision > 0 ? p->num_overprovision : 0;
-    sp->base_ondemand_fallback_replicas =
-        p->base_ondemand_fallback_replicas > 0 ? p->base_ondemand_fallback_replicas : 0;
-    sp->dynamic_ondemand_fallback = p->dynamic_ondemand_fallback == 1;
-    sp->fallback_target_only = p->fallback_covers_overprovision == 0;
-}
-
 /* The spot placer's locations: every zone with a spot candidate, at its cheapest price. */
 static void placer_build(ctl_serve_t *s, ctl_service_t *svc, const core_task_t *t)
 {
@@ -333,18 +304,11 @@ static void placer_build(ctl_serve_t *s, ctl_service_t *svc, const core_task_t *
     size_t n = 0;
     char *err = NULL;
 
-    ctl_placer_init(&svc->placer);
-    svc->has_placer = 1;
     o.use_spot = 1;
     if (s->catalog && core_catalog_resolve_ex(s->catalog, &t->resources, &o, &c, &n, &err) == 0)
-        ctl_placer_init_from_candidates(&svc->placer, c, n);
+        ctl_placer_init_from_candidates(&svc->fleet.placer, c, n);
     else
         CORE_WARN("%s: spot placer: no spot location: %s", svc->row.name, err ? err : "?");
-    ctl_placer_set_kind(&svc->placer,
-                        t->service->policy.spot_placer == CORE_SPOT_PLACER_SPREAD_BACKOFF
-                            ? CTL_PLACER_SPREAD_BACKOFF
-                            : CTL_PLACER_DYNAMIC_FALLBACK,
-                        s->cfg.decision_interval);
     free(err);
     free(c);
 }
@@ -769,73 +733,63 @@ static int resolve_candidates(ctl_serve_t *s, ctl_replica_t *r, ctl_version_t *v
             *err = core_xstrdup("no catalog loaded");
         return CORE_EINFEASIBLE;
     }
-    o.use_spot = r->row.use_spot;
-    if (r->row.has_location) {
-        o.cloud = r->row.loc.cloud;
-        o.region = r->row.loc.region;
-        o.zone = r->row.loc.zone[0] ? r->row.loc.zone : NULL;
+    o.use_spot = r->fr.row.use_spot;
+    if (r->fr.row.has_location) {
+        o.cloud = r->fr.row.loc.cloud;
+        o.region = r->fr.row.loc.region;
+        o.zone = r->fr.row.loc.zone[0] ? r->fr.row.loc.zone : NULL;
     }
     return core_catalog_resolve_ex(s->catalog, &v->task->resources, &o, c, n, err);
 }
 
 static void launch_failed(ctl_replica_t *r, bool no_capacity)
 {
-    ctl_service_t *svc = r->svc;
-
-    r->row.f.launch = CTL_PROC_FAILED;
-    if (no_capacity && r->row.is_spot && svc->has_placer && r->row.has_location) {
-        /* SpotHedge: the zone is out of spot; the record goes away after
-         * down so the autoscaler relaunches, probably elsewhere. */
-        ctl_placer_set_preemptive_at(&svc->placer, &r->row.loc, now_s());
-        r->row.f.failed_spot_availability = true;
-        persist_scaler(svc);
-    }
-    start_down(r, 0);
+    ctl_fleet_launch_failed(&r->svc->fleet, &r->fr, no_capacity, now_s());
+    persist_fleet(r->svc);
 }
 
 static void queue_launch(ctl_replica_t *r)
 {
     ctl_service_t *svc = r->svc;
     ctl_serve_t *s = svc->s;
-    ctl_version_t *v = ctl_service_version(svc, r->row.version);
+    ctl_version_t *v = ctl_service_version(svc, r->fr.row.version);
     job_t *j;
     cJSON *t;
     char *err = NULL;
     int rc;
 
-    if (r->busy)
+    if (r->fr.busy)
         return;
     if (!v || !v->task) {
-        ctl_serve_replica_log(s, svc->row.name, r->row.id, "version %d has no usable task",
-                              r->row.version);
+        ctl_serve_replica_log(s, svc->row.name, r->fr.row.id, "version %d has no usable task",
+                              r->fr.row.version);
         launch_failed(r, false);
         return;
     }
-    j = job_new(s, JOB_LAUNCH, svc->row.name, r->row.id);
+    j = job_new(s, JOB_LAUNCH, svc->row.name, r->fr.row.id);
     rc = resolve_candidates(s, r, v, &j->cands, &j->n_cands, &err);
     if (rc < 0) {
-        ctl_serve_replica_log(s, svc->row.name, r->row.id, "no launchable resources: %s",
+        ctl_serve_replica_log(s, svc->row.name, r->fr.row.id, "no launchable resources: %s",
                               err ? err : core_strerror(rc));
-        CORE_WARN("%s replica %d: no launchable resources: %s", svc->row.name, r->row.id,
+        CORE_WARN("%s replica %d: no launchable resources: %s", svc->row.name, r->fr.row.id,
                   err ? err : core_strerror(rc));
         free(err);
         job_free(j);
-        launch_failed(r, r->row.has_location);
+        launch_failed(r, r->fr.row.has_location);
         return;
     }
-    t = agent_task(s, svc, v, r->row.id);
-    snprintf(j->task_name, sizeof(j->task_name), "serve-%s-%d", svc->row.name, r->row.id);
+    t = agent_task(s, svc, v, r->fr.row.id);
+    snprintf(j->task_name, sizeof(j->task_name), "serve-%s-%d", svc->row.name, r->fr.row.id);
     cJSON_ReplaceItemInObject(t, "name", cJSON_CreateString(j->task_name));
     j->task_json = cJSON_PrintUnformatted(t);
     cJSON_Delete(t);
     j->boot_timeout = s->cfg.instance_boot_timeout;
-    r->busy = 1;
-    r->row.f.launch = CTL_PROC_RUNNING;
-    r->row.launch_attempts++;
+    ctl_fleet_launch_started(&svc->fleet, &r->fr);
     persist_replica(r);
-    CORE_INFO("%s replica %d: launching (version %d, %s%s%s)", svc->row.name, r->row.id,
-              r->row.version, r->row.is_spot ? "spot" : "on-demand",
-              r->row.has_location ? " in " : "", r->row.has_location ? r->row.loc.zone : "");
+    CORE_INFO("%s replica %d: launching (version %d, %s%s%s)", svc->row.name, r->fr.row.id,
+              r->fr.row.version, r->fr.row.is_spot ? "spot" : "on-demand",
+              r->fr.row.has_location ? " in " : "",
+              r->fr.row.has_location ? r->fr.row.loc.zone : "");
     job_queue(j);
 }
 
@@ -843,16 +797,16 @@ static void fill_instance(ctl_replica_t *r, const core_instance_t *in)
 {
     core_candidate_t c;
 
-    snprintf(r->row.instance_id, sizeof(r->row.instance_id), "%s", in->id);
-    snprintf(r->row.ip, sizeof(r->row.ip), "%s", in->ip);
-    snprintf(r->row.cloud, sizeof(r->row.cloud), "%s", in->cloud);
-    snprintf(r->row.region, sizeof(r->row.region), "%s", in->region);
-    snprintf(r->row.zone, sizeof(r->row.zone), "%s", in->zone);
-    snprintf(r->row.instance_type, sizeof(r->row.instance_type), "%s", in->instance_type);
-    r->row.agent_port = in->agent_port;
-    r->row.port_offset = in->port_offset;
-    r->row.price = in->price;
-    r->row.is_spot = in->spot;
+    snprintf(r->fr.row.instance_id, sizeof(r->fr.row.instance_id), "%s", in->id);
+    snprintf(r->fr.row.ip, sizeof(r->fr.row.ip), "%s", in->ip);
+    snprintf(r->fr.row.cloud, sizeof(r->fr.row.cloud), "%s", in->cloud);
+    snprintf(r->fr.row.region, sizeof(r->fr.row.region), "%s", in->region);
+    snprintf(r->fr.row.zone, sizeof(r->fr.row.zone), "%s", in->zone);
+    snprintf(r->fr.row.instance_type, sizeof(r->fr.row.instance_type), "%s", in->instance_type);
+    r->fr.row.agent_port = in->agent_port;
+    r->fr.row.port_offset = in->port_offset;
+    r->fr.row.price = in->price;
+    r->fr.row.is_spot = in->spot;
     memset(&c, 0, sizeof(c));
     snprintf(c.cloud, sizeof(c.cloud), "%s", in->cloud);
     snprintf(c.region, sizeof(c.region), "%s", in->region);
@@ -864,7 +818,7 @@ static void fill_instance(ctl_replica_t *r, const core_instance_t *in)
     if (r->svc->s->catalog) {
         core_candidate_t *cands = NULL;
         size_t n = 0;
-        ctl_version_t *v = ctl_service_version(r->svc, r->row.version);
+        ctl_version_t *v = ctl_service_version(r->svc, r->fr.row.version);
         core_resolve_opts_t o = CORE_RESOLVE_OPTS_INIT;
 
         o.use_spot = in->spot;
@@ -880,7 +834,7 @@ static void fill_instance(ctl_replica_t *r, const core_instance_t *in)
         }
         free(cands);
     }
-    core_candidate_label(&c, r->row.resources, sizeof(r->row.resources));
+    core_candidate_label(&c, r->fr.row.resources, sizeof(r->fr.row.resources));
 }
 
 static void orphan_terminate(ctl_serve_t *s, const char *svc, int id, const char *cloud,
@@ -908,129 +862,77 @@ static void after_launch(job_t *j)
             orphan_terminate(s, j->svc, j->id, j->inst.cloud, j->inst.id);
         return;
     }
-    r->busy = 0;
     if (j->have_inst)
         fill_instance(r, &j->inst);
     if (j->have_inst && j->task_id > 0)
-        r->row.agent_task_id = j->task_id;
-    if (r->row.f.launch == CTL_PROC_INTERRUPTED || r->row.f.down != CTL_PROC_NONE) {
-        /* Scaled down while launching: the pending down takes it from here. */
-        persist_replica(r);
-        return;
-    }
-    if (j->rc == 0) {
-        r->row.f.launch = CTL_PROC_SUCCEEDED;
+        r->fr.row.agent_task_id = j->task_id;
+    switch (ctl_fleet_launch_done(&svc->fleet, &r->fr, j->rc, now_s())) {
+    case CTL_FLEET_SUPERSEDED: /* scaled down while launching: the pending down takes over */
+        break;
+    case CTL_FLEET_LAUNCHED:
         r->launched_mono = core_mono_ms();
         r->next_job_poll = now_s() + s->cfg.job_status_interval;
-        r->backoff_init = 0;
-        if (svc->has_placer && r->row.is_spot && r->row.has_location)
-            ctl_placer_set_active_at(&svc->placer, &r->row.loc, r->row.launched_at);
-        persist_replica(r);
-        persist_scaler(svc);
-        CORE_INFO("%s replica %d: STARTING on %s (%s)%s", svc->row.name, r->row.id,
-                  r->row.instance_id, r->row.ip, j->adopted ? " (adopted)" : "");
-        return;
+        CORE_INFO("%s replica %d: STARTING on %s (%s)%s", svc->row.name, r->fr.row.id,
+                  r->fr.row.instance_id, r->fr.row.ip, j->adopted ? " (adopted)" : "");
+        break;
+    case CTL_FLEET_RETRY:
+        CORE_WARN("%s replica %d: launch failed: %s", svc->row.name, r->fr.row.id,
+                  j->err ? j->err : core_strerror(j->rc));
+        ctl_serve_replica_log(s, svc->row.name, r->fr.row.id, "retrying the launch in %.0f s",
+                              r->fr.next_launch_at - now_s());
+        break;
+    case CTL_FLEET_FAILED:
+        CORE_WARN("%s replica %d: launch failed: %s", svc->row.name, r->fr.row.id,
+                  j->err ? j->err : core_strerror(j->rc));
+        break;
     }
-    CORE_WARN("%s replica %d: launch failed: %s", svc->row.name, r->row.id,
-              j->err ? j->err : core_strerror(j->rc));
-    if (j->rc == CORE_ENOCAPACITY && r->row.is_spot && svc->has_placer) {
-        launch_failed(r, true);
-        return;
-    }
-    if (j->rc == CORE_EINVALREQ || j->rc == CORE_EINFEASIBLE ||
-        (j->rc != CORE_ENOCAPACITY && r->row.launch_attempts >= s->cfg.launch_max_retry)) {
-        launch_failed(r, false);
-        return;
-    }
-    /* No capacity without a placer (retry_until_up) or a transient error:
-     * stay PROVISIONING and try again after a backoff. */
-    if (!r->backoff_init) {
-        ctl_backoff_init(&r->backoff, s->cfg.launch_retry_initial, CTL_BACKOFF_DEFAULT_MAX_FACTOR,
-                         ctl_rng_uniform, &s->rng);
-        r->backoff_init = 1;
-    }
-    r->next_launch_at = now_s() + ctl_backoff_next(&r->backoff);
-    ctl_serve_replica_log(s, svc->row.name, r->row.id, "retrying the launch in %.0f s",
-                          r->next_launch_at - now_s());
-    persist_replica(r);
+    persist_fleet(svc);
 }
 
 /* ------------------------------------------------------------------ */
 /* termination */
 
-static void start_down(ctl_replica_t *r, double drain)
-{
-    if (r->row.f.down != CTL_PROC_NONE)
-        return;
-    if (r->row.f.launch == CTL_PROC_RUNNING || r->row.f.launch == CTL_PROC_SCHEDULED ||
-        r->row.f.launch == CTL_PROC_NONE)
-        r->row.f.launch = CTL_PROC_INTERRUPTED;
-    r->row.f.down = CTL_PROC_SCHEDULED;
-    r->row.down_at = now_s() + drain;
-    persist_replica(r);
-    CORE_INFO("%s replica %d: SHUTTING_DOWN (%s, drain %.0f s)", r->svc->row.name, r->row.id,
-              ctl_replica_status_name(ctl_replica_row_status(&r->row)), drain);
-}
-
 static void queue_terminate(ctl_replica_t *r)
 {
     ctl_serve_t *s = r->svc->s;
-    job_t *j = job_new(s, JOB_TERMINATE, r->svc->row.name, r->row.id);
+    job_t *j = job_new(s, JOB_TERMINATE, r->svc->row.name, r->fr.row.id);
 
-    snprintf(j->cloud, sizeof(j->cloud), "%s", r->row.cloud);
-    snprintf(j->instance_id, sizeof(j->instance_id), "%s", r->row.instance_id);
-    snprintf(j->ip, sizeof(j->ip), "%s", r->row.ip);
-    j->agent_port = r->row.agent_port;
-    j->task_id = r->row.agent_task_id;
+    snprintf(j->cloud, sizeof(j->cloud), "%s", r->fr.row.cloud);
+    snprintf(j->instance_id, sizeof(j->instance_id), "%s", r->fr.row.instance_id);
+    snprintf(j->ip, sizeof(j->ip), "%s", r->fr.row.ip);
+    j->agent_port = r->fr.row.agent_port;
+    j->task_id = r->fr.row.agent_task_id;
     /* Keep the task's output of a replica that failed (reference sync_down_logs). */
-    j->sync_logs = !r->row.f.preempted && !r->row.f.is_scale_down && r->row.instance_id[0];
+    j->sync_logs = !r->fr.row.f.preempted && !r->fr.row.f.is_scale_down && r->fr.row.instance_id[0];
     j->max_retry = s->cfg.terminate_max_retry;
     j->retry_initial = s->cfg.terminate_retry_initial;
-    r->busy = 1;
-    r->row.f.down = CTL_PROC_RUNNING;
+    ctl_fleet_down_started(&r->svc->fleet, &r->fr);
     persist_replica(r);
     job_queue(j);
 }
 
 static void replica_remove(ctl_service_t *svc, ctl_replica_t *r)
 {
-    ctl_replica_t **pp;
-
-    for (pp = &svc->replicas; *pp; pp = &(*pp)->next) {
-        if (*pp == r) {
-            *pp = r->next;
-            break;
-        }
-    }
-    ctl_store_delete_replica(svc->s->store, svc->row.name, r->row.id);
-    free(r);
+    ctl_store_delete_replica(svc->s->store, svc->row.name, r->fr.row.id);
+    ctl_fleet_remove(&svc->fleet, &r->fr);
 }
 
 static void after_terminate(job_t *j)
 {
     ctl_service_t *svc;
     ctl_replica_t *r;
-    ctl_version_t *latest;
 
     if (j->id < 0)
         return; /* orphan cleanup */
     r = find_replica(j->s, j->svc, j->id, &svc);
     if (!r)
         return;
-    r->busy = 0;
-    latest = ctl_service_latest(svc);
-    r->row.f.down = j->rc == 0 ? CTL_PROC_SUCCEEDED : CTL_PROC_FAILED;
-    r->row.f.service_ready_now = false;
-    CORE_INFO("%s replica %d: terminated (%s)", svc->row.name, r->row.id,
+    CORE_INFO("%s replica %d: terminated (%s)", svc->row.name, r->fr.row.id,
               j->rc == 0 ? "ok" : core_strerror(j->rc));
-    if (j->rc == 0 &&
-        (going_down(svc) ||
-         ctl_replica_remove_after_down(&r->row.f, r->row.version,
-                                       latest ? latest->row.version : r->row.version))) {
+    if (ctl_fleet_down_done(&svc->fleet, &r->fr, j->rc == 0, going_down(svc)))
         replica_remove(svc, r);
-    } else {
+    else
         persist_replica(r);
-    }
     update_status(svc);
     maybe_finish_down(svc);
 }
@@ -1042,20 +944,13 @@ static void handle_gone(ctl_replica_t *r, const char *why)
 {
     ctl_service_t *svc = r->svc;
 
-    if (r->row.f.down != CTL_PROC_NONE || r->row.f.launch != CTL_PROC_SUCCEEDED)
+    if (!ctl_fleet_preempted(&svc->fleet, &r->fr, now_s()))
         return;
-    CORE_WARN("%s replica %d: instance %s %s: PREEMPTED", svc->row.name, r->row.id,
-              r->row.instance_id, why);
-    ctl_serve_replica_log(svc->s, svc->row.name, r->row.id, "instance %s %s: preempted",
-                          r->row.instance_id, why);
-    r->row.f.preempted = true;
-    r->row.f.service_ready_now = false;
-    r->row.f.is_scale_down = true;
-    if (svc->has_placer && r->row.is_spot && r->row.has_location) {
-        ctl_placer_set_preemptive_at(&svc->placer, &r->row.loc, now_s());
-        persist_scaler(svc);
-    }
-    start_down(r, 0);
+    CORE_WARN("%s replica %d: instance %s %s: PREEMPTED", svc->row.name, r->fr.row.id,
+              r->fr.row.instance_id, why);
+    ctl_serve_replica_log(svc->s, svc->row.name, r->fr.row.id, "instance %s %s: preempted",
+                          r->fr.row.instance_id, why);
+    persist_fleet(svc);
     update_status(svc);
 }
 
@@ -1069,18 +964,19 @@ static void after_list(job_t *j)
         return;
     }
     for (ctl_service_t *svc = s->services; svc; svc = svc->next) {
-        for (ctl_replica_t *r = svc->replicas; r; r = r->next) {
+        CTL_FOR_EACH_REPLICA(svc, r)
+        {
             const core_instance_t *in = NULL;
 
-            if (r->row.f.launch != CTL_PROC_SUCCEEDED || r->row.f.down != CTL_PROC_NONE ||
-                !r->row.instance_id[0] || r->busy)
+            if (r->fr.row.f.launch != CTL_PROC_SUCCEEDED || r->fr.row.f.down != CTL_PROC_NONE ||
+                !r->fr.row.instance_id[0] || r->fr.busy)
                 continue;
             /* A list taken before the launch result arrived knows nothing of it. */
             if (r->launched_mono > j->started_mono)
                 continue;
             for (size_t i = 0; i < j->n_list; i++)
-                if (strcmp(j->list[i].id, r->row.instance_id) == 0 &&
-                    strcmp(j->list[i].cloud, r->row.cloud) == 0)
+                if (strcmp(j->list[i].id, r->fr.row.instance_id) == 0 &&
+                    strcmp(j->list[i].cloud, r->fr.row.cloud) == 0)
                     in = &j->list[i];
             if (!in)
                 handle_gone(r, "is gone");
@@ -1096,11 +992,11 @@ static void queue_describe(ctl_replica_t *r)
 {
     job_t *j;
 
-    if (r->preempt_check || !r->row.instance_id[0])
+    if (r->preempt_check || !r->fr.row.instance_id[0])
         return;
-    j = job_new(r->svc->s, JOB_DESCRIBE, r->svc->row.name, r->row.id);
-    snprintf(j->cloud, sizeof(j->cloud), "%s", r->row.cloud);
-    snprintf(j->instance_id, sizeof(j->instance_id), "%s", r->row.instance_id);
+    j = job_new(r->svc->s, JOB_DESCRIBE, r->svc->row.name, r->fr.row.id);
+    snprintf(j->cloud, sizeof(j->cloud), "%s", r->fr.row.cloud);
+    snprintf(j->instance_id, sizeof(j->instance_id), "%s", r->fr.row.instance_id);
     r->preempt_check = 1;
     job_queue(j);
 }
@@ -1112,7 +1008,7 @@ static void after_describe(job_t *j)
     if (!r)
         return;
     r->preempt_check = 0;
-    if (strcmp(r->row.instance_id, j->instance_id) != 0)
+    if (strcmp(r->fr.row.instance_id, j->instance_id) != 0)
         return;
     if (j->rc == CORE_ENOTFOUND)
         handle_gone(r, "is gone");
@@ -1134,14 +1030,13 @@ static void after_task_status(job_t *j)
         return;
     }
     if ((j->task_status == CORE_AGENT_FAILED || j->task_status == CORE_AGENT_FAILED_SETUP) &&
-        ctl_replica_should_track(&r->row.f)) {
-        CORE_WARN("%s replica %d: the task %s: FAILED", r->svc->row.name, r->row.id,
+        ctl_replica_should_track(&r->fr.row.f)) {
+        CORE_WARN("%s replica %d: the task %s: FAILED", r->svc->row.name, r->fr.row.id,
                   core_agent_status_name(j->task_status));
-        ctl_serve_replica_log(j->s, r->svc->row.name, r->row.id, "task %d ended %s",
-                              r->row.agent_task_id, core_agent_status_name(j->task_status));
-        r->row.f.user_app_failed = true;
-        r->row.f.service_ready_now = false;
-        start_down(r, 0);
+        ctl_serve_replica_log(j->s, r->svc->row.name, r->fr.row.id, "task %d ended %s",
+                              r->fr.row.agent_task_id, core_agent_status_name(j->task_status));
+        ctl_fleet_app_failed(&r->svc->fleet, &r->fr, now_s());
+        persist_replica(r);
         update_status(r->svc);
     }
 }
@@ -1170,51 +1065,48 @@ static void on_probe(void *arg, bool ok, long status, const char *err)
     ctl_service_t *svc;
     ctl_replica_t *r = find_replica(pa->s, pa->svc, pa->id, &svc);
     ctl_replica_facts_t before;
-    ctl_probe_params_t pp;
     ctl_probe_action_t act;
     double t = now_s();
 
     if (svc && svc->probes_pending > 0)
         svc->probes_pending--;
-    if (!r || strcmp(r->row.instance_id, pa->instance_id) != 0) {
+    if (!r || strcmp(r->fr.row.instance_id, pa->instance_id) != 0) {
         if (svc)
             round_done(svc);
         free(pa);
         return;
     }
     r->probing = 0;
-    if (!ctl_replica_should_track(&r->row.f)) {
+    if (!ctl_replica_should_track(&r->fr.row.f)) {
         round_done(svc);
         free(pa);
         return;
     }
-    before = r->row.f;
-    pp = probe_params(svc, r);
-    act = ctl_replica_record_probe(&r->row.f, &r->row.ps, &pp, ok, t);
+    before = r->fr.row.f;
+    act = ctl_fleet_probe(&svc->fleet, &r->fr, initial_delay(svc, r), ok, t);
     if (!ok)
-        CORE_DEBUG("%s replica %d: probe failed (%ld %s)", svc->row.name, r->row.id, status,
+        CORE_DEBUG("%s replica %d: probe failed (%ld %s)", svc->row.name, r->fr.row.id, status,
                    err ? err : "");
     switch (act) {
     case CTL_PROBE_MARK_READY:
-        CORE_INFO("%s replica %d: READY", svc->row.name, r->row.id);
-        ctl_serve_replica_log(svc->s, svc->row.name, r->row.id, "readiness probe OK: READY");
+        CORE_INFO("%s replica %d: READY", svc->row.name, r->fr.row.id);
+        ctl_serve_replica_log(svc->s, svc->row.name, r->fr.row.id, "readiness probe OK: READY");
         if (svc->row.uptime <= 0) {
-            svc->row.uptime = r->row.f.first_ready_time;
+            svc->row.uptime = r->fr.row.f.first_ready_time;
             persist_service(svc);
         }
         break;
     case CTL_PROBE_MARK_NOT_READY:
         if (before.service_ready_now)
-            CORE_WARN("%s replica %d: NOT_READY (%ld %s)", svc->row.name, r->row.id, status,
+            CORE_WARN("%s replica %d: NOT_READY (%ld %s)", svc->row.name, r->fr.row.id, status,
                       err ? err : "");
         break;
     case CTL_PROBE_TERMINATE_FAILED_PROBING:
     case CTL_PROBE_TERMINATE_FAILED_INITIAL_DELAY:
-        ctl_serve_replica_log(svc->s, svc->row.name, r->row.id, "%s: terminating",
+        ctl_serve_replica_log(svc->s, svc->row.name, r->fr.row.id, "%s: terminating",
                               act == CTL_PROBE_TERMINATE_FAILED_PROBING
                                   ? "probes failing for too long (FAILED_PROBING)"
                                   : "not ready within the initial delay (FAILED_INITIAL_DELAY)");
-        start_down(r, 0);
         break;
     default:
         break;
@@ -1231,17 +1123,20 @@ static void probe_round(ctl_service_t *svc)
     ctl_serve_t *s = svc->s;
 
     svc->next_probe = now_s() + s->cfg.probe_interval;
-    for (ctl_replica_t *r = svc->replicas; r; r = r->next) {
-        ctl_version_t *v = ctl_service_version(svc, r->row.version);
+    CTL_FOR_EACH_REPLICA(svc, r)
+    {
+        ctl_version_t *v = ctl_service_version(svc, r->fr.row.version);
         const core_readiness_probe_t *pr;
         ctl_probe_req_t req;
         probe_arg_t *pa;
         char *url;
 
-        if (r->probing || !ctl_replica_should_track(&r->row.f) || !r->row.ip[0] || !v || !v->task)
+        if (r->probing || !ctl_replica_should_track(&r->fr.row.f) || !r->fr.row.ip[0] || !v ||
+            !v->task)
             continue;
         pr = &v->task->service->probe;
-        url = core_xasprintf("http://%s:%d%s", r->row.ip, r->row.replica_port + r->row.port_offset,
+        url = core_xasprintf("http://%s:%d%s", r->fr.row.ip,
+                             r->fr.row.replica_port + r->fr.row.port_offset,
                              pr->path ? pr->path : "/");
         memset(&req, 0, sizeof(req));
         req.url = url;
@@ -1252,8 +1147,8 @@ static void probe_round(ctl_service_t *svc)
         pa = core_xcalloc(1, sizeof(*pa));
         pa->s = s;
         snprintf(pa->svc, sizeof(pa->svc), "%s", svc->row.name);
-        pa->id = r->row.id;
-        snprintf(pa->instance_id, sizeof(pa->instance_id), "%s", r->row.instance_id);
+        pa->id = r->fr.row.id;
+        snprintf(pa->instance_id, sizeof(pa->instance_id), "%s", r->fr.row.instance_id);
         if (ctl_prober_start(s->prober, &req, on_probe, pa) == 0) {
             r->probing = 1;
             svc->probes_pending++;
@@ -1271,7 +1166,7 @@ static void probe_round(ctl_service_t *svc)
 static void update_status(ctl_service_t *svc)
 {
     ctl_replica_info_t *infos;
-    size_t n = service_infos(svc, &infos);
+    size_t n = ctl_fleet_infos(&svc->fleet, &infos);
     ctl_version_min_t *mins = core_xcalloc(svc->n_versions + 1, sizeof(*mins));
     int act[CTL_MAX_ACTIVE_VERSIONS];
     size_t na;
@@ -1283,7 +1178,7 @@ static void update_status(ctl_service_t *svc)
         mins[i].min_replicas =
             svc->versions[i].task ? svc->versions[i].task->service->policy.min_replicas : 1;
     }
-    na = ctl_active_versions(infos, n, svc->scaler.st.update_mode, mins, svc->n_versions, act,
+    na = ctl_active_versions(infos, n, svc->fleet.scaler.st.update_mode, mins, svc->n_versions, act,
                              CTL_MAX_ACTIVE_VERSIONS);
     if (na != svc->row.n_active || memcmp(act, svc->row.active_versions, na * sizeof(int))) {
         memcpy(svc->row.active_versions, act, na * sizeof(int));
@@ -1309,119 +1204,52 @@ static void update_status(ctl_service_t *svc)
 /* ------------------------------------------------------------------ */
 /* autoscaling */
 
-/* The placer's location for a new spot replica; -EAGAIN: every zone is backing off. */
-static int place_spot(ctl_service_t *svc, ctl_location_t *out)
-{
-    ctl_location_t *in_use = core_xcalloc(1, sizeof(*in_use));
-    size_t n = 0, cap = 1;
-    double retry_at = 0;
-    int rc;
-
-    for (ctl_replica_t *o = svc->replicas; o; o = o->next) {
-        if (!o->row.is_spot || !o->row.has_location)
-            continue;
-        if (n == cap) {
-            cap *= 2;
-            in_use = core_xrealloc(in_use, cap * sizeof(*in_use));
-        }
-        in_use[n++] = o->row.loc;
-    }
-    rc = ctl_placer_select_at(&svc->placer, in_use, n, now_s(), out, &retry_at);
-    if (rc == -EAGAIN)
-        CORE_DEBUG("%s: spot placer: every zone is backing off for %.0f s more", svc->row.name,
-                   retry_at - now_s());
-    free(in_use);
-    return rc;
-}
-
-static void scale_up(ctl_service_t *svc, int use_spot)
+/* A replica the autoscaler added: what it asks for, until it runs; then launch it. */
+static void replica_created(ctl_service_t *svc, ctl_replica_t *r)
 {
     ctl_serve_t *s = svc->s;
-    ctl_version_t *v = ctl_service_latest(svc);
-    ctl_replica_t *r, **pp;
-    ctl_location_t loc;
-    int id, is_spot, placed = CORE_ENOTFOUND;
+    ctl_version_t *v = ctl_service_version(svc, r->fr.row.version);
+    core_candidate_t *c = NULL;
+    size_t nc = 0;
 
-    if (!v)
-        return;
-    is_spot = use_spot >= 0 ? use_spot : core_task_uses_spot(v->task);
-    /* No launch (hence no failed one) while every zone is backing off: the
-     * autoscaler asks again at its next decision, and on-demand covers. */
-    if (is_spot && svc->has_placer && (placed = place_spot(svc, &loc)) == -EAGAIN)
-        return;
-    if (ctl_store_alloc_replica_id(s->store, svc->row.name, &id) < 0)
-        return;
-    r = core_xcalloc(1, sizeof(*r));
     r->svc = svc;
-    ctl_replica_row_init(&r->row, id, v->row.version);
-    r->row.launched_at = now_s();
-    r->row.use_spot = use_spot;
-    r->row.replica_port = v->port;
-    r->row.is_spot = is_spot;
-    if (placed == 0) {
-        r->row.loc = loc;
-        r->row.has_location = 1;
-    }
-    {
-        /* What this replica asks for (spot or not, where), until it runs. */
-        core_candidate_t *c = NULL;
-        size_t nc = 0;
-
-        snprintf(r->row.resources, sizeof(r->row.resources), "%s", svc->row.requested_resources);
-        if (resolve_candidates(s, r, v, &c, &nc, NULL) == 0 && nc > 0)
-            core_candidate_label(&c[0], r->row.resources, sizeof(r->row.resources));
-        free(c);
-    }
-    r->row.f.launch = CTL_PROC_SCHEDULED;
-    for (pp = &svc->replicas; *pp; pp = &(*pp)->next)
-        ;
-    *pp = r;
+    r->fr.row.replica_port = v ? v->port : 0;
+    snprintf(r->fr.row.resources, sizeof(r->fr.row.resources), "%s", svc->row.requested_resources);
+    if (v && resolve_candidates(s, r, v, &c, &nc, NULL) == 0 && nc > 0)
+        core_candidate_label(&c[0], r->fr.row.resources, sizeof(r->fr.row.resources));
+    free(c);
     persist_replica(r);
-    ctl_serve_replica_log(s, svc->row.name, id, "replica %d of version %d: %s%s%s", id,
-                          r->row.version, r->row.is_spot ? "spot" : "on-demand",
-                          r->row.has_location ? ", placed in " : "",
-                          r->row.has_location ? r->row.loc.zone : "");
-    queue_launch(r);
-}
-
-static void scale_down(ctl_replica_t *r, bool purge, double drain)
-{
-    r->row.f.is_scale_down = true;
-    r->row.f.purged = r->row.f.purged || purge;
-    start_down(r, drain);
+    ctl_serve_replica_log(s, svc->row.name, r->fr.row.id, "replica %d of version %d: %s%s%s",
+                          r->fr.row.id, r->fr.row.version, r->fr.row.is_spot ? "spot" : "on-demand",
+                          r->fr.row.has_location ? ", placed in " : "",
+                          r->fr.row.has_location ? r->fr.row.loc.zone : "");
 }
 
 static void autoscale(ctl_service_t *svc)
 {
-    ctl_serve_t *s = svc->s;
-    ctl_replica_info_t *infos;
-    ctl_decision_t *d = NULL;
-    size_t n, nd = 0;
+    ctl_fleet_action_t *a = NULL;
+    size_t n = 0;
     double t = now_s();
 
-    n = service_infos(svc, &infos);
-    if (ctl_scaler_decide(&svc->scaler, infos, n, svc->row.active_versions, svc->row.n_active, t,
-                          &d, &nd) == 0) {
-        for (size_t i = 0; i < nd; i++) {
-            if (d[i].kind == CTL_SCALE_UP) {
-                scale_up(svc, d[i].use_spot);
-            } else {
-                ctl_replica_t *r = ctl_service_replica(svc, d[i].replica_id);
+    ctl_fleet_autoscale(&svc->fleet, svc->row.active_versions, svc->row.n_active, t, &a, &n);
+    for (size_t i = 0; i < n; i++) {
+        ctl_replica_t *r = (ctl_replica_t *)a[i].r;
 
-                if (r && r->row.f.down == CTL_PROC_NONE) {
-                    CORE_INFO("%s: scaling down replica %d", svc->row.name, r->row.id);
-                    scale_down(r, false, s->cfg.drain_seconds);
-                }
-            }
-        }
+        if (a[i].kind == CTL_FLEET_LAUNCH)
+            replica_created(svc, r);
+        else
+            CORE_INFO("%s: scaling down replica %d", svc->row.name, r->fr.row.id);
     }
-    if (nd)
-        CORE_INFO("%s: autoscaler: %zu decision(s), target %d (qps %.2f)", svc->row.name, nd,
-                  ctl_scaler_final_target(&svc->scaler), svc->scaler.last_qps);
-    free(d);
-    free(infos);
-    persist_scaler(svc);
-    svc->next_decision = t + ctl_scaler_next_interval(&svc->scaler);
+    /* Launched once all are placed, as the fleet's placement assumes. */
+    for (size_t i = 0; i < n; i++)
+        if (a[i].kind == CTL_FLEET_LAUNCH)
+            queue_launch((ctl_replica_t *)a[i].r);
+    if (n)
+        CORE_INFO("%s: autoscaler: %zu decision(s), target %d (qps %.2f)", svc->row.name, n,
+                  ctl_scaler_final_target(&svc->fleet.scaler), svc->fleet.scaler.last_qps);
+    free(a);
+    persist_fleet(svc);
+    svc->next_decision = t + ctl_scaler_next_interval(&svc->fleet.scaler);
     update_status(svc);
 }
 
@@ -1562,13 +1390,14 @@ static char *lb_url(const ctl_service_t *svc, const ctl_replica_t *r)
 {
     bool active = false;
 
-    if (ctl_replica_row_status(&r->row) != CTL_REPLICA_READY || !r->row.ip[0])
+    if (ctl_replica_row_status(&r->fr.row) != CTL_REPLICA_READY || !r->fr.row.ip[0])
         return NULL;
     for (size_t i = 0; i < svc->row.n_active; i++)
-        active |= svc->row.active_versions[i] == r->row.version;
+        active |= svc->row.active_versions[i] == r->fr.row.version;
     if (!active)
         return NULL;
-    return core_xasprintf("http://%s:%d", r->row.ip, r->row.replica_port + r->row.port_offset);
+    return core_xasprintf("http://%s:%d", r->fr.row.ip,
+                          r->fr.row.replica_port + r->fr.row.port_offset);
 }
 
 static int lb_spawn(ctl_serve_t *s, ctl_service_t *svc)
@@ -1599,8 +1428,8 @@ static int lb_spawn(ctl_serve_t *s, ctl_service_t *svc)
     /* The path names the service: the LB posts {controller}/controller/load_balancer_sync. */
     snprintf(ctrl, sizeof(ctrl), "http://127.0.0.1:%d/lb/%s", s->port, svc->row.name);
     snprintf(sync, sizeof(sync), "%g", s->cfg.lb_sync_interval);
-    for (ctl_replica_t *r = svc->replicas; r; r = r->next)
-        n_reps++;
+    CTL_FOR_EACH_REPLICA(svc, r)
+    n_reps++;
     argv = core_xcalloc((size_t)(20 + 2 * n_reps), sizeof(*argv));
     urls = core_xcalloc((size_t)(n_reps + 1), sizeof(*urls));
     argv[n++] = s->lb_path;
@@ -1617,7 +1446,8 @@ static int lb_spawn(ctl_serve_t *s, ctl_service_t *svc)
     argv[n++] = "--policy";
     argv[n++] = svc->row.lb_policy[0] ? svc->row.lb_policy : "least_load";
     /* A restarted LB routes from its first request on, not after its first sync. */
-    for (ctl_replica_t *r = svc->replicas; r; r = r->next) {
+    CTL_FOR_EACH_REPLICA(svc, r)
+    {
         if ((urls[n_urls] = lb_url(svc, r)) != NULL) {
             argv[n++] = "--replica";
             argv[n++] = urls[n_urls++];
@@ -1720,19 +1550,10 @@ static void lb_stop(ctl_serve_t *s, ctl_service_t *svc)
 
 static void service_free(ctl_service_t *svc)
 {
-    while (svc->replicas) {
-        ctl_replica_t *r = svc->replicas;
-
-        svc->replicas = r->next;
-        free(r);
-    }
+    ctl_fleet_destroy(&svc->fleet);
     for (size_t i = 0; i < svc->n_versions; i++)
         version_clear(&svc->versions[i]);
     free(svc->versions);
-    if (svc->scaler_ok)
-        ctl_scaler_destroy(&svc->scaler);
-    if (svc->has_placer)
-        ctl_placer_destroy(&svc->placer);
     if (svc->lb_proc)
         svc->lb_proc->data = NULL;
     free(svc);
@@ -1765,17 +1586,18 @@ static void maybe_finish_down(ctl_service_t *svc)
 
     if (!going_down(svc) || svc->deleted)
         return;
-    for (ctl_replica_t *r = svc->replicas; r; r = r->next) {
-        if (r->row.f.down == CTL_PROC_FAILED && svc->row.purge)
+    CTL_FOR_EACH_REPLICA(svc, r)
+    {
+        if (r->fr.row.f.down == CTL_PROC_FAILED && svc->row.purge)
             continue;
         blocked = true;
     }
     if (blocked) {
         /* Only replicas whose termination failed remain: FAILED_CLEANUP. */
-        bool all_failed = svc->replicas != NULL;
+        bool all_failed = ctl_replica_first(svc) != NULL;
 
-        for (ctl_replica_t *r = svc->replicas; r; r = r->next)
-            all_failed &= r->row.f.down == CTL_PROC_FAILED && !r->busy;
+        CTL_FOR_EACH_REPLICA(svc, r)
+        all_failed &= r->fr.row.f.down == CTL_PROC_FAILED && !r->fr.busy;
         if (all_failed && svc->row.status != CTL_SERVICE_FAILED_CLEANUP) {
             svc->row.status = CTL_SERVICE_FAILED_CLEANUP;
             persist_service(svc);
@@ -1798,24 +1620,15 @@ int ctl_serve_down(ctl_serve_t *s, ctl_service_t *svc, bool purge)
     svc->row.purge = svc->row.purge || purge;
     persist_service(svc);
     lb_stop(s, svc);
-    for (ctl_replica_t *r = svc->replicas, *next; r; r = next) {
-        next = r->next;
-        if (r->row.f.down == CTL_PROC_SUCCEEDED || (r->row.f.down == CTL_PROC_FAILED && !r->busy)) {
-            if (r->row.f.down == CTL_PROC_FAILED && !purge) {
-                /* Retry a failed cleanup once more. */
-                r->row.f.down = CTL_PROC_NONE;
-                start_down(r, 0);
-                continue;
-            }
-            replica_remove(svc, r);
-            continue;
-        }
-        r->row.f.purged = r->row.f.purged || purge;
-        if (r->row.f.down == CTL_PROC_NONE)
-            start_down(r, 0);
-        else if (r->row.f.down == CTL_PROC_SCHEDULED)
-            r->row.down_at = now_s(); /* no drain when the whole service goes */
+    {
+        ctl_fleet_replica_t **done = NULL;
+        size_t n = ctl_fleet_down_all(&svc->fleet, purge, now_s(), &done);
+
+        for (size_t i = 0; i < n; i++)
+            replica_remove(svc, (ctl_replica_t *)done[i]);
+        free(done);
     }
+    persist_fleet(svc);
     maybe_finish_down(svc);
     return 0;
 }
@@ -1829,7 +1642,7 @@ int ctl_serve_terminate_replica(ctl_serve_t *s, ctl_service_t *svc, int id, bool
         *err = core_xasprintf("Replica %d of service %s does not exist.", id, svc->row.name);
         return CORE_ENOTFOUND;
     }
-    st = ctl_replica_row_status(&r->row);
+    st = ctl_replica_row_status(&r->fr.row);
     if (st == CTL_REPLICA_SHUTTING_DOWN) {
         *err =
             core_xasprintf("Replica %d of service %s is already shutting down.", id, svc->row.name);
@@ -1842,7 +1655,7 @@ int ctl_serve_terminate_replica(ctl_serve_t *s, ctl_service_t *svc, int id, bool
                                   id, svc->row.name, ctl_replica_status_name(st));
             return CORE_ECONFLICT;
         }
-        if (r->row.f.down != CTL_PROC_NONE && !r->busy) {
+        if (r->fr.row.f.down != CTL_PROC_NONE && !r->fr.busy) {
             replica_remove(svc, r);
             update_status(svc);
             return 0;
@@ -1850,9 +1663,17 @@ int ctl_serve_terminate_replica(ctl_serve_t *s, ctl_service_t *svc, int id, bool
     }
     CORE_INFO("%s: terminating replica %d on request%s", svc->row.name, id,
               purge ? " (purge)" : "");
-    scale_down(r, purge, s->cfg.drain_seconds);
+    ctl_fleet_scale_down(&svc->fleet, &r->fr, purge, s->cfg.drain_seconds, now_s());
+    persist_replica(r);
     update_status(svc);
     return 0;
+}
+
+static int alloc_replica_id(void *arg, int *out)
+{
+    ctl_service_t *svc = arg;
+
+    return ctl_store_alloc_replica_id(svc->s->store, svc->row.name, out);
 }
 
 /* Sets up the in-memory side of a service whose rows exist (new or recovered). */
@@ -1860,44 +1681,38 @@ static int service_init_runtime(ctl_serve_t *s, ctl_service_t *svc, const char *
                                 const char *placer_json)
 {
     ctl_version_t *v = ctl_service_latest(svc);
-    ctl_scaler_spec_t sp;
     char *err = NULL;
 
     svc->s = s;
+    ctl_fleet_init(&svc->fleet, svc->row.name, &s->cfg, sizeof(ctl_replica_t), alloc_replica_id,
+                   svc, ctl_rng_uniform, &s->rng);
     ctl_backoff_init(&svc->lb_backoff, s->cfg.lb_restart_initial, 10, ctl_rng_uniform, &s->rng);
     if (!v || !v->task) {
         CORE_ERROR("%s: no usable version", svc->row.name);
         return CORE_ESPEC;
     }
-    scaler_spec_from(&s->cfg, v->task->service, &sp);
-    if (ctl_scaler_init(&svc->scaler, &sp, v->row.version, &err) < 0) {
+    if (ctl_fleet_start(&svc->fleet, v->task, v->row.version, &err) < 0) {
         CORE_ERROR("%s: autoscaler: %s", svc->row.name, err ? err : "?");
         free(err);
         return CORE_ESPEC;
     }
-    svc->scaler_ok = 1;
-    svc->scaler.st.update_mode = v->row.mode;
-    /*
-     * Deviation: a spot service with on-demand fallback gets the
-     * dynamic_fallback placer even without `spot_placer:`, so that a
-     * preempted replica's successor is tried in another zone, as the seed
-     * (serve_spot_policy.rst) promises; the reference would let its
-     * optimizer pick the same cheapest zone again.
-     */
-    if (v->task->service->policy.spot_placer != CORE_SPOT_PLACER_NONE ||
-        (v->task->service->use_ondemand_fallback && core_task_uses_spot(v->task)))
+    svc->fleet.scaler.st.update_mode = v->row.mode;
+    /* The placer's locations: the first version's spot candidates. */
+    if (ctl_fleet_wants_placer(v->task)) {
+        ctl_fleet_use_placer(&svc->fleet);
         placer_build(s, svc, svc->versions[0].task ? svc->versions[0].task : v->task);
+    }
     if (scaler_json) {
         cJSON *j = cJSON_Parse(scaler_json);
 
-        if (ctl_scaler_state_from_json(&svc->scaler, NULL, j, now_s()) < 0)
+        if (ctl_scaler_state_from_json(&svc->fleet.scaler, NULL, j, now_s()) < 0)
             CORE_WARN("%s: stored autoscaler state unreadable; starting fresh", svc->row.name);
         cJSON_Delete(j);
     }
-    if (placer_json && svc->has_placer) {
+    if (placer_json && svc->fleet.has_placer) {
         cJSON *j = cJSON_Parse(placer_json);
 
-        if (ctl_placer_from_json(&svc->placer, j) < 0)
+        if (ctl_placer_from_json(&svc->fleet.placer, j) < 0)
             CORE_WARN("%s: stored placer state unreadable", svc->row.name);
         cJSON_Delete(j);
     }
@@ -2026,7 +1841,7 @@ int ctl_serve_update(ctl_serve_t *s, ctl_service_t *svc, const ctl_task_src_t *s
     version_set(&nv, next, src, mode);
     if ((rc = version_load(&nv, err)) < 0)
         goto fail;
-    scaler_spec_from(&s->cfg, nv.task->service, &sp);
+    ctl_fleet_scaler_spec(&s->cfg, nv.task->service, &sp);
     if ((rc = ctl_scaler_spec_validate(&sp, err)) < 0)
         goto fail;
     if (old && old->task && nv.task->service->lb_policy != old->task->service->lb_policy)
@@ -2038,17 +1853,20 @@ int ctl_serve_update(ctl_serve_t *s, ctl_service_t *svc, const ctl_task_src_t *s
     /* Replica reuse: only `service:` changed -> relabel, no relaunch. */
     if (old && old->fingerprint && nv.task->n_file_mounts == 0 &&
         strcmp(old->fingerprint, nv.fingerprint) == 0) {
-        for (ctl_replica_t *r = svc->replicas; r; r = r->next) {
-            if (ctl_replica_status_is_terminal(ctl_replica_row_status(&r->row)))
+        CTL_FOR_EACH_REPLICA(svc, r)
+        {
+            if (ctl_replica_status_is_terminal(ctl_replica_row_status(&r->fr.row)))
                 continue;
-            r->row.version = next;
+            r->fr.row.version = next;
             persist_replica(r);
-            CORE_INFO("%s replica %d: reused for version %d", svc->row.name, r->row.id, next);
+            CORE_INFO("%s replica %d: reused for version %d", svc->row.name, r->fr.row.id, next);
         }
     }
     svc->versions = core_xrealloc(svc->versions, (svc->n_versions + 1) * sizeof(*svc->versions));
     svc->versions[svc->n_versions++] = nv;
-    rc = ctl_scaler_update_version(&svc->scaler, next, &sp, mode, now_s(), err);
+    svc->fleet.version = next;
+    svc->fleet.spot = core_task_uses_spot(nv.task);
+    rc = ctl_scaler_update_version(&svc->fleet.scaler, next, &sp, mode, now_s(), err);
     if (rc < 0)
         CORE_WARN("%s: autoscaler update: %s", svc->row.name, err && *err ? *err : "?");
     free(*err);
@@ -2070,9 +1888,9 @@ static void prune_versions(ctl_service_t *svc)
     int minv = ctl_service_latest(svc) ? ctl_service_latest(svc)->row.version : 0;
     size_t k = 0;
 
-    for (ctl_replica_t *r = svc->replicas; r; r = r->next)
-        if (r->row.version < minv)
-            minv = r->row.version;
+    CTL_FOR_EACH_REPLICA(svc, r)
+    if (r->fr.row.version < minv)
+        minv = r->fr.row.version;
     while (k + 1 < svc->n_versions && svc->versions[k].row.version < minv)
         k++;
     if (k == 0)
@@ -2095,29 +1913,30 @@ char *ctl_serve_endpoint(ctl_serve_t *s, ctl_service_t *svc)
 static cJSON *replica_json(ctl_replica_t *r)
 {
     cJSON *o = cJSON_CreateObject();
-    ctl_replica_status_t st = ctl_replica_row_status(&r->row);
+    ctl_replica_status_t st = ctl_replica_row_status(&r->fr.row);
 
-    cJSON_AddNumberToObject(o, "replica_id", r->row.id);
-    cJSON_AddNumberToObject(o, "version", r->row.version);
+    cJSON_AddNumberToObject(o, "replica_id", r->fr.row.id);
+    cJSON_AddNumberToObject(o, "version", r->fr.row.version);
     cJSON_AddStringToObject(o, "status", ctl_replica_status_name(st));
-    if (r->row.ip[0] &&
+    if (r->fr.row.ip[0] &&
         (st == CTL_REPLICA_READY || st == CTL_REPLICA_NOT_READY || st == CTL_REPLICA_STARTING)) {
-        char *u =
-            core_xasprintf("http://%s:%d", r->row.ip, r->row.replica_port + r->row.port_offset);
+        char *u = core_xasprintf("http://%s:%d", r->fr.row.ip,
+                                 r->fr.row.replica_port + r->fr.row.port_offset);
 
         cJSON_AddStringToObject(o, "endpoint", u);
         free(u);
     } else {
         cJSON_AddNullToObject(o, "endpoint");
     }
-    cJSON_AddNumberToObject(o, "launched_at", r->row.launched_at);
-    cJSON_AddStringToObject(o, "resources", r->row.resources);
-    cJSON_AddBoolToObject(o, "is_spot", r->row.is_spot);
-    cJSON_AddStringToObject(o, "cloud", r->row.cloud[0] ? r->row.cloud : r->row.loc.cloud);
-    cJSON_AddStringToObject(o, "region", r->row.region[0] ? r->row.region : r->row.loc.region);
-    cJSON_AddStringToObject(o, "zone", r->row.zone[0] ? r->row.zone : r->row.loc.zone);
-    cJSON_AddStringToObject(o, "instance_id", r->row.instance_id);
-    cJSON_AddStringToObject(o, "ip", r->row.ip);
+    cJSON_AddNumberToObject(o, "launched_at", r->fr.row.launched_at);
+    cJSON_AddStringToObject(o, "resources", r->fr.row.resources);
+    cJSON_AddBoolToObject(o, "is_spot", r->fr.row.is_spot);
+    cJSON_AddStringToObject(o, "cloud", r->fr.row.cloud[0] ? r->fr.row.cloud : r->fr.row.loc.cloud);
+    cJSON_AddStringToObject(o, "region",
+                            r->fr.row.region[0] ? r->fr.row.region : r->fr.row.loc.region);
+    cJSON_AddStringToObject(o, "zone", r->fr.row.zone[0] ? r->fr.row.zone : r->fr.row.loc.zone);
+    cJSON_AddStringToObject(o, "instance_id", r->fr.row.instance_id);
+    cJSON_AddStringToObject(o, "ip", r->fr.row.ip);
     return o;
 }
 
@@ -2165,10 +1984,11 @@ cJSON *ctl_serve_service_json(ctl_serve_t *s, ctl_service_t *svc)
     }
     cJSON_AddStringToObject(o, "requested_resources", svc->row.requested_resources);
     cJSON_AddNumberToObject(o, "target_num_replicas",
-                            svc->scaler_ok ? ctl_scaler_final_target(&svc->scaler) : 0);
+                            svc->fleet.scaler_ok ? ctl_scaler_final_target(&svc->fleet.scaler) : 0);
     reps = cJSON_AddArrayToObject(o, "replicas");
-    for (ctl_replica_t *r = svc->replicas; r; r = r->next) {
-        ctl_replica_status_t st = ctl_replica_row_status(&r->row);
+    CTL_FOR_EACH_REPLICA(svc, r)
+    {
+        ctl_replica_status_t st = ctl_replica_row_status(&r->fr.row);
 
         ready += st == CTL_REPLICA_READY;
         total += !ctl_replica_status_is_failed(st);
@@ -2187,7 +2007,7 @@ cJSON *ctl_serve_lb_sync(ctl_serve_t *s, ctl_service_t *svc, const cJSON *body)
     double t = now_s();
 
     (void)s;
-    if (cJSON_IsArray(ts) && svc->scaler_ok) {
+    if (cJSON_IsArray(ts) && svc->fleet.scaler_ok) {
         int n = cJSON_GetArraySize(ts);
         double *v = core_xmalloc((size_t)(n ? n : 1) * sizeof(*v));
         size_t k = 0;
@@ -2198,20 +2018,21 @@ cJSON *ctl_serve_lb_sync(ctl_serve_t *s, ctl_service_t *svc, const cJSON *body)
             if (cJSON_IsNumber(it))
                 v[k++] = it->valuedouble;
         }
-        ctl_scaler_add_requests(&svc->scaler, v, k, t);
+        ctl_scaler_add_requests(&svc->fleet.scaler, v, k, t);
         free(v);
     }
     if (going_down(svc))
         return out;
-    for (ctl_replica_t *r = svc->replicas; r; r = r->next) {
+    CTL_FOR_EACH_REPLICA(svc, r)
+    {
         cJSON *o;
         char *u = lb_url(svc, r);
 
         if (!u)
             continue;
         o = cJSON_AddObjectToObject(info, u);
-        cJSON_AddNumberToObject(o, "replica_id", r->row.id);
-        cJSON_AddNumberToObject(o, "version", r->row.version);
+        cJSON_AddNumberToObject(o, "replica_id", r->fr.row.id);
+        cJSON_AddNumberToObject(o, "version", r->fr.row.version);
         cJSON_AddStringToObject(o, "gpu_type", "unknown");
         free(u);
     }
@@ -2225,26 +2046,25 @@ static void replica_tick(ctl_replica_t *r, double t)
 {
     ctl_serve_t *s = r->svc->s;
 
-    if (r->busy)
+    if (r->fr.busy)
         return;
-    if (r->row.f.down == CTL_PROC_SCHEDULED && t >= r->row.down_at) {
+    if (ctl_fleet_down_due(&r->fr, t)) {
         queue_terminate(r);
         return;
     }
-    if (r->row.f.down != CTL_PROC_NONE)
+    if (r->fr.row.f.down != CTL_PROC_NONE)
         return;
-    if ((r->row.f.launch == CTL_PROC_SCHEDULED || r->row.f.launch == CTL_PROC_RUNNING) &&
-        t >= r->next_launch_at) {
+    if (ctl_fleet_launch_due(&r->fr, t)) {
         queue_launch(r);
         return;
     }
-    if (ctl_replica_should_track(&r->row.f) && r->row.agent_task_id > 0 && !r->job_polling &&
+    if (ctl_replica_should_track(&r->fr.row.f) && r->fr.row.agent_task_id > 0 && !r->job_polling &&
         t >= r->next_job_poll) {
-        job_t *j = job_new(s, JOB_TASK_STATUS, r->svc->row.name, r->row.id);
+        job_t *j = job_new(s, JOB_TASK_STATUS, r->svc->row.name, r->fr.row.id);
 
-        snprintf(j->ip, sizeof(j->ip), "%s", r->row.ip);
-        j->agent_port = r->row.agent_port;
-        j->task_id = r->row.agent_task_id;
+        snprintf(j->ip, sizeof(j->ip), "%s", r->fr.row.ip);
+        j->agent_port = r->fr.row.agent_port;
+        j->task_id = r->fr.row.agent_task_id;
         r->job_polling = 1;
         r->next_job_poll = t + s->cfg.job_status_interval;
         job_queue(j);
@@ -2263,12 +2083,13 @@ static void on_tick(uv_timer_t *timer)
             lb_ensure(s, svc);
             if (t >= svc->next_probe && svc->probes_pending == 0)
                 probe_round(svc);
-            if (t >= svc->next_decision && svc->scaler_ok)
+            if (t >= svc->next_decision && svc->fleet.scaler_ok)
                 autoscale(svc);
         }
-        for (ctl_replica_t *r = svc->replicas; r; r = r->next) {
+        CTL_FOR_EACH_REPLICA(svc, r)
+        {
             replica_tick(r, t);
-            any_launched |= r->row.f.launch == CTL_PROC_SUCCEEDED && r->row.instance_id[0];
+            any_launched |= r->fr.row.f.launch == CTL_PROC_SUCCEEDED && r->fr.row.instance_id[0];
         }
         if (going_down(svc))
             maybe_finish_down(svc);
@@ -2327,32 +2148,24 @@ static int load_services(ctl_serve_t *s)
         free(sj);
         free(pj);
         ctl_store_list_replicas(s->store, svc->row.name, &rr, &nr);
-        for (size_t k = nr; k-- > 0;) {
-            ctl_replica_t *r = core_xcalloc(1, sizeof(*r));
+        for (size_t k = 0; k < nr; k++) {
+            ctl_replica_t *r = (ctl_replica_t *)ctl_fleet_add(&svc->fleet, &rr[k]);
 
             r->svc = svc;
-            r->row = rr[k];
-            r->next = svc->replicas;
-            svc->replicas = r;
-            /* Recovery of in-flight operations (reference §9, bug #8563 fixed):
-             * launches resume idempotently (adopting an instance this replica
-             * already owns), terminations finish whatever is_scale_down says. */
-            if (r->row.f.down == CTL_PROC_RUNNING)
-                r->row.f.down = CTL_PROC_SCHEDULED;
-            if (r->row.f.down == CTL_PROC_NONE && r->row.f.launch == CTL_PROC_FAILED)
-                start_down(r, 0);
-            if (r->row.f.launch == CTL_PROC_SUCCEEDED)
+            ctl_fleet_recover(&svc->fleet, &r->fr, now_s());
+            if (r->fr.row.f.launch == CTL_PROC_SUCCEEDED)
                 r->next_job_poll = now_s() + 1;
-            CORE_INFO("%s replica %d: recovered as %s", svc->row.name, r->row.id,
-                      ctl_replica_status_name(ctl_replica_row_status(&r->row)));
+            CORE_INFO("%s replica %d: recovered as %s", svc->row.name, r->fr.row.id,
+                      ctl_replica_status_name(ctl_replica_row_status(&r->fr.row)));
         }
         free(rr);
+        persist_fleet(svc);
         /* A restart must not reset uptime or status (reference §9). The
          * service shows its last status until the first probe round. */
         svc->probed_once = svc->row.status != CTL_SERVICE_CONTROLLER_INIT;
         svc->next_probe = now_s();
         svc->next_decision =
-            now_s() + (svc->scaler_ok ? ctl_scaler_next_interval(&svc->scaler) : 5);
+            now_s() + (svc->fleet.scaler_ok ? ctl_scaler_next_interval(&svc->fleet.scaler) : 5);
         service_link(s, svc);
         CORE_INFO("%s: recovered (%s, %zu version(s))", svc->row.name,
                   ctl_service_status_name(svc->row.status), svc->n_versions);

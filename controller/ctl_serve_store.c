@@ -6,6 +6,7 @@
  * loses on restart). Loop thread only.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sqlite3.h>
@@ -14,7 +15,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "core/mem.h"
-#include "ctl_serve.h"
+#include "ctl_serve_store.h"
 
 struct ctl_store {
     sqlite3 *db;

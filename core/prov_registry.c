@@ -82,8 +82,7 @@ struct core_prov_registry {
     size_t n;
 };
 
-int core_prov_registry_new(const core_prov_driver_t *drivers, size_t n,
-                           core_prov_registry_t **out)
+int core_prov_registry_new(const core_prov_driver_t *drivers, size_t n, core_prov_registry_t **out)
 {
     core_prov_registry_t *r;
     size_t n_default = 0;

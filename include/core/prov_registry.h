@@ -44,8 +44,7 @@ typedef struct core_prov_registry core_prov_registry_t;
 
 /* <drivers> (copied; NULL: this build's). -EINVAL when two drivers claim the
  * default or one cloud. Opens nothing. */
-int core_prov_registry_new(const core_prov_driver_t *drivers, size_t n,
-                           core_prov_registry_t **out);
+int core_prov_registry_new(const core_prov_driver_t *drivers, size_t n, core_prov_registry_t **out);
 /* Destroys every handle it opened. */
 void core_prov_registry_free(core_prov_registry_t *r);
 

@@ -29,10 +29,10 @@ typedef double (*fake_clock_fn)(void *arg);
 typedef struct fake_cloud_opts {
     fake_clock_fn clock; /* NULL: core_now() */
     void *clock_arg;
-    double launch_delay;  /* seconds PENDING after a launch; 0: RUNNING at once */
-    const char *ip;       /* every instance's address; NULL: 127.0.0.1 */
-    int agent_port;       /* every instance's agent port */
-    int port_offset;      /* every instance's port offset */
+    double launch_delay; /* seconds PENDING after a launch; 0: RUNNING at once */
+    const char *ip;      /* every instance's address; NULL: 127.0.0.1 */
+    int agent_port;      /* every instance's agent port */
+    int port_offset;     /* every instance's port offset */
 } fake_cloud_opts_t;
 
 typedef struct fake_cloud fake_cloud_t;

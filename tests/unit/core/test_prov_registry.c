@@ -40,8 +40,8 @@ static void world_init(world_t *w)
     assert_int_equal(fake_cloud_new(NULL, &w->sim), 0);
     assert_int_equal(fake_cloud_new(NULL, &w->pool), 0);
     d[0] = fake_cloud_driver(w->sim, NULL);
-    d[1] = (core_prov_driver_t){.name = "pool", .clouds = ssh_clouds, .open = counting_open,
-                                .arg = w};
+    d[1] =
+        (core_prov_driver_t){.name = "pool", .clouds = ssh_clouds, .open = counting_open, .arg = w};
     assert_int_equal(core_prov_registry_new(d, 2, &w->reg), 0);
 }
 
