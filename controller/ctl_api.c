@@ -14,7 +14,10 @@
 #include "core/log.h"
 #include "core/mem.h"
 #include "core/util.h"
+#include "ctl_api.h"
 #include "ctl_serve.h"
+#include "ctl_serve_lb.h"
+#include "ctl_service.h"
 
 #define LOG_MAX_READ (8u << 20) /* one log response never buffers more than this */
 #define TAIL_POLL_MS 300

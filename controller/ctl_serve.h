@@ -1,6 +1,7 @@
 #ifndef CTL_SERVE_H
 #define CTL_SERVE_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
@@ -9,26 +10,27 @@
 
 #include "core/catalog.h"
 #include "core/http.h"
-#include "core/prov.h"
 #include "core/prov_registry.h"
 #include "core/spec.h"
 #include "ctl_backoff.h"
 #include "ctl_fleet.h"
-#include "ctl_placer.h"
-#include "ctl_probe.h"
-#include "ctl_replica.h"
-#include "ctl_scaler.h"
 #include "ctl_serve_cfg.h"
 #include "ctl_serve_store.h"
 
+typedef struct ctl_prober ctl_prober_t;
+
 /*
  * sky-controller --mode serve: one daemon for every service (docs/serve-api.md).
- * Decision logic lives in ctl_replica/ctl_scaler/ctl_placer; this layer owns
- * the I/O: SQLite rows, provider and agent calls (thread pool), readiness
- * probes (curl multi on the loop), the sky-lb processes and the HTTP API.
+ * The daemon's own types: a service, its versions and replicas, and the
+ * daemon that holds them. What each part does lives in its own module:
+ *   ctl_fleet.h          the reconcile core (pure): replicas, autoscaler, placer
+ *   ctl_service.h        services, versions, API actions, status, views
+ *   ctl_serve_replica.h  launches, terminations, preemptions on the loop
+ *   ctl_serve_work.h     the blocking provider and agent calls (thread pool)
+ *   ctl_serve_probe.h    readiness probe rounds
+ *   ctl_serve_lb.h       sky-lb supervision and its sync
+ *   ctl_api.h            the HTTP API
  */
-
-/* ---- the daemon ---- */
 
 typedef struct ctl_serve ctl_serve_t;
 typedef struct ctl_service ctl_service_t;
@@ -65,7 +67,6 @@ struct ctl_service {
     double lb_restart_at;  /* 0: none scheduled */
     double lb_spawned_at;
     ctl_backoff_t lb_backoff;
-    int refs; /* jobs in flight that point at us */
     int deleted;
     struct ctl_service *next;
 };
@@ -114,42 +115,17 @@ static inline ctl_replica_t *ctl_replica_next(const ctl_replica_t *r)
 #define CTL_FOR_EACH_REPLICA(svc, r)                                                               \
     for (ctl_replica_t *r = ctl_replica_first(svc); r; r = ctl_replica_next(r))
 
-ctl_service_t *ctl_serve_find(ctl_serve_t *s, const char *name);
-ctl_replica_t *ctl_service_replica(ctl_service_t *svc, int id);
-ctl_version_t *ctl_service_version(ctl_service_t *svc, int version);
-ctl_version_t *ctl_service_latest(ctl_service_t *svc);
+/* The replica <id> of service <svcname>, and (svc_out, may be NULL) the service. */
+ctl_replica_t *ctl_serve_find_replica(ctl_serve_t *s, const char *svcname, int id,
+                                      ctl_service_t **svc_out);
 
-/* API actions. Errors: CORE_ESPEC (400, *err), CORE_ECONFLICT (409),
- * CORE_ENOTFOUND (404), CORE_EINFEASIBLE (400, *err). */
-typedef struct ctl_task_src {
-    const char *yaml;
-    const char *yaml_path; /* names the YAML in errors; may be NULL */
-    const char *cwd;       /* relative workdir and file_mounts resolve here; may be NULL */
-    const char *envs;      /* JSON object of env overrides (sky serve up --env); may be NULL */
-} ctl_task_src_t;
-
-int ctl_serve_up(ctl_serve_t *s, const char *name, const ctl_task_src_t *src, ctl_service_t **out,
-                 char **err);
-int ctl_serve_update(ctl_serve_t *s, ctl_service_t *svc, const ctl_task_src_t *src,
-                     ctl_update_mode_t mode, int *version, char **err);
-int ctl_serve_down(ctl_serve_t *s, ctl_service_t *svc, bool purge);
-int ctl_serve_terminate_replica(ctl_serve_t *s, ctl_service_t *svc, int id, bool purge, char **err);
-cJSON *ctl_serve_service_json(ctl_serve_t *s, ctl_service_t *svc);
-/* The LB's sync: feeds the autoscaler, returns the ready set. */
-cJSON *ctl_serve_lb_sync(ctl_serve_t *s, ctl_service_t *svc, const cJSON *body);
-char *ctl_serve_endpoint(ctl_serve_t *s, ctl_service_t *svc);
+/* $SKY_HOME/serve/<svc>/<file> (svc NULL: $SKY_HOME/serve/<file>). Caller frees. */
 char *ctl_serve_log_path(ctl_serve_t *s, const char *svc, const char *file);
+void ctl_serve_replica_log_path(ctl_serve_t *s, const char *svc, int id, char *out, size_t outlen);
+/* Appends a timestamped line to <path>; thread-safe (one O_APPEND write). */
+void ctl_serve_vlog(const char *path, const char *fmt, va_list ap);
 /* Writes a line to the service's replica_<id>.log. */
 void ctl_serve_replica_log(ctl_serve_t *s, const char *svc, int id, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
-
-/* ctl_api.c */
-void ctl_api_handle(core_http_conn_t *conn, const core_http_req_t *req, void *ud);
-
-/* Pure helpers (unit tested). */
-/* Lowercase letters, digits, '-', starting with a letter, ending with letter/digit, <= 63. */
-bool ctl_serve_valid_name(const char *name);
-/* The directory of a relative <path> against <cwd>; absolute and ~ paths as given. Caller frees. */
-char *ctl_serve_resolve_path(const char *path, const char *cwd);
 
 #endif

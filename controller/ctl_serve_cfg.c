@@ -13,7 +13,9 @@
 
 #include "core/mem.h"
 #include "core/util.h"
-#include "ctl_serve.h"
+#include "ctl_replica.h"
+#include "ctl_scaler.h"
+#include "ctl_serve_cfg.h"
 
 const ctl_serve_cfg_doc_t ctl_serve_cfg_docs[] = {
     {"probe_interval", "10", "readiness probe period (ENDPOINT_PROBE_INTERVAL_SECONDS)"},
@@ -204,41 +206,4 @@ int ctl_serve_cfg_load(ctl_serve_cfg_t *c, const char *config_path, char **err)
         }
     }
     return 0;
-}
-
-bool ctl_serve_valid_name(const char *name)
-{
-    size_t n = strlen(name);
-
-    if (n == 0 || n >= CTL_SVC_NAME_MAX)
-        return false;
-    if (!islower((unsigned char)name[0]))
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char ch = name[i];
-
-        if (!(islower((unsigned char)ch) || isdigit((unsigned char)ch) || ch == '-'))
-            return false;
-    }
-    return name[n - 1] != '-';
-}
-
-char *ctl_serve_resolve_path(const char *path, const char *cwd)
-{
-    if (!path)
-        return NULL;
-    if (path[0] == '/')
-        return core_xstrdup(path);
-    if (path[0] == '~' && (path[1] == '\0' || path[1] == '/')) {
-        const char *home = getenv("HOME");
-
-        return core_xasprintf("%s%s", home && *home ? home : "", path + 1);
-    }
-    if (!cwd || !*cwd)
-        cwd = "/";
-    if (strcmp(path, ".") == 0)
-        return core_xstrdup(cwd);
-    if (path[0] == '.' && path[1] == '/')
-        path += 2;
-    return core_xasprintf("%s%s%s", cwd, cwd[strlen(cwd) - 1] == '/' ? "" : "/", path);
 }

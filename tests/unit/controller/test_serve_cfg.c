@@ -13,7 +13,8 @@
 #include <cmocka.h>
 
 #include "core/util.h"
-#include "ctl_serve.h"
+#include "ctl_serve_cfg.h"
+#include "ctl_service.h"
 
 static void test_defaults_are_the_reference(void **state)
 {

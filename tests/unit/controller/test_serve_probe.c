@@ -13,7 +13,7 @@
 
 #include "core/http.h"
 #include "core/mem.h"
-#include "ctl_serve.h"
+#include "ctl_probe.h"
 
 typedef struct result {
     int done;

@@ -15,7 +15,7 @@
 
 #include "core/err.h"
 #include "core/util.h"
-#include "ctl_serve.h"
+#include "ctl_serve_store.h"
 
 typedef struct fx {
     char dir[64];
