@@ -217,7 +217,9 @@ static int submit(const cluster_t *c, const core_task_t *t, int *task_id)
     free(info);
     char *err = NULL;
     char cwd[PATH_MAX];
-    cJSON *job = core_task_agent_json(t, envs, getcwd(cwd, sizeof(cwd)) ? cwd : NULL, &err);
+    core_task_req_opts_t o = {
+        .cwd = getcwd(cwd, sizeof(cwd)) ? cwd : NULL, .extra_envs = envs, .check_sources = 1};
+    cJSON *job = core_task_agent_json(t, &o, &err);
     cJSON_Delete(envs);
     if (job == NULL) {
         fprintf(stderr, "sky: %s\n", err);
@@ -484,7 +486,8 @@ int ctl_cli_down(ctl_cli_t *cli, int argc, char **argv)
             code = 1;
             continue;
         }
-        if (c.inst.id[0] && (r = core_prov_registry_terminate(provs, c.inst.cloud, c.inst.id)) < 0) {
+        if (c.inst.id[0] &&
+            (r = core_prov_registry_terminate(provs, c.inst.cloud, c.inst.id)) < 0) {
             fprintf(stderr, "sky: terminating '%s' (%s) failed: %s\n", c.name, c.inst.id,
                     core_strerror(r));
             code = 1;

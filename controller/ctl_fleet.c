@@ -320,6 +320,13 @@ ctl_fleet_launch_outcome_t ctl_fleet_launch_done(ctl_fleet_t *f, ctl_fleet_repli
         }
         return CTL_FLEET_LAUNCHED;
     }
+    if (rc == CORE_ESPEC) {
+        /* The task cannot run as written: the user's error, as a failing
+         * setup is, so a version that never ran stops being relaunched. */
+        r->row.f.user_app_failed = true;
+        ctl_fleet_launch_failed(f, r, false, t);
+        return CTL_FLEET_FAILED;
+    }
     if (rc == CORE_ENOCAPACITY && r->row.is_spot && f->has_placer) {
         ctl_fleet_launch_failed(f, r, true, t);
         return CTL_FLEET_FAILED;

@@ -164,8 +164,9 @@ typedef enum ctl_fleet_launch_outcome {
 /*
  * The outcome of a launch attempt at <t>: 0, CORE_ENOCAPACITY (the zone or
  * every candidate was full), CORE_EINVALREQ / CORE_EINFEASIBLE (never
- * launchable as asked), or a transient error (retried up to launch_max_retry
- * attempts). No capacity without a placer waits for capacity (retry_until_up);
+ * launchable as asked), CORE_ESPEC (the task cannot run as written: FAILED as
+ * an app that fails its setup), or a transient error (retried up to
+ * launch_max_retry attempts). No capacity without a placer waits for capacity (retry_until_up);
  * with one, the zone is marked preempted and the replica fails.
  */
 ctl_fleet_launch_outcome_t ctl_fleet_launch_done(ctl_fleet_t *f, ctl_fleet_replica_t *r, int rc,

@@ -665,7 +665,8 @@ static double start_on_instance(runner_t *ru)
     jrow_t *r = &ru->r;
     cJSON *envs = task_envs(ru);
     char *err = NULL;
-    cJSON *job = core_task_agent_json(ru->task, envs, r->cwd, &err);
+    core_task_req_opts_t o = {.cwd = r->cwd, .extra_envs = envs, .check_sources = 1};
+    cJSON *job = core_task_agent_json(ru->task, &o, &err);
     cJSON_Delete(envs);
     if (job == NULL) {
         jlog(ru->ctx, r->id, "cannot build the task: %s", err);

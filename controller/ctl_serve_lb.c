@@ -20,6 +20,7 @@
 
 #include "core/log.h"
 #include "core/mem.h"
+#include "core/taskrun.h"
 #include "core/util.h"
 #include "ctl_serve.h"
 #include "ctl_serve_lb.h"
@@ -228,8 +229,8 @@ static int lb_spawn(ctl_serve_t *s, ctl_service_t *svc)
     }
     if (v && v->task && v->task->service->tls_certfile) {
         /* Relative to the directory the CLI ran in, like the workdir. */
-        cert = ctl_serve_resolve_path(v->task->service->tls_certfile, v->row.cwd);
-        key = ctl_serve_resolve_path(v->task->service->tls_keyfile, v->row.cwd);
+        cert = core_resolve_path(v->task->service->tls_certfile, v->row.cwd);
+        key = core_resolve_path(v->task->service->tls_keyfile, v->row.cwd);
         argv[n++] = "--tls-cert";
         argv[n++] = cert;
         argv[n++] = "--tls-key";

@@ -27,65 +27,6 @@ static void after_list(ctl_job_t *j);
 static void after_describe(ctl_job_t *j);
 static void after_task_status(ctl_job_t *j);
 
-static cJSON *agent_task(ctl_serve_t *s, ctl_service_t *svc, ctl_version_t *v, int id)
-{
-    const core_task_t *t = v->task;
-    cJSON *o = cJSON_CreateObject(), *envs, *fms;
-    char buf[32], *wd;
-
-    cJSON_AddStringToObject(o, "name", "");
-    if (t->setup)
-        cJSON_AddStringToObject(o, "setup", t->setup);
-    else
-        cJSON_AddNullToObject(o, "setup");
-    if (t->run)
-        cJSON_AddStringToObject(o, "run", t->run);
-    else
-        cJSON_AddNullToObject(o, "run");
-    envs = cJSON_AddObjectToObject(o, "envs");
-    for (size_t i = 0; i < t->n_envs; i++)
-        if (t->envs[i].value)
-            cJSON_AddStringToObject(envs, t->envs[i].key, t->envs[i].value);
-    for (size_t i = 0; i < t->n_secrets; i++)
-        if (t->secrets[i].value)
-            cJSON_AddStringToObject(envs, t->secrets[i].key, t->secrets[i].value);
-    snprintf(buf, sizeof(buf), "%d", id);
-    cJSON_AddStringToObject(envs, "SKYPILOT_SERVE_REPLICA_ID", buf);
-    cJSON_AddStringToObject(envs, "SKYPILOT_SERVE_SERVICE_NAME", svc->row.name);
-    /* The workdir is relative to the directory the CLI ran in, not ours. */
-    wd = ctl_serve_resolve_path(t->workdir, v->row.cwd);
-    if (wd)
-        cJSON_AddStringToObject(o, "workdir", wd);
-    else
-        cJSON_AddNullToObject(o, "workdir");
-    free(wd);
-    fms = cJSON_AddArrayToObject(o, "file_mounts");
-    for (size_t i = 0; i < t->n_file_mounts; i++) {
-        const core_file_mount_t *fm = &t->file_mounts[i];
-        cJSON *m;
-        char *src;
-
-        if (fm->is_storage) {
-            src = core_xasprintf("%s/buckets/%s", s->home, fm->name);
-            core_mkdir_p(src, 0755);
-        } else if (fm->src && !strstr(fm->src, "://")) {
-            src = ctl_serve_resolve_path(fm->src, v->row.cwd);
-        } else {
-            CORE_WARN("%s: file_mounts %s: source %s not supported, skipped", svc->row.name,
-                      fm->dst, fm->src ? fm->src : "(none)");
-            continue;
-        }
-        m = cJSON_CreateObject();
-        cJSON_AddStringToObject(m, "dst", fm->dst);
-        cJSON_AddStringToObject(m, "src", src);
-        cJSON_AddStringToObject(m, "mode",
-                                fm->mode == CORE_MOUNT_MOUNT && fm->is_storage ? "MOUNT" : "COPY");
-        cJSON_AddItemToArray(fms, m);
-        free(src);
-    }
-    return o;
-}
-
 static int resolve_candidates(ctl_serve_t *s, ctl_replica_t *r, ctl_version_t *v,
                               core_candidate_t **c, size_t *n, char **err)
 {
@@ -117,7 +58,6 @@ static void queue_launch(ctl_replica_t *r)
     ctl_serve_t *s = svc->s;
     ctl_version_t *v = ctl_service_version(svc, r->fr.row.version);
     ctl_job_t *j;
-    cJSON *t;
     char *err = NULL;
     int rc;
 
@@ -141,11 +81,9 @@ static void queue_launch(ctl_replica_t *r)
         launch_failed(r, r->fr.row.has_location);
         return;
     }
-    t = agent_task(s, svc, v, r->fr.row.id);
+    j->task = v->task;
+    j->cwd = v->row.cwd ? core_xstrdup(v->row.cwd) : NULL;
     snprintf(j->task_name, sizeof(j->task_name), "serve-%s-%d", svc->row.name, r->fr.row.id);
-    cJSON_ReplaceItemInObject(t, "name", cJSON_CreateString(j->task_name));
-    j->task_json = cJSON_PrintUnformatted(t);
-    cJSON_Delete(t);
     j->boot_timeout = s->cfg.instance_boot_timeout;
     ctl_fleet_launch_started(&svc->fleet, &r->fr);
     ctl_replica_save(r);

@@ -18,6 +18,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "core/mem.h"
+#include "core/taskrun.h"
 #include "core/util.h"
 #include "ctl_serve.h"
 #include "ctl_serve_work.h"
@@ -27,7 +28,7 @@
 void ctl_job_free(ctl_job_t *j)
 {
     free(j->cands);
-    free(j->task_json);
+    free(j->cwd);
     free(j->err);
     free(j->list);
     free(j);
@@ -54,9 +55,9 @@ static void msleep(long ms)
         ;
 }
 
-/* An instance this replica already owns (a launch interrupted by a controller
+/* An instance <owner> already owns (a launch interrupted by a controller
  * restart): adopt it instead of launching a duplicate. */
-static int find_owned(core_prov_registry_t *p, ctl_job_t *j, core_instance_t *out)
+static int find_owned(core_prov_registry_t *p, const char *owner, core_instance_t *out)
 {
     core_instance_t *all = NULL;
     size_t n = 0;
@@ -65,7 +66,7 @@ static int find_owned(core_prov_registry_t *p, ctl_job_t *j, core_instance_t *ou
     if (rc < 0)
         return rc;
     for (size_t i = 0; i < n; i++) {
-        if (strcmp(all[i].owner, j->owner) != 0)
+        if (strcmp(all[i].owner, owner) != 0)
             continue;
         if (!found && (all[i].state == CORE_INST_RUNNING || all[i].state == CORE_INST_PENDING)) {
             *out = all[i];
@@ -79,9 +80,9 @@ static int find_owned(core_prov_registry_t *p, ctl_job_t *j, core_instance_t *ou
     return found;
 }
 
-static int wait_running(core_prov_registry_t *p, ctl_job_t *j, core_instance_t *inst)
+static int wait_running(core_prov_registry_t *p, double boot_timeout, core_instance_t *inst)
 {
-    unsigned long long deadline = core_mono_ms() + (unsigned long long)(j->boot_timeout * 1000);
+    unsigned long long deadline = core_mono_ms() + (unsigned long long)(boot_timeout * 1000);
 
     while (inst->state == CORE_INST_PENDING) {
         if (core_mono_ms() > deadline)
@@ -93,11 +94,26 @@ static int wait_running(core_prov_registry_t *p, ctl_job_t *j, core_instance_t *
     return inst->state == CORE_INST_RUNNING ? 0 : CORE_EPREEMPTED;
 }
 
-static int submit_task(ctl_job_t *j)
+/* The agent's request for the replica (core_task_request), named after it. */
+static cJSON *task_request(ctl_job_t *j)
+{
+    cJSON *extra = cJSON_CreateObject(), *req;
+    char id[32];
+    core_task_req_opts_t o = {
+        .name = j->task_name, .cwd = j->cwd ? j->cwd : "/", .extra_envs = extra};
+
+    snprintf(id, sizeof(id), "%d", j->id);
+    cJSON_AddStringToObject(extra, "SKYPILOT_SERVE_REPLICA_ID", id);
+    cJSON_AddStringToObject(extra, "SKYPILOT_SERVE_SERVICE_NAME", j->svc);
+    req = core_task_agent_json(j->task, &o, &j->err);
+    cJSON_Delete(extra);
+    return req;
+}
+
+static int submit_task(ctl_job_t *j, const cJSON *task)
 {
     core_agent_task_t *tasks = NULL;
     size_t n = 0;
-    cJSON *task;
     int rc, tid = 0;
 
     /* Up to ~30 s for the agent: the provider says RUNNING once it answered. */
@@ -120,9 +136,7 @@ static int submit_task(ctl_job_t *j)
         j->task_id = tid;
         return 0;
     }
-    task = cJSON_Parse(j->task_json);
     rc = core_agent_submit(j->inst.ip, j->inst.agent_port, NULL, task, &j->task_id);
-    cJSON_Delete(task);
     if (rc < 0) {
         j->err = core_xasprintf("submitting the task to the agent at %s:%d: %s", j->inst.ip,
                                 j->inst.agent_port, core_strerror(rc));
@@ -132,41 +146,69 @@ static int submit_task(ctl_job_t *j)
     return 0;
 }
 
+static void plog(const char *logpath, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void plog(const char *logpath, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (!logpath || !logpath[0])
+        return;
+    va_start(ap, fmt);
+    ctl_serve_vlog(logpath, fmt, ap);
+    va_end(ap);
+}
+
+int ctl_provision(core_prov_registry_t *p, const char *owner, const core_candidate_t *cands,
+                  size_t n, double boot_timeout, const char *logpath, core_instance_t *out,
+                  int *adopted, size_t *chosen, char **err)
+{
+    int rc = find_owned(p, owner, out);
+
+    *adopted = 0;
+    if (rc > 0) {
+        plog(logpath, "adopting instance %s (%s) already launched for this replica", out->id,
+             core_inst_state_name(out->state));
+        if ((rc = wait_running(p, boot_timeout, out)) < 0) {
+            if (err)
+                *err = core_xasprintf("instance %s did not become RUNNING: %s", out->id,
+                                      core_strerror(rc));
+            core_prov_registry_terminate(p, out->cloud, out->id);
+            return -EAGAIN;
+        }
+        *adopted = 1;
+        return 0;
+    }
+    plog(logpath, "launching (%zu candidate%s, cheapest %s/%s %s%s)", n, n == 1 ? "" : "s",
+         n ? cands[0].region : "-", n ? cands[0].zone : "-", n ? cands[0].instance_type : "-",
+         n && cands[0].spot ? " spot" : "");
+    rc = core_prov_registry_launch(p, cands, n, NULL, owner, out, chosen, err);
+    if (rc < 0) {
+        plog(logpath, "launch failed: %s", err && *err ? *err : core_strerror(rc));
+        return rc;
+    }
+    plog(logpath, "instance %s RUNNING at %s (%s/%s/%s %s%s)", out->id, out->ip, out->cloud,
+         out->region, out->zone, out->instance_type, out->spot ? " spot" : "");
+    return 0;
+}
+
 static void work_launch(ctl_job_t *j)
 {
-    core_prov_registry_t *p = j->s->provs;
-    int rc = find_owned(p, j, &j->inst);
+    /* Built before any instance exists: a task that cannot run costs nothing. */
+    cJSON *task = task_request(j);
 
-    if (rc > 0) {
-        j->adopted = 1;
-        j->have_inst = 1;
-        jlog(j, "adopting instance %s (%s) already launched for this replica", j->inst.id,
-             core_inst_state_name(j->inst.state));
-        if ((rc = wait_running(p, j, &j->inst)) < 0) {
-            j->err = core_xasprintf("instance %s did not become RUNNING: %s", j->inst.id,
-                                    core_strerror(rc));
-            core_prov_registry_terminate(p, j->inst.cloud, j->inst.id);
-            j->have_inst = 0;
-            j->rc = -EAGAIN;
-            return;
-        }
-    } else {
-        jlog(j, "launching (%zu candidate%s, cheapest %s/%s %s%s)", j->n_cands,
-             j->n_cands == 1 ? "" : "s", j->n_cands ? j->cands[0].region : "-",
-             j->n_cands ? j->cands[0].zone : "-", j->n_cands ? j->cands[0].instance_type : "-",
-             j->n_cands && j->cands[0].spot ? " spot" : "");
-        rc = core_prov_registry_launch(p, j->cands, j->n_cands, NULL, j->owner, &j->inst,
-                                       &j->chosen, &j->err);
-        if (rc < 0) {
-            j->rc = rc;
-            jlog(j, "launch failed: %s", j->err ? j->err : core_strerror(rc));
-            return;
-        }
-        j->have_inst = 1;
-        jlog(j, "instance %s RUNNING at %s (%s/%s/%s %s%s)", j->inst.id, j->inst.ip, j->inst.cloud,
-             j->inst.region, j->inst.zone, j->inst.instance_type, j->inst.spot ? " spot" : "");
+    if (!task) {
+        j->rc = CORE_ESPEC;
+        jlog(j, "cannot build the task: %s", j->err);
+        return;
     }
-    j->rc = submit_task(j);
+    j->rc = ctl_provision(j->s->provs, j->owner, j->cands, j->n_cands, j->boot_timeout, j->logpath,
+                          &j->inst, &j->adopted, &j->chosen, &j->err);
+    if (j->rc == 0) {
+        j->have_inst = 1;
+        j->rc = submit_task(j, task);
+    }
+    cJSON_Delete(task);
 }
 
 static int sync_log_cb(const char *data, size_t len, void *arg)

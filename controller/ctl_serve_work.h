@@ -7,6 +7,7 @@
 #include "core/agent.h"
 #include "core/catalog.h"
 #include "core/prov.h"
+#include "core/spec.h"
 #include "ctl_serve.h"
 
 /*
@@ -40,7 +41,10 @@ struct ctl_job {
     /* launch */
     core_candidate_t *cands;
     size_t n_cands;
-    char *task_json;
+    /* The replica's version's task: read in the thread, never freed while one
+     * of its replicas launches (versions are pruned once nobody runs them). */
+    const core_task_t *task;
+    char *cwd; /* the CLI's directory, where relative paths resolve */
     char task_name[128];
     /* terminate / describe / status */
     char cloud[24]; /* where instance_id lives: picks its provider */
@@ -63,6 +67,17 @@ struct ctl_job {
     core_agent_status_t task_status;
     unsigned long long started_mono;
 };
+
+/*
+ * A launch's provider step, blocking: adopts the instance <owner> already
+ * holds (a launch a controller restart interrupted), waiting up to
+ * <boot_timeout> s for a PENDING one and terminating dead leftovers; else
+ * launches with failover over <cands>. *adopted says which, *chosen the
+ * candidate. Logs to <logpath> (NULL: none). *err (may be NULL) a sentence.
+ */
+int ctl_provision(core_prov_registry_t *p, const char *owner, const core_candidate_t *cands,
+                  size_t n, double boot_timeout, const char *logpath, core_instance_t *out,
+                  int *adopted, size_t *chosen, char **err);
 
 /* A job for replica <id> of <svc> (svc NULL: none); <done> runs on the loop. */
 ctl_job_t *ctl_job_new(ctl_serve_t *s, ctl_job_kind_t kind, const char *svc, int id,

@@ -13,6 +13,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "core/mem.h"
+#include "core/taskrun.h"
 #include "core/util.h"
 #include "ctl_serve.h"
 #include "ctl_serve_lb.h"
@@ -103,7 +104,7 @@ void ctl_service_save_fleet(ctl_service_t *svc)
 static char *task_fingerprint(const core_task_t *t, const char *cwd, int port)
 {
     cJSON *o = cJSON_CreateObject(), *envs, *fms, *res;
-    char *wd = ctl_serve_resolve_path(t->workdir, cwd), *out;
+    char *wd = core_resolve_path(t->workdir, cwd), *out;
     const core_resources_t *rs = &t->resources;
 
     cJSON_AddStringToObject(o, "setup", t->setup ? t->setup : "");
@@ -780,24 +781,4 @@ bool ctl_serve_valid_name(const char *name)
             return false;
     }
     return name[n - 1] != '-';
-}
-
-char *ctl_serve_resolve_path(const char *path, const char *cwd)
-{
-    if (!path)
-        return NULL;
-    if (path[0] == '/')
-        return core_xstrdup(path);
-    if (path[0] == '~' && (path[1] == '\0' || path[1] == '/')) {
-        const char *home = getenv("HOME");
-
-        return core_xasprintf("%s%s", home && *home ? home : "", path + 1);
-    }
-    if (!cwd || !*cwd)
-        cwd = "/";
-    if (strcmp(path, ".") == 0)
-        return core_xstrdup(cwd);
-    if (path[0] == '.' && path[1] == '/')
-        path += 2;
-    return core_xasprintf("%s%s%s", cwd, cwd[strlen(cwd) - 1] == '/' ? "" : "/", path);
 }

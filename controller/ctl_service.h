@@ -57,7 +57,5 @@ int ctl_serve_load_services(ctl_serve_t *s);
 
 /* Lowercase letters, digits, '-', starting with a letter, ending with letter/digit, <= 63. */
 bool ctl_serve_valid_name(const char *name);
-/* The directory of a relative <path> against <cwd>; absolute and ~ paths as given. Caller frees. */
-char *ctl_serve_resolve_path(const char *path, const char *cwd);
 
 #endif

@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "core/err.h"
 #include "core/mem.h"
 #include "core/taskrun.h"
 #include "core/util.h"
@@ -28,14 +29,34 @@ int core_bucket_path(const char *name, char **out)
     return 0;
 }
 
-/* <path> as given in the YAML, made absolute against <base> when relative. */
+char *core_resolve_path(const char *path, const char *cwd)
+{
+    if (!path)
+        return NULL;
+    if (path[0] == '/')
+        return core_xstrdup(path);
+    if (path[0] == '~' && (path[1] == '\0' || path[1] == '/')) {
+        const char *home = getenv("HOME");
+
+        return core_xasprintf("%s%s", home && *home ? home : "", path + 1);
+    }
+    if (!cwd || !*cwd)
+        cwd = "/";
+    if (strcmp(path, ".") == 0)
+        return core_xstrdup(cwd);
+    if (path[0] == '.' && path[1] == '/')
+        path += 2;
+    return core_xasprintf("%s%s%s", cwd, cwd[strlen(cwd) - 1] == '/' ? "" : "/", path);
+}
+
+/* A path of the YAML: against <base>, or as resolved at parse time without one. */
 static char *resolve(const char *given, const char *resolved, const char *base)
 {
     if (given == NULL)
         return NULL;
-    if (base == NULL || given[0] == '/' || given[0] == '~')
+    if (base == NULL)
         return core_xstrdup(resolved ? resolved : given);
-    return core_xasprintf("%s/%s", base, given);
+    return core_resolve_path(given, base);
 }
 
 /* cp -a <from> <to>/ without a shell, so no path is ever interpreted. */
@@ -55,106 +76,144 @@ static int copy_tree(const char *from, const char *to)
     return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -EIO;
 }
 
-static int add_mount(cJSON *mounts, const core_file_mount_t *m, const char *base, char **err)
+static void set_env(core_agent_req_t *r, const char *key, const char *value)
 {
-    char *src = NULL;
-    const char *mode = m->mode == CORE_MOUNT_MOUNT ? "MOUNT" : "COPY";
-    if (m->is_storage) {
-        int r = core_bucket_path(m->name, &src);
-        if (r < 0) {
-            *err = core_xasprintf("file_mounts.%s: invalid bucket name '%s'", m->dst,
-                                  m->name ? m->name : "");
-            return r;
-        }
-        /* A bucket with a local source is filled from it on creation. */
-        char *local = resolve(m->src, m->src_resolved, base);
-        if (local && strstr(local, "://") == NULL) {
-            char *marker = core_xasprintf("%s/.sky_bucket_initialized", src);
-            if (access(marker, F_OK) != 0) {
-                struct stat st;
-                char *from = stat(local, &st) == 0 && S_ISDIR(st.st_mode)
-                                 ? core_xasprintf("%s/.", local)
-                                 : core_xstrdup(local);
-                if (copy_tree(from, src) == 0)
-                    core_write_file(marker, "", 0, 0644);
-                free(from);
-            }
-            free(marker);
-        }
-        free(local);
-    } else {
-        src = resolve(m->src, m->src_resolved, base);
-        mode = "COPY";
-        if (src == NULL || access(src, R_OK) != 0) {
-            *err = core_xasprintf("file_mounts.%s: source '%s' is not readable", m->dst,
-                                  src ? src : "");
-            free(src);
-            return -ENOENT;
+    for (size_t i = 0; i < r->n_envs; i++) {
+        if (strcmp(r->env_keys[i], key) == 0) {
+            free(r->env_vals[i]);
+            r->env_vals[i] = core_xstrdup(value);
+            return;
         }
     }
-    cJSON *e = cJSON_CreateObject();
-    cJSON_AddStringToObject(e, "dst", m->dst);
-    cJSON_AddStringToObject(e, "src", src);
-    cJSON_AddStringToObject(e, "mode", mode);
-    cJSON_AddItemToArray(mounts, e);
-    free(src);
+    r->env_keys = core_xrealloc(r->env_keys, (r->n_envs + 1) * sizeof(char *));
+    r->env_vals = core_xrealloc(r->env_vals, (r->n_envs + 1) * sizeof(char *));
+    r->env_keys[r->n_envs] = core_xstrdup(key);
+    r->env_vals[r->n_envs++] = core_xstrdup(value);
+}
+
+static int envs(core_agent_req_t *r, const core_kv_t *kv, size_t n, int secret, char **err)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (kv[i].value == NULL) {
+            *err = secret ? core_xasprintf("secret %s has no value: set it in the YAML", kv[i].key)
+                          : core_xasprintf("env %s has no value: pass it with --env %s=VALUE",
+                                           kv[i].key, kv[i].key);
+            return CORE_ESPEC;
+        }
+        set_env(r, kv[i].key, kv[i].value);
+    }
     return 0;
 }
 
-cJSON *core_task_agent_json(const core_task_t *t, const cJSON *extra_envs,
-                            const char *workdir_base, char **err)
+/* The host path of one file_mounts entry, the bucket created and filled once. */
+static int mount_src(const core_file_mount_t *m, const core_task_req_opts_t *o, char **out,
+                     char **err)
 {
-    cJSON *j = cJSON_CreateObject();
-    cJSON_AddStringToObject(j, "name", t->name ? t->name : "task");
-    if (t->setup)
-        cJSON_AddStringToObject(j, "setup", t->setup);
-    else
-        cJSON_AddNullToObject(j, "setup");
-    if (t->run)
-        cJSON_AddStringToObject(j, "run", t->run);
-    else
-        cJSON_AddNullToObject(j, "run");
-    cJSON *envs = cJSON_AddObjectToObject(j, "envs");
-    for (size_t i = 0; i < t->n_envs; i++) {
-        if (t->envs[i].value == NULL) {
-            *err = core_xasprintf("env %s has no value: pass it with --env %s=VALUE",
-                                  t->envs[i].key, t->envs[i].key);
-            goto fail;
+    char *local = resolve(m->src, m->src_resolved, o->cwd);
+
+    *out = NULL;
+    if (!m->is_storage) {
+        if (local && strstr(local, "://") != NULL) {
+            *err = core_xasprintf("file_mounts.%s: source %s is a bucket URL: name a bucket "
+                                  "(`name:`) or use a local path",
+                                  m->dst, local);
+            free(local);
+            return CORE_ESPEC;
         }
-        cJSON_AddStringToObject(envs, t->envs[i].key, t->envs[i].value);
+        if (o->check_sources && (local == NULL || access(local, R_OK) != 0)) {
+            *err = core_xasprintf("file_mounts.%s: source '%s' is not readable", m->dst,
+                                  local ? local : "");
+            free(local);
+            return CORE_ESPEC;
+        }
+        *out = local;
+        return 0;
     }
-    for (size_t i = 0; i < t->n_secrets; i++) {
-        if (t->secrets[i].value)
-            cJSON_AddStringToObject(envs, t->secrets[i].key, t->secrets[i].value);
+    if (core_bucket_path(m->name, out) < 0) {
+        *err = core_xasprintf("file_mounts.%s: invalid bucket name '%s'", m->dst,
+                              m->name ? m->name : "");
+        free(local);
+        return CORE_ESPEC;
     }
+    /* A bucket with a local source is filled from it on creation. */
+    if (local && strstr(local, "://") == NULL) {
+        char *marker = core_xasprintf("%s/.sky_bucket_initialized", *out);
+
+        if (access(marker, F_OK) != 0) {
+            struct stat st;
+            char *from = stat(local, &st) == 0 && S_ISDIR(st.st_mode)
+                             ? core_xasprintf("%s/.", local)
+                             : core_xstrdup(local);
+
+            if (copy_tree(from, *out) == 0)
+                core_write_file(marker, "", 0, 0644);
+            free(from);
+        }
+        free(marker);
+    }
+    free(local);
+    return 0;
+}
+
+int core_task_request(const core_task_t *t, const core_task_req_opts_t *o, core_agent_req_t *out,
+                      char **err)
+{
+    static const core_task_req_opts_t none = {0};
+    core_agent_req_t r = {0};
     const cJSON *e;
-    cJSON_ArrayForEach(e, extra_envs)
+    int rc;
+
+    if (!o)
+        o = &none;
+    *err = NULL;
+    r.name = core_xstrdup(o->name ? o->name : t->name ? t->name : "task");
+    r.setup = t->setup ? core_xstrdup(t->setup) : NULL;
+    r.run = t->run ? core_xstrdup(t->run) : NULL;
+    if ((rc = envs(&r, t->envs, t->n_envs, 0, err)) < 0 ||
+        (rc = envs(&r, t->secrets, t->n_secrets, 1, err)) < 0)
+        goto fail;
+    cJSON_ArrayForEach(e, o->extra_envs)
     {
-        if (!cJSON_IsString(e))
-            continue;
-        cJSON_DeleteItemFromObjectCaseSensitive(envs, e->string);
-        cJSON_AddStringToObject(envs, e->string, e->valuestring);
+        if (cJSON_IsString(e))
+            set_env(&r, e->string, e->valuestring);
     }
-    char *wd = resolve(t->workdir, t->workdir_resolved, workdir_base);
-    if (wd) {
+    r.workdir = resolve(t->workdir, t->workdir_resolved, o->cwd);
+    if (r.workdir && o->check_sources) {
         struct stat st;
-        if (stat(wd, &st) == -1 || !S_ISDIR(st.st_mode)) {
-            *err = core_xasprintf("workdir '%s' is not a directory", wd);
-            free(wd);
+
+        if (stat(r.workdir, &st) == -1 || !S_ISDIR(st.st_mode)) {
+            *err = core_xasprintf("workdir '%s' is not a directory", r.workdir);
+            rc = CORE_ESPEC;
             goto fail;
         }
-        cJSON_AddStringToObject(j, "workdir", wd);
-        free(wd);
-    } else {
-        cJSON_AddNullToObject(j, "workdir");
     }
-    cJSON *mounts = cJSON_AddArrayToObject(j, "file_mounts");
+    r.mounts = core_xcalloc(t->n_file_mounts ? t->n_file_mounts : 1, sizeof(*r.mounts));
     for (size_t i = 0; i < t->n_file_mounts; i++) {
-        if (add_mount(mounts, &t->file_mounts[i], workdir_base, err) < 0)
+        const core_file_mount_t *m = &t->file_mounts[i];
+        core_agent_mount_t *am = &r.mounts[r.n_mounts];
+
+        if ((rc = mount_src(m, o, &am->src, err)) < 0)
             goto fail;
+        am->dst = core_xstrdup(m->dst);
+        am->mode =
+            m->is_storage && m->mode == CORE_MOUNT_MOUNT ? CORE_AGENT_MOUNT : CORE_AGENT_COPY;
+        r.n_mounts++;
     }
-    return j;
+    *out = r;
+    return 0;
 fail:
-    cJSON_Delete(j);
-    return NULL;
+    core_agent_req_free(&r);
+    return rc;
+}
+
+cJSON *core_task_agent_json(const core_task_t *t, const core_task_req_opts_t *o, char **err)
+{
+    core_agent_req_t r;
+    cJSON *j;
+
+    if (core_task_request(t, o, &r, err) < 0)
+        return NULL;
+    j = core_agent_req_json(&r);
+    core_agent_req_free(&r);
+    return j;
 }

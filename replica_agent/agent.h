@@ -7,6 +7,7 @@
 #include <cjson/cJSON.h>
 
 #include "core/agent.h"
+#include "core/agent_req.h"
 #include "core/http.h"
 
 /*
@@ -19,50 +20,12 @@
 /* Printed by --version: `sky ssh up` runs it on a host to see the binary start. */
 #define AGENT_VERSION "1"
 
-#define AGENT_MAX_BODY   (1u << 20)
-#define AGENT_MAX_NAME   256
-#define AGENT_MAX_ENVS   4096
-#define AGENT_MAX_MOUNTS 256
-#define AGENT_MAX_PATH   4096
+#define AGENT_MAX_BODY (1u << 20)
 /* SIGTERM -> SIGKILL grace on cancel, as skylet gives a job before killing it. */
 #define AGENT_KILL_GRACE_MS 3000
 
-typedef enum agent_mount_mode {
-    AGENT_MOUNT_COPY = 0,
-    AGENT_MOUNT_MOUNT,
-} agent_mount_mode_t;
-
-typedef struct agent_mount {
-    char *src;
-    char *dst;
-    agent_mount_mode_t mode;
-} agent_mount_t;
-
-/* A validated task submission (POST /tasks body). */
-typedef struct agent_spec {
-    char *name;
-    char *setup;   /* NULL: no setup */
-    char *run;     /* NULL: nothing to run (succeeds at once) */
-    char *workdir; /* absolute host path or NULL */
-    size_t n_envs;
-    char **env_keys;
-    char **env_vals;
-    size_t n_mounts;
-    agent_mount_t *mounts;
-} agent_spec_t;
-
-/* agent_spec.c: pure parts (validation, env building, status transitions). */
-
-/*
- * Validates a submission. On error returns CORE_EINVALREQ with *err an
- * allocated sentence (caller frees). <out> is owned by the caller
- * (agent_spec_free) on success only.
- */
-int agent_spec_parse(const cJSON *doc, agent_spec_t *out, char **err);
-/* Normalized JSON form (what spec.json holds); caller deletes. */
-cJSON *agent_spec_to_json(const agent_spec_t *s);
-void agent_spec_free(agent_spec_t *s);
-int agent_env_key_valid(const char *k);
+/* agent_spec.c: pure parts (env building, status transitions, log tail).
+ * The task request itself is core's: include/core/agent_req.h. */
 
 /*
  * The task's environment: <base> (the agent's environ), then HOME=<home>, then
@@ -72,7 +35,7 @@ int agent_env_key_valid(const char *k);
  * with agent_env_free.
  */
 char **agent_env_build(char *const *base, const char *home, const char *node_ip, int setup,
-                       const agent_spec_t *spec);
+                       const core_agent_req_t *spec);
 void agent_env_free(char **env);
 /* Value of <key> in a NULL-terminated env, or NULL. */
 const char *agent_env_get(char *const *env, const char *key);
@@ -102,7 +65,7 @@ typedef struct agent_proc agent_proc_t;
 
 typedef struct agent_task {
     int id;
-    agent_spec_t spec;
+    core_agent_req_t spec;
     core_agent_status_t status;
     int has_exit_code;
     int exit_code;
@@ -154,7 +117,7 @@ int agent_init(agent_t *a, uv_loop_t *loop, const char *home, const char *node_i
 void agent_mountns_init(agent_t *a);
 agent_task_t *agent_task_find(const agent_t *a, int id);
 /* Takes ownership of <spec>. */
-int agent_task_submit(agent_t *a, agent_spec_t *spec, int *id);
+int agent_task_submit(agent_t *a, core_agent_req_t *spec, int *id);
 /* Sets *was_live when a kill was started or a pending task dropped. */
 int agent_task_cancel(agent_t *a, agent_task_t *t, int *cancelled);
 void agent_schedule(agent_t *a);

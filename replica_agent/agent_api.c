@@ -83,9 +83,9 @@ static void handle_submit(agent_t *a, core_http_conn_t *c, const core_http_req_t
         core_http_respond_error(c, 400, "the body must be a JSON object");
         return;
     }
-    agent_spec_t spec;
+    core_agent_req_t spec;
     char *err = NULL;
-    int rc = agent_spec_parse(doc, &spec, &err);
+    int rc = core_agent_req_parse(doc, &spec, &err);
     cJSON_Delete(doc);
     if (rc < 0) {
         core_http_respond_error(c, 400, "invalid task: %s", err ? err : "malformed");
@@ -94,7 +94,7 @@ static void handle_submit(agent_t *a, core_http_conn_t *c, const core_http_req_t
     }
     int id = 0;
     rc = agent_task_submit(a, &spec, &id);
-    agent_spec_free(&spec);
+    core_agent_req_free(&spec);
     if (rc < 0) {
         core_http_respond_error(c, 500, "cannot store the task: %s", core_strerror(rc));
         return;

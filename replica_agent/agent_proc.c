@@ -335,7 +335,7 @@ static int mkdir_parent(const char *path)
  * otherwise a symlink at <dst> (replacing an empty directory or an old
  * symlink), which gives the task the same view of the files.
  */
-static char *do_mount(agent_t *a, const agent_mount_t *m)
+static char *do_mount(agent_t *a, const core_agent_mount_t *m)
 {
     struct stat st, ds;
     if (stat(m->src, &st) < 0)
@@ -357,7 +357,7 @@ static char *do_mount(agent_t *a, const agent_mount_t *m)
     }
     if (lstat(m->dst, &ds) == 0) {
         if (S_ISLNK(ds.st_mode)) {
-            char buf[AGENT_MAX_PATH];
+            char buf[CORE_AGENT_MAX_PATH];
             ssize_t n = readlink(m->dst, buf, sizeof(buf) - 1);
             if (n >= 0) {
                 buf[n] = '\0';
@@ -411,7 +411,7 @@ static void start_sync(agent_t *a, agent_task_t *t)
         argi += 2;
     }
     for (size_t i = 0; i < t->spec.n_mounts; i++) {
-        if (t->spec.mounts[i].mode != AGENT_MOUNT_COPY)
+        if (t->spec.mounts[i].mode != CORE_AGENT_COPY)
             continue;
         args[n++] = t->spec.mounts[i].src;
         args[n++] = t->spec.mounts[i].dst;
@@ -483,8 +483,8 @@ static void start_task(agent_t *a, agent_task_t *t)
         }
     }
     for (size_t i = 0; i < t->spec.n_mounts; i++) {
-        const agent_mount_t *m = &t->spec.mounts[i];
-        if (m->mode == AGENT_MOUNT_COPY) {
+        const core_agent_mount_t *m = &t->spec.mounts[i];
+        if (m->mode == CORE_AGENT_COPY) {
             struct stat st;
             if (stat(m->src, &st) < 0) {
                 char *reason =
@@ -537,7 +537,7 @@ static int write_script(agent_t *a, int id, const char *name, const char *body)
     return rc;
 }
 
-int agent_task_submit(agent_t *a, agent_spec_t *spec, int *id)
+int agent_task_submit(agent_t *a, core_agent_req_t *spec, int *id)
 {
     agent_task_t *t = core_xcalloc(1, sizeof(*t));
     t->id = a->n_tasks + 1;

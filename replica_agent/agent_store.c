@@ -45,7 +45,7 @@ void agent_task_free(agent_task_t *t)
 {
     if (t == NULL)
         return;
-    agent_spec_free(&t->spec);
+    core_agent_req_free(&t->spec);
     free(t->failure_reason);
     free(t);
 }
@@ -109,7 +109,7 @@ int agent_store_save_spec(agent_t *a, const agent_task_t *t)
     free(dir);
     if (rc < 0)
         return rc;
-    cJSON *o = agent_spec_to_json(&t->spec);
+    cJSON *o = core_agent_req_json(&t->spec);
     char *path = agent_task_file(a, t->id, "spec.json");
     rc = write_json(path, o);
     free(path);
@@ -195,7 +195,7 @@ static agent_task_t *load_one(agent_t *a, int id)
         goto out;
     }
     t = core_xcalloc(1, sizeof(*t));
-    if (agent_spec_parse(sdoc, &t->spec, &err) < 0) {
+    if (core_agent_req_parse(sdoc, &t->spec, &err) < 0) {
         CORE_WARN("task %d: invalid %s (%s), skipped", id, spath, err);
         free(t);
         t = NULL;

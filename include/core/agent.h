@@ -76,11 +76,8 @@ int core_agent_task_from_json(const cJSON *j, core_agent_task_t *out);
 int core_agent_health(const char *ip, int port, const char *token, long timeout_ms);
 
 /*
- * Queues a task. <task> is a JSON object:
- *   {"name": str, "setup": str|null, "run": str|null, "envs": {"K": "V", ...},
- *    "workdir": "/abs/host/path"|null,
- *    "file_mounts": [{"dst": "/abs", "src": "/abs/host/path", "mode": "MOUNT"|"COPY"}]}
- * Tasks run one at a time in submission order. *task_id gets the new id (1, 2, ...).
+ * Queues a task. <task> is a request (include/core/agent_req.h), as
+ * core_task_agent_json builds it. Tasks run one at a time in submission order. *task_id gets the new id (1, 2, ...).
  */
 int core_agent_submit(const char *ip, int port, const char *token, const cJSON *task, int *task_id);
 

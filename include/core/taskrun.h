@@ -3,6 +3,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "core/agent_req.h"
 #include "core/spec.h"
 
 /*
@@ -22,14 +23,34 @@
 int core_bucket_path(const char *name, char **out);
 
 /*
- * The submission JSON for <t>: {"name","setup","run","envs","workdir","file_mounts"}.
- * <extra_envs> (may be NULL) is an object of SKYPILOT_* variables added after
- * the task's envs (they win on conflicts, as the reference's do).
- * <workdir_base>: directory that a relative `workdir:`/source is resolved
- * against (the CLI's cwd; NULL = already resolved at parse time).
- * On error *err gets a sentence (caller frees) and NULL is returned.
+ * <path> as the task's author meant it: absolute and ~ paths as given (~
+ * expanded), a relative one under <cwd> (the directory the CLI ran in; NULL:
+ * "/"), "." as <cwd> itself. Caller frees; NULL for a NULL path.
  */
-cJSON *core_task_agent_json(const core_task_t *t, const cJSON *extra_envs,
-                            const char *workdir_base, char **err);
+char *core_resolve_path(const char *path, const char *cwd);
+
+typedef struct core_task_req_opts {
+    const char *name;        /* NULL: the task's name, else "task" */
+    const char *cwd;         /* relative workdir and sources resolve here; NULL: as at parse time */
+    const cJSON *extra_envs; /* SKYPILOT_* variables, added last: they win on conflicts, as the
+                                reference's do (may be NULL) */
+    int check_sources;       /* refuse a missing workdir or copied source now, rather than
+                                letting the agent fail the task's setup */
+} core_task_req_opts_t;
+
+/*
+ * The one builder of what an instance's agent runs (include/core/agent_req.h),
+ * for the CLI and both controllers: name, setup, run, the task's envs and
+ * secrets then <extra_envs>, the workdir and the file mounts as host paths.
+ * A bucket's directory is created, and filled from its local source the
+ * first time. An env or secret without a value, a bucket URL as a plain
+ * mount's source, or (check_sources) a missing path is an error: CORE_ESPEC
+ * with a sentence in *err (caller frees); nothing is ever left out silently.
+ * Blocking (the bucket fill): controllers call it off their loop.
+ */
+int core_task_request(const core_task_t *t, const core_task_req_opts_t *o, core_agent_req_t *out,
+                      char **err);
+/* core_task_request as JSON, or NULL with *err. */
+cJSON *core_task_agent_json(const core_task_t *t, const core_task_req_opts_t *o, char **err);
 
 #endif

@@ -15,17 +15,17 @@
 #include "core/err.h"
 #include "core/mem.h"
 
-static int parse_str(const char *json, agent_spec_t *out, char **err)
+static int parse_str(const char *json, core_agent_req_t *out, char **err)
 {
     cJSON *doc = cJSON_Parse(json);
-    int rc = agent_spec_parse(doc, out, err);
+    int rc = core_agent_req_parse(doc, out, err);
     cJSON_Delete(doc);
     return rc;
 }
 
 static void test_parse_full(void **state)
 {
-    agent_spec_t s;
+    core_agent_req_t s;
     char *err = NULL;
     int rc = parse_str("{\"name\":\"train\",\"setup\":\"pip install x\",\"run\":\"python t.py\","
                        "\"envs\":{\"A\":\"1\",\"N\":42,\"F\":1.5,\"B\":true,"
@@ -46,25 +46,25 @@ static void test_parse_full(void **state)
     assert_string_equal(s.env_vals[2], "1.5");
     assert_string_equal(s.env_vals[3], "true");
     assert_int_equal(s.n_mounts, 2);
-    assert_int_equal(s.mounts[0].mode, AGENT_MOUNT_MOUNT);
+    assert_int_equal(s.mounts[0].mode, CORE_AGENT_MOUNT);
     assert_string_equal(s.mounts[0].dst, "/checkpoint");
-    assert_int_equal(s.mounts[1].mode, AGENT_MOUNT_COPY); /* default */
+    assert_int_equal(s.mounts[1].mode, CORE_AGENT_COPY); /* default */
 
     /* Round trip through the stored form. */
-    cJSON *j = agent_spec_to_json(&s);
-    agent_spec_t s2;
-    assert_int_equal(agent_spec_parse(j, &s2, &err), 0);
+    cJSON *j = core_agent_req_json(&s);
+    core_agent_req_t s2;
+    assert_int_equal(core_agent_req_parse(j, &s2, &err), 0);
     assert_string_equal(s2.env_vals[4], "sky-managed-x_1-0");
-    assert_int_equal(s2.mounts[0].mode, AGENT_MOUNT_MOUNT);
+    assert_int_equal(s2.mounts[0].mode, CORE_AGENT_MOUNT);
     assert_string_equal(s2.mounts[1].src, "/d");
     cJSON_Delete(j);
-    agent_spec_free(&s2);
-    agent_spec_free(&s);
+    core_agent_req_free(&s2);
+    core_agent_req_free(&s);
 }
 
 static void test_parse_minimal(void **state)
 {
-    agent_spec_t s;
+    core_agent_req_t s;
     char *err = NULL;
     assert_int_equal(parse_str("{\"run\":null,\"setup\":null,\"envs\":null,\"workdir\":null,"
                                "\"file_mounts\":null}",
@@ -76,7 +76,7 @@ static void test_parse_minimal(void **state)
     assert_null(s.workdir);
     assert_int_equal(s.n_envs, 0);
     assert_int_equal(s.n_mounts, 0);
-    agent_spec_free(&s);
+    core_agent_req_free(&s);
 }
 
 static void test_parse_errors(void **state)
@@ -107,7 +107,7 @@ static void test_parse_errors(void **state)
         {"{\"file_mounts\":[5]}", "file_mounts[0]"},
     };
     for (size_t i = 0; i < CORE_ARRAY_SIZE(cases); i++) {
-        agent_spec_t s;
+        core_agent_req_t s;
         char *err = NULL;
         int rc = parse_str(cases[i].json, &s, &err);
         if (rc != CORE_EINVALREQ || err == NULL || strstr(err, cases[i].needle) == NULL)
@@ -115,35 +115,35 @@ static void test_parse_errors(void **state)
         free(err);
     }
     /* A NULL document (malformed JSON upstream) is rejected too. */
-    agent_spec_t s;
+    core_agent_req_t s;
     char *err = NULL;
-    assert_int_equal(agent_spec_parse(NULL, &s, &err), CORE_EINVALREQ);
+    assert_int_equal(core_agent_req_parse(NULL, &s, &err), CORE_EINVALREQ);
     free(err);
 }
 
 static void test_parse_limits(void **state)
 {
-    char name[AGENT_MAX_NAME + 40];
+    char name[CORE_AGENT_MAX_NAME + 40];
     memset(name, 'n', sizeof(name));
     name[sizeof(name) - 1] = '\0';
     cJSON *doc = cJSON_CreateObject();
     cJSON_AddStringToObject(doc, "name", name);
-    agent_spec_t s;
+    core_agent_req_t s;
     char *err = NULL;
-    assert_int_equal(agent_spec_parse(doc, &s, &err), CORE_EINVALREQ);
+    assert_int_equal(core_agent_req_parse(doc, &s, &err), CORE_EINVALREQ);
     assert_non_null(strstr(err, "longer"));
     free(err);
     cJSON_Delete(doc);
 
     doc = cJSON_CreateObject();
     cJSON *envs = cJSON_AddObjectToObject(doc, "envs");
-    for (int i = 0; i <= AGENT_MAX_ENVS; i++) {
+    for (int i = 0; i <= CORE_AGENT_MAX_ENVS; i++) {
         char k[32];
         snprintf(k, sizeof(k), "K%d", i);
         cJSON_AddStringToObject(envs, k, "v");
     }
     err = NULL;
-    assert_int_equal(agent_spec_parse(doc, &s, &err), CORE_EINVALREQ);
+    assert_int_equal(core_agent_req_parse(doc, &s, &err), CORE_EINVALREQ);
     assert_non_null(strstr(err, "too many envs"));
     free(err);
     cJSON_Delete(doc);
@@ -153,7 +153,7 @@ static void test_env_build(void **state)
 {
     char *base[] = {"PATH=/usr/bin:/bin",   "HOME=/root", "FOO=base",
                     "SKYPILOT_NODE_RANK=9", "garbage",    NULL};
-    agent_spec_t s;
+    core_agent_req_t s;
     char *err = NULL;
     assert_int_equal(parse_str("{\"envs\":{\"FOO\":\"task\",\"BAR\":\"a=b c\","
                                "\"SKYPILOT_TASK_ID\":\"id-1\"}}",
@@ -185,24 +185,24 @@ static void test_env_build(void **state)
     agent_env_free(env);
 
     /* A task may override HOME on purpose. */
-    agent_spec_free(&s);
+    core_agent_req_free(&s);
     assert_int_equal(parse_str("{\"envs\":{\"HOME\":\"/custom\"}}", &s, &err), 0);
     env = agent_env_build(NULL, "/h", "1.2.3.4", 0, &s);
     assert_string_equal(agent_env_get(env, "HOME"), "/custom");
     agent_env_free(env);
-    agent_spec_free(&s);
+    core_agent_req_free(&s);
 }
 
 static void test_env_key_valid(void **state)
 {
-    assert_true(agent_env_key_valid("A"));
-    assert_true(agent_env_key_valid("_x9"));
-    assert_true(agent_env_key_valid("SKYPILOT_TASK_ID"));
-    assert_false(agent_env_key_valid(""));
-    assert_false(agent_env_key_valid(NULL));
-    assert_false(agent_env_key_valid("9A"));
-    assert_false(agent_env_key_valid("A=B"));
-    assert_false(agent_env_key_valid("A B"));
+    assert_true(core_agent_env_key_valid("A"));
+    assert_true(core_agent_env_key_valid("_x9"));
+    assert_true(core_agent_env_key_valid("SKYPILOT_TASK_ID"));
+    assert_false(core_agent_env_key_valid(""));
+    assert_false(core_agent_env_key_valid(NULL));
+    assert_false(core_agent_env_key_valid("9A"));
+    assert_false(core_agent_env_key_valid("A=B"));
+    assert_false(core_agent_env_key_valid("A B"));
 }
 
 static void test_transitions(void **state)

@@ -58,7 +58,7 @@ static agent_task_t *make_task(int id, const char *json, core_agent_status_t st)
     agent_task_t *t = core_xcalloc(1, sizeof(*t));
     cJSON *doc = cJSON_Parse(json);
     char *err = NULL;
-    assert_int_equal(agent_spec_parse(doc, &t->spec, &err), 0);
+    assert_int_equal(core_agent_req_parse(doc, &t->spec, &err), 0);
     cJSON_Delete(doc);
     t->id = id;
     t->status = st;

@@ -114,33 +114,6 @@ static void test_names(void **state)
         ctl_serve_valid_name("a123456789012345678901234567890123456789012345678901234567890123"));
 }
 
-static void test_resolve_path(void **state)
-{
-    char *p;
-
-    (void)state;
-    p = ctl_serve_resolve_path("examples/serve", "/work/main");
-    assert_string_equal(p, "/work/main/examples/serve");
-    free(p);
-    p = ctl_serve_resolve_path("./x", "/w/");
-    assert_string_equal(p, "/w/x");
-    free(p);
-    p = ctl_serve_resolve_path(".", "/w");
-    assert_string_equal(p, "/w");
-    free(p);
-    p = ctl_serve_resolve_path("/abs/dir", "/w");
-    assert_string_equal(p, "/abs/dir");
-    free(p);
-    setenv("HOME", "/home/u", 1);
-    p = ctl_serve_resolve_path("~/d", "/w");
-    assert_string_equal(p, "/home/u/d");
-    free(p);
-    p = ctl_serve_resolve_path("rel", NULL);
-    assert_string_equal(p, "/rel");
-    free(p);
-    assert_null(ctl_serve_resolve_path(NULL, "/w"));
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -148,7 +121,6 @@ int main(void)
         cmocka_unit_test(test_set),
         cmocka_unit_test(test_yaml_then_env),
         cmocka_unit_test(test_names),
-        cmocka_unit_test(test_resolve_path),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
