@@ -192,6 +192,24 @@ int ctl_provision(core_prov_registry_t *p, const char *owner, const core_candida
     return 0;
 }
 
+int ctl_unprovision(core_prov_registry_t *p, const char *owner, const char *cloud, const char *id)
+{
+    core_instance_t *all = NULL;
+    size_t n = 0;
+    int rc = 0;
+
+    if (id && id[0])
+        rc = core_prov_registry_terminate(p, cloud, id);
+    /* Everything this replica owns, launched or half-launched. */
+    if (rc == 0 && (rc = core_prov_registry_list(p, &all, &n)) == 0) {
+        for (size_t i = 0; i < n && rc == 0; i++)
+            if (strcmp(all[i].owner, owner) == 0 && all[i].state != CORE_INST_TERMINATED)
+                rc = core_prov_registry_terminate(p, all[i].cloud, all[i].id);
+        free(all);
+    }
+    return rc;
+}
+
 static void work_launch(ctl_job_t *j)
 {
     /* Built before any instance exists: a task that cannot run costs nothing. */
@@ -239,19 +257,7 @@ static void work_terminate(ctl_job_t *j)
         }
     }
     for (int attempt = 0; attempt < j->max_retry; attempt++) {
-        core_instance_t *all = NULL;
-        size_t n = 0;
-
-        rc = 0;
-        if (j->instance_id[0])
-            rc = core_prov_registry_terminate(p, j->cloud, j->instance_id);
-        /* Everything this replica owns, launched or half-launched. */
-        if (rc == 0 && (rc = core_prov_registry_list(p, &all, &n)) == 0) {
-            for (size_t i = 0; i < n && rc == 0; i++)
-                if (strcmp(all[i].owner, j->owner) == 0 && all[i].state != CORE_INST_TERMINATED)
-                    rc = core_prov_registry_terminate(p, all[i].cloud, all[i].id);
-            free(all);
-        }
+        rc = ctl_unprovision(p, j->owner, j->cloud, j->instance_id);
         if (rc == 0)
             break;
         jlog(j, "terminate attempt %d failed: %s", attempt + 1, core_strerror(rc));

@@ -79,6 +79,10 @@ int ctl_provision(core_prov_registry_t *p, const char *owner, const core_candida
                   size_t n, double boot_timeout, const char *logpath, core_instance_t *out,
                   int *adopted, size_t *chosen, char **err);
 
+/* A termination's provider step: <id> in <cloud>'s provider, then anything
+ * else <owner> holds (half-launched leftovers). One attempt. */
+int ctl_unprovision(core_prov_registry_t *p, const char *owner, const char *cloud, const char *id);
+
 /* A job for replica <id> of <svc> (svc NULL: none); <done> runs on the loop. */
 ctl_job_t *ctl_job_new(ctl_serve_t *s, ctl_job_kind_t kind, const char *svc, int id,
                        ctl_job_done_cb done);
