@@ -554,6 +554,18 @@ void ctl_api_handle(core_http_conn_t *conn, const core_http_req_t *req, void *ud
         core_http_respond_json(conn, 200, o);
         return;
     }
+    if (is_get && strcmp(path, "/api/controller") == 0) {
+        char since[32];
+        double n = 0;
+
+        if (core_http_query_get(req->query, "since", since, sizeof(since)) == 0 &&
+            core_parse_num(since, 0, 1e18, &n) < 0) {
+            core_http_respond_error(conn, 400, "since: expected a tick number");
+            return;
+        }
+        core_http_respond_json(conn, 200, ctl_serve_stats_json(s, (unsigned long long)n));
+        return;
+    }
     if (strcmp(path, "/api/services") == 0) {
         if (is_get) {
             handle_list(s, conn, req);

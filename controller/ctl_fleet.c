@@ -395,8 +395,15 @@ ctl_probe_action_t ctl_fleet_probe(ctl_fleet_t *f, ctl_fleet_replica_t *r, doubl
     ctl_probe_params_default(&pp);
     pp.consecutive_failure_s = f->cfg->consecutive_failure_threshold;
     pp.initial_delay_s = initial_delay_s;
-    act = ctl_replica_record_probe(&r->row.f, &r->row.ps, &pp, ok, t);
-    r->dirty = true;
+    {
+        ctl_replica_facts_t f0 = r->row.f;
+        ctl_probe_state_t ps0 = r->row.ps;
+
+        act = ctl_replica_record_probe(&r->row.f, &r->row.ps, &pp, ok, t);
+        /* A READY replica answering again changes nothing: nothing to write. */
+        if (memcmp(&f0, &r->row.f, sizeof(f0)) != 0 || memcmp(&ps0, &r->row.ps, sizeof(ps0)) != 0)
+            r->dirty = true;
+    }
     if (act == CTL_PROBE_TERMINATE_FAILED_PROBING ||
         act == CTL_PROBE_TERMINATE_FAILED_INITIAL_DELAY)
         ctl_fleet_start_down(f, r, 0, t);

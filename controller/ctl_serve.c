@@ -20,6 +20,8 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,10 +101,22 @@ void ctl_serve_replica_log(ctl_serve_t *s, const char *svc, int id, const char *
     va_end(ap);
 }
 
+static void record_tick(ctl_tick_stats_t *st, double ms, bool decided)
+{
+    size_t i = (size_t)(st->count++ % CTL_TICK_SAMPLES);
+
+    st->ms[i] = (float)ms;
+    st->decided[i] = decided;
+    if (ms > st->max_ms)
+        st->max_ms = ms;
+}
+
 static void on_tick(uv_timer_t *timer)
 {
     ctl_serve_t *s = timer->data;
     double t = core_now();
+    uint64_t start = uv_hrtime();
+    bool decided = false;
 
     for (ctl_service_t *svc = s->services, *next; svc; svc = next) {
         next = svc->next;
@@ -110,8 +124,10 @@ static void on_tick(uv_timer_t *timer)
             ctl_lb_ensure(s, svc);
             if (t >= svc->next_probe && svc->probes_pending == 0)
                 ctl_service_probe_round(svc);
-            if (t >= svc->next_decision && svc->fleet.scaler_ok)
+            if (t >= svc->next_decision && svc->fleet.scaler_ok) {
                 ctl_service_autoscale(svc);
+                decided = true;
+            }
         }
         CTL_FOR_EACH_REPLICA(svc, r)
         ctl_replica_tick(r, t);
@@ -121,6 +137,54 @@ static void on_tick(uv_timer_t *timer)
             ctl_service_prune_versions(svc);
     }
     ctl_serve_poll(s, t);
+    record_tick(&s->ticks, (double)(uv_hrtime() - start) / 1e6, decided);
+}
+
+static int cmp_float(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+
+    return x < y ? -1 : x > y;
+}
+
+/* p50/p99 of the ticks recorded from number <since> on (all, or only those that decided). */
+static cJSON *tick_json(const ctl_tick_stats_t *st, unsigned long long since, bool decided_only)
+{
+    unsigned long long from = st->count > CTL_TICK_SAMPLES ? st->count - CTL_TICK_SAMPLES : 0;
+    float *v = core_xcalloc(CTL_TICK_SAMPLES, sizeof(*v));
+    cJSON *o = cJSON_CreateObject();
+    size_t k = 0;
+
+    for (unsigned long long i = since > from ? since : from; i < st->count; i++)
+        if (!decided_only || st->decided[i % CTL_TICK_SAMPLES])
+            v[k++] = st->ms[i % CTL_TICK_SAMPLES];
+    qsort(v, k, sizeof(*v), cmp_float);
+    cJSON_AddNumberToObject(o, "count", (double)k);
+    cJSON_AddNumberToObject(o, "p50_ms", k ? v[(k - 1) / 2] : 0);
+    cJSON_AddNumberToObject(o, "p99_ms", k ? v[(k - 1) * 99 / 100] : 0);
+    free(v);
+    return o;
+}
+
+cJSON *ctl_serve_stats_json(ctl_serve_t *s, unsigned long long since)
+{
+    cJSON *o = cJSON_CreateObject(), *tick;
+    size_t services = 0, replicas = 0;
+
+    for (ctl_service_t *svc = s->services; svc; svc = svc->next) {
+        services++;
+        CTL_FOR_EACH_REPLICA(svc, r)
+        replicas++;
+    }
+    cJSON_AddNumberToObject(o, "pid", getpid());
+    cJSON_AddNumberToObject(o, "services", (double)services);
+    cJSON_AddNumberToObject(o, "replicas", (double)replicas);
+    tick = tick_json(&s->ticks, since, false);
+    cJSON_AddNumberToObject(tick, "total", (double)s->ticks.count);
+    cJSON_AddNumberToObject(tick, "max_ms", s->ticks.max_ms);
+    cJSON_AddItemToObject(tick, "decision", tick_json(&s->ticks, since, true));
+    cJSON_AddItemToObject(o, "tick", tick);
+    return o;
 }
 
 static void host_ip(char *out, size_t outlen)

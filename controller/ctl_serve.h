@@ -57,7 +57,9 @@ struct ctl_service {
     ctl_serve_t *s;
     ctl_version_t *versions; /* ascending */
     size_t n_versions;
-    ctl_fleet_t fleet; /* the replicas, the autoscaler and the spot placer */
+    ctl_fleet_t fleet;  /* the replicas, the autoscaler and the spot placer */
+    char *saved_scaler; /* the autoscaler and placer state as last written */
+    char *saved_placer;
     double next_decision;
     double next_probe;
     int probes_pending;
@@ -76,6 +78,15 @@ typedef struct ctl_serve_opts {
     const char *home;            /* NULL: $SKY_HOME */
     core_prov_registry_t *provs; /* NULL: this build's providers */
 } ctl_serve_opts_t;
+
+/* The last ticks' durations, for GET /api/controller (the scale benchmark reads them). */
+#define CTL_TICK_SAMPLES 4096
+typedef struct ctl_tick_stats {
+    float ms[CTL_TICK_SAMPLES];              /* ring */
+    unsigned char decided[CTL_TICK_SAMPLES]; /* an autoscaler decision ran in that tick */
+    unsigned long long count;
+    double max_ms;
+} ctl_tick_stats_t;
 
 struct ctl_serve {
     uv_loop_t *loop;
@@ -100,6 +111,7 @@ struct ctl_serve {
     int lock_fd;
     core_prov_registry_t *provs; /* shared by the thread pool's jobs */
     ctl_rng_t rng;
+    ctl_tick_stats_t ticks;
 };
 
 int ctl_serve_main(const ctl_serve_opts_t *opts);
@@ -114,6 +126,11 @@ static inline ctl_replica_t *ctl_replica_next(const ctl_replica_t *r)
 }
 #define CTL_FOR_EACH_REPLICA(svc, r)                                                               \
     for (ctl_replica_t *r = ctl_replica_first(svc); r; r = ctl_replica_next(r))
+
+/* {"pid","services","replicas","tick":{"count","total","p50_ms","p99_ms","max_ms",
+ * "decision":{"count","p50_ms","p99_ms"}}}: the ticks from number <since> on, within
+ * the last CTL_TICK_SAMPLES. */
+cJSON *ctl_serve_stats_json(ctl_serve_t *s, unsigned long long since);
 
 /* The replica <id> of service <svcname>, and (svc_out, may be NULL) the service. */
 ctl_replica_t *ctl_serve_find_replica(ctl_serve_t *s, const char *svcname, int id,

@@ -94,7 +94,8 @@ static void on_probe(void *arg, bool ok, long status, const char *err)
     default:
         break;
     }
-    ctl_replica_save(r);
+    if (r->fr.dirty)
+        ctl_replica_save(r);
     if (!ok)
         ctl_replica_queue_describe(r); /* preemption check, not only the probe timeout */
     round_done(svc);

@@ -83,6 +83,13 @@ static void queue_launch(ctl_replica_t *r)
     }
     j->task = v->task;
     j->cwd = v->row.cwd ? core_xstrdup(v->row.cwd) : NULL;
+    /* A new replica's first line, written by the job: a burst of new replicas
+     * must not create their log files on the loop. */
+    if (r->fr.row.launch_attempts == 0)
+        j->note = core_xasprintf("replica %d of version %d: %s%s%s", r->fr.row.id,
+                                 r->fr.row.version, r->fr.row.is_spot ? "spot" : "on-demand",
+                                 r->fr.row.has_location ? ", placed in " : "",
+                                 r->fr.row.has_location ? r->fr.row.loc.zone : "");
     snprintf(j->task_name, sizeof(j->task_name), "serve-%s-%d", svc->row.name, r->fr.row.id);
     j->boot_timeout = s->cfg.instance_boot_timeout;
     ctl_fleet_launch_started(&svc->fleet, &r->fr);
@@ -260,7 +267,8 @@ static void after_list(ctl_job_t *j)
     for (ctl_service_t *svc = s->services; svc; svc = svc->next) {
         CTL_FOR_EACH_REPLICA(svc, r)
         {
-            const core_instance_t *in = NULL;
+            const core_instance_t *in;
+            core_instance_t key;
 
             if (r->fr.row.f.launch != CTL_PROC_SUCCEEDED || r->fr.row.f.down != CTL_PROC_NONE ||
                 !r->fr.row.instance_id[0] || r->fr.busy)
@@ -268,10 +276,9 @@ static void after_list(ctl_job_t *j)
             /* A list taken before the launch result arrived knows nothing of it. */
             if (r->launched_mono > j->started_mono)
                 continue;
-            for (size_t i = 0; i < j->n_list; i++)
-                if (strcmp(j->list[i].id, r->fr.row.instance_id) == 0 &&
-                    strcmp(j->list[i].cloud, r->fr.row.cloud) == 0)
-                    in = &j->list[i];
+            snprintf(key.id, sizeof(key.id), "%s", r->fr.row.instance_id);
+            snprintf(key.cloud, sizeof(key.cloud), "%s", r->fr.row.cloud);
+            in = bsearch(&key, j->list, j->n_list, sizeof(*j->list), ctl_instance_cmp);
             if (!in)
                 handle_gone(r, "is gone");
             else if (in->state == CORE_INST_PREEMPTED || in->state == CORE_INST_TERMINATED ||
@@ -354,7 +361,7 @@ static void after_task_status(ctl_job_t *j)
     }
 }
 
-/* A replica the autoscaler added: what it asks for, until it runs; then launch it. */
+/* A replica the autoscaler added: what it asks for, until it runs. */
 static void replica_created(ctl_service_t *svc, ctl_replica_t *r)
 {
     ctl_serve_t *s = svc->s;
@@ -368,11 +375,7 @@ static void replica_created(ctl_service_t *svc, ctl_replica_t *r)
     if (v && resolve_candidates(s, r, v, &c, &nc, NULL) == 0 && nc > 0)
         core_candidate_label(&c[0], r->fr.row.resources, sizeof(r->fr.row.resources));
     free(c);
-    ctl_replica_save(r);
-    ctl_serve_replica_log(s, svc->row.name, r->fr.row.id, "replica %d of version %d: %s%s%s",
-                          r->fr.row.id, r->fr.row.version, r->fr.row.is_spot ? "spot" : "on-demand",
-                          r->fr.row.has_location ? ", placed in " : "",
-                          r->fr.row.has_location ? r->fr.row.loc.zone : "");
+    /* Written by queue_launch, which follows at once. */
 }
 
 void ctl_service_autoscale(ctl_service_t *svc)

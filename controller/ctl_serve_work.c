@@ -29,6 +29,7 @@ void ctl_job_free(ctl_job_t *j)
 {
     free(j->cands);
     free(j->cwd);
+    free(j->note);
     free(j->err);
     free(j->list);
     free(j);
@@ -213,8 +214,11 @@ int ctl_unprovision(core_prov_registry_t *p, const char *owner, const char *clou
 static void work_launch(ctl_job_t *j)
 {
     /* Built before any instance exists: a task that cannot run costs nothing. */
-    cJSON *task = task_request(j);
+    cJSON *task;
 
+    if (j->note)
+        jlog(j, "%s", j->note);
+    task = task_request(j);
     if (!task) {
         j->rc = CORE_ESPEC;
         jlog(j, "cannot build the task: %s", j->err);
@@ -270,9 +274,20 @@ static void work_terminate(ctl_job_t *j)
         jlog(j, "terminated");
 }
 
+int ctl_instance_cmp(const void *a, const void *b)
+{
+    const core_instance_t *x = a, *y = b;
+    int c = strcmp(x->id, y->id);
+
+    return c ? c : strcmp(x->cloud, y->cloud);
+}
+
 static void work_list(ctl_job_t *j)
 {
     j->rc = core_prov_registry_list(j->s->provs, &j->list, &j->n_list);
+    /* Sorted here, off the loop, which then finds each replica's instance by bsearch. */
+    if (j->rc == 0)
+        qsort(j->list, j->n_list, sizeof(*j->list), ctl_instance_cmp);
 }
 
 static void work_describe(ctl_job_t *j)

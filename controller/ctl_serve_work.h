@@ -44,7 +44,8 @@ struct ctl_job {
     /* The replica's version's task: read in the thread, never freed while one
      * of its replicas launches (versions are pruned once nobody runs them). */
     const core_task_t *task;
-    char *cwd; /* the CLI's directory, where relative paths resolve */
+    char *cwd;  /* the CLI's directory, where relative paths resolve */
+    char *note; /* a line for the replica's log, written first */
     char task_name[128];
     /* terminate / describe / status */
     char cloud[24]; /* where instance_id lives: picks its provider */
@@ -62,7 +63,7 @@ struct ctl_job {
     int have_inst;
     size_t chosen;
     int adopted;
-    core_instance_t *list;
+    core_instance_t *list; /* sorted (ctl_instance_cmp) */
     size_t n_list;
     core_agent_status_t task_status;
     unsigned long long started_mono;
@@ -82,6 +83,9 @@ int ctl_provision(core_prov_registry_t *p, const char *owner, const core_candida
 /* A termination's provider step: <id> in <cloud>'s provider, then anything
  * else <owner> holds (half-launched leftovers). One attempt. */
 int ctl_unprovision(core_prov_registry_t *p, const char *owner, const char *cloud, const char *id);
+
+/* Orders instances by (id, cloud): a LIST job's result is sorted so. */
+int ctl_instance_cmp(const void *a, const void *b);
 
 /* A job for replica <id> of <svc> (svc NULL: none); <done> runs on the loop. */
 ctl_job_t *ctl_job_new(ctl_serve_t *s, ctl_job_kind_t kind, const char *svc, int id,

@@ -84,7 +84,22 @@ void ctl_service_save_meta(ctl_service_t *svc)
         pj = cJSON_PrintUnformatted(j);
         cJSON_Delete(j);
     }
-    ctl_store_put_meta(svc->s->store, svc->row.name, sj, pj);
+    /* Most decisions move nothing (a steady service): do not rewrite the row. */
+    if (svc->saved_scaler && strcmp(sj, svc->saved_scaler) == 0 &&
+        ((!pj && !svc->saved_placer) ||
+         (pj && svc->saved_placer && strcmp(pj, svc->saved_placer) == 0))) {
+        free(sj);
+        free(pj);
+        return;
+    }
+    free(svc->saved_scaler);
+    free(svc->saved_placer);
+    svc->saved_scaler = svc->saved_placer = NULL;
+    if (ctl_store_put_meta(svc->s->store, svc->row.name, sj, pj) == 0) {
+        svc->saved_scaler = sj;
+        svc->saved_placer = pj;
+        return;
+    }
     free(sj);
     free(pj);
 }
@@ -253,6 +268,8 @@ void ctl_service_update_status(ctl_service_t *svc)
 static void service_free(ctl_service_t *svc)
 {
     ctl_fleet_destroy(&svc->fleet);
+    free(svc->saved_scaler);
+    free(svc->saved_placer);
     for (size_t i = 0; i < svc->n_versions; i++)
         version_clear(&svc->versions[i]);
     free(svc->versions);
