@@ -411,6 +411,17 @@ out:
     return rc;
 }
 
+/* A whole number in [1, hi]. */
+static int whole(const char *s, double hi, int *out)
+{
+    double d;
+
+    if (core_parse_num(s, 1, hi, &d) < 0 || d != floor(d))
+        return -EINVAL;
+    *out = (int)d;
+    return 0;
+}
+
 static void usage(FILE *f)
 {
     fprintf(f, "usage: serve_scale [--services N] [--replicas N] [--window S] [--status-runs N]\n");
@@ -425,7 +436,6 @@ int main(int argc, char **argv)
     };
     opts_t o = {.services = 50, .replicas = 20, .window_s = 60, .status_runs = 20};
     char home[] = "/tmp/sky-serve-scale-XXXXXX";
-    double d;
     int c, rc;
 
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -433,19 +443,16 @@ int main(int argc, char **argv)
 
         switch (c) {
         case 's':
-            bad = core_parse_num(optarg, 1, 1000, &d) < 0 || d != floor(d);
-            o.services = (int)d;
+            bad = whole(optarg, 1000, &o.services) < 0;
             break;
         case 'r':
-            bad = core_parse_num(optarg, 1, 1000, &d) < 0 || d != floor(d);
-            o.replicas = (int)d;
+            bad = whole(optarg, 1000, &o.replicas) < 0;
             break;
         case 'w':
             bad = core_parse_num(optarg, 1, 3600, &o.window_s) < 0;
             break;
         case 'n':
-            bad = core_parse_num(optarg, 1, 1000, &d) < 0 || d != floor(d);
-            o.status_runs = (int)d;
+            bad = whole(optarg, 1000, &o.status_runs) < 0;
             break;
         case 'h':
             usage(stdout);
