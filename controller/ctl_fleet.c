@@ -3,6 +3,7 @@
  * controller's, and bench/policy/policy_replay.c kept a copy of it; both now
  * call this file.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,11 +60,12 @@ void ctl_fleet_scaler_spec(const ctl_serve_cfg_t *cfg, const core_service_spec_t
     sp->base_ondemand_fallback_replicas =
         p->base_ondemand_fallback_replicas > 0 ? p->base_ondemand_fallback_replicas : 0;
     sp->dynamic_ondemand_fallback = p->dynamic_ondemand_fallback == 1;
+    sp->fallback_target_only = p->fallback_covers_overprovision == 0;
 }
 
 bool ctl_fleet_wants_placer(const core_task_t *t)
 {
-    return t->service->policy.spot_placer == CORE_SPOT_PLACER_DYNAMIC_FALLBACK ||
+    return t->service->policy.spot_placer != CORE_SPOT_PLACER_NONE ||
            (t->service->use_ondemand_fallback && core_task_uses_spot(t));
 }
 
@@ -81,11 +83,16 @@ int ctl_fleet_start(ctl_fleet_t *f, const core_task_t *t, int version, char **er
     return 0;
 }
 
-void ctl_fleet_use_placer(ctl_fleet_t *f)
+void ctl_fleet_use_placer(ctl_fleet_t *f, const core_task_t *t, const core_candidate_t *c, size_t n)
 {
     if (f->has_placer)
-        return;
-    ctl_placer_init(&f->placer);
+        ctl_placer_destroy(&f->placer);
+    ctl_placer_init_from_candidates(&f->placer, c, n);
+    ctl_placer_set_kind(&f->placer,
+                        t->service->policy.spot_placer == CORE_SPOT_PLACER_SPREAD_BACKOFF
+                            ? CTL_PLACER_SPREAD_BACKOFF
+                            : CTL_PLACER_DYNAMIC_FALLBACK,
+                        f->cfg->decision_interval);
     f->has_placer = true;
 }
 
@@ -211,34 +218,52 @@ size_t ctl_fleet_down_all(ctl_fleet_t *f, bool purge, double t, ctl_fleet_replic
     return n;
 }
 
-/* A new replica of the latest version, placed by the spot placer when spot. */
+/* The placer's location for a new spot replica at <t>; -EAGAIN: every zone is backing off. */
+static int place_spot(ctl_fleet_t *f, double t, ctl_location_t *out)
+{
+    ctl_location_t *in_use = core_xcalloc(1, sizeof(*in_use));
+    size_t n = 0, cap = 1;
+    double retry_at = 0;
+    int rc;
+
+    for (ctl_fleet_replica_t *o = f->replicas; o; o = o->next) {
+        if (!o->row.is_spot || !o->row.has_location)
+            continue;
+        if (n == cap) {
+            cap *= 2;
+            in_use = core_xrealloc(in_use, cap * sizeof(*in_use));
+        }
+        in_use[n++] = o->row.loc;
+    }
+    rc = ctl_placer_select_at(&f->placer, in_use, n, t, out, &retry_at);
+    if (rc == -EAGAIN)
+        CORE_DEBUG("%s: spot placer: every zone is backing off for %.0f s more", f->name,
+                   retry_at - t);
+    free(in_use);
+    return rc;
+}
+
+/* A new replica of the latest version, placed by the spot placer when spot;
+ * NULL when the placer has no zone for it (or no id was left). */
 static ctl_fleet_replica_t *scale_up(ctl_fleet_t *f, int use_spot, double t)
 {
     ctl_fleet_replica_t *r;
-    int id;
+    ctl_location_t loc;
+    bool is_spot = use_spot >= 0 ? use_spot == 1 : f->spot;
+    int id, placed = CORE_ENOTFOUND;
 
+    /* No launch (hence no failed one) while every zone is backing off. */
+    if (is_spot && f->has_placer && (placed = place_spot(f, t, &loc)) == -EAGAIN)
+        return NULL;
     if (f->alloc_id(f->alloc_arg, &id) < 0)
         return NULL;
     r = rep_new(f, id, f->version);
     r->row.launched_at = t;
     r->row.use_spot = use_spot;
-    r->row.is_spot = use_spot >= 0 ? use_spot : f->spot;
-    if (r->row.is_spot && f->has_placer) {
-        ctl_location_t *in_use = core_xcalloc(1, sizeof(*in_use));
-        size_t n = 0, cap = 1;
-
-        for (ctl_fleet_replica_t *o = f->replicas; o; o = o->next) {
-            if (o == r || !o->row.is_spot || !o->row.has_location)
-                continue;
-            if (n == cap) {
-                cap *= 2;
-                in_use = core_xrealloc(in_use, cap * sizeof(*in_use));
-            }
-            in_use[n++] = o->row.loc;
-        }
-        if (ctl_placer_select(&f->placer, in_use, n, &r->row.loc) == 0)
-            r->row.has_location = 1;
-        free(in_use);
+    r->row.is_spot = is_spot;
+    if (placed == 0) {
+        r->row.loc = loc;
+        r->row.has_location = 1;
     }
     r->row.f.launch = CTL_PROC_SCHEDULED;
     return r;
@@ -296,7 +321,7 @@ void ctl_fleet_launch_failed(ctl_fleet_t *f, ctl_fleet_replica_t *r, bool no_cap
     if (no_capacity && r->row.is_spot && f->has_placer && r->row.has_location) {
         /* SpotHedge: the zone is out of spot; the record goes away after
          * down so the autoscaler relaunches, probably elsewhere. */
-        ctl_placer_set_preemptive(&f->placer, &r->row.loc);
+        ctl_placer_set_preemptive_at(&f->placer, &r->row.loc, t);
         r->row.f.failed_spot_availability = true;
         f->meta_dirty = true;
     }
@@ -315,7 +340,8 @@ ctl_fleet_launch_outcome_t ctl_fleet_launch_done(ctl_fleet_t *f, ctl_fleet_repli
         r->row.f.launch = CTL_PROC_SUCCEEDED;
         r->backoff_init = false;
         if (f->has_placer && r->row.is_spot && r->row.has_location) {
-            ctl_placer_set_active(&f->placer, &r->row.loc);
+            /* The capacity was there when the launch began. */
+            ctl_placer_set_active_at(&f->placer, &r->row.loc, r->row.launched_at);
             f->meta_dirty = true;
         }
         return CTL_FLEET_LAUNCHED;
@@ -355,7 +381,7 @@ bool ctl_fleet_preempted(ctl_fleet_t *f, ctl_fleet_replica_t *r, double t)
     r->row.f.service_ready_now = false;
     r->row.f.is_scale_down = true;
     if (f->has_placer && r->row.is_spot && r->row.has_location) {
-        ctl_placer_set_preemptive(&f->placer, &r->row.loc);
+        ctl_placer_set_preemptive_at(&f->placer, &r->row.loc, t);
         f->meta_dirty = true;
     }
     ctl_fleet_start_down(f, r, 0, t);

@@ -86,17 +86,23 @@ void ctl_fleet_destroy(ctl_fleet_t *f);
 void ctl_fleet_scaler_spec(const ctl_serve_cfg_t *cfg, const core_service_spec_t *ss,
                            ctl_scaler_spec_t *out);
 /*
- * Whether a service gets the spot placer: `spot_placer: dynamic_fallback`,
- * and (a deviation from the reference) every spot service with on-demand
- * fallback, so that a preempted replica's successor is tried in another zone
- * as the seed (serve_spot_policy.rst) promises; the reference would let its
- * optimizer pick the same cheapest zone again.
+ * Whether a service gets a spot placer: any `spot_placer:`, and (a deviation
+ * from the reference) every spot service with on-demand fallback, so that a
+ * preempted replica's successor is tried in another zone as the seed
+ * (serve_spot_policy.rst) promises; the reference would let its optimizer
+ * pick the same cheapest zone again.
  */
 bool ctl_fleet_wants_placer(const core_task_t *t);
 /* Starts the autoscaler for version <version> of <t>. CORE_ESPEC with *err. */
 int ctl_fleet_start(ctl_fleet_t *f, const core_task_t *t, int version, char **err);
-/* Gives the fleet a spot placer, empty: the caller adds its locations (ctl_placer_add). */
-void ctl_fleet_use_placer(ctl_fleet_t *f);
+/*
+ * Gives the fleet a spot placer of the kind <t> names (`spot_placer:`;
+ * dynamic_fallback when it names none), its backoff in the controller's
+ * decision intervals, over the spot candidates among <c> (one location a zone,
+ * at its cheapest price, in candidate order).
+ */
+void ctl_fleet_use_placer(ctl_fleet_t *f, const core_task_t *t, const core_candidate_t *c,
+                          size_t n);
 
 /* A replica recovered from the store (the row is copied), in id order. */
 ctl_fleet_replica_t *ctl_fleet_add(ctl_fleet_t *f, const ctl_replica_row_t *row);
@@ -126,7 +132,9 @@ typedef struct ctl_fleet_action {
 /*
  * One autoscaler decision at <t> (ctl_scaler_decide over the table; <active>
  * are the LB's active versions). New replicas are placed, in decision order,
- * before any is launched, as the controller queues them. *out (caller frees)
+ * before any is launched, as the controller queues them; a spot replica the
+ * placer has no zone for (every zone backing off) is not created: the next
+ * decision asks again, and the on-demand fallback covers meanwhile. *out (caller frees)
  * lists the effective actions. The next decision is due after
  * ctl_scaler_next_interval(&f->scaler).
  */

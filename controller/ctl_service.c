@@ -210,7 +210,7 @@ static void version_clear(ctl_version_t *v)
     v->fingerprint = NULL;
 }
 
-/* The spot placer's locations: every zone with a spot candidate, at its cheapest price. */
+/* The spot placer of <t>: every zone with a spot candidate, at its cheapest price. */
 static void placer_build(ctl_serve_t *s, ctl_service_t *svc, const core_task_t *t)
 {
     core_resolve_opts_t o = CORE_RESOLVE_OPTS_INIT;
@@ -219,10 +219,9 @@ static void placer_build(ctl_serve_t *s, ctl_service_t *svc, const core_task_t *
     char *err = NULL;
 
     o.use_spot = 1;
-    if (s->catalog && core_catalog_resolve_ex(s->catalog, &t->resources, &o, &c, &n, &err) == 0)
-        ctl_placer_init_from_candidates(&svc->fleet.placer, c, n);
-    else
+    if (!s->catalog || core_catalog_resolve_ex(s->catalog, &t->resources, &o, &c, &n, &err) < 0)
         CORE_WARN("%s: spot placer: no spot location: %s", svc->row.name, err ? err : "?");
+    ctl_fleet_use_placer(&svc->fleet, t, c, n);
     free(err);
     free(c);
 }
@@ -416,11 +415,9 @@ static int service_init_runtime(ctl_serve_t *s, ctl_service_t *svc, const char *
         return CORE_ESPEC;
     }
     svc->fleet.scaler.st.update_mode = v->row.mode;
-    /* The placer's locations: the first version's spot candidates. */
-    if (ctl_fleet_wants_placer(v->task)) {
-        ctl_fleet_use_placer(&svc->fleet);
+    /* The placer: the first version's spot candidates and kind. */
+    if (ctl_fleet_wants_placer(v->task))
         placer_build(s, svc, svc->versions[0].task ? svc->versions[0].task : v->task);
-    }
     if (scaler_json) {
         cJSON *j = cJSON_Parse(scaler_json);
 

@@ -53,14 +53,16 @@ typedef struct opts {
     uint64_t seed;
     bool json;
     bool preempt_random;
-    bool verbose;           /* events on stderr */
-    double qps;             /* < 0: none */
-    double qps_per_replica; /* QPS mode */
-    int min_replicas;       /* QPS mode */
-    int max_replicas;       /* QPS mode */
-    double service_start;   /* first autoscaler decision (the service's `up`) */
-    const char *timeline;   /* JSON lines per step, "-" = stdout */
-    bool fallback_placer;   /* the controller's placer for every fallback policy (default) */
+    bool verbose;             /* events on stderr */
+    double qps;               /* < 0: none */
+    double qps_per_replica;   /* QPS mode */
+    int min_replicas;         /* QPS mode */
+    int max_replicas;         /* QPS mode */
+    double service_start;     /* first autoscaler decision (the service's `up`) */
+    const char *timeline;     /* JSON lines per step, "-" = stdout */
+    bool fallback_placer;     /* the controller's placer for every fallback policy (default) */
+    ctl_placer_kind_t placer; /* --placer: the placer of the policies that have one */
+    bool hedge;               /* --hedge on: fallback_covers_overprovision: false */
     FILE *tl;
 } opts_t;
 
@@ -69,21 +71,23 @@ typedef struct load {
     size_t n;
 } load_t;
 
-/* A policy: the replica_policy lines of its service YAML. */
+/* A policy: the replica_policy lines of its service YAML (policy_yaml adds the rest). */
 typedef struct policy {
     const char *name;
-    bool spot; /* resources.use_spot */
+    bool spot;     /* resources.use_spot */
+    bool fallback; /* on-demand fallback: the controller gives it a placer */
+    bool dyn;      /* dynamic_ondemand_fallback: --hedge applies */
+    bool placer;   /* spot_placer: <--placer> */
     const char *yaml;
 } policy_t;
 
 static const policy_t POLICIES[] = {
-    {"ondemand", false, ""},
-    {"spot", true, ""},
-    {"base_fallback", true, "    base_ondemand_fallback_replicas: 1\n"},
-    {"dynamic_fallback", true, "    dynamic_ondemand_fallback: true\n"},
-    {"spothedge", true,
+    {"ondemand", false, false, false, false, ""},
+    {"spot", true, false, false, false, ""},
+    {"base_fallback", true, true, false, false, "    base_ondemand_fallback_replicas: 1\n"},
+    {"dynamic_fallback", true, true, true, false, "    dynamic_ondemand_fallback: true\n"},
+    {"spothedge", true, true, true, true,
      "    dynamic_ondemand_fallback: true\n"
-     "    spot_placer: dynamic_fallback\n"
      "    num_overprovision: 1\n"},
 };
 
@@ -107,7 +111,9 @@ typedef struct stats {
     double spot_miss_s; /* fewer live spot replicas than wanted although some zone had room */
     double od_room_s;   /* on-demand instance-seconds while some zone had spare spot capacity */
     double wall_s;
-    bool placer; /* the policy ran with the spot placer */
+    bool placer;             /* the policy ran with a spot placer */
+    const char *spot_placer; /* which, or "none" */
+    bool hedge;              /* the dynamic fallback covered the target only */
 } stats_t;
 
 typedef struct sim {
@@ -193,24 +199,35 @@ static double load_at(const load_t *l, double t, size_t *hint)
 /* ------------------------------------------------------------------ */
 /* the service and the world */
 
-/* The policy's service YAML, as a user would write it for `sky serve up`. */
+/*
+ * The policy's service YAML, as a user would write it for `sky serve up`.
+ * --placer names the placer of the policies that have one: spothedge's own,
+ * and the fallback ones' (which the controller gives the default,
+ * dynamic_fallback, unless the YAML names another). --hedge on:
+ * `fallback_covers_overprovision: false` for the dynamic fallback ones.
+ */
 static char *policy_yaml(const opts_t *o, const load_t *load, const policy_t *p)
 {
-    char qps[64] = "";
+    char qps[64] = "", placer[64] = "";
 
     if (load)
         snprintf(qps, sizeof(qps), "    target_qps_per_replica: %.17g\n", o->qps_per_replica);
+    if (p->placer ||
+        (p->fallback && o->fallback_placer && o->placer != CTL_PLACER_DYNAMIC_FALLBACK))
+        snprintf(placer, sizeof(placer), "    spot_placer: %s\n", ctl_placer_kind_name(o->placer));
     return core_xasprintf("service:\n"
                           "  readiness_probe: /\n"
                           "  replica_policy:\n"
                           "    min_replicas: %d\n"
                           "    max_replicas: %d\n"
-                          "%s%s"
+                          "%s%s%s%s"
                           "resources:\n"
                           "  ports: 8080\n"
                           "  use_spot: %s\n",
                           load ? o->min_replicas : o->target, load ? o->max_replicas : o->target,
-                          qps, p->yaml, p->spot ? "true" : "false");
+                          qps, p->yaml, placer,
+                          o->hedge && p->dyn ? "    fallback_covers_overprovision: false\n" : "",
+                          p->spot ? "true" : "false");
 }
 
 static int policy_task(const opts_t *o, const load_t *load, const policy_t *p, core_task_t **out,
@@ -236,7 +253,7 @@ static int policy_task(const opts_t *o, const load_t *load, const policy_t *p, c
 static bool gets_placer(const opts_t *o, const core_task_t *t)
 {
     return o->fallback_placer ? ctl_fleet_wants_placer(t)
-                              : t->service->policy.spot_placer == CORE_SPOT_PLACER_DYNAMIC_FALLBACK;
+                              : t->service->policy.spot_placer != CORE_SPOT_PLACER_NONE;
 }
 
 static int alloc_id(void *arg, int *out)
@@ -579,16 +596,16 @@ static int run_policy(const opts_t *o, const world_t *w, const load_t *load, con
     }
     if (gets_placer(o, s.task)) {
         /* the world's zones at their spot prices, in the catalog's resolve order */
-        ctl_fleet_use_placer(&s.fl);
-        for (size_t i = 0; i < w->nz; i++) {
-            const zone_t *z = &w->z[w->spot_order[i]];
-            ctl_location_t l;
+        core_candidate_t *c = core_xcalloc(w->nz, sizeof(*c));
 
-            ctl_location_set(&l, z->cloud, z->region, z->name);
-            ctl_placer_add(&s.fl.placer, &l, z->spot_price);
-        }
+        for (size_t i = 0; i < w->nz; i++)
+            trace_world_candidate(w, w->spot_order[i], 1, &c[i]);
+        ctl_fleet_use_placer(&s.fl, s.task, c, w->nz);
+        free(c);
     }
     s.st.placer = s.fl.has_placer;
+    s.st.spot_placer = s.fl.has_placer ? ctl_placer_kind_name(s.fl.placer.kind) : "none";
+    s.st.hedge = s.fl.scaler.spec.fallback_target_only;
     s.cloud = trace_cloud_new(w);
     s.prov = trace_cloud_prov(s.cloud);
     s.spot_target = s.od_target = -1;
@@ -649,6 +666,8 @@ static void print_json(const opts_t *o, const world_t *w, const policy_t *p, con
     cJSON_AddNumberToObject(j, "start_tick", (double)o->world.start_tick);
     cJSON_AddBoolToObject(j, "fallback_placer", o->fallback_placer);
     cJSON_AddBoolToObject(j, "placer", st->placer);
+    cJSON_AddStringToObject(j, "spot_placer", st->spot_placer);
+    cJSON_AddBoolToObject(j, "hedge", st->hedge);
     cJSON_AddNumberToObject(j, "target_replicas", o->target);
     cJSON_AddNumberToObject(j, "cost_ratio", ratio(st->cost, st->baseline));
     cJSON_AddNumberToObject(j, "availability", ratio(st->avail_s, st->measured_s));
@@ -699,9 +718,10 @@ static void print_header(const opts_t *o, const world_t *w, const load_t *load)
            o->provision_s, o->cold_start_s, o->cfg.drain_seconds, o->step_s,
            o->cfg.decision_interval, o->service_start, o->cfg.launch_retry_initial,
            (unsigned long long)o->seed, o->world.spot_discount >= 0 ? ", flat spot discount" : "");
-    printf("spot placer (dynamic_fallback): %s\n\n",
+    printf("spot placer (%s): %s%s\n\n", ctl_placer_kind_name(o->placer),
            o->fallback_placer ? "spothedge, base_fallback, dynamic_fallback (as the controller)"
-                              : "spothedge only (--no-fallback-placer: the reference's rule)");
+                              : "spothedge only (--no-fallback-placer: the reference's rule)",
+           o->hedge ? "; hedge: dynamic fallback covers the target only" : "");
     printf("%-17s %10s %12s %11s %9s %7s %8s %11s %9s %9s %7s\n", "policy", "cost_ratio",
            "availability", "preemptions", "launches", "failed", "outages", "max_out_s", "spot_h",
            "od_h", "wall_s");
@@ -727,7 +747,8 @@ static void usage(FILE *f)
            "         [--catalog FILE] [--drain S] [--step S] [--extend] [--preempt newest|random]\n"
            "         [--verbose] [--gap S] [--start-tick N] [--ticks N] [--decision-interval S]\n"
            "         [--launch-retry-initial S] [--service-start S] [--timeline FILE|-]\n"
-           "         [--no-fallback-placer]\n"
+           "         [--no-fallback-placer] [--placer dynamic_fallback|spread_backoff]\n"
+           "         [--hedge on|off]\n"
            "policies: ondemand spot base_fallback dynamic_fallback spothedge (default all)\n");
 }
 
@@ -774,6 +795,8 @@ int main(int argc, char **argv)
         O_TIMELINE,
         O_FALLBACK_PLACER,
         O_NO_FALLBACK_PLACER,
+        O_PLACER,
+        O_HEDGE,
         O_HELP,
     };
     static const struct option longopts[] = {
@@ -807,6 +830,8 @@ int main(int argc, char **argv)
         {"timeline", required_argument, NULL, O_TIMELINE},
         {"fallback-placer", no_argument, NULL, O_FALLBACK_PLACER},
         {"no-fallback-placer", no_argument, NULL, O_NO_FALLBACK_PLACER},
+        {"placer", required_argument, NULL, O_PLACER},
+        {"hedge", required_argument, NULL, O_HEDGE},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -931,6 +956,20 @@ int main(int argc, char **argv)
             break;
         case O_NO_FALLBACK_PLACER:
             o.fallback_placer = false;
+            break;
+        case O_PLACER:
+            if (strcmp(optarg, "dynamic_fallback") == 0)
+                o.placer = CTL_PLACER_DYNAMIC_FALLBACK;
+            else if (strcmp(optarg, "spread_backoff") == 0)
+                o.placer = CTL_PLACER_SPREAD_BACKOFF;
+            else
+                bad = -1;
+            break;
+        case O_HEDGE:
+            if (strcmp(optarg, "on") == 0 || strcmp(optarg, "off") == 0)
+                o.hedge = strcmp(optarg, "on") == 0;
+            else
+                bad = -1;
             break;
         case O_HELP:
             usage(stdout);

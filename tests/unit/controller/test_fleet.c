@@ -93,13 +93,13 @@ static void start(harness_t *h, const char *yaml, double launch_delay)
                    ctl_rng_uniform, &h->rng);
     assert_int_equal(ctl_fleet_start(&h->fleet, h->task, CTL_INITIAL_VERSION, &err), 0);
     if (ctl_fleet_wants_placer(h->task)) {
-        ctl_fleet_use_placer(&h->fleet);
-        for (int z = 0; z < ZONES; z++) {
-            ctl_location_t l;
+        core_candidate_t c[ZONES];
 
-            ctl_location_set(&l, "aws", "r", ZONE[z]);
-            ctl_placer_add(&h->fleet.placer, &l, 1 + z * 0.1);
+        for (int z = 0; z < ZONES; z++) {
+            c[z] = candidate(ZONE[z], 1);
+            c[z].price = 1 + z * 0.1;
         }
+        ctl_fleet_use_placer(&h->fleet, h->task, c, ZONES);
     }
     h->next_decision = h->now;
 }
