@@ -17,8 +17,6 @@
 #include "ctl_serve_cfg.h"
 #include "ctl_serve_store.h"
 
-typedef struct ctl_prober ctl_prober_t;
-
 /*
  * sky-controller --mode serve: one daemon for every service (docs/serve-api.md).
  * The daemon's own types: a service, its versions and replicas, and the
@@ -34,6 +32,7 @@ typedef struct ctl_prober ctl_prober_t;
 
 typedef struct ctl_serve ctl_serve_t;
 typedef struct ctl_service ctl_service_t;
+typedef struct ctl_prober ctl_prober_t; /* ctl_probe.h */
 
 typedef struct ctl_version {
     ctl_version_row_t row;
