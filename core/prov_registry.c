@@ -73,11 +73,11 @@ int core_prov_open(const char *cloud, core_prov_t **out, char **err)
 
 typedef struct slot {
     core_prov_driver_t drv;
+    pthread_mutex_t mu;  /* guards the lazy open: one slow provider does not hold up another */
     core_prov_t *handle; /* NULL until opened */
 } slot_t;
 
 struct core_prov_registry {
-    pthread_mutex_t mu; /* guards the lazy opens */
     slot_t *slots;
     size_t n;
 };
@@ -100,10 +100,11 @@ int core_prov_registry_new(const core_prov_driver_t *drivers, size_t n, core_pro
     if (n_default > 1)
         return -EINVAL;
     r = core_xcalloc(1, sizeof(*r));
-    pthread_mutex_init(&r->mu, NULL);
     r->slots = core_xcalloc(n ? n : 1, sizeof(*r->slots));
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
         r->slots[i].drv = drivers[i];
+        pthread_mutex_init(&r->slots[i].mu, NULL);
+    }
     r->n = n;
     *out = r;
     return 0;
@@ -113,10 +114,11 @@ void core_prov_registry_free(core_prov_registry_t *r)
 {
     if (!r)
         return;
-    for (size_t i = 0; i < r->n; i++)
+    for (size_t i = 0; i < r->n; i++) {
         core_prov_destroy(r->slots[i].handle);
+        pthread_mutex_destroy(&r->slots[i].mu);
+    }
     free(r->slots);
-    pthread_mutex_destroy(&r->mu);
     free(r);
 }
 
@@ -141,15 +143,15 @@ const core_prov_driver_t *core_prov_registry_driver(const core_prov_registry_t *
     return s ? &s->drv : NULL;
 }
 
-static int slot_get(core_prov_registry_t *r, slot_t *s, core_prov_t **out, char **err)
+static int slot_get(slot_t *s, core_prov_t **out, char **err)
 {
     int rc = 0;
 
-    pthread_mutex_lock(&r->mu);
+    pthread_mutex_lock(&s->mu);
     if (!s->handle)
         rc = s->drv.open(s->drv.arg, &s->handle, err);
     *out = s->handle;
-    pthread_mutex_unlock(&r->mu);
+    pthread_mutex_unlock(&s->mu);
     return rc;
 }
 
@@ -161,7 +163,7 @@ int core_prov_registry_get(core_prov_registry_t *r, const char *cloud, core_prov
     *out = NULL;
     if (err)
         *err = NULL;
-    return s ? slot_get(r, s, out, err) : no_driver(cloud, err);
+    return s ? slot_get(s, out, err) : no_driver(cloud, err);
 }
 
 /* The provider of one candidate: a fixed handle, or the registry's per cloud. */
@@ -251,7 +253,7 @@ int core_prov_registry_list(core_prov_registry_t *r, core_instance_t **out, size
         core_prov_t *p;
         size_t nv = 0;
         char *err = NULL;
-        int rc = slot_get(r, &r->slots[i], &p, &err);
+        int rc = slot_get(&r->slots[i], &p, &err);
 
         if (rc == 0)
             rc = core_prov_list(p, &v, &nv);
