@@ -278,7 +278,8 @@ static void after_list(ctl_job_t *j)
                 continue;
             snprintf(key.id, sizeof(key.id), "%s", r->fr.row.instance_id);
             snprintf(key.cloud, sizeof(key.cloud), "%s", r->fr.row.cloud);
-            in = bsearch(&key, j->list, j->n_list, sizeof(*j->list), ctl_instance_cmp);
+            in = j->n_list ? bsearch(&key, j->list, j->n_list, sizeof(*j->list), ctl_instance_cmp)
+                           : NULL;
             if (!in)
                 handle_gone(r, "is gone");
             else if (in->state == CORE_INST_PREEMPTED || in->state == CORE_INST_TERMINATED ||

@@ -286,7 +286,7 @@ static void work_list(ctl_job_t *j)
 {
     j->rc = core_prov_registry_list(j->s->provs, &j->list, &j->n_list);
     /* Sorted here, off the loop, which then finds each replica's instance by bsearch. */
-    if (j->rc == 0)
+    if (j->rc == 0 && j->n_list > 1)
         qsort(j->list, j->n_list, sizeof(*j->list), ctl_instance_cmp);
 }
 
