@@ -720,9 +720,7 @@ static launch_result_t launch(runner_t *ru, int recovering, double *t_submit)
     ctl_backoff_init(&bo, ru->ctx->cfg.retry_init_s, ru->ctx->cfg.retry_max_factor, ctl_rng_uniform,
                      &ru->rng);
     const core_job_recovery_t *jr = core_task_job_recovery(ru->task);
-    ctl_recovery_strategy_t strategy = jr->strategy == CORE_RECOVERY_FAILOVER
-                                           ? CTL_RECOVERY_FAILOVER
-                                           : CTL_RECOVERY_EAGER_NEXT_REGION;
+    core_recovery_strategy_t strategy = jr->strategy;
     int pinned = ru->task->resources.region || ru->task->resources.zone;
     unsigned char *skip = core_xcalloc(ru->n_cands, 1);
     char owner[64];
@@ -793,28 +791,6 @@ static launch_result_t launch(runner_t *ru, int recovering, double *t_submit)
     }
     free(skip);
     return res;
-}
-
-static ctl_cjob_status_t cjob_of(core_agent_status_t s)
-{
-    switch (s) {
-    case CORE_AGENT_PENDING:
-        return CTL_CJOB_PENDING;
-    case CORE_AGENT_SETTING_UP:
-        return CTL_CJOB_SETTING_UP;
-    case CORE_AGENT_RUNNING:
-        return CTL_CJOB_RUNNING;
-    case CORE_AGENT_SUCCEEDED:
-        return CTL_CJOB_SUCCEEDED;
-    case CORE_AGENT_FAILED:
-        return CTL_CJOB_FAILED;
-    case CORE_AGENT_FAILED_SETUP:
-        return CTL_CJOB_FAILED_SETUP;
-    case CORE_AGENT_CANCELLED:
-        return CTL_CJOB_CANCELLED;
-    default:
-        return CTL_CJOB_NONE;
-    }
 }
 
 /* Buckets the job declared `persistent: false` are its own: remove them at the end. */
@@ -921,29 +897,30 @@ static int monitor(runner_t *ru)
         int rc = inst == CORE_INST_RUNNING
                      ? core_agent_task_get(r->inst.ip, r->inst.agent_port, NULL, r->agent_task, &t)
                      : -ECONNREFUSED;
-        ctl_cjob_status_t js = rc == 0 ? cjob_of(t.status) : CTL_CJOB_NONE;
+        bool known = rc == 0;
+        core_agent_status_t js = t.status;
         double ended = t.ended_at > 0 ? t.ended_at : core_now();
         int exit_code = t.has_exit_code ? t.exit_code : -1;
         core_agent_task_free(&t);
-        if (js == CTL_CJOB_NONE && unknown_since < 0)
+        if (!known && unknown_since < 0)
             unknown_since = core_now();
-        else if (js != CTL_CJOB_NONE)
+        else if (known)
             unknown_since = -1;
         /* A failed program is a user failure only if its instance is still up after a grace
          * period: a preemption may kill the program first (reference §3.3). */
-        if (inst == CORE_INST_RUNNING && (js == CTL_CJOB_FAILED || js == CTL_CJOB_FAILED_SETUP)) {
+        if (inst == CORE_INST_RUNNING && known &&
+            (js == CORE_AGENT_FAILED || js == CORE_AGENT_FAILED_SETUP)) {
             nap(ru, ru->ctx->cfg.failure_grace_s);
             inst = instance_state(ru);
         }
         ctl_job_status_t fail_status = CTL_JOB_FAILED;
         double unknown_for = unknown_since < 0 ? 0 : core_now() - unknown_since;
         /* The classifier's own threshold is the reference's 60 s; ours is configurable. */
-        if (js == CTL_CJOB_NONE && inst == CORE_INST_RUNNING &&
-            unknown_for < ru->ctx->cfg.unknown_timeout_s)
+        if (!known && inst == CORE_INST_RUNNING && unknown_for < ru->ctx->cfg.unknown_timeout_s)
             unknown_for = 0;
-        else if (js == CTL_CJOB_NONE && inst == CORE_INST_RUNNING)
+        else if (!known && inst == CORE_INST_RUNNING)
             unknown_for = CTL_JOB_STATUS_FETCH_TIMEOUT_S + 1;
-        ctl_job_outcome_t o = ctl_job_classify(js, inst, unknown_for, &fail_status);
+        ctl_job_outcome_t o = ctl_job_classify(known, js, inst, unknown_for, &fail_status);
         switch (o) {
         case CTL_JOB_KEEP_MONITORING:
             break;

@@ -25,24 +25,24 @@
 #define LC_LAUNCH_TIMEOUT_MS (15L * 60 * 1000)
 #define LC_CALL_TIMEOUT_MS   60000L
 
-static const char *state_names[] = {"PENDING", "RUNNING", "PREEMPTED", "TERMINATED", "FAILED"};
+static const char *const state_names[] = {
+#define XX(name) #name,
+    CORE_INST_STATE_MAP(XX)
+#undef XX
+};
 
 const char *core_inst_state_name(enum core_inst_state s)
 {
-    if ((unsigned)s < CORE_ARRAY_SIZE(state_names))
-        return state_names[s];
-    return "UNKNOWN";
+    return core_enum_name(state_names, CORE_ARRAY_SIZE(state_names), (int)s, "UNKNOWN");
 }
 
 int core_inst_state_parse(const char *s, enum core_inst_state *out)
 {
-    for (size_t i = 0; i < CORE_ARRAY_SIZE(state_names); i++) {
-        if (strcmp(s, state_names[i]) == 0) {
-            *out = (enum core_inst_state)i;
-            return 0;
-        }
-    }
-    return -EINVAL;
+    int v = core_enum_value(state_names, CORE_ARRAY_SIZE(state_names), s);
+    if (v < 0)
+        return -EINVAL;
+    *out = (enum core_inst_state)v;
+    return 0;
 }
 
 typedef struct prov_local {

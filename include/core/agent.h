@@ -37,14 +37,24 @@
  */
 
 /* Cluster-job statuses (reference managed_jobs.md §2.1, job_lib.JobStatus). */
+/*
+ * PENDING       queued behind another task
+ * SETTING_UP    workdir/file_mounts sync and setup
+ * RUNNING
+ * SUCCEEDED
+ * FAILED        run exited != 0 (or the agent lost it, see failure_reason)
+ * FAILED_SETUP  setup or workdir/file_mounts sync failed
+ * CANCELLED
+ * The reference's INIT and FAILED_DRIVER have no counterpart here: a task is
+ * PENDING from its submission, and there is no driver process to fail.
+ */
+#define CORE_AGENT_STATUS_MAP(XX)                                                                  \
+    XX(PENDING) XX(SETTING_UP) XX(RUNNING) XX(SUCCEEDED) XX(FAILED) XX(FAILED_SETUP) XX(CANCELLED)
+
 typedef enum core_agent_status {
-    CORE_AGENT_PENDING = 0, /* queued behind another task */
-    CORE_AGENT_SETTING_UP,  /* workdir/file_mounts sync and setup */
-    CORE_AGENT_RUNNING,
-    CORE_AGENT_SUCCEEDED,
-    CORE_AGENT_FAILED,       /* run exited != 0 (or the agent lost it, see failure_reason) */
-    CORE_AGENT_FAILED_SETUP, /* setup or workdir/file_mounts sync failed */
-    CORE_AGENT_CANCELLED,
+#define XX(name) CORE_AGENT_##name,
+    CORE_AGENT_STATUS_MAP(XX)
+#undef XX
     CORE_AGENT_STATUS_COUNT,
 } core_agent_status_t;
 
