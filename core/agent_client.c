@@ -138,6 +138,17 @@ static char *agent_url(const endpoint_t *e, const char *ip, int port, const char
     return core_xasprintf("%s://%s:%d%s", e->scheme, ip, port, path);
 }
 
+char *core_agent_url(const char *ip, int port, const char *token, const char *path,
+                     char **bearer)
+{
+    endpoint_t e;
+    resolve(ip, token, &e);
+    char *url = agent_url(&e, ip, port, path);
+    *bearer = e.tok ? core_xstrdup(e.tok) : NULL;
+    free(e.owned);
+    return url;
+}
+
 static int map_status(int rc, long status)
 {
     if (rc != CORE_EHTTP)

@@ -82,6 +82,15 @@ void core_agent_task_free(core_agent_task_t *t);
 /* Fills <out> from one task object of the API; CORE_EJSON if malformed. */
 int core_agent_task_from_json(const cJSON *j, core_agent_task_t *out);
 
+/*
+ * The URL of <path> on the agent at <ip>:<port> (https for an SSH pool host,
+ * brackets for IPv6) and in *bearer the token to send it (the host's own for
+ * a pool host, else a copy of <token>; NULL for none), for clients that make
+ * their own requests (core_http_async). Caller frees both.
+ */
+char *core_agent_url(const char *ip, int port, const char *token, const char *path,
+                     char **bearer);
+
 /* 0 when the agent answers /health with status "ok" within <timeout_ms>. */
 int core_agent_health(const char *ip, int port, const char *token, long timeout_ms);
 

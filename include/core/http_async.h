@@ -1,0 +1,44 @@
+#ifndef CORE_HTTP_ASYNC_H
+#define CORE_HTTP_ASYNC_H
+
+#include <stddef.h>
+#include <uv.h>
+
+/*
+ * HTTP client transfers on a libuv loop: libcurl's multi interface driven
+ * by the loop (CURLMOPT_SOCKETFUNCTION -> one uv_poll_t per socket,
+ * CURLMOPT_TIMERFUNCTION -> one uv_timer_t), so a daemon can follow many
+ * long responses (log streams) without a thread each. Loop thread only.
+ */
+typedef struct core_http_async core_http_async_t;
+typedef struct core_http_xfer core_http_xfer_t;
+
+typedef struct core_http_xfer_opts {
+    const char *url;
+    const char *bearer;       /* Authorization: Bearer <bearer>, or NULL */
+    long connect_timeout_ms;  /* 0: 5 s */
+    long timeout_ms;          /* whole transfer; 0: none (a follow stream) */
+    /* The body of a 2xx answer as it arrives (any other answer's body is
+     * dropped). Must not cancel its own transfer. */
+    void (*on_data)(void *arg, const char *data, size_t len);
+    /* Once, when the transfer ends: rc 0 (then status is the HTTP status) or
+     * a negative errno (-ECONNREFUSED, -ETIMEDOUT, -ECONNRESET, -EIO). The
+     * transfer is freed after it returns. */
+    void (*on_done)(void *arg, int rc, long status);
+    void *arg;
+} core_http_xfer_opts_t;
+
+int core_http_async_new(uv_loop_t *loop, core_http_async_t **out);
+/* Cancels every transfer (their on_done does not run) and frees <a> once
+ * its handles have closed. */
+void core_http_async_close(core_http_async_t *a);
+
+/* Starts a GET. *out (may be NULL) identifies it for core_http_xfer_cancel
+ * until on_done runs. */
+int core_http_async_get(core_http_async_t *a, const core_http_xfer_opts_t *o,
+                        core_http_xfer_t **out);
+/* Stops a transfer in flight; its on_done does not run. Not from within its
+ * own callbacks. */
+void core_http_xfer_cancel(core_http_xfer_t *x);
+
+#endif

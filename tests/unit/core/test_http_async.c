@@ -1,0 +1,224 @@
+/*
+ * core/http_async.c: transfers driven by the loop the server also runs on (one
+ * thread): a chunked stream arrives whole, a 404's body is dropped, a refused
+ * connection says so, a cancelled transfer never calls back, and closing the
+ * client with transfers in flight leaves nothing behind.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/http.h"
+#include "core/http_async.h"
+#include "core/mem.h"
+
+typedef struct fx {
+    uv_loop_t loop;
+    core_http_server_t *srv;
+    core_http_async_t *cli;
+    int port;
+    uv_timer_t stream_timer;
+    core_http_conn_t *streaming;
+    int stream_left;
+    /* the transfer under test */
+    char got[4096];
+    size_t n_got;
+    int done, rc;
+    long status;
+    uv_timer_t cancel_timer;
+    core_http_xfer_t *xfer;
+} fx_t;
+
+static void on_stream_tick(uv_timer_t *t)
+{
+    fx_t *f = t->data;
+    char line[32];
+    int n = snprintf(line, sizeof(line), "line %d\n", f->stream_left);
+    if (core_http_stream_write(f->streaming, line, (size_t)n) < 0 || --f->stream_left == 0) {
+        uv_timer_stop(t);
+        core_http_stream_end(f->streaming);
+        f->streaming = NULL;
+    }
+}
+
+static void handler(core_http_conn_t *c, const core_http_req_t *req, void *ud)
+{
+    fx_t *f = ud;
+    if (strcmp(req->path, "/stream") == 0 || strcmp(req->path, "/forever") == 0) {
+        core_http_stream_begin(c, 200, "text/plain");
+        f->streaming = c;
+        f->stream_left = strcmp(req->path, "/stream") == 0 ? 5 : 1000000;
+        uv_timer_start(&f->stream_timer, on_stream_tick, 5, 5);
+    } else {
+        core_http_respond_error(c, 404, "no route %s", req->path);
+    }
+}
+
+static int setup(void **state)
+{
+    fx_t *f = core_xcalloc(1, sizeof(*f));
+    assert_int_equal(uv_loop_init(&f->loop), 0);
+    core_http_server_opts_t o = {0};
+    assert_int_equal(core_http_server_start(&f->loop, "127.0.0.1", 0, &o, handler, f, &f->srv), 0);
+    f->port = core_http_server_port(f->srv);
+    assert_int_equal(core_http_async_new(&f->loop, &f->cli), 0);
+    uv_timer_init(&f->loop, &f->stream_timer);
+    f->stream_timer.data = f;
+    uv_timer_init(&f->loop, &f->cancel_timer);
+    f->cancel_timer.data = f;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fx_t *f = *state;
+    if (f->cli)
+        core_http_async_close(f->cli);
+    /* A stream the test left going is the handler's to end (see core/http.h). */
+    uv_timer_stop(&f->stream_timer);
+    if (f->streaming)
+        core_http_stream_end(f->streaming);
+    core_http_server_close(f->srv);
+    uv_close((uv_handle_t *)&f->stream_timer, NULL);
+    uv_close((uv_handle_t *)&f->cancel_timer, NULL);
+    assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(uv_loop_close(&f->loop), 0);
+    free(f);
+    return 0;
+}
+
+static void on_data(void *arg, const char *data, size_t len)
+{
+    fx_t *f = arg;
+    assert_true(f->n_got + len < sizeof(f->got));
+    memcpy(f->got + f->n_got, data, len);
+    f->n_got += len;
+}
+
+static void on_done(void *arg, int rc, long status)
+{
+    fx_t *f = arg;
+    f->done++;
+    f->rc = rc;
+    f->status = status;
+    f->xfer = NULL;
+}
+
+static void get(fx_t *f, const char *url)
+{
+    core_http_xfer_opts_t o = {.url = url, .on_data = on_data, .on_done = on_done, .arg = f};
+    assert_int_equal(core_http_async_get(f->cli, &o, &f->xfer), 0);
+}
+
+/* Runs the loop until the transfer under test is done (bounded). */
+static void run_until_done(fx_t *f)
+{
+    for (int i = 0; i < 10000 && !f->done; i++)
+        uv_run(&f->loop, UV_RUN_ONCE);
+}
+
+static void test_stream(void **state)
+{
+    fx_t *f = *state;
+    char url[64];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/stream", f->port);
+    get(f, url);
+    run_until_done(f);
+    assert_int_equal(f->done, 1);
+    assert_int_equal(f->rc, 0);
+    assert_int_equal(f->status, 200);
+    f->got[f->n_got] = '\0';
+    assert_string_equal(f->got, "line 5\nline 4\nline 3\nline 2\nline 1\n");
+}
+
+static void test_error_body_dropped(void **state)
+{
+    fx_t *f = *state;
+    char url[64];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/nope", f->port);
+    get(f, url);
+    run_until_done(f);
+    assert_int_equal(f->rc, 0);
+    assert_int_equal(f->status, 404);
+    assert_int_equal(f->n_got, 0);
+}
+
+static void test_refused(void **state)
+{
+    fx_t *f = *state;
+    char url[64];
+    /* A port that was just free: nothing listens there. */
+    core_http_server_t *tmp = NULL;
+    core_http_server_opts_t o = {0};
+    assert_int_equal(core_http_server_start(&f->loop, "127.0.0.1", 0, &o, handler, f, &tmp), 0);
+    int port = core_http_server_port(tmp);
+    core_http_server_close(tmp);
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/stream", port);
+    get(f, url);
+    run_until_done(f);
+    assert_int_equal(f->done, 1);
+    assert_int_equal(f->rc, -ECONNREFUSED);
+    assert_int_equal(f->status, 0);
+}
+
+static void on_cancel(uv_timer_t *t)
+{
+    fx_t *f = t->data;
+    assert_non_null(f->xfer);
+    core_http_xfer_cancel(f->xfer);
+    f->xfer = NULL;
+    f->done = 100; /* ends run_until_done; on_done must not add to it */
+}
+
+static void test_cancel(void **state)
+{
+    fx_t *f = *state;
+    char url[64];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/forever", f->port);
+    get(f, url);
+    uv_timer_start(&f->cancel_timer, on_cancel, 100, 0);
+    run_until_done(f);
+    assert_int_equal(f->done, 100);
+    assert_true(f->n_got > 0);
+    /* The server sees the peer go and stops streaming; nothing calls back. */
+    for (int i = 0; i < 50; i++)
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+    assert_int_equal(f->done, 100);
+}
+
+/* Closing the client with a transfer in flight: no callback, no leak. */
+static void test_close_in_flight(void **state)
+{
+    fx_t *f = *state;
+    char url[64];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/forever", f->port);
+    get(f, url);
+    for (int i = 0; i < 20 && f->n_got == 0; i++)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    core_http_async_close(f->cli);
+    f->cli = NULL;
+    for (int i = 0; i < 20; i++)
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+    assert_int_equal(f->done, 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_stream, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_error_body_dropped, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_close_in_flight, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
