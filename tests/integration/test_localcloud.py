@@ -272,6 +272,14 @@ def test_preempt(cloud):
     assert st == 409
     assert cloud.describe(ondemand["id"])["state"] == "RUNNING"
     assert cloud.sky("preempt").returncode == 2
+    # Its owner terminates it: only the state changes. Its resources went with
+    # the preemption, and tearing it down again would look for its processes by
+    # a namespace inode the kernel may have given to someone else's host since.
+    st, out = cloud.api("DELETE", "/v1/instances/" + inst["id"])
+    assert st == 200 and out["state"] == "TERMINATED"
+    log = open(os.path.join(cloud.home, "daemon.log")).read()
+    assert log.count("%s PREEMPTED: resources released" % inst["id"]) == 1, log
+    assert "%s TERMINATED: resources released" % inst["id"] not in log, log
 
 
 def test_vanished_host_detected(cloud):
