@@ -59,7 +59,7 @@ struct ctl_logsync {
     void *arg;
 };
 
-static void on_data(void *arg, const char *data, size_t len)
+static int on_data(void *arg, const char *data, size_t len)
 {
     ctl_logsync_t *ls = arg;
     if (ls->skip > 0) {
@@ -72,9 +72,10 @@ static void on_data(void *arg, const char *data, size_t len)
         fwrite(data, 1, len, ls->f);
         fflush(ls->f);
     }
+    return 0;
 }
 
-static void on_done(void *arg, int rc, long status);
+static void on_done(void *arg, int rc, long status, const char *err);
 static void on_timer(uv_timer_t *t);
 
 /* Opens the stream, or arms the timer to try again. */
@@ -84,7 +85,7 @@ static void connect_stream(ctl_logsync_t *ls)
     ls->skip = fstat(fileno(ls->f), &st) == 0 ? (long long)st.st_size : 0;
     core_http_xfer_opts_t o = {
         .url = ls->url, .bearer = ls->bearer, .on_data = on_data, .on_done = on_done, .arg = ls};
-    if (core_http_async_get(ls->http, &o, &ls->xfer) < 0) {
+    if (core_http_async_start(ls->http, &o, &ls->xfer) < 0) {
         ls->xfer = NULL;
         uv_timer_start(&ls->timer, on_timer, RETRY_MS, 0);
     }
@@ -129,9 +130,10 @@ static void on_timer(uv_timer_t *t)
     }
 }
 
-static void on_done(void *arg, int rc, long status)
+static void on_done(void *arg, int rc, long status, const char *err)
 {
     ctl_logsync_t *ls = arg;
+    (void)err;
     ls->xfer = NULL;
     /* 2xx: the agent ended the stream because the task ended. 404: it does not
      * know the task (nothing to copy). Anything else: reconnect. */

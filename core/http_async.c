@@ -17,13 +17,15 @@ struct core_http_async {
     CURLM *multi;
     uv_timer_t timer;
     core_http_xfer_t *xfers; /* in flight */
+    size_t n_xfers;
 };
 
 struct core_http_xfer {
     core_http_async_t *a;
     CURL *easy;
     struct curl_slist *hdrs;
-    core_http_xfer_opts_t o;
+    char *body;
+    core_http_xfer_opts_t o; /* its strings are not kept past the start */
     char errbuf[CURL_ERROR_SIZE];
     core_http_xfer_t *prev, *next;
 };
@@ -43,6 +45,7 @@ static void global_init(void)
 
 static void unlink_xfer(core_http_xfer_t *x)
 {
+    x->a->n_xfers--;
     if (x->prev)
         x->prev->next = x->next;
     else
@@ -56,6 +59,7 @@ static void free_xfer(core_http_xfer_t *x)
     curl_multi_remove_handle(x->a->multi, x->easy);
     curl_easy_cleanup(x->easy);
     curl_slist_free_all(x->hdrs);
+    free(x->body);
     free(x);
 }
 
@@ -73,6 +77,8 @@ static int map_result(CURLcode rc)
     case CURLE_SEND_ERROR:
     case CURLE_PARTIAL_FILE:
         return -ECONNRESET;
+    case CURLE_WRITE_ERROR:
+        return -ECANCELED; /* on_data asked to stop */
     default:
         return -EIO;
     }
@@ -93,9 +99,10 @@ static void check_done(core_http_async_t *a)
         curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&x);
         curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &status);
         unlink_xfer(x);
+        const char *err = NULL;
         if (res != CURLE_OK)
-            CORE_DEBUG("%s: %s", x->o.url, x->errbuf[0] ? x->errbuf : curl_easy_strerror(res));
-        x->o.on_done(x->o.arg, map_result(res), res == CURLE_OK ? status : 0);
+            err = x->errbuf[0] ? x->errbuf : curl_easy_strerror(res);
+        x->o.on_done(x->o.arg, map_result(res), res == CURLE_OK ? status : 0, err);
         free_xfer(x);
     }
 }
@@ -182,8 +189,9 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
     long status = 0;
 
     curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
-    if (status >= 200 && status < 300 && n > 0)
-        x->o.on_data(x->o.arg, data, n);
+    if (x->o.on_data && status >= 200 && status < 300 && n > 0 &&
+        x->o.on_data(x->o.arg, data, n) != 0)
+        return 0; /* CURLE_WRITE_ERROR */
     return n;
 }
 
@@ -221,8 +229,13 @@ void core_http_async_close(core_http_async_t *a)
     uv_close((uv_handle_t *)&a->timer, free_handle_data);
 }
 
-int core_http_async_get(core_http_async_t *a, const core_http_xfer_opts_t *o,
-                        core_http_xfer_t **out)
+size_t core_http_async_in_flight(const core_http_async_t *a)
+{
+    return a->n_xfers;
+}
+
+int core_http_async_start(core_http_async_t *a, const core_http_xfer_opts_t *o,
+                          core_http_xfer_t **out)
 {
     core_http_xfer_t *x = core_xcalloc(1, sizeof(*x));
 
@@ -246,18 +259,31 @@ int core_http_async_get(core_http_async_t *a, const core_http_xfer_opts_t *o,
     curl_easy_setopt(x->easy, CURLOPT_PROTOCOLS_STR, "http,https");
     /* Loopback and namespace hosts only: never a proxy from the environment. */
     curl_easy_setopt(x->easy, CURLOPT_NOPROXY, "*");
+    curl_easy_setopt(x->easy, CURLOPT_FOLLOWLOCATION, 0L);
+    for (size_t i = 0; i < o->n_headers; i++)
+        x->hdrs = curl_slist_append(x->hdrs, o->headers[i]);
     if (o->bearer) {
         char *h = core_xasprintf("Authorization: Bearer %s", o->bearer);
         x->hdrs = curl_slist_append(x->hdrs, h);
         free(h);
-        curl_easy_setopt(x->easy, CURLOPT_HTTPHEADER, x->hdrs);
     }
+    if (o->body) {
+        x->body = core_xstrdup(o->body);
+        x->hdrs = curl_slist_append(x->hdrs, "Content-Type: application/json");
+        curl_easy_setopt(x->easy, CURLOPT_POST, 1L);
+        curl_easy_setopt(x->easy, CURLOPT_POSTFIELDS, x->body);
+        curl_easy_setopt(x->easy, CURLOPT_POSTFIELDSIZE, (long)strlen(x->body));
+    }
+    if (x->hdrs)
+        curl_easy_setopt(x->easy, CURLOPT_HTTPHEADER, x->hdrs);
     if (curl_multi_add_handle(a->multi, x->easy) != CURLM_OK) {
         curl_easy_cleanup(x->easy);
         curl_slist_free_all(x->hdrs);
+        free(x->body);
         free(x);
         return -EIO;
     }
+    a->n_xfers++;
     x->next = a->xfers;
     if (a->xfers)
         a->xfers->prev = x;

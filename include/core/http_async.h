@@ -7,24 +7,30 @@
 /*
  * HTTP client transfers on a libuv loop: libcurl's multi interface driven
  * by the loop (CURLMOPT_SOCKETFUNCTION -> one uv_poll_t per socket,
- * CURLMOPT_TIMERFUNCTION -> one uv_timer_t), so a daemon can follow many
- * long responses (log streams) without a thread each. Loop thread only.
+ * CURLMOPT_TIMERFUNCTION -> one uv_timer_t), so a daemon runs many requests
+ * (readiness probes) and follows many long responses (log streams) without a
+ * thread each. Never through a proxy from the environment. Loop thread only.
  */
 typedef struct core_http_async core_http_async_t;
 typedef struct core_http_xfer core_http_xfer_t;
 
 typedef struct core_http_xfer_opts {
     const char *url;
-    const char *bearer;       /* Authorization: Bearer <bearer>, or NULL */
-    long connect_timeout_ms;  /* 0: 5 s */
-    long timeout_ms;          /* whole transfer; 0: none (a follow stream) */
+    const char *body;           /* NULL: GET; else POSTed as application/json (copied) */
+    const char *const *headers; /* "Name: value" lines (copied) */
+    size_t n_headers;
+    const char *bearer;         /* Authorization: Bearer <bearer>, or NULL */
+    long connect_timeout_ms;    /* 0: 5 s */
+    long timeout_ms;            /* whole transfer; 0: none (a follow stream) */
     /* The body of a 2xx answer as it arrives (any other answer's body is
-     * dropped). Must not cancel its own transfer. */
-    void (*on_data)(void *arg, const char *data, size_t len);
+     * dropped); NULL drops every body. Returning nonzero ends the transfer
+     * (on_done gets -ECANCELED). It must not cancel the transfer itself. */
+    int (*on_data)(void *arg, const char *data, size_t len);
     /* Once, when the transfer ends: rc 0 (then status is the HTTP status) or
-     * a negative errno (-ECONNREFUSED, -ETIMEDOUT, -ECONNRESET, -EIO). The
-     * transfer is freed after it returns. */
-    void (*on_done)(void *arg, int rc, long status);
+     * a negative errno (-ECONNREFUSED, -ETIMEDOUT, -ECONNRESET, -ECANCELED,
+     * -EIO) with <err> saying why (NULL on success). The transfer is freed
+     * after it returns. */
+    void (*on_done)(void *arg, int rc, long status, const char *err);
     void *arg;
 } core_http_xfer_opts_t;
 
@@ -33,10 +39,12 @@ int core_http_async_new(uv_loop_t *loop, core_http_async_t **out);
  * its handles have closed. */
 void core_http_async_close(core_http_async_t *a);
 
-/* Starts a GET. *out (may be NULL) identifies it for core_http_xfer_cancel
- * until on_done runs. */
-int core_http_async_get(core_http_async_t *a, const core_http_xfer_opts_t *o,
-                        core_http_xfer_t **out);
+/* Starts a request. *out (may be NULL) identifies it for
+ * core_http_xfer_cancel until on_done runs. */
+int core_http_async_start(core_http_async_t *a, const core_http_xfer_opts_t *o,
+                          core_http_xfer_t **out);
+/* Transfers in flight. */
+size_t core_http_async_in_flight(const core_http_async_t *a);
 /* Stops a transfer in flight; its on_done does not run. Not from within its
  * own callbacks. */
 void core_http_xfer_cancel(core_http_xfer_t *x);

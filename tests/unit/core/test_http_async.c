@@ -32,6 +32,8 @@ typedef struct fx {
     size_t n_got;
     int done, rc;
     long status;
+    char err[256];
+    size_t stop_after; /* on_data stops the transfer after this many bytes */
     uv_timer_t cancel_timer;
     core_http_xfer_t *xfer;
 } fx_t;
@@ -95,27 +97,30 @@ static int teardown(void **state)
     return 0;
 }
 
-static void on_data(void *arg, const char *data, size_t len)
+static int on_data(void *arg, const char *data, size_t len)
 {
     fx_t *f = arg;
     assert_true(f->n_got + len < sizeof(f->got));
     memcpy(f->got + f->n_got, data, len);
     f->n_got += len;
+    return f->stop_after && f->n_got >= f->stop_after;
 }
 
-static void on_done(void *arg, int rc, long status)
+static void on_done(void *arg, int rc, long status, const char *err)
 {
     fx_t *f = arg;
     f->done++;
     f->rc = rc;
     f->status = status;
+    snprintf(f->err, sizeof(f->err), "%s", err ? err : "");
     f->xfer = NULL;
 }
 
 static void get(fx_t *f, const char *url)
 {
     core_http_xfer_opts_t o = {.url = url, .on_data = on_data, .on_done = on_done, .arg = f};
-    assert_int_equal(core_http_async_get(f->cli, &o, &f->xfer), 0);
+    assert_int_equal(core_http_async_start(f->cli, &o, &f->xfer), 0);
+    assert_int_equal(core_http_async_in_flight(f->cli), 1);
 }
 
 /* Runs the loop until the transfer under test is done (bounded). */
@@ -168,6 +173,22 @@ static void test_refused(void **state)
     assert_int_equal(f->done, 1);
     assert_int_equal(f->rc, -ECONNREFUSED);
     assert_int_equal(f->status, 0);
+    assert_true(strlen(f->err) > 0);
+    assert_int_equal(core_http_async_in_flight(f->cli), 0);
+}
+
+/* on_data can end a transfer (a body larger than the caller wants). */
+static void test_stop_from_on_data(void **state)
+{
+    fx_t *f = *state;
+    char url[64];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/forever", f->port);
+    f->stop_after = 20;
+    get(f, url);
+    run_until_done(f);
+    assert_int_equal(f->done, 1);
+    assert_int_equal(f->rc, -ECANCELED);
+    assert_true(f->n_got >= 20);
 }
 
 static void on_cancel(uv_timer_t *t)
@@ -217,6 +238,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stream, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_body_dropped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stop_from_on_data, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_in_flight, setup, teardown),
     };
