@@ -1,9 +1,12 @@
 #include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
@@ -92,6 +95,49 @@ static char *answering_url(const char *home, const char *token)
     return NULL;
 }
 
+/* Starts sky-localcloud for <home> and waits until it answers: 0 and *base_url. */
+static int start_daemon(const char *home, const char *token, char **base_url, char **err)
+{
+    char *prog = core_find_program("sky-localcloud");
+    if (!prog) {
+        if (err)
+            *err = core_xstrdup("cannot find the sky-localcloud program");
+        return -ENOENT;
+    }
+    char *log = core_xasprintf("%s/localcloud/localcloud.log", home);
+    char *argv[8];
+    size_t n = 0;
+    argv[n++] = prog;
+    argv[n++] = "--home";
+    argv[n++] = (char *)home;
+    const char *delay = getenv("SKY_LOCALCLOUD_PROVISION_DELAY");
+    if (delay && *delay) {
+        argv[n++] = "--provision-delay";
+        argv[n++] = (char *)delay;
+    }
+    argv[n] = NULL;
+    pid_t pid = core_spawn_daemon(argv, log);
+    free(log);
+    free(prog);
+    if (pid < 0) {
+        if (err)
+            *err = core_xasprintf("cannot start sky-localcloud: %s", core_strerror(pid));
+        return pid;
+    }
+    /* Bounded wait: the daemon writes its port once it listens. */
+    unsigned long long deadline = core_mono_ms() + LC_START_WAIT_MS;
+    while (core_mono_ms() < deadline) {
+        if ((*base_url = answering_url(home, token)) != NULL)
+            return 0;
+        msleep(50);
+    }
+    if (err)
+        *err = core_xasprintf("sky-localcloud did not answer within %d s (see "
+                              "%s/localcloud/localcloud.log)",
+                              LC_START_WAIT_MS / 1000, home);
+    return -ETIMEDOUT;
+}
+
 int core_localcloud_connect(int start, char **base_url, char **token, char **err)
 {
     *base_url = NULL;
@@ -103,67 +149,42 @@ int core_localcloud_connect(int start, char **base_url, char **token, char **err
     if (rc < 0) {
         if (err)
             *err = core_xasprintf("cannot read the token in %s: %s", home, core_strerror(rc));
-        goto fail;
+        goto out;
     }
-    if ((*base_url = answering_url(home, *token)) != NULL) {
-        free(home);
-        return 0;
-    }
+    if ((*base_url = answering_url(home, *token)) != NULL)
+        goto out;
     if (!start) {
         rc = -ENOENT;
         if (err)
             *err = core_xasprintf("sky-localcloud is not running for %s", home);
-        goto fail;
+        goto out;
     }
-    char *prog = core_find_program("sky-localcloud");
-    if (!prog) {
-        rc = -ENOENT;
-        if (err)
-            *err = core_xstrdup("cannot find the sky-localcloud program");
-        goto fail;
-    }
+    /*
+     * One starter at a time, across processes and threads (flock on a file
+     * description of our own): callers that find no daemon at the same moment
+     * (a controller launching several jobs at once, a CLI beside it) would
+     * each start one, and a daemon that lost the race waits up to 2 s for the
+     * lock, long enough to take over after a `sky cloud down`. The others wait
+     * here and then find the first one answering.
+     */
     char *dir = core_xasprintf("%s/localcloud", home);
     core_mkdir_p(dir, 0700);
-    char *log = core_xasprintf("%s/localcloud.log", dir);
+    char *lockpath = core_xasprintf("%s/start.lock", dir);
     free(dir);
-    char *argv[8];
-    size_t n = 0;
-    argv[n++] = prog;
-    argv[n++] = "--home";
-    argv[n++] = home;
-    const char *delay = getenv("SKY_LOCALCLOUD_PROVISION_DELAY");
-    if (delay && *delay) {
-        argv[n++] = "--provision-delay";
-        argv[n++] = (char *)delay;
+    int lock = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    free(lockpath);
+    if (lock >= 0)
+        while (flock(lock, LOCK_EX) == -1 && errno == EINTR)
+            ;
+    if ((*base_url = answering_url(home, *token)) == NULL)
+        rc = start_daemon(home, *token, base_url, err);
+    if (lock >= 0)
+        close(lock);
+out:
+    if (rc < 0) {
+        free(*token);
+        *token = NULL;
     }
-    argv[n] = NULL;
-    pid_t pid = core_spawn_daemon(argv, log);
-    free(log);
-    free(prog);
-    if (pid < 0) {
-        rc = pid;
-        if (err)
-            *err = core_xasprintf("cannot start sky-localcloud: %s", core_strerror(rc));
-        goto fail;
-    }
-    /* Bounded wait: the daemon writes its port once it listens. A second
-     * daemon racing for the same home exits on the lock; we reach the first. */
-    unsigned long long deadline = core_mono_ms() + LC_START_WAIT_MS;
-    while (core_mono_ms() < deadline) {
-        if ((*base_url = answering_url(home, *token)) != NULL) {
-            free(home);
-            return 0;
-        }
-        msleep(50);
-    }
-    rc = -ETIMEDOUT;
-    if (err)
-        *err = core_xasprintf("sky-localcloud did not answer within %d s (see "
-                              "%s/localcloud/localcloud.log)",
-                              LC_START_WAIT_MS / 1000, home);
-fail:
-    free(*token);
-    *token = NULL;
     free(home);
     return rc;
 }
