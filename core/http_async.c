@@ -11,6 +11,7 @@
 #include "core/http_async.h"
 #include "core/log.h"
 #include "core/mem.h"
+#include "core/tls.h"
 
 struct core_http_async {
     uv_loop_t *loop;
@@ -79,6 +80,10 @@ static int map_result(CURLcode rc)
         return -ECONNRESET;
     case CURLE_WRITE_ERROR:
         return -ECANCELED; /* on_data asked to stop */
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_CONNECT_ERROR:
+        return -EPROTO; /* not the agent we set up, or no CA here */
     default:
         return -EIO;
     }
@@ -259,6 +264,16 @@ int core_http_async_start(core_http_async_t *a, const core_http_xfer_opts_t *o,
     curl_easy_setopt(x->easy, CURLOPT_PROTOCOLS_STR, "http,https");
     /* Loopback and namespace hosts only: never a proxy from the environment. */
     curl_easy_setopt(x->easy, CURLOPT_NOPROXY, "*");
+    if (strncmp(o->url, "https://", 8) == 0) {
+        /* As core_http_call: only our SSH pool agents speak TLS, so trust our CA
+         * alone and check the name. */
+        char *ca = core_tls_ca_path();
+        curl_easy_setopt(x->easy, CURLOPT_CAINFO, ca);
+        curl_easy_setopt(x->easy, CURLOPT_CAPATH, NULL);
+        curl_easy_setopt(x->easy, CURLOPT_SSL_VERIFYPEER, 1L);
+        curl_easy_setopt(x->easy, CURLOPT_SSL_VERIFYHOST, 2L);
+        free(ca); /* libcurl copies string options */
+    }
     curl_easy_setopt(x->easy, CURLOPT_FOLLOWLOCATION, 0L);
     for (size_t i = 0; i < o->n_headers; i++)
         x->hdrs = curl_slist_append(x->hdrs, o->headers[i]);

@@ -9,7 +9,9 @@
  * by the loop (CURLMOPT_SOCKETFUNCTION -> one uv_poll_t per socket,
  * CURLMOPT_TIMERFUNCTION -> one uv_timer_t), so a daemon runs many requests
  * (readiness probes) and follows many long responses (log streams) without a
- * thread each. Never through a proxy from the environment. Loop thread only.
+ * thread each. Never through a proxy from the environment; https:// (the SSH
+ * pool agents) trusts only the product's CA, as core_http_call does. Loop
+ * thread only.
  */
 typedef struct core_http_async core_http_async_t;
 typedef struct core_http_xfer core_http_xfer_t;
@@ -28,8 +30,8 @@ typedef struct core_http_xfer_opts {
     int (*on_data)(void *arg, const char *data, size_t len);
     /* Once, when the transfer ends: rc 0 (then status is the HTTP status) or
      * a negative errno (-ECONNREFUSED, -ETIMEDOUT, -ECONNRESET, -ECANCELED,
-     * -EIO) with <err> saying why (NULL on success). The transfer is freed
-     * after it returns. */
+     * -EPROTO for a TLS peer that is not ours, -EIO) with <err> saying why
+     * (NULL on success). The transfer is freed after it returns. */
     void (*on_done)(void *arg, int rc, long status, const char *err);
     void *arg;
 } core_http_xfer_opts_t;

@@ -1,8 +1,9 @@
 /*
  * core/http_async.c: transfers driven by the loop the server also runs on (one
  * thread): a chunked stream arrives whole, a 404's body is dropped, a refused
- * connection says so, a cancelled transfer never calls back, and closing the
- * client with transfers in flight leaves nothing behind.
+ * connection says so, a cancelled transfer never calls back, closing the
+ * client with transfers in flight leaves nothing behind, and https (an SSH
+ * pool agent) trusts the product's CA and checks the address.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,6 +19,8 @@
 #include "core/http.h"
 #include "core/http_async.h"
 #include "core/mem.h"
+#include "core/tls.h"
+#include "core/util.h"
 
 typedef struct fx {
     uv_loop_t loop;
@@ -232,6 +235,58 @@ static void test_close_in_flight(void **state)
     assert_int_equal(f->done, 0);
 }
 
+/* A TLS server on the fixture's loop whose certificate the CA of a fresh
+ * $SKY_HOME issued for <cert_host>; returns its port. */
+static int tls_server(fx_t *f, const char *home, const char *cert_host, core_http_server_t **out)
+{
+    char *dir = core_xasprintf("%s/ssh", home), *err = NULL, *cert = NULL, *key = NULL;
+    assert_int_equal(core_mkdir_p(dir, 0700), 0);
+    assert_int_equal(core_tls_ca_ensure(dir, &err), 0);
+    assert_int_equal(core_tls_issue(dir, cert_host, &cert, &key, &err), 0);
+    char *c = core_xasprintf("%s/srv.crt", dir), *k = core_xasprintf("%s/srv.key", dir);
+    assert_int_equal(core_write_file(c, cert, strlen(cert), 0600), 0);
+    assert_int_equal(core_write_file(k, key, strlen(key), 0600), 0);
+    core_http_server_opts_t o = {.tls_cert = c, .tls_key = k};
+    assert_int_equal(core_http_server_start(&f->loop, "127.0.0.1", 0, &o, handler, f, out), 0);
+    free(c);
+    free(k);
+    free(cert);
+    free(key);
+    free(dir);
+    return core_http_server_port(*out);
+}
+
+static void test_https(void **state)
+{
+    fx_t *f = *state;
+    char home[] = "/tmp/test-http-async-tls-XXXXXX", url[64];
+    core_http_server_t *srv = NULL;
+    assert_non_null(mkdtemp(home));
+    setenv("SKY_HOME", home, 1);
+    int port = tls_server(f, home, "127.0.0.1", &srv);
+    snprintf(url, sizeof(url), "https://127.0.0.1:%d/stream", port);
+    get(f, url);
+    run_until_done(f);
+    assert_int_equal(f->rc, 0);
+    assert_int_equal(f->status, 200);
+    f->got[f->n_got] = '\0';
+    assert_string_equal(f->got, "line 5\nline 4\nline 3\nline 2\nline 1\n");
+    core_http_server_close(srv);
+    /* A certificate for another address is not that agent's. */
+    memset(f->got, 0, sizeof(f->got));
+    f->n_got = 0;
+    f->done = 0;
+    port = tls_server(f, home, "10.9.9.9", &srv);
+    snprintf(url, sizeof(url), "https://127.0.0.1:%d/stream", port);
+    get(f, url);
+    run_until_done(f);
+    assert_int_equal(f->rc, -EPROTO);
+    assert_int_equal(f->n_got, 0);
+    core_http_server_close(srv);
+    core_rm_rf(home);
+    unsetenv("SKY_HOME");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -241,6 +296,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stop_from_on_data, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_in_flight, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_https, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
