@@ -12,8 +12,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <sqlite3.h>
-
 #include "cli.h"
 #include "cli_util.h"
 #include "core/agent.h"
@@ -23,6 +21,7 @@
 #include "core/prov.h"
 #include "core/prov_registry.h"
 #include "core/spec.h"
+#include "core/store.h"
 #include "core/taskrun.h"
 #include "core/util.h"
 
@@ -38,40 +37,40 @@ typedef struct cluster {
     core_instance_t inst;
 } cluster_t;
 
-static const char *SCHEMA =
-    "CREATE TABLE IF NOT EXISTS clusters ("
-    " name TEXT PRIMARY KEY, status TEXT NOT NULL, resources TEXT, launched_at REAL,"
-    " instance_id TEXT, cloud TEXT, region TEXT, zone TEXT, instance_type TEXT,"
-    " spot INTEGER, ip TEXT, agent_port INTEGER, port_offset INTEGER, price REAL);";
+/* Version 1: the schema as it was before versions. */
+static const core_store_step_t db_steps[] = {
+    {"CREATE TABLE IF NOT EXISTS clusters ("
+     " name TEXT PRIMARY KEY, status TEXT NOT NULL, resources TEXT, launched_at REAL,"
+     " instance_id TEXT, cloud TEXT, region TEXT, zone TEXT, instance_type TEXT,"
+     " spot INTEGER, ip TEXT, agent_port INTEGER, port_offset INTEGER, price REAL);",
+     NULL},
+};
 
-static int db_open(sqlite3 **out)
+#define DB_COLS                                                                                    \
+    "name, status, resources, launched_at, instance_id, cloud, region, zone, instance_type,"      \
+    " spot, ip, agent_port, port_offset, price"
+
+static int db_open(core_store_t **out)
 {
-    char *path = core_home_path("clusters.db");
-    int rc = sqlite3_open(path, out);
+    static const core_store_schema_t schema = {"cluster database", db_steps,
+                                               CORE_ARRAY_SIZE(db_steps), NULL};
+    char *path = core_home_path("clusters.db"), *err = NULL;
+    int rc = core_store_open(path, &schema, out, &err);
     free(path);
-    if (rc != SQLITE_OK) {
-        fprintf(stderr, "sky: cannot open the cluster database: %s\n", sqlite3_errmsg(*out));
-        sqlite3_close(*out);
-        return -EIO;
-    }
-    sqlite3_busy_timeout(*out, 5000);
-    sqlite3_exec(*out, "PRAGMA journal_mode=WAL;", NULL, NULL, NULL);
-    if (sqlite3_exec(*out, SCHEMA, NULL, NULL, NULL) != SQLITE_OK) {
-        fprintf(stderr, "sky: cluster database: %s\n", sqlite3_errmsg(*out));
-        sqlite3_close(*out);
+    if (rc < 0) {
+        fprintf(stderr, "sky: %s\n", err ? err : "cannot open the cluster database");
+        free(err);
         return -EIO;
     }
     return 0;
 }
 
-static int db_put(sqlite3 *db, const cluster_t *c)
+static int db_put(core_store_t *db, const cluster_t *c)
 {
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(
-        db,
-        "INSERT OR REPLACE INTO clusters VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14)",
-        -1, &st, NULL);
-    if (rc != SQLITE_OK)
+    sqlite3_stmt *st = core_store_prepare(
+        db, "INSERT OR REPLACE INTO clusters (" DB_COLS ") VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,"
+            "?10,?11,?12,?13,?14)");
+    if (st == NULL)
         return -EIO;
     const core_instance_t *i = &c->inst;
     sqlite3_bind_text(st, 1, c->name, -1, SQLITE_STATIC);
@@ -88,63 +87,52 @@ static int db_put(sqlite3 *db, const cluster_t *c)
     sqlite3_bind_int(st, 12, i->agent_port);
     sqlite3_bind_int(st, 13, i->port_offset);
     sqlite3_bind_double(st, 14, i->price);
-    rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : -EIO;
-}
-
-static void col_text(sqlite3_stmt *st, int i, char *out, size_t n)
-{
-    const unsigned char *t = sqlite3_column_text(st, i);
-    snprintf(out, n, "%s", t ? (const char *)t : "");
+    return core_store_run(db, st) < 0 ? -EIO : 0;
 }
 
 static void row_to_cluster(sqlite3_stmt *st, cluster_t *c)
 {
     memset(c, 0, sizeof(*c));
-    col_text(st, 0, c->name, sizeof(c->name));
-    col_text(st, 1, c->status, sizeof(c->status));
-    col_text(st, 2, c->label, sizeof(c->label));
+    core_store_col_text(st, 0, c->name, sizeof(c->name));
+    core_store_col_text(st, 1, c->status, sizeof(c->status));
+    core_store_col_text(st, 2, c->label, sizeof(c->label));
     c->launched_at = sqlite3_column_double(st, 3);
     core_instance_t *i = &c->inst;
-    col_text(st, 4, i->id, sizeof(i->id));
-    col_text(st, 5, i->cloud, sizeof(i->cloud));
-    col_text(st, 6, i->region, sizeof(i->region));
-    col_text(st, 7, i->zone, sizeof(i->zone));
-    col_text(st, 8, i->instance_type, sizeof(i->instance_type));
+    core_store_col_text(st, 4, i->id, sizeof(i->id));
+    core_store_col_text(st, 5, i->cloud, sizeof(i->cloud));
+    core_store_col_text(st, 6, i->region, sizeof(i->region));
+    core_store_col_text(st, 7, i->zone, sizeof(i->zone));
+    core_store_col_text(st, 8, i->instance_type, sizeof(i->instance_type));
     i->spot = sqlite3_column_int(st, 9);
-    col_text(st, 10, i->ip, sizeof(i->ip));
+    core_store_col_text(st, 10, i->ip, sizeof(i->ip));
     i->agent_port = sqlite3_column_int(st, 11);
     i->port_offset = sqlite3_column_int(st, 12);
     i->price = sqlite3_column_double(st, 13);
 }
 
 /* 0 and *c filled, or -ENOENT. */
-static int db_get(sqlite3 *db, const char *name, cluster_t *c)
+static int db_get(core_store_t *db, const char *name, cluster_t *c)
 {
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db, "SELECT * FROM clusters WHERE name = ?1", -1, &st, NULL) !=
-        SQLITE_OK)
+    sqlite3_stmt *st = core_store_prepare(db, "SELECT " DB_COLS " FROM clusters WHERE name = ?1");
+    if (st == NULL)
         return -EIO;
     sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-    int r = -ENOENT;
-    if (sqlite3_step(st) == SQLITE_ROW) {
+    int r = core_store_step(db, st);
+    if (r == 1) {
         row_to_cluster(st, c);
-        r = 0;
+        core_store_reset(st);
+        return 0;
     }
-    sqlite3_finalize(st);
-    return r;
+    return r < 0 ? -EIO : -ENOENT;
 }
 
-static int db_del(sqlite3 *db, const char *name)
+static int db_del(core_store_t *db, const char *name)
 {
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db, "DELETE FROM clusters WHERE name = ?1", -1, &st, NULL) != SQLITE_OK)
+    sqlite3_stmt *st = core_store_prepare(db, "DELETE FROM clusters WHERE name = ?1");
+    if (st == NULL)
         return -EIO;
     sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : -EIO;
+    return core_store_run(db, st) < 0 ? -EIO : 0;
 }
 
 static int print_chunk(const char *data, size_t len, void *arg)
@@ -241,7 +229,7 @@ static void default_cluster_name(char *out, size_t n)
     snprintf(out, n, "sky-%s", hex);
 }
 
-static int provision(sqlite3 *db, core_task_t *t, cluster_t *c)
+static int provision(core_store_t *db, core_task_t *t, cluster_t *c)
 {
     core_catalog_t *cat = NULL;
     core_candidate_t *cands = NULL;
@@ -310,7 +298,7 @@ static int launch_or_exec(const char *name, const char *file, const ctl_cli_env_
     }
     core_task_set_envs(t, over);
     cJSON_Delete(over);
-    sqlite3 *db = NULL;
+    core_store_t *db = NULL;
     if (db_open(&db) < 0) {
         core_task_free(t);
         return 1;
@@ -365,7 +353,7 @@ static int launch_or_exec(const char *name, const char *file, const ctl_cli_env_
     }
     code = follow_task(&c, task_id);
 out:
-    sqlite3_close(db);
+    core_store_close(db);
     core_task_free(t);
     return code;
 }
@@ -391,19 +379,19 @@ int ctl_cli_status(ctl_cli_t *cli, int argc, char **argv)
     int rc = ctl_cli_parse(cli, opts, argc, argv);
     if (rc != CTL_CLI_RUN)
         return rc;
-    sqlite3 *db = NULL;
+    core_store_t *db = NULL;
     if (db_open(&db) < 0)
         return 1;
     core_prov_registry_t *provs = NULL;
     core_prov_t *def = NULL;
     if (core_prov_registry_new(NULL, 0, &provs) == 0)
         core_prov_registry_get(provs, NULL, &def, NULL);
-    sqlite3_stmt *st = NULL;
-    sqlite3_prepare_v2(db, "SELECT * FROM clusters ORDER BY launched_at", -1, &st, NULL);
+    sqlite3_stmt *st =
+        core_store_prepare(db, "SELECT " DB_COLS " FROM clusters ORDER BY launched_at");
     static const char *hdr[] = {"NAME", "LAUNCHED", "RESOURCES", "REGION", "ZONE", "STATUS"};
     ctl_table_t *tab = ctl_table_new(6, hdr);
     cJSON *arr = cJSON_CreateArray();
-    while (sqlite3_step(st) == SQLITE_ROW) {
+    while (st && core_store_step(db, st) == 1) {
         cluster_t c;
         row_to_cluster(st, &c);
         core_instance_t live;
@@ -430,8 +418,7 @@ int ctl_cli_status(ctl_cli_t *cli, int argc, char **argv)
         cJSON_AddNumberToObject(o, "agent_port", c.inst.agent_port);
         cJSON_AddItemToArray(arr, o);
     }
-    sqlite3_finalize(st);
-    sqlite3_close(db);
+    core_store_close(db);
     core_prov_registry_free(provs);
     if (json) {
         cJSON *doc = cJSON_CreateObject();
@@ -464,7 +451,7 @@ int ctl_cli_down(ctl_cli_t *cli, int argc, char **argv)
     int rc = ctl_cli_parse(cli, opts, argc, argv);
     if (rc != CTL_CLI_RUN)
         return rc;
-    sqlite3 *db = NULL;
+    core_store_t *db = NULL;
     if (db_open(&db) < 0)
         return 1;
     core_prov_registry_t *provs = NULL;
@@ -475,7 +462,7 @@ int ctl_cli_down(ctl_cli_t *cli, int argc, char **argv)
     if (r < 0) {
         core_prov_registry_free(provs);
         fprintf(stderr, "sky: cannot reach the local cloud: %s\n", core_strerror(r));
-        sqlite3_close(db);
+        core_store_close(db);
         return 1;
     }
     int code = 0;
@@ -497,7 +484,7 @@ int ctl_cli_down(ctl_cli_t *cli, int argc, char **argv)
         printf("Terminated cluster '%s'.\n", c.name);
     }
     core_prov_registry_free(provs);
-    sqlite3_close(db);
+    core_store_close(db);
     return code;
 }
 
@@ -515,12 +502,12 @@ int ctl_cli_logs(ctl_cli_t *cli, int argc, char **argv)
     int rc = ctl_cli_parse(cli, opts, argc, argv);
     if (rc != CTL_CLI_RUN)
         return rc;
-    sqlite3 *db = NULL;
+    core_store_t *db = NULL;
     cluster_t c;
     if (db_open(&db) < 0)
         return 1;
     int r = db_get(db, name, &c);
-    sqlite3_close(db);
+    core_store_close(db);
     if (r < 0) {
         fprintf(stderr, "sky: cluster '%s' not found\n", name);
         return 1;

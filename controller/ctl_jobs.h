@@ -1,6 +1,12 @@
 #ifndef CTL_JOBS_H
 #define CTL_JOBS_H
 
+#include <uv.h>
+
+#include "core/http.h"
+#include "core/http_async.h"
+#include "core/store.h"
+
 /*
  * sky-controller --mode jobs: managed spot jobs that survive preemption.
  *
@@ -20,11 +26,14 @@
  *        "job_duration","total_duration","job_duration_dash","recovery_count",
  *        "failure_reason","run_id","cloud","region","zone","instance_id"}
  *
- * Each job runs on a thread of its own: launching and monitoring block on
- * the provider and the agent, as a real cloud's calls do, and every state
- * change is written to SQLite ($SKY_HOME/jobs/jobs.db) before it is acted
- * on, so a kill -9 of the daemon and a restart resumes every job where it
- * was. The job's output is copied from the instance's agent into
+ * One libuv loop runs everything, as in serve mode: the API, a timer-driven
+ * state machine per job (ctl_jobs_run.c), and the copy of each running
+ * job's output from its agent (ctl_jobs_logs.c). Provider and agent calls
+ * block, as a real cloud's do: they run in the thread pool (uv_queue_work,
+ * ctl_jobs_work.c) and their results are applied on the loop thread. Every
+ * state change is written to SQLite ($SKY_HOME/jobs/jobs.db,
+ * ctl_jobs_store.c) before it is acted on, so a kill -9 of the daemon and a
+ * restart resumes every job where it was. The job's output is copied into
  * $SKY_HOME/jobs/<id>/run-<attempt>.log as it is produced, so it outlives
  * the instances.
  */
@@ -35,5 +44,36 @@ typedef struct ctl_jobs_opts {
 
 /* Runs the daemon until SIGTERM/SIGINT. Returns the exit code. */
 int ctl_jobs_main(const ctl_jobs_opts_t *opts);
+
+/*
+ * Timings. The reference polls every 15 s and backs off launches from 60 s;
+ * here detection must start recovery within 2 s of a preemption on the local
+ * cloud, so the poll is 0.5 s. Each can be set by the environment variable
+ * named, for tests and demos.
+ */
+typedef struct ctl_jobs_cfg {
+    double poll_s;            /* SKY_JOBS_POLL_INTERVAL: monitor period (0.5) */
+    double retry_init_s;      /* SKY_JOBS_RETRY_INIT_GAP: first launch backoff (ref. 60 s) */
+    double retry_max_factor;  /* SKY_JOBS_RETRY_MAX_FACTOR: cap = init * factor (ref. 5) */
+    double failure_grace_s;   /* SKY_JOBS_FAILURE_GRACE: before the preemption check (ref. 5 s) */
+    double unknown_timeout_s; /* SKY_JOBS_STATUS_TIMEOUT: status unknown -> recover (ref. 60 s) */
+    double start_timeout_s;   /* SKY_JOBS_START_TIMEOUT: agent must start the task (ref. 50 s) */
+} ctl_jobs_cfg_t;
+
+void ctl_jobs_cfg_load(ctl_jobs_cfg_t *c);
+
+typedef struct ctl_job ctl_job_t;
+
+/* The daemon: what the API and the jobs' state machines share. Loop thread only. */
+typedef struct ctl_jobs {
+    ctl_jobs_cfg_t cfg;
+    uv_loop_t *loop;
+    char *jobs_dir;           /* $SKY_HOME/jobs */
+    core_store_t *store;      /* jobs.db */
+    core_http_async_t *agents; /* the log streams from the agents */
+    core_http_server_t *http;
+    ctl_job_t *jobs;          /* the jobs with a running state machine */
+    int stopping;
+} ctl_jobs_t;
 
 #endif

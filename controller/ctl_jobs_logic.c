@@ -1,48 +1,32 @@
 #include "ctl_jobs_logic.h"
 
 #include <string.h>
-#include <strings.h>
 
 #include "core/err.h"
 #include "core/mem.h"
+#include "core/util.h"
 
-static const char *const job_names[CTL_JOB_STATUS_COUNT] = {
-    [CTL_JOB_PENDING] = "PENDING",
-    [CTL_JOB_SUBMITTED] = "SUBMITTED",
-    [CTL_JOB_STARTING] = "STARTING",
-    [CTL_JOB_RUNNING] = "RUNNING",
-    [CTL_JOB_RECOVERING] = "RECOVERING",
-    [CTL_JOB_CANCELLING] = "CANCELLING",
-    [CTL_JOB_SUCCEEDED] = "SUCCEEDED",
-    [CTL_JOB_CANCELLED] = "CANCELLED",
-    [CTL_JOB_FAILED] = "FAILED",
-    [CTL_JOB_FAILED_SETUP] = "FAILED_SETUP",
-    [CTL_JOB_FAILED_PRECHECKS] = "FAILED_PRECHECKS",
-    [CTL_JOB_FAILED_NO_RESOURCE] = "FAILED_NO_RESOURCE",
-    [CTL_JOB_FAILED_CONTROLLER] = "FAILED_CONTROLLER",
+static const char *const job_names[] = {
+#define XX(name) #name,
+    CTL_JOB_STATUS_MAP(XX)
+#undef XX
 };
 
 const char *ctl_job_status_name(ctl_job_status_t s)
 {
-    if ((unsigned)s >= CTL_JOB_STATUS_COUNT)
-        return "?";
-    return job_names[s];
+    return core_enum_name(job_names, CORE_ARRAY_SIZE(job_names), (int)s, "?");
 }
 
 int ctl_job_status_parse(const char *name, ctl_job_status_t *out)
 {
-    for (int i = 0; i < CTL_JOB_STATUS_COUNT; i++) {
-        if (strcmp(name, job_names[i]) == 0) {
-            *out = (ctl_job_status_t)i;
-            return 0;
-        }
-    }
+    int v = core_enum_value(job_names, CORE_ARRAY_SIZE(job_names), name);
     /* HEAD's name for the never-written SUBMITTED. */
-    if (strcmp(name, "DEPRECATED_SUBMITTED") == 0) {
-        *out = CTL_JOB_SUBMITTED;
-        return 0;
-    }
-    return CORE_ENOTFOUND;
+    if (v < 0 && name && strcmp(name, "DEPRECATED_SUBMITTED") == 0)
+        v = CTL_JOB_SUBMITTED;
+    if (v < 0)
+        return CORE_ENOTFOUND;
+    *out = (ctl_job_status_t)v;
+    return 0;
 }
 
 bool ctl_job_status_is_failed(ctl_job_status_t s)
@@ -261,98 +245,42 @@ bool ctl_job_should_restart_on_failure(const ctl_restart_policy_t *p, const int 
     return *restart_count <= p->max_restarts_on_errors;
 }
 
-static const char *const cjob_names[CTL_CJOB_STATUS_COUNT] = {
-    [CTL_CJOB_NONE] = "NONE",
-    [CTL_CJOB_INIT] = "INIT",
-    [CTL_CJOB_PENDING] = "PENDING",
-    [CTL_CJOB_SETTING_UP] = "SETTING_UP",
-    [CTL_CJOB_RUNNING] = "RUNNING",
-    [CTL_CJOB_FAILED_DRIVER] = "FAILED_DRIVER",
-    [CTL_CJOB_SUCCEEDED] = "SUCCEEDED",
-    [CTL_CJOB_FAILED] = "FAILED",
-    [CTL_CJOB_FAILED_SETUP] = "FAILED_SETUP",
-    [CTL_CJOB_CANCELLED] = "CANCELLED",
-};
-
-const char *ctl_cjob_status_name(ctl_cjob_status_t s)
+bool ctl_job_needs_instance_check(bool known, core_agent_status_t js, int num_nodes)
 {
-    if ((unsigned)s >= CTL_CJOB_STATUS_COUNT)
-        return "?";
-    return cjob_names[s];
-}
-
-int ctl_cjob_status_parse(const char *name, ctl_cjob_status_t *out)
-{
-    for (int i = 0; i < CTL_CJOB_STATUS_COUNT; i++) {
-        if (strcmp(name, cjob_names[i]) == 0) {
-            *out = (ctl_cjob_status_t)i;
-            return 0;
-        }
-    }
-    return CORE_ENOTFOUND;
-}
-
-bool ctl_cjob_status_is_terminal(ctl_cjob_status_t s)
-{
-    return s >= CTL_CJOB_FAILED_DRIVER && s < CTL_CJOB_STATUS_COUNT;
-}
-
-bool ctl_job_needs_instance_check(ctl_cjob_status_t js, int num_nodes)
-{
-    if (js == CTL_CJOB_SUCCEEDED)
+    if (known && js == CORE_AGENT_SUCCEEDED)
         return false;
-    if (js != CTL_CJOB_NONE && !ctl_cjob_status_is_terminal(js) && num_nodes <= 1)
+    if (known && !core_agent_status_is_terminal(js) && num_nodes <= 1)
         return false;
     return true;
 }
 
-ctl_job_outcome_t ctl_job_classify(ctl_cjob_status_t js, enum core_inst_state inst,
+ctl_job_outcome_t ctl_job_classify(bool known, core_agent_status_t js, enum core_inst_state inst,
                                    double unknown_for_s, ctl_job_status_t *fail_status)
 {
-    if (js == CTL_CJOB_SUCCEEDED)
+    if (known && js == CORE_AGENT_SUCCEEDED)
         return CTL_JOB_OUT_SUCCEEDED;
     /* The cloud is the judge: a failed job on a vanished instance is a preemption. */
     if (inst != CORE_INST_RUNNING)
         return CTL_JOB_RECOVER;
-    switch (js) {
-    case CTL_CJOB_INIT:
-    case CTL_CJOB_PENDING:
-    case CTL_CJOB_SETTING_UP:
-    case CTL_CJOB_RUNNING:
-        return CTL_JOB_KEEP_MONITORING;
-    case CTL_CJOB_FAILED:
-        *fail_status = CTL_JOB_FAILED;
-        return CTL_JOB_USER_FAILURE;
-    case CTL_CJOB_FAILED_SETUP:
-        *fail_status = CTL_JOB_FAILED_SETUP;
-        return CTL_JOB_USER_FAILURE;
-    case CTL_CJOB_FAILED_DRIVER:
-        *fail_status = CTL_JOB_FAILED_CONTROLLER;
-        return CTL_JOB_USER_FAILURE;
-    case CTL_CJOB_NONE:
-        /* Instance up but the agent does not answer: give it the fetch timeout. */
+    /* Instance up but the agent does not answer: give it the fetch timeout. */
+    if (!known)
         return unknown_for_s < CTL_JOB_STATUS_FETCH_TIMEOUT_S ? CTL_JOB_KEEP_MONITORING
                                                               : CTL_JOB_RECOVER;
+    switch (js) {
+    case CORE_AGENT_PENDING:
+    case CORE_AGENT_SETTING_UP:
+    case CORE_AGENT_RUNNING:
+        return CTL_JOB_KEEP_MONITORING;
+    case CORE_AGENT_FAILED:
+        *fail_status = CTL_JOB_FAILED;
+        return CTL_JOB_USER_FAILURE;
+    case CORE_AGENT_FAILED_SETUP:
+        *fail_status = CTL_JOB_FAILED_SETUP;
+        return CTL_JOB_USER_FAILURE;
     default:
         *fail_status = CTL_JOB_FAILED_CONTROLLER;
         return CTL_JOB_CONTROLLER_FAILURE;
     }
-}
-
-const char *ctl_recovery_strategy_name(ctl_recovery_strategy_t s)
-{
-    return s == CTL_RECOVERY_FAILOVER ? "FAILOVER" : "EAGER_NEXT_REGION";
-}
-
-int ctl_recovery_strategy_parse(const char *name, ctl_recovery_strategy_t *out)
-{
-    if (strcasecmp(name, "EAGER_NEXT_REGION") == 0)
-        *out = CTL_RECOVERY_EAGER_NEXT_REGION;
-    else if (strcasecmp(name, "FAILOVER") == 0)
-        *out = CTL_RECOVERY_FAILOVER;
-    else
-        return CORE_ENOTFOUND;
-    return 0;
 }
 
 static bool same_region(const core_candidate_t *a, const core_candidate_t *b)
@@ -360,7 +288,7 @@ static bool same_region(const core_candidate_t *a, const core_candidate_t *b)
     return strcmp(a->cloud, b->cloud) == 0 && strcmp(a->region, b->region) == 0;
 }
 
-size_t ctl_jobs_recovery_skip(ctl_recovery_strategy_t strategy, const core_candidate_t *cands,
+size_t ctl_jobs_recovery_skip(core_recovery_strategy_t strategy, const core_candidate_t *cands,
                               size_t n, const core_candidate_t *preempted, bool location_pinned,
                               int sweep, unsigned char *skip)
 {
@@ -369,12 +297,12 @@ size_t ctl_jobs_recovery_skip(ctl_recovery_strategy_t strategy, const core_candi
     memset(skip, 0, n);
     if (sweep > 0 || preempted == NULL)
         return n;
-    if (strategy == CTL_RECOVERY_EAGER_NEXT_REGION && location_pinned)
+    if (strategy == CORE_RECOVERY_EAGER_NEXT_REGION && location_pinned)
         return n; /* the user asked for that region: nowhere else to go */
     for (size_t i = 0; i < n; i++) {
         bool try;
 
-        if (strategy == CTL_RECOVERY_EAGER_NEXT_REGION)
+        if (strategy == CORE_RECOVERY_EAGER_NEXT_REGION)
             try = !same_region(&cands[i], preempted);
         else
             try = same_region(&cands[i], preempted) &&

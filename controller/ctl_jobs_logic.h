@@ -4,8 +4,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "core/agent.h"
 #include "core/catalog.h"
 #include "core/prov.h"
+#include "core/spec.h"
 
 /*
  * Managed-jobs decision logic (reference sky/jobs/{state,controller,
@@ -15,25 +17,27 @@
  * is passed in.
  */
 
+/*
+ * ManagedJobStatus, in the reference's order (the order is used: every
+ * status from FAILED on is a failure). SUBMITTED is parsed only, never
+ * written (as at HEAD, which names it DEPRECATED_SUBMITTED).
+ */
+#define CTL_JOB_STATUS_MAP(XX)                                                                     \
+    XX(PENDING) XX(SUBMITTED) XX(STARTING) XX(RUNNING) XX(RECOVERING) XX(CANCELLING)              \
+    XX(SUCCEEDED) XX(CANCELLED) XX(FAILED) XX(FAILED_SETUP) XX(FAILED_PRECHECKS)                  \
+    XX(FAILED_NO_RESOURCE) XX(FAILED_CONTROLLER)
+
 typedef enum ctl_job_status {
-    CTL_JOB_PENDING = 0,
-    CTL_JOB_SUBMITTED, /* parsed only; never written (as at HEAD) */
-    CTL_JOB_STARTING,
-    CTL_JOB_RUNNING,
-    CTL_JOB_RECOVERING,
-    CTL_JOB_CANCELLING,
-    CTL_JOB_SUCCEEDED,
-    CTL_JOB_CANCELLED,
-    CTL_JOB_FAILED,
-    CTL_JOB_FAILED_SETUP,
-    CTL_JOB_FAILED_PRECHECKS,
-    CTL_JOB_FAILED_NO_RESOURCE,
-    CTL_JOB_FAILED_CONTROLLER,
+#define XX(name) CTL_JOB_##name,
+    CTL_JOB_STATUS_MAP(XX)
+#undef XX
     CTL_JOB_STATUS_COUNT,
 } ctl_job_status_t;
 
+/* "PENDING", ...; "?" out of range. */
 const char *ctl_job_status_name(ctl_job_status_t s);
-int ctl_job_status_parse(const char *name, ctl_job_status_t *out); /* CORE_ENOTFOUND */
+/* Also takes DEPRECATED_SUBMITTED. CORE_ENOTFOUND for an unknown name. */
+int ctl_job_status_parse(const char *name, ctl_job_status_t *out);
 /* HEAD semantics: SUCCEEDED, CANCELLED and FAILED*; CANCELLING is not terminal. */
 bool ctl_job_status_is_terminal(ctl_job_status_t s);
 bool ctl_job_status_is_failed(ctl_job_status_t s);
@@ -122,26 +126,12 @@ typedef struct ctl_restart_policy {
 bool ctl_job_should_restart_on_failure(const ctl_restart_policy_t *p, const int *exit_codes,
                                        size_t n_codes, int *restart_count);
 
-/* ---- monitor classification (§3.3) ---- */
-
-/* The cluster job's status as the agent reports it (job_lib.JobStatus); NONE = unknown. */
-typedef enum ctl_cjob_status {
-    CTL_CJOB_NONE = 0,
-    CTL_CJOB_INIT,
-    CTL_CJOB_PENDING,
-    CTL_CJOB_SETTING_UP,
-    CTL_CJOB_RUNNING,
-    CTL_CJOB_FAILED_DRIVER,
-    CTL_CJOB_SUCCEEDED,
-    CTL_CJOB_FAILED,
-    CTL_CJOB_FAILED_SETUP,
-    CTL_CJOB_CANCELLED,
-    CTL_CJOB_STATUS_COUNT,
-} ctl_cjob_status_t;
-
-const char *ctl_cjob_status_name(ctl_cjob_status_t s);
-int ctl_cjob_status_parse(const char *name, ctl_cjob_status_t *out);
-bool ctl_cjob_status_is_terminal(ctl_cjob_status_t s);
+/*
+ * ---- monitor classification (§3.3) ----
+ * The cluster job's status is the agent's (core_agent_status_t, the
+ * reference's job_lib.JobStatus without INIT and FAILED_DRIVER); <known> is
+ * false when the agent did not answer (the reference's None).
+ */
 
 #define CTL_JOB_STATUS_CHECK_GAP_S     15.0
 #define CTL_JOB_FAILURE_GRACE_S        5.0 /* before the preemption check of a failed job */
@@ -152,7 +142,7 @@ bool ctl_cjob_status_is_terminal(ctl_cjob_status_t s);
  * SUCCEEDED, nor for a healthy single-node job (multi-node jobs every poll,
  * since a partial preemption may not fail the job).
  */
-bool ctl_job_needs_instance_check(ctl_cjob_status_t js, int num_nodes);
+bool ctl_job_needs_instance_check(bool known, core_agent_status_t js, int num_nodes);
 
 typedef enum ctl_job_outcome {
     CTL_JOB_KEEP_MONITORING = 0,
@@ -168,20 +158,12 @@ typedef enum ctl_job_outcome {
  * TERMINATED). Any non-RUNNING instance means preemption, whatever the job
  * status says (SUCCEEDED excepted, as in the reference). <unknown_for_s> is how
  * long the job status has been unknown (0 if it is known). For USER_FAILURE,
- * *fail_status is FAILED, FAILED_SETUP or FAILED_CONTROLLER (driver failure).
+ * *fail_status is FAILED or FAILED_SETUP.
  */
-ctl_job_outcome_t ctl_job_classify(ctl_cjob_status_t js, enum core_inst_state inst,
+ctl_job_outcome_t ctl_job_classify(bool known, core_agent_status_t js, enum core_inst_state inst,
                                    double unknown_for_s, ctl_job_status_t *fail_status);
 
-/* ---- recovery strategies (§4) ---- */
-
-typedef enum ctl_recovery_strategy {
-    CTL_RECOVERY_EAGER_NEXT_REGION = 0, /* the default */
-    CTL_RECOVERY_FAILOVER,
-} ctl_recovery_strategy_t;
-
-const char *ctl_recovery_strategy_name(ctl_recovery_strategy_t s);
-int ctl_recovery_strategy_parse(const char *name, ctl_recovery_strategy_t *out);
+/* ---- recovery strategies (§4; core_recovery_strategy_t, from the task's job_recovery) ---- */
 
 /*
  * The skip mask for core_prov_launch_failover() on recovery sweep <sweep>
@@ -197,7 +179,7 @@ int ctl_recovery_strategy_parse(const char *name, ctl_recovery_strategy_t *out);
  * When sweep 0 would skip everything, nothing is skipped. skip[i] is 1 to
  * skip. Returns the number of candidates left to try.
  */
-size_t ctl_jobs_recovery_skip(ctl_recovery_strategy_t strategy, const core_candidate_t *cands,
+size_t ctl_jobs_recovery_skip(core_recovery_strategy_t strategy, const core_candidate_t *cands,
                               size_t n, const core_candidate_t *preempted, bool location_pinned,
                               int sweep, unsigned char *skip);
 

@@ -5,39 +5,26 @@
 
 #include "core/err.h"
 #include "core/mem.h"
+#include "core/util.h"
 
-static const char *const replica_names[CTL_REPLICA_STATUS_COUNT] = {
-    [CTL_REPLICA_PENDING] = "PENDING",
-    [CTL_REPLICA_PROVISIONING] = "PROVISIONING",
-    [CTL_REPLICA_STARTING] = "STARTING",
-    [CTL_REPLICA_READY] = "READY",
-    [CTL_REPLICA_NOT_READY] = "NOT_READY",
-    [CTL_REPLICA_SHUTTING_DOWN] = "SHUTTING_DOWN",
-    [CTL_REPLICA_FAILED] = "FAILED",
-    [CTL_REPLICA_FAILED_INITIAL_DELAY] = "FAILED_INITIAL_DELAY",
-    [CTL_REPLICA_FAILED_PROBING] = "FAILED_PROBING",
-    [CTL_REPLICA_FAILED_PROVISION] = "FAILED_PROVISION",
-    [CTL_REPLICA_FAILED_CLEANUP] = "FAILED_CLEANUP",
-    [CTL_REPLICA_PREEMPTED] = "PREEMPTED",
-    [CTL_REPLICA_UNKNOWN] = "UNKNOWN",
-};
+#define XX(name) #name,
+static const char *const replica_names[] = {CTL_REPLICA_STATUS_MAP(XX)};
+static const char *const proc_names[] = {CTL_PROC_STATUS_MAP(XX)};
+static const char *const service_names[] = {CTL_SERVICE_STATUS_MAP(XX)};
+#undef XX
 
 const char *ctl_replica_status_name(ctl_replica_status_t s)
 {
-    if ((unsigned)s >= CTL_REPLICA_STATUS_COUNT)
-        return "?";
-    return replica_names[s];
+    return core_enum_name(replica_names, CORE_ARRAY_SIZE(replica_names), (int)s, "?");
 }
 
 int ctl_replica_status_parse(const char *name, ctl_replica_status_t *out)
 {
-    for (int i = 0; i < CTL_REPLICA_STATUS_COUNT; i++) {
-        if (strcmp(name, replica_names[i]) == 0) {
-            *out = (ctl_replica_status_t)i;
-            return 0;
-        }
-    }
-    return CORE_ENOTFOUND;
+    int v = core_enum_value(replica_names, CORE_ARRAY_SIZE(replica_names), name);
+    if (v < 0)
+        return CORE_ENOTFOUND;
+    *out = (ctl_replica_status_t)v;
+    return 0;
 }
 
 bool ctl_replica_status_is_failed(ctl_replica_status_t s)
@@ -79,31 +66,18 @@ int ctl_replica_status_scale_down_rank(ctl_replica_status_t s)
     }
 }
 
-static const char *const proc_names[] = {
-    [CTL_PROC_NONE] = "NONE",
-    [CTL_PROC_SCHEDULED] = "SCHEDULED",
-    [CTL_PROC_RUNNING] = "RUNNING",
-    [CTL_PROC_SUCCEEDED] = "SUCCEEDED",
-    [CTL_PROC_INTERRUPTED] = "INTERRUPTED",
-    [CTL_PROC_FAILED] = "FAILED",
-};
-
 const char *ctl_proc_status_name(ctl_proc_status_t s)
 {
-    if ((unsigned)s >= CORE_ARRAY_SIZE(proc_names))
-        return "?";
-    return proc_names[s];
+    return core_enum_name(proc_names, CORE_ARRAY_SIZE(proc_names), (int)s, "?");
 }
 
 int ctl_proc_status_parse(const char *name, ctl_proc_status_t *out)
 {
-    for (size_t i = 0; i < CORE_ARRAY_SIZE(proc_names); i++) {
-        if (strcmp(name, proc_names[i]) == 0) {
-            *out = (ctl_proc_status_t)i;
-            return 0;
-        }
-    }
-    return CORE_ENOTFOUND;
+    int v = core_enum_value(proc_names, CORE_ARRAY_SIZE(proc_names), name);
+    if (v < 0)
+        return CORE_ENOTFOUND;
+    *out = (ctl_proc_status_t)v;
+    return 0;
 }
 
 void ctl_replica_facts_init(ctl_replica_facts_t *f)
@@ -282,33 +256,18 @@ size_t ctl_replica_select_scale_down(const ctl_replica_info_t *cands, size_t n, 
     return k;
 }
 
-static const char *const service_names[CTL_SERVICE_STATUS_COUNT] = {
-    [CTL_SERVICE_CONTROLLER_INIT] = "CONTROLLER_INIT",
-    [CTL_SERVICE_REPLICA_INIT] = "REPLICA_INIT",
-    [CTL_SERVICE_CONTROLLER_FAILED] = "CONTROLLER_FAILED",
-    [CTL_SERVICE_READY] = "READY",
-    [CTL_SERVICE_SHUTTING_DOWN] = "SHUTTING_DOWN",
-    [CTL_SERVICE_FAILED] = "FAILED",
-    [CTL_SERVICE_FAILED_CLEANUP] = "FAILED_CLEANUP",
-    [CTL_SERVICE_NO_REPLICA] = "NO_REPLICA",
-};
-
 const char *ctl_service_status_name(ctl_service_status_t s)
 {
-    if ((unsigned)s >= CTL_SERVICE_STATUS_COUNT)
-        return "?";
-    return service_names[s];
+    return core_enum_name(service_names, CORE_ARRAY_SIZE(service_names), (int)s, "?");
 }
 
 int ctl_service_status_parse(const char *name, ctl_service_status_t *out)
 {
-    for (int i = 0; i < CTL_SERVICE_STATUS_COUNT; i++) {
-        if (strcmp(name, service_names[i]) == 0) {
-            *out = (ctl_service_status_t)i;
-            return 0;
-        }
-    }
-    return CORE_ENOTFOUND;
+    int v = core_enum_value(service_names, CORE_ARRAY_SIZE(service_names), name);
+    if (v < 0)
+        return CORE_ENOTFOUND;
+    *out = (ctl_service_status_t)v;
+    return 0;
 }
 
 ctl_service_status_t ctl_service_status_from_statuses(const ctl_replica_status_t *st, size_t n)

@@ -12,23 +12,19 @@
  * controller stores the facts and derives the status with
  * ctl_replica_derive_status().
  */
+#define CTL_REPLICA_STATUS_MAP(XX)                                                                 \
+    XX(PENDING) XX(PROVISIONING) XX(STARTING) XX(READY) XX(NOT_READY) XX(SHUTTING_DOWN)           \
+    XX(FAILED) XX(FAILED_INITIAL_DELAY) XX(FAILED_PROBING) XX(FAILED_PROVISION)                   \
+    XX(FAILED_CLEANUP) XX(PREEMPTED) XX(UNKNOWN)
+
 typedef enum ctl_replica_status {
-    CTL_REPLICA_PENDING = 0,
-    CTL_REPLICA_PROVISIONING,
-    CTL_REPLICA_STARTING,
-    CTL_REPLICA_READY,
-    CTL_REPLICA_NOT_READY,
-    CTL_REPLICA_SHUTTING_DOWN,
-    CTL_REPLICA_FAILED,
-    CTL_REPLICA_FAILED_INITIAL_DELAY,
-    CTL_REPLICA_FAILED_PROBING,
-    CTL_REPLICA_FAILED_PROVISION,
-    CTL_REPLICA_FAILED_CLEANUP,
-    CTL_REPLICA_PREEMPTED,
-    CTL_REPLICA_UNKNOWN,
+#define XX(name) CTL_REPLICA_##name,
+    CTL_REPLICA_STATUS_MAP(XX)
+#undef XX
     CTL_REPLICA_STATUS_COUNT,
 } ctl_replica_status_t;
 
+/* "PENDING", ...; "?" out of range. */
 const char *ctl_replica_status_name(ctl_replica_status_t s);
 /* CORE_ENOTFOUND for an unknown name. */
 int ctl_replica_status_parse(const char *name, ctl_replica_status_t *out);
@@ -40,15 +36,17 @@ bool ctl_replica_status_is_terminal(ctl_replica_status_t s);
 int ctl_replica_status_scale_down_rank(ctl_replica_status_t s);
 
 /* common_utils.ProcessStatus of the launch and down workers; NONE is Python None. */
+#define CTL_PROC_STATUS_MAP(XX)                                                                    \
+    XX(NONE) XX(SCHEDULED) XX(RUNNING) XX(SUCCEEDED) XX(INTERRUPTED) XX(FAILED)
+
 typedef enum ctl_proc_status {
-    CTL_PROC_NONE = 0,
-    CTL_PROC_SCHEDULED,
-    CTL_PROC_RUNNING,
-    CTL_PROC_SUCCEEDED,
-    CTL_PROC_INTERRUPTED,
-    CTL_PROC_FAILED,
+#define XX(name) CTL_PROC_##name,
+    CTL_PROC_STATUS_MAP(XX)
+#undef XX
+    CTL_PROC_STATUS_COUNT,
 } ctl_proc_status_t;
 
+/* "NONE", ...; "?" out of range. CORE_ENOTFOUND for an unknown name. */
 const char *ctl_proc_status_name(ctl_proc_status_t s);
 int ctl_proc_status_parse(const char *name, ctl_proc_status_t *out);
 
@@ -146,18 +144,18 @@ size_t ctl_replica_select_scale_down(const ctl_replica_info_t *cands, size_t n, 
 
 /* ---- service status and active versions ---- */
 
+#define CTL_SERVICE_STATUS_MAP(XX)                                                                 \
+    XX(CONTROLLER_INIT) XX(REPLICA_INIT) XX(CONTROLLER_FAILED) XX(READY) XX(SHUTTING_DOWN)        \
+    XX(FAILED) XX(FAILED_CLEANUP) XX(NO_REPLICA)
+
 typedef enum ctl_service_status {
-    CTL_SERVICE_CONTROLLER_INIT = 0,
-    CTL_SERVICE_REPLICA_INIT,
-    CTL_SERVICE_CONTROLLER_FAILED,
-    CTL_SERVICE_READY,
-    CTL_SERVICE_SHUTTING_DOWN,
-    CTL_SERVICE_FAILED,
-    CTL_SERVICE_FAILED_CLEANUP,
-    CTL_SERVICE_NO_REPLICA,
+#define XX(name) CTL_SERVICE_##name,
+    CTL_SERVICE_STATUS_MAP(XX)
+#undef XX
     CTL_SERVICE_STATUS_COUNT,
 } ctl_service_status_t;
 
+/* "CONTROLLER_INIT", ...; "?" out of range. CORE_ENOTFOUND for an unknown name. */
 const char *ctl_service_status_name(ctl_service_status_t s);
 int ctl_service_status_parse(const char *name, ctl_service_status_t *out);
 

@@ -3,28 +3,27 @@
  * YAML text and update mode), replicas (every ReplicaInfo fact of reference
  * §9 as a real column, plus the instance it runs on) and per-service meta
  * (the replica-id counter and the autoscaler/placer state the reference
- * loses on restart). Loop thread only.
+ * loses on restart). Loop thread only. Settings and migrations: core/store.h.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sqlite3.h>
 #include <cjson/cJSON.h>
 
 #include "core/err.h"
 #include "core/log.h"
 #include "core/mem.h"
+#include "core/store.h"
 #include "ctl_serve_store.h"
 
 struct ctl_store {
-    sqlite3 *db;
+    core_store_t *st;
 };
 
-static const char schema[] =
-    "PRAGMA journal_mode=WAL;"
-    "PRAGMA synchronous=NORMAL;"
-    "PRAGMA foreign_keys=OFF;"
+/* Version 1: the schema as it was before versions, and the columns files of
+ * that time may lack (versions.envs came later). */
+static const char schema_v1[] =
     "CREATE TABLE IF NOT EXISTS services ("
     "  name TEXT PRIMARY KEY, status TEXT NOT NULL, created_at REAL NOT NULL,"
     "  uptime REAL NOT NULL DEFAULT 0, lb_port INTEGER NOT NULL DEFAULT 0,"
@@ -56,95 +55,59 @@ static const char schema[] =
     "  service_name TEXT PRIMARY KEY, next_replica_id INTEGER NOT NULL DEFAULT 1,"
     "  autoscaler_state TEXT, placer_state TEXT);";
 
-static int db_err(ctl_store_t *st, const char *what)
+static int v1_columns(core_store_t *st, void *arg, char **err)
 {
-    CORE_ERROR("serve store: %s: %s", what, sqlite3_errmsg(st->db));
-    return CORE_ESTORE;
+    (void)arg;
+    (void)err;
+    return core_store_add_column(st, "versions", "envs", "TEXT");
 }
+
+static const core_store_step_t steps[] = {
+    {schema_v1, v1_columns},
+};
 
 int ctl_store_open(const char *path, ctl_store_t **out)
 {
+    static const core_store_schema_t schema = {"serve store", steps, CORE_ARRAY_SIZE(steps), NULL};
     ctl_store_t *st = core_xcalloc(1, sizeof(*st));
-    char *msg = NULL;
+    char *err = NULL;
 
-    if (sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
-        SQLITE_OK)
-        goto fail;
-    sqlite3_busy_timeout(st->db, 5000);
-    if (sqlite3_exec(st->db, schema, NULL, NULL, &msg) != SQLITE_OK) {
-        CORE_ERROR("serve store: schema: %s", msg ? msg : "?");
-        sqlite3_free(msg);
-        goto fail;
+    if (core_store_open(path, &schema, &st->st, &err) < 0) {
+        CORE_ERROR("%s", err ? err : "serve store: cannot open");
+        free(err);
+        free(st);
+        return CORE_ESTORE;
     }
-    /* Databases made before versions had envs: add the column (fails harmlessly if there). */
-    sqlite3_exec(st->db, "ALTER TABLE versions ADD COLUMN envs TEXT", NULL, NULL, NULL);
     *out = st;
     return 0;
-fail:
-    if (st->db)
-        sqlite3_close(st->db);
-    free(st);
-    return CORE_ESTORE;
 }
 
 void ctl_store_close(ctl_store_t *st)
 {
     if (!st)
         return;
-    sqlite3_close(st->db);
+    core_store_close(st->st);
     free(st);
-}
-
-static int exec(ctl_store_t *st, const char *sql)
-{
-    if (sqlite3_exec(st->db, sql, NULL, NULL, NULL) != SQLITE_OK)
-        return db_err(st, sql);
-    return 0;
 }
 
 int ctl_store_begin(ctl_store_t *st)
 {
-    return exec(st, "BEGIN IMMEDIATE");
+    return core_store_begin(st->st);
 }
 
 int ctl_store_commit(ctl_store_t *st)
 {
-    return exec(st, "COMMIT");
+    return core_store_commit(st->st);
 }
 
 static sqlite3_stmt *prep(ctl_store_t *st, const char *sql)
 {
-    sqlite3_stmt *stmt = NULL;
-
-    if (sqlite3_prepare_v2(st->db, sql, -1, &stmt, NULL) != SQLITE_OK) {
-        db_err(st, sql);
-        return NULL;
-    }
-    return stmt;
+    return core_store_prepare(st->st, sql);
 }
 
-static int step_done(ctl_store_t *st, sqlite3_stmt *stmt, const char *what)
+static int run(ctl_store_t *st, sqlite3_stmt *q)
 {
-    int rc = sqlite3_step(stmt);
-
-    sqlite3_finalize(stmt);
-    if (rc != SQLITE_DONE)
-        return db_err(st, what);
-    return 0;
-}
-
-static void copy_col(sqlite3_stmt *s, int i, char *out, size_t outlen)
-{
-    const unsigned char *t = sqlite3_column_text(s, i);
-
-    snprintf(out, outlen, "%s", t ? (const char *)t : "");
-}
-
-static char *dup_col(sqlite3_stmt *s, int i)
-{
-    const unsigned char *t = sqlite3_column_text(s, i);
-
-    return t ? core_xstrdup((const char *)t) : NULL;
+    return core_store_run(st->st, q);
 }
 
 /* ---- services ---- */
@@ -198,7 +161,7 @@ int ctl_store_put_service(ctl_store_t *st, const ctl_service_row_t *s)
     sqlite3_bind_text(q, 10, av, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int(q, 11, s->purge);
     free(av);
-    return step_done(st, q, "put service");
+    return run(st, q);
 }
 
 int ctl_store_list_services(ctl_store_t *st, ctl_service_row_t **out, size_t *n)
@@ -212,7 +175,7 @@ int ctl_store_list_services(ctl_store_t *st, ctl_service_row_t **out, size_t *n)
 
     if (!q)
         return CORE_ESTORE;
-    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+    while ((rc = core_store_step(st->st, q)) == 1) {
         ctl_service_row_t *s;
         char status[32];
 
@@ -222,8 +185,8 @@ int ctl_store_list_services(ctl_store_t *st, ctl_service_row_t **out, size_t *n)
         }
         s = &v[cnt++];
         memset(s, 0, sizeof(*s));
-        copy_col(q, 0, s->name, sizeof(s->name));
-        copy_col(q, 1, status, sizeof(status));
+        core_store_col_text(q, 0, s->name, sizeof(s->name));
+        core_store_col_text(q, 1, status, sizeof(status));
         if (ctl_service_status_parse(status, &s->status) < 0)
             s->status = CTL_SERVICE_CONTROLLER_INIT;
         s->created_at = sqlite3_column_double(q, 2);
@@ -231,15 +194,14 @@ int ctl_store_list_services(ctl_store_t *st, ctl_service_row_t **out, size_t *n)
         s->lb_port = sqlite3_column_int(q, 4);
         s->lb_pid = sqlite3_column_int(q, 5);
         s->lb_ctrl_port = sqlite3_column_int(q, 6);
-        copy_col(q, 7, s->lb_policy, sizeof(s->lb_policy));
-        copy_col(q, 8, s->requested_resources, sizeof(s->requested_resources));
+        core_store_col_text(q, 7, s->lb_policy, sizeof(s->lb_policy));
+        core_store_col_text(q, 8, s->requested_resources, sizeof(s->requested_resources));
         parse_versions((const char *)sqlite3_column_text(q, 9), s->active_versions, &s->n_active);
         s->purge = sqlite3_column_int(q, 10);
     }
-    sqlite3_finalize(q);
-    if (rc != SQLITE_DONE) {
+    if (rc < 0) {
         free(v);
-        return db_err(st, "list services");
+        return rc;
     }
     *out = v;
     *n = cnt;
@@ -253,7 +215,7 @@ static int delete_by_service(ctl_store_t *st, const char *sql, const char *name)
     if (!q)
         return CORE_ESTORE;
     sqlite3_bind_text(q, 1, name, -1, SQLITE_TRANSIENT);
-    return step_done(st, q, sql);
+    return run(st, q);
 }
 
 int ctl_store_delete_service(ctl_store_t *st, const char *name)
@@ -266,7 +228,7 @@ int ctl_store_delete_service(ctl_store_t *st, const char *name)
         (rc = delete_by_service(st, "DELETE FROM versions WHERE service_name=?", name)) < 0 ||
         (rc = delete_by_service(st, "DELETE FROM service_meta WHERE service_name=?", name)) < 0 ||
         (rc = delete_by_service(st, "DELETE FROM services WHERE name=?", name)) < 0) {
-        exec(st, "ROLLBACK");
+        core_store_rollback(st->st);
         return rc;
     }
     return ctl_store_commit(st);
@@ -300,7 +262,7 @@ int ctl_store_put_version(ctl_store_t *st, const char *svc, const ctl_version_ro
     sqlite3_bind_text(q, 5, v->cwd, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(q, 6, ctl_update_mode_name(v->mode), -1, SQLITE_STATIC);
     sqlite3_bind_text(q, 7, v->envs, -1, SQLITE_TRANSIENT);
-    return step_done(st, q, "put version");
+    return run(st, q);
 }
 
 int ctl_store_list_versions(ctl_store_t *st, const char *svc, ctl_version_row_t **out, size_t *n)
@@ -314,7 +276,7 @@ int ctl_store_list_versions(ctl_store_t *st, const char *svc, ctl_version_row_t 
     if (!q)
         return CORE_ESTORE;
     sqlite3_bind_text(q, 1, svc, -1, SQLITE_TRANSIENT);
-    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+    while ((rc = core_store_step(st->st, q)) == 1) {
         ctl_version_row_t *r;
         const unsigned char *mode;
 
@@ -325,20 +287,19 @@ int ctl_store_list_versions(ctl_store_t *st, const char *svc, ctl_version_row_t 
         r = &v[cnt++];
         memset(r, 0, sizeof(*r));
         r->version = sqlite3_column_int(q, 0);
-        r->yaml = dup_col(q, 1);
-        r->yaml_path = dup_col(q, 2);
-        r->cwd = dup_col(q, 3);
-        r->envs = dup_col(q, 5);
+        r->yaml = core_store_col_dup(q, 1);
+        r->yaml_path = core_store_col_dup(q, 2);
+        r->cwd = core_store_col_dup(q, 3);
+        r->envs = core_store_col_dup(q, 5);
         mode = sqlite3_column_text(q, 4);
         if (!mode || ctl_update_mode_parse((const char *)mode, &r->mode) < 0)
             r->mode = CTL_UPDATE_ROLLING;
     }
-    sqlite3_finalize(q);
-    if (rc != SQLITE_DONE) {
+    if (rc < 0) {
         for (size_t i = 0; i < cnt; i++)
             ctl_version_row_clear(&v[i]);
         free(v);
-        return db_err(st, "list versions");
+        return rc;
     }
     *out = v;
     *n = cnt;
@@ -353,7 +314,7 @@ int ctl_store_delete_versions_below(ctl_store_t *st, const char *svc, int versio
         return CORE_ESTORE;
     sqlite3_bind_text(q, 1, svc, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int(q, 2, version);
-    return step_done(st, q, "delete versions");
+    return run(st, q);
 }
 
 int ctl_store_next_version(ctl_store_t *st, const char *svc, int *out)
@@ -365,11 +326,11 @@ int ctl_store_next_version(ctl_store_t *st, const char *svc, int *out)
     if (!q)
         return CORE_ESTORE;
     sqlite3_bind_text(q, 1, svc, -1, SQLITE_TRANSIENT);
-    rc = sqlite3_step(q);
-    if (rc == SQLITE_ROW)
+    rc = core_store_step(st->st, q);
+    if (rc == 1)
         *out = sqlite3_column_int(q, 0);
-    sqlite3_finalize(q);
-    return rc == SQLITE_ROW ? 0 : db_err(st, "next version");
+    core_store_reset(q);
+    return rc == 1 ? 0 : CORE_ESTORE;
 }
 
 /* ---- replicas ---- */
@@ -443,7 +404,7 @@ int ctl_store_put_replica(ctl_store_t *st, const char *svc, const ctl_replica_ro
     sqlite3_bind_int(q, i++, r->agent_task_id);
     sqlite3_bind_double(q, i++, r->down_at);
     sqlite3_bind_int(q, i++, r->launch_attempts);
-    return step_done(st, q, "put replica");
+    return run(st, q);
 }
 
 static void proc_col(sqlite3_stmt *q, int i, ctl_proc_status_t *out)
@@ -465,7 +426,7 @@ int ctl_store_list_replicas(ctl_store_t *st, const char *svc, ctl_replica_row_t 
     if (!q)
         return CORE_ESTORE;
     sqlite3_bind_text(q, 1, svc, -1, SQLITE_TRANSIENT);
-    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+    while ((rc = core_store_step(st->st, q)) == 1) {
         ctl_replica_row_t *r;
         int i = 0;
 
@@ -492,16 +453,16 @@ int ctl_store_list_replicas(ctl_store_t *st, const char *svc, ctl_replica_row_t 
         r->is_spot = sqlite3_column_int(q, i++);
         r->use_spot = sqlite3_column_int(q, i++);
         r->has_location = sqlite3_column_int(q, i++);
-        copy_col(q, i++, r->loc.cloud, sizeof(r->loc.cloud));
-        copy_col(q, i++, r->loc.region, sizeof(r->loc.region));
-        copy_col(q, i++, r->loc.zone, sizeof(r->loc.zone));
-        copy_col(q, i++, r->instance_id, sizeof(r->instance_id));
-        copy_col(q, i++, r->ip, sizeof(r->ip));
-        copy_col(q, i++, r->cloud, sizeof(r->cloud));
-        copy_col(q, i++, r->region, sizeof(r->region));
-        copy_col(q, i++, r->zone, sizeof(r->zone));
-        copy_col(q, i++, r->instance_type, sizeof(r->instance_type));
-        copy_col(q, i++, r->resources, sizeof(r->resources));
+        core_store_col_text(q, i++, r->loc.cloud, sizeof(r->loc.cloud));
+        core_store_col_text(q, i++, r->loc.region, sizeof(r->loc.region));
+        core_store_col_text(q, i++, r->loc.zone, sizeof(r->loc.zone));
+        core_store_col_text(q, i++, r->instance_id, sizeof(r->instance_id));
+        core_store_col_text(q, i++, r->ip, sizeof(r->ip));
+        core_store_col_text(q, i++, r->cloud, sizeof(r->cloud));
+        core_store_col_text(q, i++, r->region, sizeof(r->region));
+        core_store_col_text(q, i++, r->zone, sizeof(r->zone));
+        core_store_col_text(q, i++, r->instance_type, sizeof(r->instance_type));
+        core_store_col_text(q, i++, r->resources, sizeof(r->resources));
         r->agent_port = sqlite3_column_int(q, i++);
         r->port_offset = sqlite3_column_int(q, i++);
         r->replica_port = sqlite3_column_int(q, i++);
@@ -511,10 +472,9 @@ int ctl_store_list_replicas(ctl_store_t *st, const char *svc, ctl_replica_row_t 
         r->down_at = sqlite3_column_double(q, i++);
         r->launch_attempts = sqlite3_column_int(q, i++);
     }
-    sqlite3_finalize(q);
-    if (rc != SQLITE_DONE) {
+    if (rc < 0) {
         free(v);
-        return db_err(st, "list replicas");
+        return rc;
     }
     *out = v;
     *n = cnt;
@@ -529,7 +489,7 @@ int ctl_store_delete_replica(ctl_store_t *st, const char *svc, int id)
         return CORE_ESTORE;
     sqlite3_bind_text(q, 1, svc, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int(q, 2, id);
-    return step_done(st, q, "delete replica");
+    return run(st, q);
 }
 
 /* ---- meta ---- */
@@ -541,7 +501,7 @@ static int ensure_meta(ctl_store_t *st, const char *svc)
     if (!q)
         return CORE_ESTORE;
     sqlite3_bind_text(q, 1, svc, -1, SQLITE_TRANSIENT);
-    return step_done(st, q, "ensure meta");
+    return run(st, q);
 }
 
 int ctl_store_alloc_replica_id(ctl_store_t *st, const char *svc, int *out)
@@ -560,9 +520,9 @@ int ctl_store_alloc_replica_id(ctl_store_t *st, const char *svc, int *out)
         goto fail;
     }
     sqlite3_bind_text(q, 1, svc, -1, SQLITE_TRANSIENT);
-    if (sqlite3_step(q) == SQLITE_ROW)
+    if (core_store_step(st->st, q) == 1)
         id = sqlite3_column_int(q, 0);
-    sqlite3_finalize(q);
+    core_store_reset(q);
     q = prep(st, "UPDATE service_meta SET next_replica_id=? WHERE service_name=?");
     if (!q) {
         rc = CORE_ESTORE;
@@ -570,14 +530,14 @@ int ctl_store_alloc_replica_id(ctl_store_t *st, const char *svc, int *out)
     }
     sqlite3_bind_int(q, 1, id + 1);
     sqlite3_bind_text(q, 2, svc, -1, SQLITE_TRANSIENT);
-    if ((rc = step_done(st, q, "bump replica id")) < 0)
+    if ((rc = run(st, q)) < 0)
         goto fail;
     if ((rc = ctl_store_commit(st)) < 0)
         goto fail;
     *out = id;
     return 0;
 fail:
-    exec(st, "ROLLBACK");
+    core_store_rollback(st->st);
     return rc;
 }
 
@@ -596,7 +556,7 @@ int ctl_store_put_meta(ctl_store_t *st, const char *svc, const char *scaler_json
     sqlite3_bind_text(q, 1, scaler_json, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(q, 2, placer_json, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(q, 3, svc, -1, SQLITE_TRANSIENT);
-    return step_done(st, q, "put meta");
+    return run(st, q);
 }
 
 int ctl_store_get_meta(ctl_store_t *st, const char *svc, int *next_id, char **scaler_json,
@@ -614,16 +574,14 @@ int ctl_store_get_meta(ctl_store_t *st, const char *svc, int *next_id, char **sc
         *scaler_json = NULL;
     if (placer_json)
         *placer_json = NULL;
-    rc = sqlite3_step(q);
-    if (rc == SQLITE_ROW) {
+    rc = core_store_step(st->st, q);
+    if (rc == 1) {
         *next_id = sqlite3_column_int(q, 0);
         if (scaler_json)
-            *scaler_json = dup_col(q, 1);
+            *scaler_json = core_store_col_dup(q, 1);
         if (placer_json)
-            *placer_json = dup_col(q, 2);
+            *placer_json = core_store_col_dup(q, 2);
+        core_store_reset(q);
     }
-    sqlite3_finalize(q);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        return db_err(st, "get meta");
-    return 0;
+    return rc < 0 ? rc : 0;
 }

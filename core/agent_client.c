@@ -14,31 +14,24 @@
 #include "core/tls.h"
 #include "core/util.h"
 
-static const char *const status_names[CORE_AGENT_STATUS_COUNT] = {
-    [CORE_AGENT_PENDING] = "PENDING",     [CORE_AGENT_SETTING_UP] = "SETTING_UP",
-    [CORE_AGENT_RUNNING] = "RUNNING",     [CORE_AGENT_SUCCEEDED] = "SUCCEEDED",
-    [CORE_AGENT_FAILED] = "FAILED",       [CORE_AGENT_FAILED_SETUP] = "FAILED_SETUP",
-    [CORE_AGENT_CANCELLED] = "CANCELLED",
+static const char *const status_names[] = {
+#define XX(name) #name,
+    CORE_AGENT_STATUS_MAP(XX)
+#undef XX
 };
 
 const char *core_agent_status_name(core_agent_status_t s)
 {
-    if ((int)s < 0 || s >= CORE_AGENT_STATUS_COUNT)
-        return "UNKNOWN";
-    return status_names[s];
+    return core_enum_name(status_names, CORE_ARRAY_SIZE(status_names), (int)s, "UNKNOWN");
 }
 
 int core_agent_status_parse(const char *s, core_agent_status_t *out)
 {
-    if (s == NULL)
+    int v = core_enum_value(status_names, CORE_ARRAY_SIZE(status_names), s);
+    if (v < 0)
         return -EINVAL;
-    for (int i = 0; i < CORE_AGENT_STATUS_COUNT; i++) {
-        if (strcmp(s, status_names[i]) == 0) {
-            *out = (core_agent_status_t)i;
-            return 0;
-        }
-    }
-    return -EINVAL;
+    *out = (core_agent_status_t)v;
+    return 0;
 }
 
 int core_agent_status_is_terminal(core_agent_status_t s)
@@ -143,6 +136,17 @@ static char *agent_url(const endpoint_t *e, const char *ip, int port, const char
     if (strchr(ip, ':') != NULL && ip[0] != '[')
         return core_xasprintf("%s://[%s]:%d%s", e->scheme, ip, port, path);
     return core_xasprintf("%s://%s:%d%s", e->scheme, ip, port, path);
+}
+
+char *core_agent_url(const char *ip, int port, const char *token, const char *path,
+                     char **bearer)
+{
+    endpoint_t e;
+    resolve(ip, token, &e);
+    char *url = agent_url(&e, ip, port, path);
+    *bearer = e.tok ? core_xstrdup(e.tok) : NULL;
+    free(e.owned);
+    return url;
 }
 
 static int map_status(int rc, long status)

@@ -1,10 +1,13 @@
 #include <errno.h>
 #include <pthread.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
@@ -26,24 +29,24 @@
 #define LC_LAUNCH_TIMEOUT_MS (15L * 60 * 1000)
 #define LC_CALL_TIMEOUT_MS   60000L
 
-static const char *state_names[] = {"PENDING", "RUNNING", "PREEMPTED", "TERMINATED", "FAILED"};
+static const char *const state_names[] = {
+#define XX(name) #name,
+    CORE_INST_STATE_MAP(XX)
+#undef XX
+};
 
 const char *core_inst_state_name(enum core_inst_state s)
 {
-    if ((unsigned)s < CORE_ARRAY_SIZE(state_names))
-        return state_names[s];
-    return "UNKNOWN";
+    return core_enum_name(state_names, CORE_ARRAY_SIZE(state_names), (int)s, "UNKNOWN");
 }
 
 int core_inst_state_parse(const char *s, enum core_inst_state *out)
 {
-    for (size_t i = 0; i < CORE_ARRAY_SIZE(state_names); i++) {
-        if (strcmp(s, state_names[i]) == 0) {
-            *out = (enum core_inst_state)i;
-            return 0;
-        }
-    }
-    return -EINVAL;
+    int v = core_enum_value(state_names, CORE_ARRAY_SIZE(state_names), s);
+    if (v < 0)
+        return -EINVAL;
+    *out = (enum core_inst_state)v;
+    return 0;
 }
 
 typedef struct prov_local {
@@ -94,6 +97,49 @@ static char *answering_url(const char *home, const char *token)
     return NULL;
 }
 
+/* Starts sky-localcloud for <home> and waits until it answers: 0 and *base_url. */
+static int start_daemon(const char *home, const char *token, char **base_url, char **err)
+{
+    char *prog = core_find_program("sky-localcloud");
+    if (!prog) {
+        if (err)
+            *err = core_xstrdup("cannot find the sky-localcloud program");
+        return -ENOENT;
+    }
+    char *log = core_xasprintf("%s/localcloud/localcloud.log", home);
+    char *argv[8];
+    size_t n = 0;
+    argv[n++] = prog;
+    argv[n++] = "--home";
+    argv[n++] = (char *)home;
+    const char *delay = getenv("SKY_LOCALCLOUD_PROVISION_DELAY");
+    if (delay && *delay) {
+        argv[n++] = "--provision-delay";
+        argv[n++] = (char *)delay;
+    }
+    argv[n] = NULL;
+    pid_t pid = core_spawn_daemon(argv, log);
+    free(log);
+    free(prog);
+    if (pid < 0) {
+        if (err)
+            *err = core_xasprintf("cannot start sky-localcloud: %s", core_strerror(pid));
+        return pid;
+    }
+    /* Bounded wait: the daemon writes its port once it listens. */
+    unsigned long long deadline = core_mono_ms() + LC_START_WAIT_MS;
+    while (core_mono_ms() < deadline) {
+        if ((*base_url = answering_url(home, token)) != NULL)
+            return 0;
+        msleep(50);
+    }
+    if (err)
+        *err = core_xasprintf("sky-localcloud did not answer within %d s (see "
+                              "%s/localcloud/localcloud.log)",
+                              LC_START_WAIT_MS / 1000, home);
+    return -ETIMEDOUT;
+}
+
 int core_localcloud_connect(int start, char **base_url, char **token, char **err)
 {
     *base_url = NULL;
@@ -105,67 +151,42 @@ int core_localcloud_connect(int start, char **base_url, char **token, char **err
     if (rc < 0) {
         if (err)
             *err = core_xasprintf("cannot read the token in %s: %s", home, core_strerror(rc));
-        goto fail;
+        goto out;
     }
-    if ((*base_url = answering_url(home, *token)) != NULL) {
-        free(home);
-        return 0;
-    }
+    if ((*base_url = answering_url(home, *token)) != NULL)
+        goto out;
     if (!start) {
         rc = -ENOENT;
         if (err)
             *err = core_xasprintf("sky-localcloud is not running for %s", home);
-        goto fail;
+        goto out;
     }
-    char *prog = core_find_program("sky-localcloud");
-    if (!prog) {
-        rc = -ENOENT;
-        if (err)
-            *err = core_xstrdup("cannot find the sky-localcloud program");
-        goto fail;
-    }
+    /*
+     * One starter at a time, across processes and threads (flock on a file
+     * description of our own): callers that find no daemon at the same moment
+     * (a controller launching several jobs at once, a CLI beside it) would
+     * each start one, and a daemon that lost the race waits up to 2 s for the
+     * lock, long enough to take over after a `sky cloud down`. The others wait
+     * here and then find the first one answering.
+     */
     char *dir = core_xasprintf("%s/localcloud", home);
     core_mkdir_p(dir, 0700);
-    char *log = core_xasprintf("%s/localcloud.log", dir);
+    char *lockpath = core_xasprintf("%s/start.lock", dir);
     free(dir);
-    char *argv[8];
-    size_t n = 0;
-    argv[n++] = prog;
-    argv[n++] = "--home";
-    argv[n++] = home;
-    const char *delay = getenv("SKY_LOCALCLOUD_PROVISION_DELAY");
-    if (delay && *delay) {
-        argv[n++] = "--provision-delay";
-        argv[n++] = (char *)delay;
+    int lock = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    free(lockpath);
+    if (lock >= 0)
+        while (flock(lock, LOCK_EX) == -1 && errno == EINTR)
+            ;
+    if ((*base_url = answering_url(home, *token)) == NULL)
+        rc = start_daemon(home, *token, base_url, err);
+    if (lock >= 0)
+        close(lock);
+out:
+    if (rc < 0) {
+        free(*token);
+        *token = NULL;
     }
-    argv[n] = NULL;
-    pid_t pid = core_spawn_daemon(argv, log);
-    free(log);
-    free(prog);
-    if (pid < 0) {
-        rc = pid;
-        if (err)
-            *err = core_xasprintf("cannot start sky-localcloud: %s", core_strerror(rc));
-        goto fail;
-    }
-    /* Bounded wait: the daemon writes its port once it listens. A second
-     * daemon racing for the same home exits on the lock; we reach the first. */
-    unsigned long long deadline = core_mono_ms() + LC_START_WAIT_MS;
-    while (core_mono_ms() < deadline) {
-        if ((*base_url = answering_url(home, *token)) != NULL) {
-            free(home);
-            return 0;
-        }
-        msleep(50);
-    }
-    rc = -ETIMEDOUT;
-    if (err)
-        *err = core_xasprintf("sky-localcloud did not answer within %d s (see "
-                              "%s/localcloud/localcloud.log)",
-                              LC_START_WAIT_MS / 1000, home);
-fail:
-    free(*token);
-    *token = NULL;
     free(home);
     return rc;
 }

@@ -25,6 +25,7 @@
 
 #include "core/err.h"
 #include "core/mem.h"
+#include "core/util.h"
 
 /* Bounds on lists that are walked quadratically (duplicate checks). */
 #define MAX_MAP_ENTRIES 4096
@@ -777,11 +778,7 @@ static int parse_strategy(pctx_t *c, const yaml_node_t *n, const char *path,
         *out = CORE_RECOVERY_EAGER_NEXT_REGION;
         return 0;
     }
-    if (!strcasecmp(s, "EAGER_NEXT_REGION"))
-        *out = CORE_RECOVERY_EAGER_NEXT_REGION;
-    else if (!strcasecmp(s, "FAILOVER"))
-        *out = CORE_RECOVERY_FAILOVER;
-    else
+    if (core_recovery_strategy_parse(s, out) < 0)
         rc = fail(c, n,
                   "%s: unknown recovery strategy '%s'. Available strategies: "
                   "['EAGER_NEXT_REGION', 'FAILOVER']",
@@ -1332,9 +1329,25 @@ const char *core_lb_policy_name(core_lb_policy_t p)
     return (unsigned)p < CORE_ARRAY_SIZE(lb_names) ? lb_names[p] : "unknown";
 }
 
+#define XX(name) #name,
+static const char *const recovery_names[] = {CORE_RECOVERY_STRATEGY_MAP(XX)};
+#undef XX
+
 const char *core_recovery_strategy_name(core_recovery_strategy_t s)
 {
-    return s == CORE_RECOVERY_FAILOVER ? "FAILOVER" : "EAGER_NEXT_REGION";
+    return core_enum_name(recovery_names, CORE_ARRAY_SIZE(recovery_names), (int)s,
+                          "EAGER_NEXT_REGION");
+}
+
+int core_recovery_strategy_parse(const char *name, core_recovery_strategy_t *out)
+{
+    for (size_t i = 0; i < CORE_ARRAY_SIZE(recovery_names); i++) {
+        if (strcasecmp(name, recovery_names[i]) == 0) {
+            *out = (core_recovery_strategy_t)i;
+            return 0;
+        }
+    }
+    return CORE_ENOTFOUND;
 }
 
 static int parse_probe(pctx_t *c, const yaml_node_t *n, core_readiness_probe_t *pr)

@@ -16,6 +16,19 @@
 #include "core/mem.h"
 #include "core/util.h"
 
+const char *core_enum_name(const char *const *names, size_t n, int v, const char *unknown)
+{
+    return v >= 0 && (size_t)v < n ? names[v] : unknown;
+}
+
+int core_enum_value(const char *const *names, size_t n, const char *s)
+{
+    for (size_t i = 0; s && i < n; i++)
+        if (strcmp(s, names[i]) == 0)
+            return (int)i;
+    return -1;
+}
+
 int core_parse_num(const char *s, double lo, double hi, double *out)
 {
     char *end;

@@ -6,7 +6,6 @@
 #include <sys/types.h>
 #include <uv.h>
 #include <cjson/cJSON.h>
-#include <sqlite3.h>
 
 #include "core/catalog.h"
 #include "core/http.h"
@@ -175,7 +174,7 @@ struct lc_daemon {
     enum lc_mode mode;
     double provision_delay;
     char tag[8]; /* distinguishes this daemon's namespaces from others' */
-    sqlite3 *db;
+    struct core_store *store;
     core_http_server_t *http;
     core_catalog_t *catalog; /* may be NULL */
     lc_market_t market;

@@ -424,11 +424,14 @@ void lc_inst_stop(lc_daemon_t *d, lc_inst_t *in, enum core_inst_state state, con
     default:
         break;
     }
-    if (in->torn_down && !changed) {
+    if (in->torn_down) {
+        /* Released already (terminating a preempted instance, `cloud down`): only
+         * its state changes. Tearing down again would look for the processes of
+         * a namespace that is gone, by an inode number the kernel may have
+         * given to another namespace since: someone else's host. */
         release_waiters(in);
         return;
     }
-    in->torn_down = 0;
     start_teardown(d, in);
 }
 

@@ -523,17 +523,21 @@ static int read_stat_session(pid_t pid, pid_t *sid)
 
 /* The namespace's inode: recorded at creation (it outlives `ip netns del`
  * while processes hold it), else looked up by name. */
+/*
+ * The inode of the instance's namespace while it still has its name. Once
+ * the name is gone (deleted, or a host that vanished) the namespace may be
+ * gone too and its inode number reused by another one, so it is no way to
+ * find the instance's processes any more: the agent's session is.
+ */
 static int netns_ino(const lc_inst_t *in, unsigned long long *ino)
 {
-    if (in->netns_ino) {
-        *ino = in->netns_ino;
-        return 0;
-    }
     char path[300];
     struct stat st;
     snprintf(path, sizeof(path), "/run/netns/%s", in->netns);
     if (!in->netns[0] || stat(path, &st) == -1)
         return -ENOENT;
+    if (in->netns_ino && (unsigned long long)st.st_ino != in->netns_ino)
+        return -ENOENT; /* the name now belongs to another namespace */
     *ino = (unsigned long long)st.st_ino;
     return 0;
 }

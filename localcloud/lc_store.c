@@ -3,22 +3,21 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <sqlite3.h>
-
 #include "core/err.h"
 #include "core/log.h"
 #include "core/mem.h"
+#include "core/store.h"
 #include "lc.h"
 
 /*
  * One row per instance, ever; instance facts are real columns so that a
  * restarted daemon (or a curious operator with sqlite3) sees everything.
- * Only the loop thread touches the database.
+ * Only the loop thread touches the database. Settings and migrations:
+ * core/store.h.
  */
 
-static const char *schema =
-    "PRAGMA journal_mode=WAL;"
-    "PRAGMA synchronous=NORMAL;"
+/* Version 1: the schema as it was before versions. */
+static const char schema_v1[] =
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
     "CREATE TABLE IF NOT EXISTS capacity (zone TEXT PRIMARY KEY, capacity INTEGER NOT NULL);"
     "CREATE TABLE IF NOT EXISTS instances ("
@@ -28,20 +27,20 @@ static const char *schema =
     " netns TEXT, veth TEXT, agent_pid INTEGER, reason TEXT, torn_down INTEGER,"
     " agent_sid INTEGER, netns_ino INTEGER);";
 
+static const core_store_step_t steps[] = {
+    {schema_v1, NULL},
+};
+
 int lc_store_open(lc_daemon_t *d, const char *path)
 {
-    int rc = sqlite3_open_v2(path, &d->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
-    if (rc != SQLITE_OK) {
-        CORE_ERROR("cannot open %s: %s", path, sqlite3_errstr(rc));
-        sqlite3_close(d->db);
-        d->db = NULL;
-        return CORE_ESTORE;
-    }
-    sqlite3_busy_timeout(d->db, 5000);
-    char *msg = NULL;
-    if (sqlite3_exec(d->db, schema, NULL, NULL, &msg) != SQLITE_OK) {
-        CORE_ERROR("schema: %s", msg ? msg : "?");
-        sqlite3_free(msg);
+    static const core_store_schema_t schema = {"local cloud store", steps,
+                                               CORE_ARRAY_SIZE(steps), NULL};
+    char *err = NULL;
+
+    if (core_store_open(path, &schema, &d->store, &err) < 0) {
+        CORE_ERROR("%s", err ? err : "local cloud store: cannot open");
+        free(err);
+        d->store = NULL;
         return CORE_ESTORE;
     }
     return 0;
@@ -49,9 +48,8 @@ int lc_store_open(lc_daemon_t *d, const char *path)
 
 void lc_store_close(lc_daemon_t *d)
 {
-    if (d->db)
-        sqlite3_close(d->db);
-    d->db = NULL;
+    core_store_close(d->store);
+    d->store = NULL;
 }
 
 int lc_store_put(lc_daemon_t *d, const lc_inst_t *in)
@@ -61,9 +59,9 @@ int lc_store_put(lc_daemon_t *d, const lc_inst_t *in)
         " state, ip, agent_port, port_offset, price, launched_at, ended_at, owner, netns, veth,"
         " agent_pid, reason, torn_down, agent_sid, netns_ino)"
         " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(d->db, sql, -1, &st, NULL) != SQLITE_OK)
-        goto fail;
+    sqlite3_stmt *st = core_store_prepare(d->store, sql);
+    if (st == NULL)
+        return CORE_ESTORE;
     const core_instance_t *s = &in->super;
     int i = 1;
     sqlite3_bind_text(st, i++, s->id, -1, SQLITE_STATIC);
@@ -88,20 +86,7 @@ int lc_store_put(lc_daemon_t *d, const lc_inst_t *in)
     sqlite3_bind_int(st, i++, in->torn_down);
     sqlite3_bind_int(st, i++, in->agent_sid);
     sqlite3_bind_int64(st, i++, (sqlite3_int64)in->netns_ino);
-    if (sqlite3_step(st) != SQLITE_DONE)
-        goto fail;
-    sqlite3_finalize(st);
-    return 0;
-fail:
-    CORE_ERROR("store instance %s: %s", in->super.id, sqlite3_errmsg(d->db));
-    sqlite3_finalize(st);
-    return CORE_ESTORE;
-}
-
-static void col_text(sqlite3_stmt *st, int col, char *out, size_t outlen)
-{
-    const unsigned char *t = sqlite3_column_text(st, col);
-    snprintf(out, outlen, "%s", t ? (const char *)t : "");
+    return core_store_run(d->store, st);
 }
 
 /* Loads every instance (oldest last in the list, so newest first) and the capacities. */
@@ -111,36 +96,36 @@ int lc_store_load(lc_daemon_t *d)
         "SELECT id, num, cloud, region, zone, instance_type, spot, state, ip, agent_port,"
         " port_offset, price, launched_at, ended_at, owner, netns, veth, agent_pid, reason,"
         " torn_down, agent_sid, netns_ino FROM instances ORDER BY num ASC";
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(d->db, sql, -1, &st, NULL) != SQLITE_OK)
-        goto fail;
+    sqlite3_stmt *st = core_store_prepare(d->store, sql);
+    if (st == NULL)
+        return CORE_ESTORE;
     int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    while ((rc = core_store_step(d->store, st)) == 1) {
         lc_inst_t *in = core_xcalloc(1, sizeof(*in));
         core_instance_t *s = &in->super;
         int i = 0;
-        col_text(st, i++, s->id, sizeof(s->id));
+        core_store_col_text(st, i++, s->id, sizeof(s->id));
         in->num = sqlite3_column_int64(st, i++);
-        col_text(st, i++, s->cloud, sizeof(s->cloud));
-        col_text(st, i++, s->region, sizeof(s->region));
-        col_text(st, i++, s->zone, sizeof(s->zone));
-        col_text(st, i++, s->instance_type, sizeof(s->instance_type));
+        core_store_col_text(st, i++, s->cloud, sizeof(s->cloud));
+        core_store_col_text(st, i++, s->region, sizeof(s->region));
+        core_store_col_text(st, i++, s->zone, sizeof(s->zone));
+        core_store_col_text(st, i++, s->instance_type, sizeof(s->instance_type));
         s->spot = sqlite3_column_int(st, i++);
         char state[24];
-        col_text(st, i++, state, sizeof(state));
+        core_store_col_text(st, i++, state, sizeof(state));
         if (core_inst_state_parse(state, &s->state) < 0)
             s->state = CORE_INST_FAILED;
-        col_text(st, i++, s->ip, sizeof(s->ip));
+        core_store_col_text(st, i++, s->ip, sizeof(s->ip));
         s->agent_port = sqlite3_column_int(st, i++);
         s->port_offset = sqlite3_column_int(st, i++);
         s->price = sqlite3_column_double(st, i++);
         s->launched_at = sqlite3_column_double(st, i++);
         in->ended_at = sqlite3_column_double(st, i++);
-        col_text(st, i++, s->owner, sizeof(s->owner));
-        col_text(st, i++, in->netns, sizeof(in->netns));
-        col_text(st, i++, in->veth, sizeof(in->veth));
+        core_store_col_text(st, i++, s->owner, sizeof(s->owner));
+        core_store_col_text(st, i++, in->netns, sizeof(in->netns));
+        core_store_col_text(st, i++, in->veth, sizeof(in->veth));
         in->agent_pid = sqlite3_column_int(st, i++);
-        col_text(st, i++, in->reason, sizeof(in->reason));
+        core_store_col_text(st, i++, in->reason, sizeof(in->reason));
         in->torn_down = sqlite3_column_int(st, i++);
         in->agent_sid = sqlite3_column_int(st, i++);
         in->netns_ino = (unsigned long long)sqlite3_column_int64(st, i++);
@@ -150,25 +135,23 @@ int lc_store_load(lc_daemon_t *d)
         if (in->num >= d->next_num)
             d->next_num = in->num + 1;
     }
-    sqlite3_finalize(st);
-    st = NULL;
-    if (rc != SQLITE_DONE)
-        goto fail;
+    if (rc < 0)
+        return rc;
 
-    if (sqlite3_prepare_v2(d->db, "SELECT zone, capacity FROM capacity", -1, &st, NULL) !=
-        SQLITE_OK)
-        goto fail;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    st = core_store_prepare(d->store, "SELECT zone, capacity FROM capacity");
+    if (st == NULL)
+        return CORE_ESTORE;
+    while ((rc = core_store_step(d->store, st)) == 1) {
         char zone[40];
-        col_text(st, 0, zone, sizeof(zone));
+        core_store_col_text(st, 0, zone, sizeof(zone));
         long cap = (long)sqlite3_column_int64(st, 1);
         if (strcmp(zone, "*") == 0)
             d->market.default_capacity = cap;
         else
             lc_market_set(&d->market, zone, cap);
     }
-    sqlite3_finalize(st);
-    st = NULL;
+    if (rc < 0)
+        return rc;
 
     char buf[32];
     if (lc_store_meta_get(d, "next_num", buf, sizeof(buf)) == 0) {
@@ -179,60 +162,49 @@ int lc_store_load(lc_daemon_t *d)
     if (d->next_num < 1)
         d->next_num = 1;
     return 0;
-fail:
-    CORE_ERROR("load: %s", sqlite3_errmsg(d->db));
-    sqlite3_finalize(st);
-    return CORE_ESTORE;
 }
 
 int lc_store_meta_get(lc_daemon_t *d, const char *key, char *out, size_t outlen)
 {
-    sqlite3_stmt *st = NULL;
-    int ret = -ENOENT;
-    if (sqlite3_prepare_v2(d->db, "SELECT value FROM meta WHERE key = ?", -1, &st, NULL) !=
-        SQLITE_OK)
+    sqlite3_stmt *st = core_store_prepare(d->store, "SELECT value FROM meta WHERE key = ?");
+    if (st == NULL)
         return CORE_ESTORE;
     sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-    if (sqlite3_step(st) == SQLITE_ROW) {
-        col_text(st, 0, out, outlen);
-        ret = 0;
+    int rc = core_store_step(d->store, st);
+    if (rc == 1) {
+        core_store_col_text(st, 0, out, outlen);
+        core_store_reset(st);
+        return 0;
     }
-    sqlite3_finalize(st);
-    return ret;
+    return rc < 0 ? rc : -ENOENT;
 }
 
 int lc_store_meta_set(lc_daemon_t *d, const char *key, const char *val)
 {
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(d->db, "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", -1, &st,
-                           NULL) != SQLITE_OK)
+    sqlite3_stmt *st =
+        core_store_prepare(d->store, "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)");
+    if (st == NULL)
         return CORE_ESTORE;
     sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, val, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : CORE_ESTORE;
+    return core_store_run(d->store, st);
 }
 
 /* <zone> "*" is the default; capacity < 0 (unlimited) deletes the row. */
 int lc_store_put_capacity(lc_daemon_t *d, const char *zone, long capacity)
 {
-    sqlite3_stmt *st = NULL;
-    const char *sql = capacity < 0
-                          ? "DELETE FROM capacity WHERE zone = ?"
-                          : "INSERT OR REPLACE INTO capacity (zone, capacity) VALUES (?, ?)";
-    if (sqlite3_prepare_v2(d->db, sql, -1, &st, NULL) != SQLITE_OK)
+    static const char del[] = "DELETE FROM capacity WHERE zone = ?";
+    static const char put[] = "INSERT OR REPLACE INTO capacity (zone, capacity) VALUES (?, ?)";
+    sqlite3_stmt *st = core_store_prepare(d->store, capacity < 0 ? del : put);
+    if (st == NULL)
         return CORE_ESTORE;
     sqlite3_bind_text(st, 1, zone, -1, SQLITE_STATIC);
     if (capacity >= 0)
         sqlite3_bind_int64(st, 2, capacity);
-    int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : CORE_ESTORE;
+    return core_store_run(d->store, st);
 }
 
 int lc_store_clear_capacities(lc_daemon_t *d)
 {
-    return sqlite3_exec(d->db, "DELETE FROM capacity", NULL, NULL, NULL) == SQLITE_OK ? 0
-                                                                                      : CORE_ESTORE;
+    return core_store_exec(d->store, "DELETE FROM capacity");
 }

@@ -13,8 +13,8 @@
 /*
  * sky-agent: one per instance. Receives tasks over HTTP, runs them one at a
  * time (workdir/file_mounts sync, setup, run) in their own process groups,
- * keeps logs and status under <home>/.sky_agent/tasks/<id>/ so that a
- * restarted agent still reports them.
+ * keeps their status in <home>/.sky_agent/agent.db and their logs under
+ * <home>/.sky_agent/tasks/<id>/ so that a restarted agent still reports them.
  */
 
 /* Printed by --version: `sky ssh up` runs it on a host to see the binary start. */
@@ -98,14 +98,18 @@ struct agent {
     agent_logstream_t *streams;
     int kill_grace_ms;
     int stopping;
+    struct core_store *store; /* <home>/.sky_agent/agent.db */
 };
 
 /* agent_store.c */
+/* Opens <home>/.sky_agent/agent.db, importing an older agent's task files. */
 int agent_store_init(agent_t *a);
+void agent_store_close(agent_t *a);
 /* Loads persisted tasks; tasks that were live are stopped and marked FAILED. */
 int agent_store_load(agent_t *a);
+/* A new task (its spec and status) / the status of a known one. */
+int agent_store_add(agent_t *a, const agent_task_t *t);
 int agent_store_save_status(agent_t *a, const agent_task_t *t);
-int agent_store_save_spec(agent_t *a, const agent_task_t *t);
 char *agent_task_dir(const agent_t *a, int id);
 char *agent_task_file(const agent_t *a, int id, const char *name);
 cJSON *agent_task_to_json(const agent_task_t *t);

@@ -545,17 +545,19 @@ int agent_task_submit(agent_t *a, core_agent_req_t *spec, int *id)
     memset(spec, 0, sizeof(*spec));
     t->status = CORE_AGENT_PENDING;
     t->submitted_at = core_now();
-    int rc = agent_store_save_spec(a, t);
+    char *dir = agent_task_dir(a, t->id);
+    int rc = core_mkdir_p(dir, 0700);
     if (rc == 0 && t->spec.setup != NULL)
         rc = write_script(a, t->id, "setup.sh", t->spec.setup);
     if (rc == 0 && t->spec.run != NULL)
         rc = write_script(a, t->id, "run.sh", t->spec.run);
+    /* The row is the submission: written last, once everything it needs is there. */
     if (rc == 0)
-        rc = agent_store_save_status(a, t);
-    if (rc < 0) {
-        char *dir = agent_task_dir(a, t->id);
+        rc = agent_store_add(a, t);
+    if (rc < 0)
         core_rm_rf(dir);
-        free(dir);
+    free(dir);
+    if (rc < 0) {
         agent_task_free(t);
         return rc;
     }
@@ -676,6 +678,7 @@ void agent_free(agent_t *a)
     for (int i = 0; i < a->n_tasks; i++)
         agent_task_free(a->tasks[i]);
     free(a->tasks);
+    agent_store_close(a);
     free(a->home);
     free(a->state_dir);
     free(a->node_ip);

@@ -37,14 +37,24 @@
  */
 
 /* Cluster-job statuses (reference managed_jobs.md §2.1, job_lib.JobStatus). */
+/*
+ * PENDING       queued behind another task
+ * SETTING_UP    workdir/file_mounts sync and setup
+ * RUNNING
+ * SUCCEEDED
+ * FAILED        run exited != 0 (or the agent lost it, see failure_reason)
+ * FAILED_SETUP  setup or workdir/file_mounts sync failed
+ * CANCELLED
+ * The reference's INIT and FAILED_DRIVER have no counterpart here: a task is
+ * PENDING from its submission, and there is no driver process to fail.
+ */
+#define CORE_AGENT_STATUS_MAP(XX)                                                                  \
+    XX(PENDING) XX(SETTING_UP) XX(RUNNING) XX(SUCCEEDED) XX(FAILED) XX(FAILED_SETUP) XX(CANCELLED)
+
 typedef enum core_agent_status {
-    CORE_AGENT_PENDING = 0, /* queued behind another task */
-    CORE_AGENT_SETTING_UP,  /* workdir/file_mounts sync and setup */
-    CORE_AGENT_RUNNING,
-    CORE_AGENT_SUCCEEDED,
-    CORE_AGENT_FAILED,       /* run exited != 0 (or the agent lost it, see failure_reason) */
-    CORE_AGENT_FAILED_SETUP, /* setup or workdir/file_mounts sync failed */
-    CORE_AGENT_CANCELLED,
+#define XX(name) CORE_AGENT_##name,
+    CORE_AGENT_STATUS_MAP(XX)
+#undef XX
     CORE_AGENT_STATUS_COUNT,
 } core_agent_status_t;
 
@@ -71,6 +81,15 @@ typedef struct core_agent_task {
 void core_agent_task_free(core_agent_task_t *t);
 /* Fills <out> from one task object of the API; CORE_EJSON if malformed. */
 int core_agent_task_from_json(const cJSON *j, core_agent_task_t *out);
+
+/*
+ * The URL of <path> on the agent at <ip>:<port> (https for an SSH pool host,
+ * brackets for IPv6) and in *bearer the token to send it (the host's own for
+ * a pool host, else a copy of <token>; NULL for none), for clients that make
+ * their own requests (core_http_async). Caller frees both.
+ */
+char *core_agent_url(const char *ip, int port, const char *token, const char *path,
+                     char **bearer);
 
 /* 0 when the agent answers /health with status "ok" within <timeout_ms>. */
 int core_agent_health(const char *ip, int port, const char *token, long timeout_ms);

@@ -13,12 +13,12 @@
  * Controllers and the CLI get handles from the registry
  * (include/core/prov_registry.h), never from a provider's constructor.
  */
+#define CORE_INST_STATE_MAP(XX) XX(PENDING) XX(RUNNING) XX(PREEMPTED) XX(TERMINATED) XX(FAILED)
+
 enum core_inst_state {
-    CORE_INST_PENDING = 0,
-    CORE_INST_RUNNING,
-    CORE_INST_PREEMPTED,
-    CORE_INST_TERMINATED,
-    CORE_INST_FAILED,
+#define XX(name) CORE_INST_##name,
+    CORE_INST_STATE_MAP(XX)
+#undef XX
 };
 
 typedef struct core_instance {
@@ -99,7 +99,9 @@ int core_prov_launch_failover(core_prov_t *p, const core_candidate_t *cands, siz
                               const unsigned char *skip, const char *owner, core_instance_t *out,
                               size_t *chosen, char **err);
 
+/* "PENDING", ...; "UNKNOWN" out of range. */
 const char *core_inst_state_name(enum core_inst_state s);
+/* Exact name; -EINVAL otherwise. */
 int core_inst_state_parse(const char *s, enum core_inst_state *out);
 
 #endif

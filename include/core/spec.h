@@ -40,9 +40,13 @@ typedef struct core_port_range {
     int hi;
 } core_port_range_t;
 
+/* job_recovery.strategy; EAGER_NEXT_REGION is the default. */
+#define CORE_RECOVERY_STRATEGY_MAP(XX) XX(EAGER_NEXT_REGION) XX(FAILOVER)
+
 typedef enum core_recovery_strategy {
-    CORE_RECOVERY_EAGER_NEXT_REGION = 0, /* default */
-    CORE_RECOVERY_FAILOVER,
+#define XX(name) CORE_RECOVERY_##name,
+    CORE_RECOVERY_STRATEGY_MAP(XX)
+#undef XX
 } core_recovery_strategy_t;
 
 typedef struct core_job_recovery {
@@ -232,6 +236,8 @@ char *core_service_repr(const core_service_spec_t *s);
 const char *core_lb_policy_name(core_lb_policy_t p);
 /* "EAGER_NEXT_REGION", "FAILOVER" (static). */
 const char *core_recovery_strategy_name(core_recovery_strategy_t s);
+/* Either name, in any case (as the YAML takes it); CORE_ENOTFOUND otherwise. */
+int core_recovery_strategy_parse(const char *name, core_recovery_strategy_t *out);
 
 /*
  * Copies <src> into <dst> (deep); overrides use_spot when use_spot >= 0 and

@@ -47,6 +47,16 @@ pid_t core_spawn_daemon(char *const argv[], const char *logfile);
  */
 int core_parse_num(const char *s, double lo, double hi, double *out);
 
+/*
+ * Enums whose members and names come from one X-macro list (CORE_ERRNO_MAP
+ * style): the header expands the list into the enum, the .c file into a name
+ * table indexed by value, and these two look values and names up in it.
+ */
+/* names[v], or <unknown> when v is out of range. */
+const char *core_enum_name(const char *const *names, size_t n, int v, const char *unknown);
+/* The value whose name is <s> exactly, or -1. */
+int core_enum_value(const char *const *names, size_t n, const char *s);
+
 /* Human-readable durations as the reference prints them:
  * "1m 17s", "2h 47m 18s" (absolute) and "3 mins ago" (relative). */
 void core_fmt_duration(double seconds, char *out, size_t outlen);

@@ -2,7 +2,7 @@
 
 Each test gets a SpotStack: a temporary SKY_HOME, an environment that
 shortens the jobs controller's timings (through its SKY_JOBS_* variables, see
-controller/ctl_jobs.c) and the local cloud's provisioning delay
+controller/ctl_jobs.h) and the local cloud's provisioning delay
 (SKY_LOCALCLOUD_PROVISION_DELAY), and a `sky` runner that records every
 command with its output so a failure shows what happened. teardown() cancels
 every job, stops the jobs controller, runs `sky cloud down` and asserts that

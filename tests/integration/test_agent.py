@@ -9,6 +9,7 @@ import json
 import os
 import pwd
 import signal
+import sqlite3
 import subprocess
 import time
 import urllib.error
@@ -180,10 +181,18 @@ def test_env_and_logs(agent, tmp_path):
     assert "to-stderr" in lines
     status, doc = agent.request("GET", "/health")
     assert doc["tasks"] == 1 and doc["running"] == 0
-    # Persisted on the instance's disk.
+    # Persisted on the instance's disk: the task's row and its logs.
     d = os.path.join(agent.home, ".sky_agent", "tasks", "1")
-    for f in ("spec.json", "status.json", "setup.log", "run.log"):
+    for f in ("setup.log", "run.log"):
         assert os.path.exists(os.path.join(d, f)), f
+    db = sqlite3.connect("file:%s?mode=ro" % os.path.join(agent.home, ".sky_agent", "agent.db"),
+                         uri=True, timeout=5)
+    try:
+        row = db.execute("SELECT status, exit_code, json_extract(spec, '$.name') FROM tasks"
+                         " WHERE id = 1").fetchone()
+    finally:
+        db.close()
+    assert row == ("SUCCEEDED", 0, "env"), row
 
 
 def test_run_exit_code(agent):

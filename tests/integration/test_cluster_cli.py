@@ -5,6 +5,7 @@ sky-agent inside a network namespace per instance. Needs root.
 """
 import json
 import os
+import sqlite3
 import subprocess
 import tempfile
 
@@ -159,3 +160,30 @@ run: cat /ckpt/note.txt
     assert os.path.exists(os.path.join(env["SKY_HOME"], "buckets", "cluster-test-bucket",
                                        "note.txt"))
     del rip
+
+
+def test_cluster_database_of_before_schema_versions(home):
+    """A clusters.db written before schema versions opens (version 1) and its
+    clusters are listed; one whose instance is gone shows TERMINATED."""
+    d, env = home
+    os.makedirs(env["SKY_HOME"], exist_ok=True)
+    path = os.path.join(env["SKY_HOME"], "clusters.db")
+    db = sqlite3.connect(path)
+    db.executescript("""
+        CREATE TABLE clusters (
+          name TEXT PRIMARY KEY, status TEXT NOT NULL, resources TEXT, launched_at REAL,
+          instance_id TEXT, cloud TEXT, region TEXT, zone TEXT, instance_type TEXT,
+          spot INTEGER, ip TEXT, agent_port INTEGER, port_offset INTEGER, price REAL);
+        INSERT INTO clusters VALUES ('old', 'UP', '1x Local(vCPU=2)', 1000.0, 'i-424242',
+          'aws', 'us-east-1', 'us-east-1a', 'm6i.large', 0, '198.18.0.9', 8790, 0, 0.096);
+    """)
+    db.close()
+    r = sky(env, "status", "--json")
+    assert r.returncode == 0, r.stderr
+    clusters = json.loads(r.stdout)["clusters"]
+    assert [(c["name"], c["status"], c["zone"], c["resources"]) for c in clusters] == [
+        ("old", "TERMINATED", "us-east-1a", "1x Local(vCPU=2)")], clusters
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+    db.close()
+

@@ -272,6 +272,14 @@ def test_preempt(cloud):
     assert st == 409
     assert cloud.describe(ondemand["id"])["state"] == "RUNNING"
     assert cloud.sky("preempt").returncode == 2
+    # Its owner terminates it: only the state changes. Its resources went with
+    # the preemption, and tearing it down again would look for its processes by
+    # a namespace inode the kernel may have given to someone else's host since.
+    st, out = cloud.api("DELETE", "/v1/instances/" + inst["id"])
+    assert st == 200 and out["state"] == "TERMINATED"
+    log = open(os.path.join(cloud.home, "daemon.log")).read()
+    assert log.count("%s PREEMPTED: resources released" % inst["id"]) == 1, log
+    assert "%s TERMINATED: resources released" % inst["id"] not in log, log
 
 
 def test_vanished_host_detected(cloud):
@@ -598,3 +606,21 @@ def test_provider_client_failover(cloud):
     assert prov("terminate", inst["id"])["rc"] == 0
     assert prov("terminate", "i-424242")["rc"] == 0
     assert prov("list")["instances"] == []
+
+
+def test_concurrent_clients_start_one_daemon(cloud):
+    """Clients that find no daemon at the same moment (a controller launching
+    several jobs at once) start one between them: a second daemon would wait
+    for the first one's lock and take over when it goes down."""
+    procs = [subprocess.Popen([LCPROV, "list"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env=cloud.env()) for _ in range(4)]
+    for p in procs:
+        out, err = p.communicate(timeout=60)
+        assert p.returncode == 0, err
+        assert json.loads(out)["rc"] == 0
+    time.sleep(2.5)  # a daemon that lost the race gives up on the lock after 2 s
+    log = open(os.path.join(cloud.home, "localcloud", "localcloud.log")).read()
+    assert log.count("sky-localcloud listening on") == 1, log
+    assert "another sky-localcloud runs" not in log, log
+    cloud.attach()
+

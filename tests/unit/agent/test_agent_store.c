@@ -1,4 +1,5 @@
-/* sky-agent persistence: what a restarted agent reports (no processes, no loop). */
+/* sky-agent persistence: what a restarted agent reports (no processes, no loop),
+ * and the import of an older agent's spec.json/status.json files. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +13,7 @@
 
 #include "agent.h"
 #include "core/mem.h"
+#include "core/store.h"
 #include "core/util.h"
 
 typedef struct fixture {
@@ -46,6 +48,7 @@ static int teardown(void **state)
 {
     fixture_t *f = *state;
     reset_agent(&f->a);
+    agent_store_close(&f->a);
     core_rm_rf(f->root);
     free(f->a.home);
     free(f->a.state_dir);
@@ -68,7 +71,10 @@ static agent_task_t *make_task(int id, const char *json, core_agent_status_t st)
 
 static void save(agent_t *a, agent_task_t *t)
 {
-    assert_int_equal(agent_store_save_spec(a, t), 0);
+    char *dir = agent_task_dir(a, t->id);
+    assert_int_equal(core_mkdir_p(dir, 0700), 0);
+    free(dir);
+    assert_int_equal(agent_store_add(a, t), 0);
     assert_int_equal(agent_store_save_status(a, t), 0);
 }
 
@@ -94,17 +100,19 @@ static void test_roundtrip_and_lost_tasks(void **state)
     save(a, failed);
     save(a, running);
     save(a, pending);
-    /* Id 4: a submission that crashed before status.json (ignored, id not reused). */
+    /* Id 4: a submission that crashed before its row (ignored, id not reused). */
     char *dir = agent_task_dir(a, 4);
     assert_int_equal(core_mkdir_p(dir, 0700), 0);
     free(dir);
-    /* Id 6: garbage status. */
-    agent_task_t *bad = make_task(6, "{\"run\":\"x\"}", CORE_AGENT_PENDING);
-    assert_int_equal(agent_store_save_spec(a, bad), 0);
-    char *path = agent_task_file(a, 6, "status.json");
-    assert_int_equal(core_write_file(path, "{not json", 9, 0600), 0);
-    free(path);
-    agent_task_free(bad);
+    /* Id 6: garbage in its row. */
+    dir = agent_task_dir(a, 6);
+    assert_int_equal(core_mkdir_p(dir, 0700), 0);
+    free(dir);
+    assert_int_equal(sqlite3_exec(core_store_db(a->store),
+                                  "INSERT INTO tasks (id, spec, status) VALUES (6, '{not json', "
+                                  "'PENDING')",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
     agent_task_free(done);
     agent_task_free(failed);
     agent_task_free(running);
@@ -169,11 +177,94 @@ static void test_task_json(void **state)
     agent_task_free(t);
 }
 
+/* The files an agent without a database kept in each task directory. */
+static void write_legacy(agent_t *a, agent_task_t *t, const char *status_text)
+{
+    char *dir = agent_task_dir(a, t->id);
+    assert_int_equal(core_mkdir_p(dir, 0700), 0);
+    free(dir);
+    cJSON *spec = core_agent_req_json(&t->spec);
+    char *text = cJSON_PrintUnformatted(spec);
+    char *path = agent_task_file(a, t->id, "spec.json");
+    assert_int_equal(core_write_file(path, text, strlen(text), 0600), 0);
+    free(path);
+    free(text);
+    cJSON_Delete(spec);
+    cJSON *st = agent_task_to_json(t);
+    cJSON_AddNumberToObject(st, "pgid", t->pgid);
+    cJSON_AddNumberToObject(st, "pid_start", (double)t->pid_start);
+    text = cJSON_PrintUnformatted(st);
+    path = agent_task_file(a, t->id, "status.json");
+    if (status_text)
+        assert_int_equal(core_write_file(path, status_text, strlen(status_text), 0600), 0);
+    else
+        assert_int_equal(core_write_file(path, text, strlen(text), 0600), 0);
+    free(path);
+    free(text);
+    cJSON_Delete(st);
+}
+
+static void test_legacy_files_are_imported(void **state)
+{
+    fixture_t *f = *state;
+    agent_t *a = &f->a;
+
+    /* An agent of before the database: no agent.db, JSON files per task. */
+    agent_store_close(a);
+    char *db = core_xasprintf("%s/.sky_agent/agent.db", f->root);
+    assert_int_equal(unlink(db), 0);
+    agent_task_t *done = make_task(1, "{\"name\":\"done\",\"run\":\"true\",\"envs\":{\"A\":\"1\"}}",
+                                   CORE_AGENT_SUCCEEDED);
+    done->has_exit_code = 1;
+    done->ended_at = 1003.0;
+    agent_task_t *running =
+        make_task(2, "{\"name\":\"r\",\"run\":\"sleep 9\"}", CORE_AGENT_RUNNING);
+    agent_task_t *bad = make_task(4, "{\"run\":\"x\"}", CORE_AGENT_PENDING);
+    write_legacy(a, done, NULL);
+    write_legacy(a, running, NULL);
+    write_legacy(a, bad, "{not json");
+    char *dir = agent_task_dir(a, 3); /* crashed before status.json */
+    assert_int_equal(core_mkdir_p(dir, 0700), 0);
+    free(dir);
+    agent_task_free(done);
+    agent_task_free(running);
+    agent_task_free(bad);
+
+    assert_int_equal(agent_store_init(a), 0);
+    assert_int_equal(access(db, F_OK), 0);
+    char *old = agent_task_file(a, 1, "status.json");
+    assert_int_not_equal(access(old, F_OK), 0); /* the database is the truth now */
+    free(old);
+    assert_int_equal(agent_store_load(a), 0);
+    assert_int_equal(a->n_tasks, 4);
+    agent_task_t *t = agent_task_find(a, 1);
+    assert_non_null(t);
+    assert_int_equal(t->status, CORE_AGENT_SUCCEEDED);
+    assert_true(t->has_exit_code && t->exit_code == 0);
+    assert_true(t->ended_at == 1003.0);
+    assert_string_equal(t->spec.env_vals[0], "1");
+    t = agent_task_find(a, 2);
+    assert_int_equal(t->status, CORE_AGENT_FAILED);
+    assert_non_null(strstr(t->failure_reason, "restarted while the task was RUNNING"));
+    assert_null(agent_task_find(a, 3));
+    assert_null(agent_task_find(a, 4));
+
+    /* Opening again migrates nothing and sees the same. */
+    reset_agent(a);
+    agent_store_close(a);
+    assert_int_equal(agent_store_init(a), 0);
+    assert_int_equal(agent_store_load(a), 0);
+    assert_int_equal(a->n_tasks, 4);
+    assert_int_equal(agent_task_find(a, 2)->status, CORE_AGENT_FAILED);
+    free(db);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_roundtrip_and_lost_tasks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_empty_dir, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_legacy_files_are_imported, setup, teardown),
         cmocka_unit_test(test_task_json),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -240,49 +240,53 @@ static void test_should_restart(void **state)
     assert_int_equal(cnt, 1);
 }
 
+/* An answer of the agent (known) or none. */
+#define K(s) true, CORE_AGENT_##s
+#define UNKNOWN false, CORE_AGENT_PENDING
+
 static void test_classify(void **state)
 {
     ctl_job_status_t fs = CTL_JOB_PENDING;
-    ctl_cjob_status_t c;
+    core_agent_status_t c;
 
-    assert_int_equal(ctl_job_classify(CTL_CJOB_SUCCEEDED, CORE_INST_PREEMPTED, 0, &fs),
+    assert_int_equal(ctl_job_classify(K(SUCCEEDED), CORE_INST_PREEMPTED, 0, &fs),
                      CTL_JOB_OUT_SUCCEEDED);
-    assert_int_equal(ctl_job_classify(CTL_CJOB_RUNNING, CORE_INST_RUNNING, 0, &fs),
+    assert_int_equal(ctl_job_classify(K(RUNNING), CORE_INST_RUNNING, 0, &fs),
                      CTL_JOB_KEEP_MONITORING);
-    assert_int_equal(ctl_job_classify(CTL_CJOB_SETTING_UP, CORE_INST_RUNNING, 0, &fs),
+    assert_int_equal(ctl_job_classify(K(SETTING_UP), CORE_INST_RUNNING, 0, &fs),
                      CTL_JOB_KEEP_MONITORING);
     /* any non-running instance is a preemption, whatever the job says */
     const enum core_inst_state gone[] = {CORE_INST_PENDING, CORE_INST_PREEMPTED,
                                          CORE_INST_TERMINATED, CORE_INST_FAILED};
-    const ctl_cjob_status_t any[] = {CTL_CJOB_RUNNING, CTL_CJOB_FAILED,    CTL_CJOB_FAILED_SETUP,
-                                     CTL_CJOB_NONE,    CTL_CJOB_CANCELLED, CTL_CJOB_FAILED_DRIVER};
-    for (size_t i = 0; i < 4; i++)
-        for (size_t j = 0; j < 6; j++)
-            assert_int_equal(ctl_job_classify(any[j], gone[i], 0, &fs), CTL_JOB_RECOVER);
-    assert_int_equal(ctl_job_classify(CTL_CJOB_FAILED, CORE_INST_RUNNING, 0, &fs),
+    const core_agent_status_t any[] = {CORE_AGENT_RUNNING, CORE_AGENT_FAILED,
+                                       CORE_AGENT_FAILED_SETUP, CORE_AGENT_CANCELLED};
+    for (size_t i = 0; i < 4; i++) {
+        for (size_t j = 0; j < 4; j++)
+            assert_int_equal(ctl_job_classify(true, any[j], gone[i], 0, &fs), CTL_JOB_RECOVER);
+        assert_int_equal(ctl_job_classify(UNKNOWN, gone[i], 0, &fs), CTL_JOB_RECOVER);
+    }
+    assert_int_equal(ctl_job_classify(K(FAILED), CORE_INST_RUNNING, 0, &fs),
                      CTL_JOB_USER_FAILURE);
     assert_int_equal(fs, CTL_JOB_FAILED);
-    assert_int_equal(ctl_job_classify(CTL_CJOB_FAILED_SETUP, CORE_INST_RUNNING, 0, &fs),
+    assert_int_equal(ctl_job_classify(K(FAILED_SETUP), CORE_INST_RUNNING, 0, &fs),
                      CTL_JOB_USER_FAILURE);
     assert_int_equal(fs, CTL_JOB_FAILED_SETUP);
-    assert_int_equal(ctl_job_classify(CTL_CJOB_FAILED_DRIVER, CORE_INST_RUNNING, 0, &fs),
-                     CTL_JOB_USER_FAILURE);
-    assert_int_equal(fs, CTL_JOB_FAILED_CONTROLLER);
-    assert_int_equal(ctl_job_classify(CTL_CJOB_CANCELLED, CORE_INST_RUNNING, 0, &fs),
+    assert_int_equal(ctl_job_classify(K(CANCELLED), CORE_INST_RUNNING, 0, &fs),
                      CTL_JOB_CONTROLLER_FAILURE);
+    assert_int_equal(fs, CTL_JOB_FAILED_CONTROLLER);
     /* unknown status with the instance up: wait up to 60 s, then recover */
-    assert_int_equal(ctl_job_classify(CTL_CJOB_NONE, CORE_INST_RUNNING, 59, &fs),
+    assert_int_equal(ctl_job_classify(UNKNOWN, CORE_INST_RUNNING, 59, &fs),
                      CTL_JOB_KEEP_MONITORING);
-    assert_int_equal(ctl_job_classify(CTL_CJOB_NONE, CORE_INST_RUNNING, 60, &fs), CTL_JOB_RECOVER);
-    assert_false(ctl_job_needs_instance_check(CTL_CJOB_RUNNING, 1));
-    assert_true(ctl_job_needs_instance_check(CTL_CJOB_RUNNING, 2));
-    assert_false(ctl_job_needs_instance_check(CTL_CJOB_SUCCEEDED, 4));
-    assert_true(ctl_job_needs_instance_check(CTL_CJOB_FAILED, 1));
-    assert_true(ctl_job_needs_instance_check(CTL_CJOB_NONE, 1));
-    assert_int_equal(ctl_cjob_status_parse("SETTING_UP", &c), 0);
-    assert_int_equal(c, CTL_CJOB_SETTING_UP);
-    assert_true(ctl_cjob_status_is_terminal(CTL_CJOB_CANCELLED));
-    assert_false(ctl_cjob_status_is_terminal(CTL_CJOB_INIT));
+    assert_int_equal(ctl_job_classify(UNKNOWN, CORE_INST_RUNNING, 60, &fs), CTL_JOB_RECOVER);
+    assert_false(ctl_job_needs_instance_check(K(RUNNING), 1));
+    assert_true(ctl_job_needs_instance_check(K(RUNNING), 2));
+    assert_false(ctl_job_needs_instance_check(K(SUCCEEDED), 4));
+    assert_true(ctl_job_needs_instance_check(K(FAILED), 1));
+    assert_true(ctl_job_needs_instance_check(UNKNOWN, 1));
+    assert_int_equal(core_agent_status_parse("SETTING_UP", &c), 0);
+    assert_int_equal(c, CORE_AGENT_SETTING_UP);
+    assert_true(core_agent_status_is_terminal(CORE_AGENT_CANCELLED));
+    assert_false(core_agent_status_is_terminal(CORE_AGENT_PENDING));
 }
 
 static core_candidate_t C(const char *region, const char *zone, const char *type, int spot,
@@ -307,38 +311,40 @@ static void test_recovery_skip(void **state)
         C("r3", "r3a", "t2", 1, 0.20), C("r1", "r1a", "t1", 0, 0.30),
     };
     unsigned char skip[5];
-    ctl_recovery_strategy_t s;
+    core_recovery_strategy_t s;
 
     /* EAGER, first sweep: the whole preempted region is skipped */
     assert_int_equal(
-        ctl_jobs_recovery_skip(CTL_RECOVERY_EAGER_NEXT_REGION, c, 5, &c[0], false, 0, skip), 2);
+        ctl_jobs_recovery_skip(CORE_RECOVERY_EAGER_NEXT_REGION, c, 5, &c[0], false, 0, skip), 2);
     const unsigned char eager0[] = {1, 1, 0, 0, 1};
     assert_memory_equal(skip, eager0, 5);
     /* later sweeps: everything, the preempted region included */
     assert_int_equal(
-        ctl_jobs_recovery_skip(CTL_RECOVERY_EAGER_NEXT_REGION, c, 5, &c[0], false, 1, skip), 5);
+        ctl_jobs_recovery_skip(CORE_RECOVERY_EAGER_NEXT_REGION, c, 5, &c[0], false, 1, skip), 5);
     const unsigned char zero[5] = {0};
     assert_memory_equal(skip, zero, 5);
     /* the user pinned the region: nothing to skip */
     assert_int_equal(
-        ctl_jobs_recovery_skip(CTL_RECOVERY_EAGER_NEXT_REGION, c, 5, &c[0], true, 0, skip), 5);
+        ctl_jobs_recovery_skip(CORE_RECOVERY_EAGER_NEXT_REGION, c, 5, &c[0], true, 0, skip), 5);
     /* FAILOVER, first sweep: same region, same type and spot flag, any zone */
-    assert_int_equal(ctl_jobs_recovery_skip(CTL_RECOVERY_FAILOVER, c, 5, &c[0], false, 0, skip), 2);
+    assert_int_equal(ctl_jobs_recovery_skip(CORE_RECOVERY_FAILOVER, c, 5, &c[0], false, 0, skip),
+                     2);
     const unsigned char fo0[] = {0, 0, 1, 1, 1};
     assert_memory_equal(skip, fo0, 5);
-    assert_int_equal(ctl_jobs_recovery_skip(CTL_RECOVERY_FAILOVER, c, 5, &c[0], false, 1, skip), 5);
+    assert_int_equal(ctl_jobs_recovery_skip(CORE_RECOVERY_FAILOVER, c, 5, &c[0], false, 1, skip),
+                     5);
     /* unknown previous location: full list */
-    assert_int_equal(ctl_jobs_recovery_skip(CTL_RECOVERY_FAILOVER, c, 5, NULL, false, 0, skip), 5);
+    assert_int_equal(ctl_jobs_recovery_skip(CORE_RECOVERY_FAILOVER, c, 5, NULL, false, 0, skip), 5);
     /* a single-region catalog: EAGER's block would leave nothing, so it is dropped */
     assert_int_equal(
-        ctl_jobs_recovery_skip(CTL_RECOVERY_EAGER_NEXT_REGION, c, 2, &c[0], false, 0, skip), 2);
+        ctl_jobs_recovery_skip(CORE_RECOVERY_EAGER_NEXT_REGION, c, 2, &c[0], false, 0, skip), 2);
     assert_memory_equal(skip, zero, 2);
-    assert_int_equal(ctl_recovery_strategy_parse("eager_next_region", &s), 0);
-    assert_int_equal(s, CTL_RECOVERY_EAGER_NEXT_REGION);
-    assert_int_equal(ctl_recovery_strategy_parse("FAILOVER", &s), 0);
-    assert_int_equal(s, CTL_RECOVERY_FAILOVER);
-    assert_int_equal(ctl_recovery_strategy_parse("x", &s), CORE_ENOTFOUND);
-    assert_string_equal(ctl_recovery_strategy_name(CTL_RECOVERY_FAILOVER), "FAILOVER");
+    assert_int_equal(core_recovery_strategy_parse("eager_next_region", &s), 0);
+    assert_int_equal(s, CORE_RECOVERY_EAGER_NEXT_REGION);
+    assert_int_equal(core_recovery_strategy_parse("FAILOVER", &s), 0);
+    assert_int_equal(s, CORE_RECOVERY_FAILOVER);
+    assert_int_equal(core_recovery_strategy_parse("x", &s), CORE_ENOTFOUND);
+    assert_string_equal(core_recovery_strategy_name(CORE_RECOVERY_FAILOVER), "FAILOVER");
 }
 
 int main(void)

@@ -10,7 +10,9 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <sqlite3.h>
 
+#include "core/store.h"
 #include "core/util.h"
 #include "lc.h"
 
@@ -102,10 +104,62 @@ static void test_roundtrip(void **state)
     free(path);
 }
 
+/* A state.db of before schema versions opens, keeps its rows and is version 1. */
+static void test_unversioned_file(void **state)
+{
+    (void)state;
+    char *path = tmpdb();
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(db,
+                     "PRAGMA journal_mode=WAL;"
+                     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+                     "CREATE TABLE capacity (zone TEXT PRIMARY KEY, capacity INTEGER NOT NULL);"
+                     "CREATE TABLE instances (id TEXT PRIMARY KEY, num INTEGER NOT NULL,"
+                     " cloud TEXT, region TEXT, zone TEXT, instance_type TEXT, spot INTEGER,"
+                     " state TEXT, ip TEXT, agent_port INTEGER, port_offset INTEGER, price REAL,"
+                     " launched_at REAL, ended_at REAL, owner TEXT, netns TEXT, veth TEXT,"
+                     " agent_pid INTEGER, reason TEXT, torn_down INTEGER, agent_sid INTEGER,"
+                     " netns_ino INTEGER);"
+                     "INSERT INTO meta VALUES ('tag', 'ab12');"
+                     "INSERT INTO capacity VALUES ('us-east-1a', 2);"
+                     "INSERT INTO instances (id, num, zone, state, owner) VALUES"
+                     " ('i-000003', 3, 'us-east-1a', 'RUNNING', 'job:1');",
+                     NULL, NULL, NULL),
+        SQLITE_OK);
+    sqlite3_close(db);
+
+    lc_daemon_t d;
+    memset(&d, 0, sizeof(d));
+    lc_market_init(&d.market, 1);
+    assert_int_equal(lc_store_open(&d, path), 0);
+    assert_int_equal(core_store_version(d.store), 1);
+    assert_int_equal(lc_store_load(&d), 0);
+    assert_non_null(d.insts);
+    assert_string_equal(d.insts->super.id, "i-000003");
+    assert_int_equal(d.insts->super.state, CORE_INST_RUNNING);
+    assert_string_equal(d.insts->super.owner, "job:1");
+    assert_int_equal(d.next_num, 4);
+    assert_int_equal(lc_market_capacity(&d.market, "us-east-1a"), 2);
+    char buf[16];
+    assert_int_equal(lc_store_meta_get(&d, "tag", buf, sizeof(buf)), 0);
+    assert_string_equal(buf, "ab12");
+    lc_store_close(&d);
+    free_insts(&d);
+
+    char *dir = strdup(path);
+    *strrchr(dir, '/') = '\0';
+    core_rm_rf(dir);
+    free(dir);
+    free(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip),
+        cmocka_unit_test(test_unversioned_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
