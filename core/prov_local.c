@@ -142,6 +142,17 @@ int core_localcloud_connect(int start, char **base_url, char **token, char **err
 {
     *base_url = NULL;
     *token = NULL;
+    if (!start) {
+        /* A question: without a token no daemon of this home can run; create nothing. */
+        char *tok = core_home_peek("token");
+        int missing = access(tok, F_OK) != 0;
+        free(tok);
+        if (missing) {
+            if (err)
+                *err = core_xstrdup("sky-localcloud is not running");
+            return -ENOENT;
+        }
+    }
     char *home = core_home_dir();
     char *tokpath = core_xasprintf("%s/token", home);
     int rc = core_token_load(tokpath, token);

@@ -19,8 +19,9 @@ from skytest.procs import processes_naming
 
 KNOWN = {"launch", "exec", "status", "logs", "down",
          "cloud status", "cloud preempt", "cloud capacity", "cloud replay", "cloud usage",
-         "cloud down",
+         "cloud up", "cloud down",
          "serve up", "serve status", "serve update", "serve down", "serve logs",
+         "jobs launch", "jobs queue", "jobs logs", "jobs cancel", "jobs dashboard",
          "spot launch", "spot status", "spot queue", "spot logs", "spot cancel"}
 
 
@@ -124,3 +125,36 @@ def test_bad_numbers_exit_2(home, args):
     assert p.returncode == 2 and "invalid" in p.stderr and "usage: sky " in p.stderr, p.stderr
     assert p.stdout == ""
     assert not os.path.exists(home)
+
+
+# Questions on a SKY_HOME where nothing ever ran: the answer, and no daemon (no
+# controller, no local cloud), no file, not even the SKY_HOME.
+@pytest.mark.parametrize("args,rc,out", [
+    (["spot", "status"], 0, "Fetching managed spot job status...\nNo in-progress managed spot jobs.\n"),
+    (["spot", "queue", "--json"], 0, '{\n\t"jobs":\t[]\n}\n'),
+    (["jobs", "queue"], 0, "Fetching managed job statuses...\nManaged jobs\nNo in-progress managed "
+                           "jobs.\n"),
+    (["jobs", "queue", "-s", "-u", "-v"], 0, "Fetching managed job statuses...\nManaged jobs "
+                                             "(showing in-progress jobs only)\nNo in-progress "
+                                             "managed jobs.\n"),
+    (["jobs", "cancel", "-a", "-y"], 0, "No job to cancel.\n"),
+    (["spot", "cancel", "-n", "x", "-y"], 0, "No running job found with name 'x'.\n"),
+    (["jobs", "logs", "--no-follow"], 1, ""),
+    (["serve", "status"], 0, "Services\nNo existing services.\n"),
+    (["serve", "down", "-a", "-y"], 0, "No service to terminate.\n"),
+    (["serve", "logs", "svc", "--controller"], 1, ""),
+    (["cloud", "status"], 0, "No instances.\n"),
+    (["cloud", "usage"], 0, "The local cloud is not running.\n"),
+    (["cloud", "down", "-y"], 0, "The local cloud is not running.\n"),
+])
+def test_questions_start_nothing(home, args, rc, out):
+    p = sky(home, *args)
+    assert p.returncode == rc and p.stdout == out, (p.stdout, p.stderr)
+    assert not os.path.exists(home), os.listdir(home)
+
+
+def test_spot_help_says_spot_by_default(home):
+    p = sky(home, "spot", "--help")
+    assert p.returncode == 0
+    assert "runs on spot instances unless its YAML\nsays `use_spot: false`" in p.stdout, p.stdout
+    assert "jobs    Managed jobs" in sky(home, "--help").stdout
