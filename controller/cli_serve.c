@@ -366,9 +366,10 @@ static void print_service_table(const cJSON *services, bool verbose, double now)
 
 static void print_replica_table(const cJSON *services, bool verbose, double now)
 {
+    /* The seed's columns; -v adds the zone, where spot placement happens. */
     static const char *hdr[] = {"SERVICE_NAME", "ID",     "VERSION", "ENDPOINT", "LAUNCHED",
                                 "RESOURCES",    "STATUS", "REGION",  "ZONE"};
-    ctl_table_t *t = ctl_table_new(CORE_ARRAY_SIZE(hdr), hdr);
+    ctl_table_t *t = ctl_table_new(CORE_ARRAY_SIZE(hdr) - (verbose ? 0 : 1), hdr);
     bool truncated = false;
     const cJSON *s;
     cJSON_ArrayForEach(s, services)

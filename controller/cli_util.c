@@ -405,27 +405,29 @@ int ctl_cli_connect(const char *group, const char *mode, long wait_ms, ctl_cli_d
     return 0;
 }
 
+/* 1 if $SKY_HOME/<mode>/<name> exists; creates nothing. */
+static int mode_file_exists(const char *mode, const char *name)
+{
+    struct stat st;
+    char *rel = core_xasprintf("%s/%s", mode, name);
+    char *path = core_home_peek(rel);
+    int exists = stat(path, &st) == 0;
+    free(rel);
+    free(path);
+    return exists;
+}
+
 int ctl_cli_connect_read(const char *group, const char *mode, const char *db, bool refresh,
                          long wait_ms, ctl_cli_daemon_t *out)
 {
-    struct stat st;
     if (ctl_cli_daemon_find(mode, out) == 0)
         return 0;
-    if (!refresh) {
-        char *rel = core_xasprintf("%s/%s", mode, db);
-        char *db_path = core_home_peek(rel), *stopped = NULL;
-        free(rel);
-        rel = core_xasprintf("%s/controller.stopped", mode);
-        stopped = core_home_peek(rel);
-        free(rel);
-        int has_db = stat(db_path, &st) == 0, clean = stat(stopped, &st) == 0;
-        free(db_path);
-        free(stopped);
-        if (!has_db)
-            return CTL_CLI_NONE;
-        if (clean)
-            return CTL_CLI_STOPPED;
-    }
+    if (!refresh && mode_file_exists(mode, "controller.stopped"))
+        return CTL_CLI_STOPPED;
+    /* Neither state nor a daemon's port: it never ran here. A port file left by a
+     * daemon that does not answer (or refuses our token) is for connect to explain. */
+    if (!refresh && !mode_file_exists(mode, db) && !mode_file_exists(mode, "controller.port"))
+        return CTL_CLI_NONE;
     return ctl_cli_connect(group, mode, wait_ms, out);
 }
 
