@@ -158,3 +158,23 @@ def test_spot_help_says_spot_by_default(home):
     assert p.returncode == 0
     assert "runs on spot instances unless its YAML\nsays `use_spot: false`" in p.stdout, p.stdout
     assert "jobs    Managed jobs" in sky(home, "--help").stdout
+
+
+def test_launch_dryrun_prints_the_plan_and_launches_nothing(home):
+    p = sky(home, "launch", "--dryrun", "--gpus", "V100:1", "--use-spot", "--infra", "aws",
+            "nvidia-smi")
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert lines[0] == "Considered resources (1 node):"
+    assert lines[1].split() == ["CLOUD", "INSTANCE", "vCPUs", "Mem(GB)", "ACCELERATORS",
+                                "REGION/ZONE", "COST", "($)", "CHOSEN"]
+    assert lines[2].split()[:5] == ["AWS", "p3.2xlarge[Spot]", "8", "61", "V100:1"], lines
+    assert lines[2].endswith("\u2714") and len(lines) == 5, lines
+    assert lines[3].startswith("Chosen: 1x AWS([Spot]vCPU=8, V100:1) (p3.2xlarge, spot) in "
+                               "us-east-1/us-east-1a at $"), lines
+    assert lines[4] == "Dryrun finished."
+    p = sky(home, "launch", "--dryrun", "--gpus", "H200:3", "echo", "hi")
+    assert p.returncode == 1 and "H200:3" in p.stderr, p.stderr
+    p = sky(home, "launch", "--dryrun", "--num-nodes", "4", "echo", "hi")
+    assert p.returncode == 1 and "multi-node tasks are not supported yet" in p.stderr, p.stderr
+    assert not os.path.exists(home)
