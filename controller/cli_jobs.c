@@ -319,8 +319,8 @@ static int launch(ctl_cli_t *cli, int argc, char **argv, const flavor_t *fl)
         core_task_free(src.task);
         src.task = NULL;
         char *err = NULL;
-        if (core_task_parse_with(src.yaml, strlen(src.yaml), src.yaml_path, src.envs,
-                                 src.overrides, &src.task, &err) < 0) {
+        if (core_task_parse_with(src.yaml, strlen(src.yaml), src.yaml_path ? entry[0] : NULL,
+                                 src.envs, src.overrides, &src.task, &err) < 0) {
             fprintf(stderr, "%s\n", err);
             free(err);
             goto out;
