@@ -790,8 +790,13 @@ static int logs(ctl_cli_t *cli, int argc, char **argv, const flavor_t *fl)
         return ctl_cli_usage_error(cli, "Can only specify one of JOB_ID or --name.");
     ctl_cli_daemon_t d;
     rc = connect_read(fl, refresh, &d);
-    if (rc == CTL_CLI_NONE)
+    if (rc == CTL_CLI_NONE) {
+        if (id)
+            return ctl_cli_fail(fl->group, "Job %ld not found.", id);
+        if (name)
+            return ctl_cli_fail(fl->group, "No job found with name '%s'.", name);
         return ctl_cli_fail(fl->group, "No %s found.", fl->noun);
+    }
     if (rc != 0)
         return 1;
     int code = 1;
