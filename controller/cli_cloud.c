@@ -26,7 +26,7 @@ static int connect_cloud(ctl_cli_daemon_t *d, int start)
     memset(d, 0, sizeof(*d));
     char *err = NULL;
     int rc = core_localcloud_connect(start, &d->base_url, &d->token, &err);
-    if (rc == -ENOENT && !start) {
+    if (rc == -ENOENT && start == CORE_LC_NEVER) {
         free(err);
         return 1;
     }
@@ -79,7 +79,7 @@ static int get_document(ctl_cli_t *cli, int argc, char **argv, const char *path,
     if (rc != CTL_CLI_RUN)
         return rc;
     ctl_cli_daemon_t d;
-    if ((rc = connect_cloud(&d, 0)) < 0)
+    if ((rc = connect_cloud(&d, CORE_LC_NEVER)) < 0)
         return 1;
     if (rc == 1) {
         /* A question does not start the cloud: when it is down, nothing runs on it. */
@@ -156,7 +156,7 @@ static int cmd_preempt(ctl_cli_t *cli, int argc, char **argv)
             return ctl_cli_usage_error(cli, "bad instance ID '%s'", ids[i]);
     }
     ctl_cli_daemon_t d;
-    if (connect_cloud(&d, 1) < 0)
+    if (connect_cloud(&d, CORE_LC_START) < 0)
         return 1;
     int ret = 0;
     for (int i = 0; i < n; i++) {
@@ -211,7 +211,7 @@ static int cmd_capacity(ctl_cli_t *cli, int argc, char **argv)
         (rc = ctl_cli_int(cli, "CAPACITY", capacity, 0, 1000000000, &cap)) != CTL_CLI_RUN)
         return rc;
     ctl_cli_daemon_t d;
-    if (connect_cloud(&d, 1) < 0)
+    if (connect_cloud(&d, CORE_LC_START) < 0)
         return 1;
     cJSON *req = cJSON_CreateObject();
     if (all)
@@ -305,7 +305,7 @@ static int cmd_replay(ctl_cli_t *cli, int argc, char **argv)
         return ctl_cli_usage_error(cli, stop ? "--stop takes no other argument"
                                              : "replay needs TRACE_DIR");
     ctl_cli_daemon_t d;
-    if (connect_cloud(&d, 1) < 0)
+    if (connect_cloud(&d, CORE_LC_START) < 0)
         return 1;
     rc = stop ? replay_stop(&d) : replay_start(&d, dir, zones, speed);
     ctl_cli_daemon_free(&d);
@@ -344,7 +344,7 @@ static int cmd_up(ctl_cli_t *cli, int argc, char **argv)
     if (rc != CTL_CLI_RUN)
         return rc;
     ctl_cli_daemon_t d;
-    if (connect_cloud(&d, 1) < 0)
+    if (connect_cloud(&d, CORE_LC_START) < 0)
         return 1;
     printf("The local cloud is up (%s).\n", d.base_url);
     ctl_cli_daemon_free(&d);
@@ -368,7 +368,7 @@ static int cmd_down(ctl_cli_t *cli, int argc, char **argv)
         return 1;
     }
     ctl_cli_daemon_t d;
-    if ((rc = connect_cloud(&d, 0)) < 0)
+    if ((rc = connect_cloud(&d, CORE_LC_NEVER)) < 0)
         return 1;
     if (rc == 1) {
         printf("The local cloud is not running.\n");

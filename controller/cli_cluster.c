@@ -673,6 +673,8 @@ int ctl_cli_launch(ctl_cli_t *cli, int argc, char **argv)
         name = defname;
     }
     const char *what = src.yaml_path ? entry[0] : "COMMAND";
+    if ((rc = ctl_cli_cloud_up("sky")) != 0)
+        goto out;
     rc = flags.async == 1 ? run_async(name, src.task, what, 0)
                           : launch_or_exec(name, src.task, what, detach, 0);
 out:

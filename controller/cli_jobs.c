@@ -351,7 +351,7 @@ static int launch(ctl_cli_t *cli, int argc, char **argv, const flavor_t *fl)
         cJSON_AddStringToObject(req, "name", name);
     cJSON_AddStringToObject(req, "user", user_name());
     ctl_cli_daemon_t d;
-    if (connect_daemon(fl, &d) != 0) {
+    if (ctl_cli_cloud_up(fl->group) != 0 || connect_daemon(fl, &d) != 0) {
         cJSON_Delete(req);
         goto out;
     }

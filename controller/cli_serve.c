@@ -264,7 +264,7 @@ static int cmd_up(ctl_cli_t *cli, int argc, char **argv)
     }
 
     ctl_cli_daemon_t d;
-    if (connect_daemon(&d) != 0) {
+    if (ctl_cli_cloud_up("sky serve") != 0 || connect_daemon(&d) != 0) {
         cJSON_Delete(req);
         return 1;
     }
@@ -517,6 +517,11 @@ static int cmd_update(ctl_cli_t *cli, int argc, char **argv)
     if (crc != 0) {
         cJSON_Delete(req);
         return crc == 1 ? 1 : fail_msg("service '%s' does not exist", name);
+    }
+    if (ctl_cli_cloud_up("sky serve") != 0) {
+        cJSON_Delete(req);
+        ctl_cli_daemon_free(&d);
+        return 1;
     }
     char *esc = ctl_url_escape(name);
     char *path = core_xasprintf("/api/services/%s/update", esc);

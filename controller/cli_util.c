@@ -24,6 +24,7 @@
 #include "core/dotenv.h"
 #include "core/err.h"
 #include "core/http.h"
+#include "core/localcloud.h"
 #include "core/mem.h"
 #include "core/util.h"
 
@@ -429,6 +430,18 @@ int ctl_cli_connect_read(const char *group, const char *mode, const char *db, bo
     if (!refresh && !mode_file_exists(mode, db) && !mode_file_exists(mode, "controller.port"))
         return CTL_CLI_NONE;
     return ctl_cli_connect(group, mode, wait_ms, out);
+}
+
+int ctl_cli_cloud_up(const char *group)
+{
+    char *base = NULL, *token = NULL, *err = NULL;
+    int rc = core_localcloud_connect(CORE_LC_START, &base, &token, &err);
+    if (rc < 0)
+        ctl_cli_fail(group, "%s", err ? err : core_strerror(rc));
+    free(base);
+    free(token);
+    free(err);
+    return rc < 0 ? 1 : 0;
 }
 
 void ctl_cli_daemon_free(ctl_cli_daemon_t *d)

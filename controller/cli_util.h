@@ -80,6 +80,12 @@ int ctl_cli_connect(const char *group, const char *mode, long wait_ms, ctl_cli_d
  */
 int ctl_cli_connect_read(const char *group, const char *mode, const char *db, bool refresh,
                          long wait_ms, ctl_cli_daemon_t *out);
+/*
+ * Starts the local cloud if it does not run, for a command that needs
+ * instances (after `sky cloud down`, nothing else starts it). 0, or 1 after
+ * printing why not.
+ */
+int ctl_cli_cloud_up(const char *group);
 /* Same discovery, never starts anything: -ENOENT when no daemon answers. */
 int ctl_cli_daemon_find(const char *mode, ctl_cli_daemon_t *out);
 void ctl_cli_daemon_free(ctl_cli_daemon_t *d);

@@ -142,7 +142,7 @@ int core_localcloud_connect(int start, char **base_url, char **token, char **err
 {
     *base_url = NULL;
     *token = NULL;
-    if (!start) {
+    if (start == CORE_LC_NEVER) {
         /* A question: without a token no daemon of this home can run; create nothing. */
         char *tok = core_home_peek("token");
         int missing = access(tok, F_OK) != 0;
@@ -164,10 +164,20 @@ int core_localcloud_connect(int start, char **base_url, char **token, char **err
     }
     if ((*base_url = answering_url(home, *token)) != NULL)
         goto out;
-    if (!start) {
+    if (start == CORE_LC_NEVER) {
         rc = -ENOENT;
         if (err)
             *err = core_xasprintf("sky-localcloud is not running for %s", home);
+        goto out;
+    }
+    char *down = core_xasprintf("%s/localcloud/down", home);
+    int taken_down = access(down, F_OK) == 0;
+    free(down);
+    if (start == CORE_LC_RESTART && taken_down) {
+        rc = -ENOENT;
+        if (err)
+            *err = core_xstrdup("the local cloud was taken down (sky cloud down): `sky cloud up`, "
+                                "or a command that launches, starts it again");
         goto out;
     }
     /*
@@ -217,7 +227,7 @@ static int call(prov_local_t *pl, const char *method, const char *path, const cJ
         if (!lost || attempt > 0)
             return rc;
         char *base = NULL, *token = NULL, *err = NULL;
-        if (core_localcloud_connect(1, &base, &token, &err) < 0) {
+        if (core_localcloud_connect(CORE_LC_RESTART, &base, &token, &err) < 0) {
             CORE_WARN("local cloud unreachable and not restarted: %s", err ? err : "?");
             free(err);
             return rc;
@@ -400,7 +410,7 @@ int core_prov_local_open(core_prov_t **out)
 {
     *out = NULL;
     char *base = NULL, *token = NULL, *err = NULL;
-    int rc = core_localcloud_connect(1, &base, &token, &err);
+    int rc = core_localcloud_connect(CORE_LC_RESTART, &base, &token, &err);
     if (rc < 0) {
         CORE_ERROR("local cloud: %s", err ? err : core_strerror(rc));
         free(err);

@@ -90,7 +90,7 @@ def make_handler(fake):
             if self.headers.get("Authorization") != "Bearer " + TOKEN:
                 return self._json(401, {"error": "missing or wrong bearer token"})
             parts = url.path.strip("/").split("/")
-            if url.path == "/health":
+            if url.path in ("/health", "/v1/health"):  # the controller's and the local cloud's
                 return self._json(200, {"status": "ok", "pid": os.getpid()})
             if url.path == "/api/services" and method == "GET":
                 names = q.get("names", [""])[0]
@@ -176,6 +176,10 @@ def env():
     with open(os.path.join(home, "token"), "w") as f:
         f.write(TOKEN)
     with open(os.path.join(home, "serve", "controller.port"), "w") as f:
+        f.write("%d\n" % srv.server_address[1])
+    # `sky serve up` makes sure the local cloud runs: the fake answers its health check too.
+    os.makedirs(os.path.join(home, "localcloud"))
+    with open(os.path.join(home, "localcloud", "port"), "w") as f:
         f.write("%d\n" % srv.server_address[1])
     e = {k: v for k, v in os.environ.items() if k != "SKY_HOME"}
     e["SKY_HOME"] = home
