@@ -367,6 +367,17 @@ static int cmd_down(ctl_cli_t *cli, int argc, char **argv)
         printf("Aborted.\n");
         return 1;
     }
+    /* The controllers first: they would take the vanishing instances for preemptions. Their
+     * state stays on disk; a command that needs them starts them again. */
+    static const char *const modes[] = {"serve", "jobs"};
+    for (size_t i = 0; i < CORE_ARRAY_SIZE(modes); i++) {
+        rc = ctl_cli_stop_daemon(modes[i], 30000);
+        if (rc < 0)
+            return ctl_cli_fail("sky cloud", "cannot stop the %s controller: %s", modes[i],
+                                core_strerror(rc));
+        if (rc == 1)
+            printf("Stopped the %s controller.\n", modes[i]);
+    }
     ctl_cli_daemon_t d;
     if ((rc = connect_cloud(&d, CORE_LC_NEVER)) < 0)
         return 1;

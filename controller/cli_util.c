@@ -432,6 +432,37 @@ int ctl_cli_connect_read(const char *group, const char *mode, const char *db, bo
     return ctl_cli_connect(group, mode, wait_ms, out);
 }
 
+static bool wait_gone(pid_t pid, long wait_ms)
+{
+    unsigned long long deadline = core_mono_ms() + (unsigned long long)wait_ms;
+    while (proc_alive(pid)) {
+        if (core_mono_ms() >= deadline)
+            return false;
+        usleep(POLL_MS * 1000);
+    }
+    return true;
+}
+
+int ctl_cli_stop_daemon(const char *mode, long wait_ms)
+{
+    ctl_cli_daemon_t d;
+    if (ctl_cli_daemon_find(mode, &d) != 0)
+        return 0;
+    pid_t pid = d.pid;
+    ctl_cli_daemon_free(&d);
+    if (pid <= 0)
+        return -ESRCH;
+    if (kill(pid, SIGTERM) != 0)
+        return errno == ESRCH ? 1 : -errno;
+    if (!wait_gone(pid, wait_ms)) {
+        /* Its state is on disk after every change: a kill loses nothing. */
+        kill(pid, SIGKILL);
+        if (!wait_gone(pid, 10000))
+            return -ETIMEDOUT;
+    }
+    return 1;
+}
+
 int ctl_cli_cloud_up(const char *group)
 {
     char *base = NULL, *token = NULL, *err = NULL;

@@ -86,6 +86,12 @@ int ctl_cli_connect_read(const char *group, const char *mode, const char *db, bo
  * printing why not.
  */
 int ctl_cli_cloud_up(const char *group);
+/*
+ * Stops the daemon of <mode> if one runs (SIGTERM to the pid its health
+ * check gives, SIGKILL after <wait_ms>) and waits for it to exit. 1 when
+ * it stopped one, 0 when none ran, negative on failure.
+ */
+int ctl_cli_stop_daemon(const char *mode, long wait_ms);
 /* Same discovery, never starts anything: -ENOENT when no daemon answers. */
 int ctl_cli_daemon_find(const char *mode, ctl_cli_daemon_t *out);
 void ctl_cli_daemon_free(ctl_cli_daemon_t *d);
