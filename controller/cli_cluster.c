@@ -625,6 +625,19 @@ static int check_fits(const char *name, const core_task_t *t)
     return fits ? 0 : 1;
 }
 
+/* launch or exec of <src> (-n renames its task), now or --async. */
+static int run_task(const char *name, ctl_cli_src_t *src, const char *entry,
+                    const char *task_name, bool detach, bool async, int is_exec)
+{
+    if (task_name) {
+        free(src->task->name);
+        src->task->name = core_xstrdup(task_name);
+    }
+    const char *what = src->yaml_path ? entry : "COMMAND";
+    return async ? run_async(name, src->task, what, is_exec)
+                 : launch_or_exec(name, src->task, what, detach, is_exec);
+}
+
 int ctl_cli_launch(ctl_cli_t *cli, int argc, char **argv)
 {
     const char *name = NULL, *task_name = NULL;
@@ -654,10 +667,6 @@ int ctl_cli_launch(ctl_cli_t *cli, int argc, char **argv)
     rc = ctl_cli_src_load(cli, "sky", entry, nentry, &env, &flags, NULL, &src);
     if (rc != 0)
         goto out;
-    if (task_name) {
-        free(src.task->name);
-        src.task->name = core_xstrdup(task_name);
-    }
     if (src.task->service)
         printf("Service section will be ignored when using `sky launch`.\nTo spin up a service, "
                "use SkyServe CLI: sky serve up\n");
@@ -672,11 +681,9 @@ int ctl_cli_launch(ctl_cli_t *cli, int argc, char **argv)
         default_cluster_name(defname, sizeof(defname));
         name = defname;
     }
-    const char *what = src.yaml_path ? entry[0] : "COMMAND";
     if ((rc = ctl_cli_cloud_up("sky")) != 0)
         goto out;
-    rc = flags.async == 1 ? run_async(name, src.task, what, 0)
-                          : launch_or_exec(name, src.task, what, detach, 0);
+    rc = run_task(name, &src, entry[0], task_name, detach, flags.async == 1, 0);
 out:
     ctl_cli_src_free(&src);
     return rc;
@@ -710,15 +717,9 @@ int ctl_cli_exec(ctl_cli_t *cli, int argc, char **argv)
     rc = ctl_cli_src_load(cli, "sky", entry, nentry, &env, &flags, NULL, &src);
     if (rc != 0)
         goto out;
-    if (task_name) {
-        free(src.task->name);
-        src.task->name = core_xstrdup(task_name);
-    }
     if (placed && (rc = check_fits(name, src.task)) != 0)
         goto out;
-    const char *what = src.yaml_path ? entry[0] : "COMMAND";
-    rc = flags.async == 1 ? run_async(name, src.task, what, 1)
-                          : launch_or_exec(name, src.task, what, detach, 1);
+    rc = run_task(name, &src, entry[0], task_name, detach, flags.async == 1, 1);
 out:
     ctl_cli_src_free(&src);
     return rc;

@@ -411,7 +411,8 @@ static void fmt_ago(const cJSON *job, const char *key, double now, char *out, si
 
 typedef struct queue_opts {
     bool skip_finished, all_users, refresh, json;
-    long limit; /* 0: no limit */
+    bool fetch_all; /* else the controller's default: every unfinished job, the latest 50 */
+    long limit;     /* 0: no limit */
 } queue_opts_t;
 
 /*
@@ -428,7 +429,7 @@ static cJSON *queue_jobs(const flavor_t *fl, const queue_opts_t *q, int *total)
         return cJSON_CreateArray();
     if (rc != 0)
         return NULL;
-    cJSON *resp = fetch_jobs(fl, &d, true);
+    cJSON *resp = fetch_jobs(fl, &d, q->fetch_all);
     ctl_cli_daemon_free(&d);
     if (resp == NULL)
         return NULL;
@@ -445,6 +446,29 @@ static cJSON *queue_jobs(const flavor_t *fl, const queue_opts_t *q, int *total)
     }
     cJSON_Delete(resp);
     return shown;
+}
+
+/*
+ * What queue and status begin with: "<fetching>" (not for --json), the jobs,
+ * and --json's output. The jobs for a table, or NULL with *code the exit code.
+ */
+static cJSON *queue_begin(const flavor_t *fl, const queue_opts_t *q, const char *fetching,
+                          int *total, int *code)
+{
+    if (!q->json) {
+        printf("%s\n", fetching);
+        fflush(stdout);
+    }
+    cJSON *jobs = queue_jobs(fl, q, total);
+    *code = jobs ? 0 : 1;
+    if (jobs && q->json) {
+        cJSON *doc = cJSON_CreateObject();
+        cJSON_AddItemToObject(doc, "jobs", jobs);
+        ctl_cli_print_json(stdout, doc);
+        cJSON_Delete(doc);
+        jobs = NULL;
+    }
+    return jobs;
 }
 
 /* "In progress tasks: 1 PENDING, 2 RUNNING" (sorted by status) or "No in-progress ...". */
@@ -482,7 +506,7 @@ static void print_in_progress(const cJSON *jobs, const char *none_msg)
 /* `sky jobs queue`: the table of today's SkyPilot (utils.format_job_table). */
 static int jobs_queue(ctl_cli_t *cli, int argc, char **argv)
 {
-    queue_opts_t q = {.limit = QUEUE_LIMIT};
+    queue_opts_t q = {.fetch_all = true, .limit = QUEUE_LIMIT};
     bool verbose = false, all = false;
     const ctl_opt_t opts[] = {
         CTL_OPT_FLAG('v', "verbose", "more columns (STARTED, INFRA, DETAILS)", &verbose),
@@ -501,21 +525,10 @@ static int jobs_queue(ctl_cli_t *cli, int argc, char **argv)
         return rc;
     if (all)
         q.limit = 0;
-    if (!q.json) {
-        printf("Fetching managed job statuses...\n");
-        fflush(stdout);
-    }
     int total;
-    cJSON *jobs = queue_jobs(&JOBS, &q, &total);
+    cJSON *jobs = queue_begin(&JOBS, &q, "Fetching managed job statuses...", &total, &rc);
     if (jobs == NULL)
-        return 1;
-    if (q.json) {
-        cJSON *doc = cJSON_CreateObject();
-        cJSON_AddItemToObject(doc, "jobs", jobs);
-        ctl_cli_print_json(stdout, doc);
-        cJSON_Delete(doc);
-        return 0;
-    }
+        return rc;
     printf("Managed jobs%s\n", q.skip_finished ? " (showing in-progress jobs only)" : "");
     print_in_progress(jobs, "No in-progress managed jobs.");
     const char *hdr[16];
@@ -594,23 +607,11 @@ static int spot_status(ctl_cli_t *cli, int argc, char **argv)
     int rc = ctl_cli_parse(cli, opts, argc, argv);
     if (rc != CTL_CLI_RUN)
         return rc;
-    /* Without --all: every unfinished job and the latest 50 (the controller's default). */
-    q.limit = all ? 0 : QUEUE_LIMIT;
-    if (!q.json) {
-        printf("Fetching managed spot job status...\n");
-        fflush(stdout);
-    }
+    q.fetch_all = all;
     int total;
-    cJSON *jobs = queue_jobs(&SPOT, &q, &total);
+    cJSON *jobs = queue_begin(&SPOT, &q, "Fetching managed spot job status...", &total, &rc);
     if (jobs == NULL)
-        return 1;
-    if (q.json) {
-        cJSON *doc = cJSON_CreateObject();
-        cJSON_AddItemToObject(doc, "jobs", jobs);
-        ctl_cli_print_json(stdout, doc);
-        cJSON_Delete(doc);
-        return 0;
-    }
+        return rc;
     static const char *hdr[] = {
         "ID",           "NAME",        "RESOURCES", "SUBMITTED", "TOT. DURATION",
         "JOB DURATION", "#RECOVERIES", "STATUS",    "STARTED",   "CLOUD",
