@@ -149,3 +149,47 @@ def _dash_url(p):
     p.out_file.seek(0)
     m = re.search(r"Managed jobs dashboard: (http://\S+)", p.out_file.read())
     return m.group(1) if m else None
+
+
+def test_controller_stops_when_idle_and_cloud_down_leaves_nothing():
+    """The jobs controller stops once it has had no job for SKY_JOBS_IDLE_TIMEOUT
+    (the reference's controller autostops), marking that it stopped with nothing to
+    do; `sky cloud down` stops a controller that still has work, and nothing starts
+    the local cloud again until a user asks for instances."""
+    from spot_util import SpotStack
+    s = SpotStack("idle", {"SKY_JOBS_IDLE_TIMEOUT": "2"})
+    try:
+        job = s.launch(s.write("quick.yaml", "name: quick\nrun: echo quick-done\n"))
+        s.wait_status(job, "SUCCEEDED", 60)
+        pid = s.controller_pid()
+        assert pid
+        s.wait_for(lambda: s.controller_pid() is None, 20, "the idle controller to stop")
+        assert os.path.exists(os.path.join(s.home, "jobs", "controller.stopped"))
+        p = s.sky("spot", "status")
+        assert p.stdout == "Fetching managed spot job status...\nNo in-progress managed spot " \
+                           "jobs.\n" and "--refresh" in p.stderr, (p.stdout, p.stderr)
+        assert s.controller_pid() is None
+        p = s.sky("spot", "status", "-r", "--json")
+        assert [j["job_id"] for j in json.loads(p.stdout)["jobs"]] == [job]
+
+        # A job still running when the cloud goes down: the controller is stopped first,
+        # and whatever restarts it later does not start the local cloud again.
+        sleeper = s.launch(s.write("sleep.yaml", "name: sleeper\nrun: exec sleep 300\n"))
+        s.wait_status(sleeper, "RUNNING", 60)
+        p = s.sky("cloud", "down", "-y")
+        assert "Stopped the jobs controller." in p.stdout, p.stdout
+        s.wait_for(lambda: s.home_processes() == [], 15, "nothing of the home running")
+        assert not os.path.exists(os.path.join(s.home, "jobs", "controller.stopped"))
+        # It died with work to do: a question starts it again, but not the cloud.
+        j = s.job(sleeper)
+        assert j["status"] in ("RUNNING", "RECOVERING", "PENDING", "STARTING"), j
+        time.sleep(2)
+        assert s.cloud_instances() == []
+        assert not [c for _, c in s.home_processes() if "sky-localcloud" in c]
+        log = s.read("jobs/controller.log")
+        assert "the local cloud was taken down (sky cloud down)" in log, log[-3000:]
+        # A user's launch brings the cloud back; the job recovers.
+        s.sky("cloud", "up")
+        j = s.wait_status(sleeper, "RUNNING", 60, pred=lambda j: j["recovery_count"] >= 1)
+    finally:
+        s.teardown()
