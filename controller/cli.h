@@ -19,7 +19,8 @@ int ctl_cli_logs(ctl_cli_t *cli, int argc, char **argv);
 /* Command groups, each ended by an entry without a name. */
 extern const ctl_cli_cmd_t ctl_cli_cloud_cmds[]; /* the local cloud (cli_cloud.c) */
 extern const ctl_cli_cmd_t ctl_cli_serve_cmds[]; /* services (cli_serve.c) */
-extern const ctl_cli_cmd_t ctl_cli_spot_cmds[];  /* managed spot jobs (cli_spot.c) */
+extern const ctl_cli_cmd_t ctl_cli_jobs_cmds[];  /* managed jobs (cli_jobs.c) */
+extern const ctl_cli_cmd_t ctl_cli_spot_cmds[];  /* the seed-era name of jobs (cli_jobs.c) */
 extern const ctl_cli_cmd_t ctl_cli_ssh_cmds[];   /* SSH Node Pools: up, down (cli_ssh.c) */
 
 /* Which infra is usable: the local cloud, each SSH Node Pool (cli_ssh.c). */

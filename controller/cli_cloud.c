@@ -17,11 +17,19 @@
 #include "core/mem.h"
 #include "core/util.h"
 
-static int connect_cloud(ctl_cli_daemon_t *d)
+/*
+ * The local cloud's daemon, started if <start> (commands that change the
+ * cloud); questions and `down` never start it: 1 when it is not running.
+ */
+static int connect_cloud(ctl_cli_daemon_t *d, int start)
 {
     memset(d, 0, sizeof(*d));
     char *err = NULL;
-    int rc = core_localcloud_connect(1, &d->base_url, &d->token, &err);
+    int rc = core_localcloud_connect(start, &d->base_url, &d->token, &err);
+    if (rc == -ENOENT && start == CORE_LC_NEVER) {
+        free(err);
+        return 1;
+    }
     if (rc < 0) {
         ctl_cli_fail("sky cloud", "%s", err ? err : core_strerror(rc));
         free(err);
@@ -71,12 +79,21 @@ static int get_document(ctl_cli_t *cli, int argc, char **argv, const char *path,
     if (rc != CTL_CLI_RUN)
         return rc;
     ctl_cli_daemon_t d;
-    if (connect_cloud(&d) < 0)
+    if ((rc = connect_cloud(&d, CORE_LC_NEVER)) < 0)
         return 1;
-    rc = call(&d, "GET", path, NULL, 30000, resp);
-    ctl_cli_daemon_free(&d);
-    if (rc < 0)
-        return 1;
+    if (rc == 1) {
+        /* A question does not start the cloud: when it is down, nothing runs on it. */
+        if (strcmp(path, "/v1/instances") != 0) {
+            printf(json ? "{}\n" : "The local cloud is not running.\n");
+            return 0;
+        }
+        *resp = cJSON_Parse("{\"instances\": []}");
+    } else {
+        rc = call(&d, "GET", path, NULL, 30000, resp);
+        ctl_cli_daemon_free(&d);
+        if (rc < 0)
+            return 1;
+    }
     if (json) {
         ctl_cli_print_json(stdout, *resp);
         cJSON_Delete(*resp);
@@ -139,7 +156,7 @@ static int cmd_preempt(ctl_cli_t *cli, int argc, char **argv)
             return ctl_cli_usage_error(cli, "bad instance ID '%s'", ids[i]);
     }
     ctl_cli_daemon_t d;
-    if (connect_cloud(&d) < 0)
+    if (connect_cloud(&d, CORE_LC_START) < 0)
         return 1;
     int ret = 0;
     for (int i = 0; i < n; i++) {
@@ -194,7 +211,7 @@ static int cmd_capacity(ctl_cli_t *cli, int argc, char **argv)
         (rc = ctl_cli_int(cli, "CAPACITY", capacity, 0, 1000000000, &cap)) != CTL_CLI_RUN)
         return rc;
     ctl_cli_daemon_t d;
-    if (connect_cloud(&d) < 0)
+    if (connect_cloud(&d, CORE_LC_START) < 0)
         return 1;
     cJSON *req = cJSON_CreateObject();
     if (all)
@@ -288,7 +305,7 @@ static int cmd_replay(ctl_cli_t *cli, int argc, char **argv)
         return ctl_cli_usage_error(cli, stop ? "--stop takes no other argument"
                                              : "replay needs TRACE_DIR");
     ctl_cli_daemon_t d;
-    if (connect_cloud(&d) < 0)
+    if (connect_cloud(&d, CORE_LC_START) < 0)
         return 1;
     rc = stop ? replay_stop(&d) : replay_start(&d, dir, zones, speed);
     ctl_cli_daemon_free(&d);
@@ -320,15 +337,54 @@ static int cmd_usage(ctl_cli_t *cli, int argc, char **argv)
     return 0;
 }
 
-static int cmd_down(ctl_cli_t *cli, int argc, char **argv)
+static int cmd_up(ctl_cli_t *cli, int argc, char **argv)
 {
     const ctl_opt_t opts[] = {CTL_OPT_END};
     int rc = ctl_cli_parse(cli, opts, argc, argv);
     if (rc != CTL_CLI_RUN)
         return rc;
     ctl_cli_daemon_t d;
-    if (connect_cloud(&d) < 0)
+    if (connect_cloud(&d, CORE_LC_START) < 0)
         return 1;
+    printf("The local cloud is up (%s).\n", d.base_url);
+    ctl_cli_daemon_free(&d);
+    return 0;
+}
+
+static int cmd_down(ctl_cli_t *cli, int argc, char **argv)
+{
+    bool yes = false;
+    const ctl_opt_t opts[] = {
+        CTL_OPT_YES(&yes),
+        CTL_OPT_END,
+    };
+    int rc = ctl_cli_parse(cli, opts, argc, argv);
+    if (rc != CTL_CLI_RUN)
+        return rc;
+    if (!yes && !ctl_cli_confirm("Terminating every instance of the local cloud and stopping it. "
+                                 "Proceed?",
+                                 true)) {
+        printf("Aborted.\n");
+        return 1;
+    }
+    /* The controllers first: they would take the vanishing instances for preemptions. Their
+     * state stays on disk; a command that needs them starts them again. */
+    static const char *const modes[] = {"serve", "jobs"};
+    for (size_t i = 0; i < CORE_ARRAY_SIZE(modes); i++) {
+        rc = ctl_cli_stop_daemon(modes[i], 30000);
+        if (rc < 0)
+            return ctl_cli_fail("sky cloud", "cannot stop the %s controller: %s", modes[i],
+                                core_strerror(rc));
+        if (rc == 1)
+            printf("Stopped the %s controller.\n", modes[i]);
+    }
+    ctl_cli_daemon_t d;
+    if ((rc = connect_cloud(&d, CORE_LC_NEVER)) < 0)
+        return 1;
+    if (rc == 1) {
+        printf("The local cloud is not running.\n");
+        return 0;
+    }
     cJSON *resp = NULL;
     rc = call(&d, "POST", "/v1/down", NULL, 300000, &resp);
     ctl_cli_daemon_free(&d);
@@ -345,6 +401,7 @@ const ctl_cli_cmd_t ctl_cli_cloud_cmds[] = {
     {"capacity", "Set how many spot instances a zone can hold", cmd_capacity, NULL},
     {"replay", "Replay spot-availability traces as capacity changes", cmd_replay, NULL},
     {"usage", "Instance-hours and cost so far", cmd_usage, NULL},
+    {"up", "Start the local cloud (commands that launch start it too)", cmd_up, NULL},
     {"down", "Terminate every instance and stop the local cloud", cmd_down, NULL},
     {NULL, NULL, NULL, NULL},
 };

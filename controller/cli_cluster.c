@@ -5,10 +5,12 @@
  * keeps its record in $SKY_HOME/clusters.db.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -277,40 +279,19 @@ fail:
     return r;
 }
 
-/* Shared by launch (cluster may be new) and exec (cluster must exist). */
-static int launch_or_exec(const char *name, const char *file, const ctl_cli_env_t *env,
-                          bool detach, int is_exec)
+/*
+ * Shared by launch (cluster may be new) and exec (cluster must exist): runs
+ * <t> (the caller's) on cluster <name>. <entry> names the task in hints.
+ */
+static int launch_or_exec(const char *name, core_task_t *t, const char *entry, bool detach,
+                          int is_exec)
 {
-    core_task_t *t = NULL;
-    char *err = NULL;
-    if (core_task_load(file, &t, &err) < 0) {
-        fprintf(stderr, "%s\n", err);
-        free(err);
-        return 1;
-    }
-    cJSON *over = NULL;
-    int code = ctl_cli_envs(env, &over, &err);
-    if (code != 0) {
-        fprintf(stderr, "sky: %s\n", err);
-        free(err);
-        core_task_free(t);
-        return code;
-    }
-    core_task_set_envs(t, over);
-    cJSON_Delete(over);
     core_store_t *db = NULL;
-    if (db_open(&db) < 0) {
-        core_task_free(t);
+    if (db_open(&db) < 0)
         return 1;
-    }
     cluster_t c;
     memset(&c, 0, sizeof(c));
-    code = 1;
-    char defname[32];
-    if (name == NULL) {
-        default_cluster_name(defname, sizeof(defname));
-        name = defname;
-    }
+    int code = 1;
     int have = db_get(db, name, &c) == 0 && strcmp(c.status, "UP") == 0;
     if (have) {
         /* Reuse only a live instance; a preempted one is relaunched. */
@@ -326,7 +307,8 @@ static int launch_or_exec(const char *name, const char *file, const ctl_cli_env_
         core_prov_destroy(prov);
     }
     if (!have && is_exec) {
-        fprintf(stderr, "sky: cluster '%s' is not UP; use sky launch -c %s %s\n", name, name, file);
+        fprintf(stderr, "sky: cluster '%s' is not UP; use sky launch -c %s %s\n", name, name,
+                entry);
         goto out;
     }
     if (!have) {
@@ -354,7 +336,6 @@ static int launch_or_exec(const char *name, const char *file, const ctl_cli_env_
     code = follow_task(&c, task_id);
 out:
     core_store_close(db);
-    core_task_free(t);
     return code;
 }
 
@@ -534,42 +515,225 @@ int ctl_cli_logs(ctl_cli_t *cli, int argc, char **argv)
     return 0;
 }
 
+/*
+ * --async: the rest of the command runs in a child of its own session whose
+ * output goes to <log>; the parent returns 1 at once, the child 0.
+ */
+static int background(const char *log)
+{
+    fflush(stdout);
+    fflush(stderr);
+    int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -errno;
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(fd);
+        return -errno;
+    }
+    if (pid > 0) {
+        close(fd);
+        return 1;
+    }
+    setsid();
+    int in = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (in >= 0)
+        dup2(in, 0);
+    dup2(fd, 1);
+    dup2(fd, 2);
+    return 0;
+}
+
+/* The log of an --async launch or exec on <cluster>, under $SKY_HOME/sky_logs/. */
+static char *async_log(const char *cluster)
+{
+    char *dir = core_home_path("sky_logs");
+    core_mkdir_p(dir, 0700);
+    char ts[32];
+    time_t now = time(NULL);
+    struct tm tm;
+    localtime_r(&now, &tm);
+    strftime(ts, sizeof(ts), "%Y-%m-%d-%H-%M-%S", &tm);
+    char *log = core_xasprintf("%s/%s-%s.log", dir, cluster, ts);
+    free(dir);
+    return log;
+}
+
+/* Runs launch_or_exec in the background for --async; returns the exit code. */
+static int run_async(const char *name, core_task_t *t, const char *entry, int is_exec)
+{
+    char *log = async_log(name);
+    int rc = background(log);
+    if (rc < 0) {
+        fprintf(stderr, "sky: cannot go to the background: %s\n", core_strerror(rc));
+        free(log);
+        return 1;
+    }
+    if (rc == 1) {
+        printf("%s cluster '%s' in the background; its output goes to %s\n",
+               is_exec ? "Submitting the task to" : "Launching", name, log);
+        printf("To check: sky status %s; to see the task's output: sky logs %s\n", name, name);
+        free(log);
+        return 0;
+    }
+    free(log);
+    exit(launch_or_exec(name, t, entry, false, is_exec));
+}
+
+/* The reference's exec ignores these task flags (field_to_ignore in command.py exec). */
+static void exec_ignored_flags(ctl_cli_task_t *f)
+{
+    const struct {
+        const char *flag;
+        const char **val;
+    } strs[] = {{"cpus", &f->cpus}, {"memory", &f->memory}, {"disk_tier", &f->disk_tier}};
+    for (size_t i = 0; i < CORE_ARRAY_SIZE(strs); i++) {
+        if (*strs[i].val)
+            printf("Override param %s=%s is ignored.\n", strs[i].flag, *strs[i].val);
+        *strs[i].val = NULL;
+    }
+    if (f->disk_size > 0)
+        printf("Override param disk_size=%ld is ignored.\n", f->disk_size);
+    f->disk_size = 0;
+    if (f->n_ports > 0)
+        printf("Override param ports=%s is ignored.\n", f->ports[0]);
+    f->n_ports = 0;
+}
+
+/*
+ * exec with resource flags: the cluster's instance must be one the task could
+ * have been launched on (the reference's check_resources_fit_cluster).
+ */
+static int check_fits(const char *name, const core_task_t *t)
+{
+    core_store_t *db = NULL;
+    cluster_t c;
+    if (db_open(&db) < 0)
+        return 1;
+    int found = db_get(db, name, &c) == 0;
+    core_store_close(db);
+    if (!found)
+        return 0; /* launch_or_exec says the cluster is not UP */
+    core_catalog_t *cat = NULL;
+    core_candidate_t *cands = NULL;
+    size_t n = 0;
+    char *err = NULL;
+    int fits = 0;
+    if (core_catalog_load(NULL, &cat, &err) == 0 &&
+        core_catalog_resolve(cat, &t->resources, &cands, &n, &err) == 0) {
+        for (size_t i = 0; i < n && !fits; i++)
+            fits = !strcasecmp(cands[i].cloud, c.inst.cloud) &&
+                   !strcmp(cands[i].zone, c.inst.zone) &&
+                   !strcmp(cands[i].instance_type, c.inst.instance_type) &&
+                   cands[i].spot == c.inst.spot;
+    }
+    if (!fits)
+        fprintf(stderr,
+                "sky: the task's resources do not fit cluster '%s' (%s, %s%s in %s)%s%s\n", name,
+                c.label, c.inst.instance_type, c.inst.spot ? " spot" : "", c.inst.zone,
+                err ? ": " : "", err ? err : "");
+    free(err);
+    free(cands);
+    core_catalog_free(cat);
+    return fits ? 0 : 1;
+}
+
+/* launch or exec of <src> (-n renames its task), now or --async. */
+static int run_task(const char *name, ctl_cli_src_t *src, const char *entry,
+                    const char *task_name, bool detach, bool async, int is_exec)
+{
+    if (task_name) {
+        free(src->task->name);
+        src->task->name = core_xstrdup(task_name);
+    }
+    const char *what = src->yaml_path ? entry : "COMMAND";
+    return async ? run_async(name, src->task, what, is_exec)
+                 : launch_or_exec(name, src->task, what, detach, is_exec);
+}
+
 int ctl_cli_launch(ctl_cli_t *cli, int argc, char **argv)
 {
-    const char *file = NULL, *name = NULL;
+    const char *name = NULL, *task_name = NULL;
+    char **entry = NULL;
+    int nentry = 0;
     ctl_cli_env_t env = {0};
-    bool yes = false, detach = false;
+    ctl_cli_task_t flags = CTL_CLI_TASK_INIT;
+    bool yes = false, detach = false, dryrun = false;
     const ctl_opt_t opts[] = {
         CTL_OPT_STR('c', "cluster", "NAME", "the cluster (default sky-XXXX); reused when UP",
                     &name),
+        CTL_OPT_STR('n', "name", "NAME", "the task's name (default: the YAML's)", &task_name),
+        CTL_OPT_FLAG(0, "dryrun", "print the chosen resources and their price; launch nothing",
+                     &dryrun),
         /* Accepted for SkyPilot's habits: nothing is asked beyond the printed plan. */
         CTL_OPT_YES(&yes),
         CTL_OPT_DETACH(&detach),
         CTL_OPTS_ENV(&env),
-        CTL_ARG_STR("ENTRYPOINT", "the task YAML", &file),
+        CTL_OPTS_TASK(&flags),
+        CTL_ARG_REST("ENTRYPOINT", "a task YAML, or a command to run", &entry, &nentry),
         CTL_OPT_END,
     };
     int rc = ctl_cli_parse(cli, opts, argc, argv);
     if (rc != CTL_CLI_RUN)
         return rc;
-    return launch_or_exec(name, file, &env, detach, 0);
+    ctl_cli_src_t src;
+    rc = ctl_cli_src_load(cli, "sky", entry, nentry, &env, &flags, NULL, &src);
+    if (rc != 0)
+        goto out;
+    if (src.task->service)
+        printf("Service section will be ignored when using `sky launch`.\nTo spin up a service, "
+               "use SkyServe CLI: sky serve up\n");
+    if (dryrun) {
+        rc = ctl_cli_print_plan(stdout, "sky", src.task);
+        if (rc == 0)
+            printf("Dryrun finished.\n");
+        goto out;
+    }
+    char defname[32];
+    if (name == NULL) {
+        default_cluster_name(defname, sizeof(defname));
+        name = defname;
+    }
+    if ((rc = ctl_cli_cloud_up("sky")) != 0)
+        goto out;
+    rc = run_task(name, &src, entry[0], task_name, detach, flags.async == 1, 0);
+out:
+    ctl_cli_src_free(&src);
+    return rc;
 }
 
 int ctl_cli_exec(ctl_cli_t *cli, int argc, char **argv)
 {
-    const char *file = NULL, *name = NULL;
+    const char *name = NULL, *task_name = NULL;
+    char **entry = NULL;
+    int nentry = 0;
     ctl_cli_env_t env = {0};
+    ctl_cli_task_t flags = CTL_CLI_TASK_INIT;
     bool yes = false, detach = false;
     const ctl_opt_t opts[] = {
+        CTL_OPT_STR('n', "name", "NAME", "the task's name (default: the YAML's)", &task_name),
         CTL_OPT_YES(&yes),
         CTL_OPT_DETACH(&detach),
         CTL_OPTS_ENV(&env),
+        CTL_OPTS_TASK(&flags),
         CTL_ARG_STR("CLUSTER", "a cluster that is UP", &name),
-        CTL_ARG_STR("ENTRYPOINT", "the task YAML", &file),
+        CTL_ARG_REST("ENTRYPOINT", "a task YAML, or a command to run", &entry, &nentry),
         CTL_OPT_END,
     };
     int rc = ctl_cli_parse(cli, opts, argc, argv);
     if (rc != CTL_CLI_RUN)
         return rc;
-    return launch_or_exec(name, file, &env, detach, 1);
+    exec_ignored_flags(&flags);
+    bool placed = flags.gpus || flags.instance_type || flags.use_spot >= 0 || flags.infra ||
+                  flags.cloud || flags.region || flags.zone;
+    ctl_cli_src_t src;
+    rc = ctl_cli_src_load(cli, "sky", entry, nentry, &env, &flags, NULL, &src);
+    if (rc != 0)
+        goto out;
+    if (placed && (rc = check_fits(name, src.task)) != 0)
+        goto out;
+    rc = run_task(name, &src, entry[0], task_name, detach, flags.async == 1, 1);
+out:
+    ctl_cli_src_free(&src);
+    return rc;
 }

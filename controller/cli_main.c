@@ -17,7 +17,14 @@ static const ctl_cli_cmd_t commands[] = {
      ctl_cli_cloud_cmds},
     {"serve", "Serve on spot/on-demand replicas (up, status, update, down, logs)", NULL,
      ctl_cli_serve_cmds},
-    {"spot", "Managed spot jobs (launch, status, logs, cancel)", NULL, ctl_cli_spot_cmds},
+    {"jobs", "Managed jobs with auto-recovery (launch, queue, logs, cancel, dashboard)", NULL,
+     ctl_cli_jobs_cmds},
+    {"spot",
+     "Managed spot jobs (launch, status, logs, cancel): the seed-era name of sky jobs\n\n"
+     "As in the seed documents, a managed spot job runs on spot instances unless its YAML\n"
+     "says `use_spot: false` (or --no-use-spot is given); sky jobs launch uses what the\n"
+     "YAML says, on-demand by default. Both groups manage the same jobs.",
+     NULL, ctl_cli_spot_cmds},
     {"ssh", "SSH Node Pools: set up (up) or remove (down) sky-agent on your hosts", NULL,
      ctl_cli_ssh_cmds},
     {"check", "Which infra is usable: the local cloud, each SSH Node Pool", ctl_cli_check, NULL},

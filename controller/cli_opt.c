@@ -11,6 +11,9 @@
 #include "cli_opt.h"
 #include "core/util.h"
 
+const char *const ctl_cli_disk_tiers[] = {"low", "medium", "high", "ultra", "best", "none", NULL};
+const char *const ctl_cli_network_tiers[] = {"standard", "best", "none", NULL};
+
 /* Labels longer than this put their help on the next line. */
 #define HELP_COLUMN_MAX 30
 
@@ -95,6 +98,17 @@ int ctl_opt_check(const ctl_opt_t *opts, const char **why)
 
 /* ------------------------------------------------------------------ help */
 
+/* "\n<first line>.\n", then the paragraphs after it, if any. */
+static void print_summary(FILE *f, const char *summary)
+{
+    if (summary == NULL)
+        return;
+    size_t n = strcspn(summary, "\n");
+    fprintf(f, "\n%.*s.\n", (int)n, summary);
+    if (summary[n])
+        fprintf(f, "%s\n", summary + n + 1);
+}
+
 static void label(const ctl_opt_t *o, char *buf, size_t n)
 {
     if (o->positional) {
@@ -163,8 +177,8 @@ void ctl_cli_help(const ctl_cli_t *cli, const ctl_opt_t *opts, FILE *f)
             break;
     }
     synopsis(cli, opts, f);
-    if (cli->cmd && cli->cmd->summary)
-        fprintf(f, "\n%s.\n", cli->cmd->summary);
+    if (cli->cmd)
+        print_summary(f, cli->cmd->summary);
     if (any_arg) {
         fprintf(f, "\nArguments:\n");
         for (const ctl_opt_t *o = opts; o->type != CTL_OPT_TYPE_END; o++) {
@@ -432,16 +446,17 @@ int ctl_cli_parse(ctl_cli_t *cli, const ctl_opt_t *opts, int argc, char **argv)
 static void group_help(const ctl_cli_t *cli, const ctl_cli_cmd_t *group, FILE *f)
 {
     fprintf(f, "usage: %s COMMAND [ARGS]...\n", cli->prog);
-    if (group->summary)
-        fprintf(f, "\n%s.\n", group->summary);
+    print_summary(f, group->summary);
     int width = 0;
     for (const ctl_cli_cmd_t *c = group->sub; c->name; c++) {
         if ((int)strlen(c->name) > width)
             width = (int)strlen(c->name);
     }
     fprintf(f, "\nCommands:\n");
-    for (const ctl_cli_cmd_t *c = group->sub; c->name; c++)
-        fprintf(f, "  %-*s  %s\n", width, c->name, c->summary ? c->summary : "");
+    for (const ctl_cli_cmd_t *c = group->sub; c->name; c++) {
+        const char *s = c->summary ? c->summary : "";
+        fprintf(f, "  %-*s  %.*s\n", width, c->name, (int)strcspn(s, "\n"), s);
+    }
     fprintf(f, "\nRun '%s COMMAND --help' for a command's options.\n", cli->prog);
 }
 

@@ -65,7 +65,9 @@ typedef struct ctl_cli {
 
 struct ctl_cli_cmd {
     const char *name;
-    const char *summary; /* one line, in the group's listing and the command's --help */
+    /* One line, in the group's listing and the command's --help; what follows a
+     * blank line ("line\n\nmore") is printed by --help only. */
+    const char *summary;
     /* Exactly one of: */
     int (*run)(ctl_cli_t *cli, int argc, char **argv); /* argv[0] is the command's name */
     const ctl_cli_cmd_t *sub;                          /* a group */
@@ -185,6 +187,66 @@ typedef struct ctl_cli_env {
                      "one variable (KEY alone: its value here); overrides --env-file; "           \
                      "repeatable",                                                                \
                      (e)->kv, &(e)->n, CTL_CLI_MAX_ENVS)
+
+/*
+ * The task flags of `sky launch`, `sky exec`, `sky serve up|update` and
+ * `sky jobs launch` (SkyPilot's TASK_OPTIONS and EXTRA_RESOURCES_OPTIONS,
+ * sky/client/cli/flags.py), turned into the overrides that
+ * core_task_parse_with() applies by ctl_cli_task_overrides() (cli_util.h).
+ */
+#define CTL_CLI_MAX_SECRETS 256
+#define CTL_CLI_MAX_PORTS   64
+typedef struct ctl_cli_task {
+    const char *workdir, *infra, *cloud, *region, *zone;
+    const char *cpus, *memory, *gpus, *instance_type, *image_id, *disk_tier, *network_tier;
+    long num_nodes; /* 0: not given */
+    long disk_size; /* 0: not given */
+    int use_spot;   /* -1: not given */
+    int async;      /* --async / --no-async */
+    const char *ports[CTL_CLI_MAX_PORTS];
+    size_t n_ports;
+    const char *secrets[CTL_CLI_MAX_SECRETS];
+    size_t n_secrets;
+} ctl_cli_task_t;
+
+#define CTL_CLI_TASK_INIT {.use_spot = -1}
+
+extern const char *const ctl_cli_disk_tiers[];
+extern const char *const ctl_cli_network_tiers[];
+
+#define CTL_OPTS_TASK(t)                                                                          \
+    CTL_OPT_SECTION("Task overrides (each replaces the YAML's value; 'none' resets it)"),         \
+        CTL_OPT_STR(0, "workdir", "DIR", "the directory synced to the task's working directory",  \
+                    &(t)->workdir),                                                               \
+        CTL_OPT_STR(0, "infra", "INFRA", "cloud[/region[/zone]], '*' for any (e.g. gcp/us-east1)",\
+                    &(t)->infra),                                                                 \
+        CTL_OPT_STR(0, "cloud", "CLOUD", "the cloud (deprecated: use --infra)", &(t)->cloud),     \
+        CTL_OPT_STR(0, "region", "REGION", "the region (deprecated: use --infra)", &(t)->region), \
+        CTL_OPT_STR(0, "zone", "ZONE", "the zone (deprecated: use --infra)", &(t)->zone),         \
+        CTL_OPT_INT(0, "num-nodes", "N", "nodes to run the task on (only 1 for now)",             \
+                    &(t)->num_nodes, 1, 1000000),                                                 \
+        CTL_OPT_STR(0, "cpus", "N[+]", "vCPUs per instance: exactly N, or at least N with +",     \
+                    &(t)->cpus),                                                                  \
+        CTL_OPT_STR(0, "memory", "GB[+]", "memory per instance: exactly, or at least with +",     \
+                    &(t)->memory),                                                                \
+        CTL_OPT_STR(0, "gpus", "NAME[:N]", "accelerators per instance, e.g. V100:1", &(t)->gpus), \
+        CTL_OPT_STR('t', "instance-type", "TYPE", "the instance type", &(t)->instance_type),      \
+        CTL_OPT_BOOL(0, "use-spot", "spot instances (--no-use-spot: on-demand)", &(t)->use_spot), \
+        CTL_OPT_LIST(0, "ports", "PORT[-PORT]", "ports to open; repeatable", (t)->ports,          \
+                     &(t)->n_ports, CTL_CLI_MAX_PORTS),                                           \
+        CTL_OPT_STR(0, "image-id", "IMAGE", "a machine image (ignored here, with a warning)",     \
+                    &(t)->image_id),                                                              \
+        CTL_OPT_INT(0, "disk-size", "GB", "disk size (ignored here, with a warning)",             \
+                    &(t)->disk_size, 1, 1000000),                                                 \
+        CTL_OPT_CHOICE(0, "disk-tier", "disk tier (ignored here, with a warning)",                \
+                       &(t)->disk_tier, ctl_cli_disk_tiers),                                      \
+        CTL_OPT_CHOICE(0, "network-tier", "network tier (ignored here, with a warning)",          \
+                       &(t)->network_tier, ctl_cli_network_tiers),                                \
+        CTL_OPT_LIST(0, "secret", "KEY[=VALUE]",                                                  \
+                     "one secret variable (KEY alone: its value here); repeatable",               \
+                     (t)->secrets, &(t)->n_secrets, CTL_CLI_MAX_SECRETS),                         \
+        CTL_OPT_BOOL(0, "async", "return once the request is accepted, without waiting",          \
+                     &(t)->async)
 
 /* -------------------------------------------------------------- parsing */
 

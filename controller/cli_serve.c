@@ -28,6 +28,10 @@
 /* Failures print one line "sky serve: ..." and return 1. */
 #define fail_msg(...)     ctl_cli_fail("sky serve", __VA_ARGS__)
 #define connect_daemon(d) ctl_cli_connect("sky serve", "serve", DAEMON_WAIT_MS, d)
+/* Questions and changes to existing services: CTL_CLI_NONE (nothing started) when
+ * there is no controller with services to ask. */
+#define connect_read(d)                                                                       \
+    ctl_cli_connect_read("sky serve", "serve", "services.db", false, DAEMON_WAIT_MS, d)
 
 /* ------------------------------------------------------------- JSON access */
 
@@ -54,45 +58,21 @@ static long jlong(const cJSON *o, const char *key, long dflt)
 
 /* ---------------------------------------------------------- task payloads */
 
-/* The YAML text, its absolute path, the cwd and the env overrides, as the
- * controller wants them. 0 or the CLI's exit code. */
-static int task_payload(const char *file, const ctl_cli_env_t *env, cJSON *req)
+/*
+ * The YAML with where it came from, the cwd, and the --env and task-flag
+ * overrides, as the controller wants them; its warnings are printed here.
+ * 0 or the CLI's exit code.
+ */
+static int task_payload(const ctl_cli_t *cli, const char *file, const ctl_cli_env_t *env,
+                        const ctl_cli_task_t *flags, cJSON *req)
 {
-    cJSON *envs = NULL;
-    char *err = NULL;
-    int code = ctl_cli_envs(env, &envs, &err);
-    if (code != 0) {
-        fail_msg("%s", err);
-        free(err);
-        return code;
-    }
-    if (cJSON_GetArraySize(envs) > 0)
-        cJSON_AddItemToObject(req, "envs", envs);
-    else
-        cJSON_Delete(envs);
-
-    char *text = NULL;
-    size_t len = 0;
-    int rc = core_read_file(file, CORE_SPEC_MAX_BYTES, &text, &len);
-    if (rc < 0) {
-        if (rc == -EFBIG)
-            return fail_msg("%s: larger than %d bytes", file, CORE_SPEC_MAX_BYTES);
-        return fail_msg("cannot read '%s': %s", file, core_strerror(rc));
-    }
-    if (memchr(text, '\0', len)) {
-        free(text);
-        return fail_msg("%s: not a text file", file);
-    }
-    char abs[PATH_MAX], cwd[PATH_MAX];
-    if (realpath(file, abs) == NULL)
-        snprintf(abs, sizeof(abs), "%s", file);
-    if (getcwd(cwd, sizeof(cwd)) == NULL)
-        snprintf(cwd, sizeof(cwd), "/");
-    cJSON_AddStringToObject(req, "yaml", text);
-    cJSON_AddStringToObject(req, "yaml_path", abs);
-    cJSON_AddStringToObject(req, "cwd", cwd);
-    free(text);
-    return 0;
+    ctl_cli_src_t src;
+    char *entry[] = {(char *)file};
+    int code = ctl_cli_src_load(cli, "sky serve", entry, 1, env, flags, NULL, &src);
+    if (code == 0)
+        ctl_cli_src_to_json(&src, req);
+    ctl_cli_src_free(&src);
+    return code;
 }
 
 /* Lowercase letters, digits and dashes; a letter first, no dash last. */
@@ -240,12 +220,14 @@ static int cmd_up(ctl_cli_t *cli, int argc, char **argv)
 {
     const char *file = NULL, *name = NULL;
     ctl_cli_env_t env = {0};
+    ctl_cli_task_t flags = CTL_CLI_TASK_INIT;
     bool yes = false;
     const ctl_opt_t opts[] = {
         CTL_OPT_STR('n', "service-name", "NAME", "the service's name (default sky-service-XXXX)",
                     &name),
         CTL_OPT_YES(&yes),
         CTL_OPTS_ENV(&env),
+        CTL_OPTS_TASK(&flags),
         CTL_ARG_STR("SERVICE_YAML", "a task YAML with a service section", &file),
         CTL_OPT_END,
     };
@@ -267,7 +249,7 @@ static int cmd_up(ctl_cli_t *cli, int argc, char **argv)
 
     cJSON *req = cJSON_CreateObject();
     cJSON_AddStringToObject(req, "name", name);
-    code = task_payload(file, &env, req);
+    code = task_payload(cli, file, &env, &flags, req);
     if (code != 0) {
         cJSON_Delete(req);
         return code;
@@ -282,7 +264,7 @@ static int cmd_up(ctl_cli_t *cli, int argc, char **argv)
     }
 
     ctl_cli_daemon_t d;
-    if (connect_daemon(&d) != 0) {
+    if (ctl_cli_cloud_up("sky serve") != 0 || connect_daemon(&d) != 0) {
         cJSON_Delete(req);
         return 1;
     }
@@ -312,7 +294,8 @@ static int cmd_up(ctl_cli_t *cli, int argc, char **argv)
     char *endpoint = jstr(resp, "endpoint") ? core_xstrdup(jstr(resp, "endpoint")) : NULL;
     char *svc = core_xstrdup(real_name);
     cJSON_Delete(resp);
-    rc = wait_registered(&d, svc, &endpoint);
+    /* --async: the controller has the service; its start is for `sky serve status` to show. */
+    rc = flags.async == 1 ? 0 : wait_registered(&d, svc, &endpoint);
     if (rc == 0) {
         printf("Service name: %s\n", svc);
         printf("Endpoint URL: %s\n", endpoint ? endpoint : "-");
@@ -383,9 +366,10 @@ static void print_service_table(const cJSON *services, bool verbose, double now)
 
 static void print_replica_table(const cJSON *services, bool verbose, double now)
 {
+    /* The seed's columns; -v adds the zone, where spot placement happens. */
     static const char *hdr[] = {"SERVICE_NAME", "ID",     "VERSION", "ENDPOINT", "LAUNCHED",
                                 "RESOURCES",    "STATUS", "REGION",  "ZONE"};
-    ctl_table_t *t = ctl_table_new(CORE_ARRAY_SIZE(hdr), hdr);
+    ctl_table_t *t = ctl_table_new(CORE_ARRAY_SIZE(hdr) - (verbose ? 0 : 1), hdr);
     bool truncated = false;
     const cJSON *s;
     cJSON_ArrayForEach(s, services)
@@ -443,11 +427,19 @@ static int cmd_status(ctl_cli_t *cli, int argc, char **argv)
     if (endpoint && json)
         return ctl_cli_usage_error(cli, "--endpoint and --json cannot be used together");
     ctl_cli_daemon_t d;
-    if (connect_daemon(&d) != 0)
-        return 1;
     cJSON *doc = NULL, *services = NULL;
     char *err = NULL;
-    rc = fetch_services(&d, names, nnames, &doc, &services, &err);
+    rc = connect_read(&d);
+    if (rc == CTL_CLI_NONE || rc == CTL_CLI_STOPPED) {
+        /* No controller to ask, and none is started to say that there is no service. */
+        doc = cJSON_Parse("{\"services\": []}");
+        services = cJSON_GetObjectItemCaseSensitive(doc, "services");
+        rc = 0;
+    } else if (rc != 0) {
+        return 1;
+    } else {
+        rc = fetch_services(&d, names, nnames, &doc, &services, &err);
+    }
     ctl_cli_daemon_free(&d);
     if (rc < 0) {
         fail_msg("%s", err);
@@ -490,12 +482,14 @@ static int cmd_update(ctl_cli_t *cli, int argc, char **argv)
     static const char *const modes[] = {"rolling", "blue_green", NULL};
     const char *name = NULL, *file = NULL, *mode = "rolling";
     ctl_cli_env_t env = {0};
+    ctl_cli_task_t flags = CTL_CLI_TASK_INIT;
     bool yes = false;
     const ctl_opt_t opts[] = {
         CTL_OPT_CHOICE(0, "mode", "how replicas move to the new version (default rolling)", &mode,
                        modes),
         CTL_OPT_YES(&yes),
         CTL_OPTS_ENV(&env),
+        CTL_OPTS_TASK(&flags),
         CTL_ARG_STR("SERVICE_NAME", "the service to update", &name),
         CTL_ARG_STR("SERVICE_YAML", "its new task YAML", &file),
         CTL_OPT_END,
@@ -504,7 +498,7 @@ static int cmd_update(ctl_cli_t *cli, int argc, char **argv)
     if (code != CTL_CLI_RUN)
         return code;
     cJSON *req = cJSON_CreateObject();
-    code = task_payload(file, &env, req);
+    code = task_payload(cli, file, &env, &flags, req);
     if (code != 0) {
         cJSON_Delete(req);
         return code;
@@ -519,8 +513,14 @@ static int cmd_update(ctl_cli_t *cli, int argc, char **argv)
         return 1;
     }
     ctl_cli_daemon_t d;
-    if (connect_daemon(&d) != 0) {
+    int crc = connect_read(&d);
+    if (crc != 0) {
         cJSON_Delete(req);
+        return crc == 1 ? 1 : fail_msg("service '%s' does not exist", name);
+    }
+    if (ctl_cli_cloud_up("sky serve") != 0) {
+        cJSON_Delete(req);
+        ctl_cli_daemon_free(&d);
         return 1;
     }
     char *esc = ctl_url_escape(name);
@@ -612,7 +612,14 @@ static int cmd_down(ctl_cli_t *cli, int argc, char **argv)
         return ctl_cli_usage_error(cli, "--replica-id needs exactly one service name");
 
     ctl_cli_daemon_t d;
-    if (connect_daemon(&d) != 0)
+    rc = connect_read(&d);
+    if (rc == CTL_CLI_NONE || rc == CTL_CLI_STOPPED) {
+        if (replica_id >= 0)
+            return fail_msg("service '%s' does not exist", names[0]);
+        printf("No service to terminate.\n");
+        return 0;
+    }
+    if (rc != 0)
         return 1;
     if (replica_id >= 0) {
         rc = down_replica(&d, names[0], replica_id, purge, yes);
@@ -749,9 +756,10 @@ static int cmd_logs(ctl_cli_t *cli, int argc, char **argv)
                               controller ? "controller" : "load_balancer", follow ? 1 : 0, tailq);
     free(esc);
     ctl_cli_daemon_t d;
-    if (connect_daemon(&d) != 0) {
+    int crc = connect_read(&d);
+    if (crc != 0) {
         free(path);
-        return 1;
+        return crc == 1 ? 1 : fail_msg("service '%s' does not exist", name);
     }
     char *err = NULL;
     long status = 0;

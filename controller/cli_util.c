@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -19,9 +20,11 @@
 #include <curl/curl.h>
 
 #include "cli_util.h"
+#include "core/catalog.h"
 #include "core/dotenv.h"
 #include "core/err.h"
 #include "core/http.h"
+#include "core/localcloud.h"
 #include "core/mem.h"
 #include "core/util.h"
 
@@ -219,6 +222,12 @@ static int try_find(const char *mode, const char *token, ctl_cli_daemon_t *out, 
 int ctl_cli_daemon_find(const char *mode, ctl_cli_daemon_t *out)
 {
     memset(out, 0, sizeof(*out));
+    /* Without a token no daemon of this home can run: create nothing to find that out. */
+    char *tok = core_home_peek("token");
+    int missing = access(tok, F_OK) != 0;
+    free(tok);
+    if (missing)
+        return -ENOENT;
     char *token = NULL;
     int rc = load_token(&token);
     if (rc < 0)
@@ -395,6 +404,75 @@ int ctl_cli_connect(const char *group, const char *mode, long wait_ms, ctl_cli_d
         return 1;
     }
     return 0;
+}
+
+/* 1 if $SKY_HOME/<mode>/<name> exists; creates nothing. */
+static int mode_file_exists(const char *mode, const char *name)
+{
+    struct stat st;
+    char *rel = core_xasprintf("%s/%s", mode, name);
+    char *path = core_home_peek(rel);
+    int exists = stat(path, &st) == 0;
+    free(rel);
+    free(path);
+    return exists;
+}
+
+int ctl_cli_connect_read(const char *group, const char *mode, const char *db, bool refresh,
+                         long wait_ms, ctl_cli_daemon_t *out)
+{
+    if (ctl_cli_daemon_find(mode, out) == 0)
+        return 0;
+    if (!refresh && mode_file_exists(mode, "controller.stopped"))
+        return CTL_CLI_STOPPED;
+    /* Neither state nor a daemon's port: it never ran here. A port file left by a
+     * daemon that does not answer (or refuses our token) is for connect to explain. */
+    if (!refresh && !mode_file_exists(mode, db) && !mode_file_exists(mode, "controller.port"))
+        return CTL_CLI_NONE;
+    return ctl_cli_connect(group, mode, wait_ms, out);
+}
+
+static bool wait_gone(pid_t pid, long wait_ms)
+{
+    unsigned long long deadline = core_mono_ms() + (unsigned long long)wait_ms;
+    while (proc_alive(pid)) {
+        if (core_mono_ms() >= deadline)
+            return false;
+        usleep(POLL_MS * 1000);
+    }
+    return true;
+}
+
+int ctl_cli_stop_daemon(const char *mode, long wait_ms)
+{
+    ctl_cli_daemon_t d;
+    if (ctl_cli_daemon_find(mode, &d) != 0)
+        return 0;
+    pid_t pid = d.pid;
+    ctl_cli_daemon_free(&d);
+    if (pid <= 0)
+        return -ESRCH;
+    if (kill(pid, SIGTERM) != 0)
+        return errno == ESRCH ? 1 : -errno;
+    if (!wait_gone(pid, wait_ms)) {
+        /* Its state is on disk after every change: a kill loses nothing. */
+        kill(pid, SIGKILL);
+        if (!wait_gone(pid, 10000))
+            return -ETIMEDOUT;
+    }
+    return 1;
+}
+
+int ctl_cli_cloud_up(const char *group)
+{
+    char *base = NULL, *token = NULL, *err = NULL;
+    int rc = core_localcloud_connect(CORE_LC_START, &base, &token, &err);
+    if (rc < 0)
+        ctl_cli_fail(group, "%s", err ? err : core_strerror(rc));
+    free(base);
+    free(token);
+    free(err);
+    return rc < 0 ? 1 : 0;
 }
 
 void ctl_cli_daemon_free(ctl_cli_daemon_t *d)
@@ -658,4 +736,298 @@ int ctl_cli_envs(const ctl_cli_env_t *env, cJSON **out, char **err)
 fail:
     cJSON_Delete(envs);
     return code;
+}
+
+/* ------------------------------------------------------------- task flags */
+
+/* A location flag's JSON: null for 'none' and '*' (reset), else the string. */
+static cJSON *reset_or_str(const char *v, bool star_resets)
+{
+    if (strcasecmp(v, "none") == 0 || (star_resets && strcmp(v, "*") == 0))
+        return cJSON_CreateNull();
+    return cJSON_CreateString(v);
+}
+
+/* KEY=VALUE, or KEY with its value from this environment (flags.py _parse_secret_var). */
+static int add_secrets(const ctl_cli_t *cli, const ctl_cli_task_t *t, cJSON *ov)
+{
+    if (t->n_secrets == 0)
+        return CTL_CLI_RUN;
+    cJSON *sec = cJSON_AddObjectToObject(ov, "secrets");
+    for (size_t i = 0; i < t->n_secrets; i++) {
+        const char *kv = t->secrets[i], *eq = strchr(kv, '=');
+        if (eq == kv)
+            return ctl_cli_usage_error(cli, "Invalid secret var: %s. Must be in the form of "
+                                            "KEY=VAL or KEY.", kv);
+        char *key = eq ? core_xstrndup(kv, (size_t)(eq - kv)) : core_xstrdup(kv);
+        const char *val = eq ? eq + 1 : getenv(kv);
+        if (val == NULL) {
+            free(key);
+            return ctl_cli_usage_error(cli, "%s is not set in local environment.", kv);
+        }
+        cJSON_DeleteItemFromObjectCaseSensitive(sec, key);
+        cJSON_AddStringToObject(sec, key, val);
+        free(key);
+    }
+    return CTL_CLI_RUN;
+}
+
+int ctl_cli_task_overrides(const ctl_cli_t *cli, const ctl_cli_task_t *t, cJSON **out)
+{
+    cJSON *ov = cJSON_CreateObject(), *res = cJSON_CreateObject();
+    int rc = CTL_CLI_RUN;
+    if (t->infra && (t->cloud || t->region || t->zone)) {
+        rc = ctl_cli_usage_error(cli, "Cannot specify both --infra and --cloud, --region, or "
+                                      "--zone.");
+        goto out;
+    }
+    if (t->cloud || t->region || t->zone)
+        fprintf(cli->err, "%s: warning: The --cloud, --region, and --zone options are "
+                          "deprecated. Use --infra instead.\n", cli->prog);
+    const struct {
+        const char *key, *val;
+        bool star;
+    } strs[] = {
+        {"infra", t->infra, false},         {"cloud", t->cloud, true},
+        {"region", t->region, true},        {"zone", t->zone, true},
+        {"cpus", t->cpus, false},           {"memory", t->memory, false},
+        {"accelerators", t->gpus, false},   {"instance_type", t->instance_type, false},
+        {"image_id", t->image_id, false},   {"disk_tier", t->disk_tier, false},
+        {"network_tier", t->network_tier, false},
+    };
+    for (size_t i = 0; i < CORE_ARRAY_SIZE(strs); i++) {
+        if (strs[i].val == NULL)
+            continue;
+        /* --infra '*' is "any cloud": the spec reads the wildcard itself. */
+        if (strcmp(strs[i].key, "infra") == 0)
+            cJSON_AddStringToObject(res, "infra", strs[i].val);
+        else
+            cJSON_AddItemToObject(res, strs[i].key, reset_or_str(strs[i].val, strs[i].star));
+    }
+    if (t->use_spot >= 0)
+        cJSON_AddBoolToObject(res, "use_spot", t->use_spot);
+    if (t->disk_size > 0)
+        cJSON_AddNumberToObject(res, "disk_size", (double)t->disk_size);
+    if (t->n_ports > 0) {
+        bool none = false;
+        for (size_t i = 0; i < t->n_ports; i++)
+            none |= strcasecmp(t->ports[i], "none") == 0;
+        if (none && t->n_ports > 1) {
+            rc = ctl_cli_usage_error(cli, "Cannot specify both \"none\" and other ports.");
+            goto out;
+        }
+        if (none) {
+            cJSON_AddNullToObject(res, "ports");
+        } else {
+            cJSON *arr = cJSON_AddArrayToObject(res, "ports");
+            for (size_t i = 0; i < t->n_ports; i++)
+                cJSON_AddItemToArray(arr, cJSON_CreateString(t->ports[i]));
+        }
+    }
+    if (t->workdir) {
+        char abs[PATH_MAX];
+        struct stat st;
+        if (realpath(t->workdir, abs) == NULL || stat(abs, &st) != 0 || !S_ISDIR(st.st_mode)) {
+            rc = ctl_cli_usage_error(cli, "Invalid value for '--workdir': Directory '%s' does "
+                                          "not exist.", t->workdir);
+            goto out;
+        }
+        cJSON_AddStringToObject(ov, "workdir", abs);
+    }
+    if (t->num_nodes > 0)
+        cJSON_AddNumberToObject(ov, "num_nodes", (double)t->num_nodes);
+    if ((rc = add_secrets(cli, t, ov)) != CTL_CLI_RUN)
+        goto out;
+    if (cJSON_GetArraySize(res) > 0) {
+        cJSON_AddItemToObject(ov, "resources", res);
+        res = NULL;
+    }
+    *out = ov;
+    ov = NULL;
+out:
+    cJSON_Delete(res);
+    cJSON_Delete(ov);
+    return rc;
+}
+
+/* ---------------------------------------------------------- task sources */
+
+static bool is_yaml_name(const char *p)
+{
+    size_t n = strlen(p);
+    return (n > 5 && strcmp(p + n - 5, ".yaml") == 0) || (n > 4 && strcmp(p + n - 4, ".yml") == 0);
+}
+
+/* A YAML task whose run is <cmd> (JSON strings are YAML double-quoted scalars). */
+static char *command_yaml(const char *cmd)
+{
+    cJSON *s = cJSON_CreateString(cmd);
+    char *q = cJSON_PrintUnformatted(s);
+    char *yaml = core_xasprintf("name: sky-cmd\nrun: %s\n", q);
+    cJSON_free(q);
+    cJSON_Delete(s);
+    return yaml;
+}
+
+static char *join_words(char **w, int n)
+{
+    size_t len = 1;
+    for (int i = 0; i < n; i++)
+        len += strlen(w[i]) + 1;
+    char *s = core_xmalloc(len);
+    s[0] = '\0';
+    for (int i = 0; i < n; i++) {
+        if (i)
+            strcat(s, " ");
+        strcat(s, w[i]);
+    }
+    return s;
+}
+
+/*
+ * The entrypoint's YAML text: a file that is a task (by its name, or because
+ * it parses as one), else the words as a command (command.py _check_yaml).
+ */
+static int read_entrypoint(const char *group, char **entry, int n, ctl_cli_src_t *s)
+{
+    struct stat st;
+    if (n == 1 && stat(entry[0], &st) == 0 && S_ISREG(st.st_mode)) {
+        size_t len = 0;
+        int rc = core_read_file(entry[0], CORE_SPEC_MAX_BYTES, &s->yaml, &len);
+        if (rc < 0) {
+            if (rc == -EFBIG)
+                return ctl_cli_fail(group, "%s: larger than %d bytes", entry[0],
+                                    CORE_SPEC_MAX_BYTES);
+            return ctl_cli_fail(group, "cannot read %s: %s", entry[0], core_strerror(rc));
+        }
+        if (memchr(s->yaml, '\0', len))
+            return ctl_cli_fail(group, "%s: not a text file", entry[0]);
+        core_task_t *probe = NULL;
+        if (is_yaml_name(entry[0]) || core_task_parse(s->yaml, len, entry[0], &probe, NULL) == 0) {
+            core_task_free(probe);
+            char abs[PATH_MAX];
+            s->yaml_path = core_xstrdup(realpath(entry[0], abs) ? abs : entry[0]);
+            return 0;
+        }
+        free(s->yaml);
+        s->yaml = NULL;
+    } else if (n == 1 && is_yaml_name(entry[0])) {
+        return ctl_cli_fail(group, "cannot read %s: %s", entry[0], strerror(errno));
+    }
+    char *cmd = join_words(entry, n);
+    s->yaml = command_yaml(cmd);
+    free(cmd);
+    return 0;
+}
+
+int ctl_cli_src_load(const ctl_cli_t *cli, const char *group, char **entry, int n,
+                     const ctl_cli_env_t *env, const ctl_cli_task_t *flags, const cJSON *extra,
+                     ctl_cli_src_t *out)
+{
+    char *err = NULL, cwd[PATH_MAX];
+    memset(out, 0, sizeof(*out));
+    int code = ctl_cli_task_overrides(cli, flags, &out->overrides);
+    if (code != CTL_CLI_RUN)
+        return code;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, extra)
+    {
+        cJSON *res = cJSON_GetObjectItemCaseSensitive(out->overrides, "resources");
+        if (res == NULL)
+            res = cJSON_AddObjectToObject(out->overrides, "resources");
+        cJSON_DeleteItemFromObjectCaseSensitive(res, e->string);
+        cJSON_AddItemToObject(res, e->string, cJSON_Duplicate(e, 1));
+    }
+    if ((code = ctl_cli_envs(env, &out->envs, &err)) != 0) {
+        ctl_cli_fail(group, "%s", err);
+        free(err);
+        return code;
+    }
+    if (read_entrypoint(group, entry, n, out) != 0)
+        return 1;
+    out->cwd = core_xstrdup(getcwd(cwd, sizeof(cwd)) ? cwd : "/");
+    if (core_task_parse_with(out->yaml, strlen(out->yaml),
+                             out->yaml_path ? entry[0] : "<command>", out->envs, out->overrides,
+                             &out->task, &err) < 0) {
+        fprintf(stderr, "%s\n", err ? err : "invalid task");
+        free(err);
+        return 1;
+    }
+    for (size_t i = 0; i < out->task->n_warnings; i++)
+        fprintf(stderr, "%s\n", out->task->warnings[i]);
+    return 0;
+}
+
+void ctl_cli_src_to_json(const ctl_cli_src_t *s, cJSON *req)
+{
+    cJSON_AddStringToObject(req, "yaml", s->yaml);
+    if (s->yaml_path)
+        cJSON_AddStringToObject(req, "yaml_path", s->yaml_path);
+    cJSON_AddStringToObject(req, "cwd", s->cwd);
+    if (cJSON_GetArraySize(s->envs) > 0)
+        cJSON_AddItemToObject(req, "envs", cJSON_Duplicate(s->envs, 1));
+    if (cJSON_GetArraySize(s->overrides) > 0)
+        cJSON_AddItemToObject(req, "overrides", cJSON_Duplicate(s->overrides, 1));
+}
+
+void ctl_cli_src_free(ctl_cli_src_t *s)
+{
+    free(s->yaml);
+    free(s->yaml_path);
+    free(s->cwd);
+    cJSON_Delete(s->envs);
+    cJSON_Delete(s->overrides);
+    core_task_free(s->task);
+    memset(s, 0, sizeof(*s));
+}
+
+/* ------------------------------------------------------------------ plans */
+
+int ctl_cli_print_plan(FILE *f, const char *group, const core_task_t *t)
+{
+    core_catalog_t *cat = NULL;
+    core_candidate_t *c = NULL;
+    size_t n = 0;
+    char *err = NULL;
+    if (core_catalog_load(NULL, &cat, &err) < 0 ||
+        core_catalog_resolve(cat, &t->resources, &c, &n, &err) < 0) {
+        ctl_cli_fail(group, "%s", err ? err : "no instance fits the task");
+        free(err);
+        core_catalog_free(cat);
+        return 1;
+    }
+    static const char *hdr[] = {"CLOUD",        "INSTANCE",    "vCPUs",    "Mem(GB)",
+                                "ACCELERATORS", "REGION/ZONE", "COST ($)", "CHOSEN"};
+    ctl_table_t *tab = ctl_table_new(CORE_ARRAY_SIZE(hdr), hdr);
+    /* Cheapest first: each cloud's first candidate is its best (the optimizer's rows). */
+    for (size_t i = 0; i < n; i++) {
+        bool seen = false;
+        for (size_t j = 0; j < i && !seen; j++)
+            seen = strcmp(c[j].cloud, c[i].cloud) == 0;
+        if (seen)
+            continue;
+        char inst[80], cpus[16], mem[16], acc[40], where[96], cost[32];
+        snprintf(inst, sizeof(inst), "%s%s", c[i].instance_type, c[i].spot ? "[Spot]" : "");
+        snprintf(cpus, sizeof(cpus), "%g", c[i].vcpus);
+        snprintf(mem, sizeof(mem), "%g", c[i].memory_gb);
+        if (c[i].accelerator[0])
+            snprintf(acc, sizeof(acc), "%s:%d", c[i].accelerator, c[i].accelerator_count);
+        else
+            snprintf(acc, sizeof(acc), "-");
+        snprintf(where, sizeof(where), "%s/%s", c[i].region, c[i].zone);
+        snprintf(cost, sizeof(cost), "%.3f", c[i].price);
+        const char *row[] = {core_cloud_display_name(c[i].cloud), inst, cpus, mem, acc,
+                             where, cost, i == 0 ? "\u2714" : " "};
+        ctl_table_add_row(tab, row);
+    }
+    char label[160];
+    core_candidate_label(&c[0], label, sizeof(label));
+    fprintf(f, "Considered resources (1 node):\n");
+    ctl_table_print(tab, f);
+    fprintf(f, "Chosen: %s (%s%s) in %s/%s at $%.3f/hour.\n", label, c[0].instance_type,
+            c[0].spot ? ", spot" : "", c[0].region, c[0].zone, c[0].price);
+    ctl_table_free(tab);
+    free(c);
+    core_catalog_free(cat);
+    return 0;
 }

@@ -39,6 +39,7 @@ void ctl_jobs_cfg_load(ctl_jobs_cfg_t *c)
     c->failure_grace_s = env_double("SKY_JOBS_FAILURE_GRACE", CTL_JOB_FAILURE_GRACE_S);
     c->unknown_timeout_s = env_double("SKY_JOBS_STATUS_TIMEOUT", 10);
     c->start_timeout_s = env_double("SKY_JOBS_START_TIMEOUT", 50);
+    c->idle_s = env_double("SKY_JOBS_IDLE_TIMEOUT", 600);
 }
 
 typedef struct daemon {
@@ -46,10 +47,13 @@ typedef struct daemon {
     uv_signal_t sigterm, sigint;
 } daemon_t;
 
-static void on_signal(uv_signal_t *s, int signum)
+/* The clean stop, on a signal or when idle. Jobs keep running on their instances. */
+static void stop(void *arg)
 {
-    daemon_t *dm = s->data;
-    CORE_INFO("signal %d: stopping (jobs keep running on their instances)", signum);
+    daemon_t *dm = arg;
+    /* Nothing left to run: questions are answered without starting this daemon again. */
+    ctl_stopped_mark(dm->d.jobs_dir, dm->d.jobs == NULL);
+    ctl_idle_close(&dm->d.idle);
     ctl_jobs_run_stop_all(&dm->d);
     core_http_server_close(dm->d.http);
     dm->d.http = NULL;
@@ -57,6 +61,18 @@ static void on_signal(uv_signal_t *s, int signum)
     dm->d.agents = NULL;
     uv_close((uv_handle_t *)&dm->sigterm, NULL);
     uv_close((uv_handle_t *)&dm->sigint, NULL);
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    CORE_INFO("signal %d: stopping (jobs keep running on their instances)", signum);
+    stop(s->data);
+}
+
+static bool busy(void *arg)
+{
+    const daemon_t *dm = arg;
+    return dm->d.jobs != NULL;
 }
 
 static int write_port_file(const char *jobs_dir, int port)
@@ -132,7 +148,9 @@ int ctl_jobs_main(const ctl_jobs_opts_t *opts)
     uv_signal_start(&dm.sigterm, on_signal, SIGTERM);
     uv_signal_start(&dm.sigint, on_signal, SIGINT);
     signal(SIGPIPE, SIG_IGN);
+    ctl_stopped_mark(d->jobs_dir, false);
     resume_jobs(d);
+    ctl_idle_start(&d->idle, d->loop, d->cfg.idle_s, busy, stop, &dm);
     CORE_INFO("jobs controller listening on 127.0.0.1:%d (pid %d)", port, (int)getpid());
     uv_run(d->loop, UV_RUN_DEFAULT);
     code = 0;

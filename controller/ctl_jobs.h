@@ -6,6 +6,7 @@
 #include "core/http.h"
 #include "core/http_async.h"
 #include "core/store.h"
+#include "ctl_idle.h"
 
 /*
  * sky-controller --mode jobs: managed spot jobs that survive preemption.
@@ -58,6 +59,7 @@ typedef struct ctl_jobs_cfg {
     double failure_grace_s;   /* SKY_JOBS_FAILURE_GRACE: before the preemption check (ref. 5 s) */
     double unknown_timeout_s; /* SKY_JOBS_STATUS_TIMEOUT: status unknown -> recover (ref. 60 s) */
     double start_timeout_s;   /* SKY_JOBS_START_TIMEOUT: agent must start the task (ref. 50 s) */
+    double idle_s; /* SKY_JOBS_IDLE_TIMEOUT: stop with no job to run (ref. autostop 600 s; 0 never) */
 } ctl_jobs_cfg_t;
 
 void ctl_jobs_cfg_load(ctl_jobs_cfg_t *c);
@@ -74,6 +76,7 @@ typedef struct ctl_jobs {
     core_http_server_t *http;
     ctl_job_t *jobs;          /* the jobs with a running state machine */
     int stopping;
+    ctl_idle_t idle;
 } ctl_jobs_t;
 
 #endif

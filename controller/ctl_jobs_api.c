@@ -52,6 +52,10 @@ static cJSON *job_json(const ctl_job_row_t *r)
     else
         cJSON_AddNullToObject(o, "failure_reason");
     cJSON_AddStringToObject(o, "run_id", r->run_id);
+    if (r->user)
+        cJSON_AddStringToObject(o, "user", r->user);
+    else
+        cJSON_AddNullToObject(o, "user");
     /* Between instances (recovering, ended): where it ran last. */
     const char *cloud = r->inst.id[0] ? r->inst.cloud : r->prev.cloud;
     const char *region = r->inst.id[0] ? r->inst.region : r->prev.region;
@@ -96,6 +100,8 @@ static void api_submit(ctl_jobs_t *d, core_http_conn_t *c, const core_http_req_t
     const cJSON *cwd = cJSON_GetObjectItem(body, "cwd");
     const cJSON *name = cJSON_GetObjectItem(body, "name");
     const cJSON *envs = cJSON_GetObjectItem(body, "envs");
+    const cJSON *over = cJSON_GetObjectItem(body, "overrides");
+    const cJSON *user = cJSON_GetObjectItem(body, "user");
     if (!cJSON_IsString(yaml)) {
         cJSON_Delete(body);
         core_http_respond_error(c, 400, "missing \"yaml\"");
@@ -107,9 +113,9 @@ static void api_submit(ctl_jobs_t *d, core_http_conn_t *c, const core_http_req_t
     core_catalog_t *cat = NULL;
     core_candidate_t *cands = NULL;
     size_t n = 0;
-    if (core_task_parse(yaml->valuestring, strlen(yaml->valuestring), fname, &t, &err) < 0)
+    if (core_task_parse_with(yaml->valuestring, strlen(yaml->valuestring), fname, envs, over, &t,
+                             &err) < 0)
         goto bad;
-    core_task_set_envs(t, envs);
     if (core_task_validate_job(t, &err) < 0)
         goto bad;
     if (core_catalog_load(NULL, &cat, &err) < 0 ||
@@ -128,17 +134,22 @@ static void api_submit(ctl_jobs_t *d, core_http_conn_t *c, const core_http_req_t
     else
         snprintf(res, sizeof(res), "1x [CPU:%g%s]%s", cands[0].vcpus, rs->cpus_plus ? "+" : "",
                  spot ? "[Spot]" : "");
+    /* Stored next to the YAML, so that every (re)start rebuilds the same task. */
     char *envs_text = envs ? cJSON_PrintUnformatted(envs) : NULL;
+    char *over_text = over ? cJSON_PrintUnformatted(over) : NULL;
     ctl_job_new_t nj = {.name = jname,
                         .yaml = yaml->valuestring,
                         .yaml_path = cJSON_IsString(path) ? path->valuestring : NULL,
                         .cwd = cJSON_IsString(cwd) ? cwd->valuestring : NULL,
                         .envs = envs_text,
-                        .resources = res};
+                        .resources = res,
+                        .overrides = over_text,
+                        .user = cJSON_IsString(user) ? user->valuestring : NULL};
     long id = 0;
     char run_id[256];
     int rc = ctl_jobs_store_add(d->store, &nj, &id, run_id, sizeof(run_id));
     cJSON_free(envs_text);
+    cJSON_free(over_text);
     if (rc < 0) {
         err = core_xasprintf("database: %s", sqlite3_errmsg(core_store_db(d->store)));
         goto fail500;

@@ -811,7 +811,13 @@ void ctl_jobs_run_start(ctl_jobs_t *d, long id)
     ctl_job_row_t *r = &j->r;
     char *err = NULL;
     core_catalog_t *cat = NULL;
-    if (core_task_parse(r->yaml, strlen(r->yaml), r->yaml_path, &j->task, &err) < 0 ||
+    cJSON *envs = r->envs ? cJSON_Parse(r->envs) : NULL;
+    cJSON *over = r->overrides ? cJSON_Parse(r->overrides) : NULL;
+    int parsed = core_task_parse_with(r->yaml, strlen(r->yaml), r->yaml_path, envs, over,
+                                      &j->task, &err);
+    cJSON_Delete(envs);
+    cJSON_Delete(over);
+    if (parsed < 0 ||
         core_catalog_load(NULL, &cat, &err) < 0 ||
         core_catalog_resolve(cat, &j->task->resources, &j->cands, &j->n_cands, &err) < 0) {
         set_reason(r, "%s", err ? err : "invalid task");

@@ -25,8 +25,13 @@ static const char schema_v1[] =
     " spot INTEGER, ip TEXT, agent_port INTEGER, agent_task INTEGER,"
     " prev_cloud TEXT, prev_region TEXT, prev_zone TEXT, prev_type TEXT, prev_spot INTEGER);";
 
+/* Version 2: the task flags and the submitting user (issue 14). */
+static const char schema_v2[] = "ALTER TABLE jobs ADD COLUMN overrides TEXT;"
+                                "ALTER TABLE jobs ADD COLUMN user TEXT;";
+
 static const core_store_step_t steps[] = {
     {schema_v1, NULL},
+    {schema_v2, NULL},
 };
 
 int ctl_jobs_store_open(const char *path, core_store_t **out, char **err)
@@ -45,6 +50,8 @@ void ctl_job_row_free(ctl_job_row_t *r)
     free(r->resources);
     free(r->failure_reason);
     free(r->run_id);
+    free(r->overrides);
+    free(r->user);
     memset(r, 0, sizeof(*r));
 }
 
@@ -52,7 +59,7 @@ void ctl_job_row_free(ctl_job_row_t *r)
     "id,name,yaml,yaml_path,cwd,envs,resources,status,submitted_at,start_at,end_at,"               \
     "last_recovered_at,job_duration,recovery_count,failure_reason,run_id,restart_count,"           \
     "cancel_requested,attempt,instance_id,cloud,region,zone,instance_type,spot,ip,agent_port,"     \
-    "agent_task,prev_cloud,prev_region,prev_zone,prev_type,prev_spot"
+    "agent_task,prev_cloud,prev_region,prev_zone,prev_type,prev_spot,overrides,user"
 
 static double col_time(sqlite3_stmt *q, int i)
 {
@@ -98,6 +105,8 @@ static void row_from(sqlite3_stmt *q, ctl_job_row_t *r)
     core_store_col_text(q, 30, r->prev.zone, sizeof(r->prev.zone));
     core_store_col_text(q, 31, r->prev.instance_type, sizeof(r->prev.instance_type));
     r->prev.spot = sqlite3_column_int(q, 32);
+    r->overrides = core_store_col_dup(q, 33);
+    r->user = core_store_col_dup(q, 34);
 }
 
 /* Times and locations: unset (-1) and "" are NULL in the table. */
@@ -128,8 +137,8 @@ int ctl_jobs_store_add(core_store_t *st, const ctl_job_new_t *n, long *id, char 
     if (rc < 0)
         return rc;
     sqlite3_stmt *q = core_store_prepare(
-        st, "INSERT INTO jobs (name,yaml,yaml_path,cwd,envs,resources,status,run_id) "
-            "VALUES (?1,?2,?3,?4,?5,?6,'PENDING','')");
+        st, "INSERT INTO jobs (name,yaml,yaml_path,cwd,envs,resources,overrides,user,status,"
+            "run_id) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,'PENDING','')");
     if (q == NULL)
         goto fail;
     sqlite3_bind_text(q, 1, n->name, -1, SQLITE_TRANSIENT);
@@ -138,6 +147,8 @@ int ctl_jobs_store_add(core_store_t *st, const ctl_job_new_t *n, long *id, char 
     bind_str(q, 4, n->cwd);
     bind_str(q, 5, n->envs);
     bind_str(q, 6, n->resources);
+    bind_str(q, 7, n->overrides);
+    bind_str(q, 8, n->user);
     if (core_store_run(st, q) < 0)
         goto fail;
     *id = (long)core_store_last_id(st);

@@ -17,6 +17,8 @@
 typedef struct ctl_job_row {
     long id;
     char *name, *yaml, *yaml_path, *cwd, *envs, *resources, *failure_reason, *run_id;
+    char *overrides; /* the task flags' JSON (core_task_parse_with), or NULL */
+    char *user;      /* who submitted it, or NULL (jobs from before users were kept) */
     ctl_job_times_t t;
     int restart_count;
     int cancel_requested;
@@ -30,7 +32,7 @@ void ctl_job_row_free(ctl_job_row_t *r);
 
 /* A submission; NULL strings are stored as NULL. */
 typedef struct ctl_job_new {
-    const char *name, *yaml, *yaml_path, *cwd, *envs, *resources;
+    const char *name, *yaml, *yaml_path, *cwd, *envs, *resources, *overrides, *user;
 } ctl_job_new_t;
 
 int ctl_jobs_store_open(const char *path, core_store_t **out, char **err);

@@ -921,11 +921,26 @@ int core_catalog_each_zone(const core_catalog_t *cat, core_catalog_zone_cb cb, v
     return 0;
 }
 
+const char *core_cloud_display_name(const char *cloud)
+{
+    /* The reference's repr of each cloud (_REPR in sky/clouds/). */
+    static const char *const names[][2] = {
+        {"aws", "AWS"},     {"gcp", "GCP"},   {"azure", "Azure"}, {"lambda", "Lambda"},
+        {"kubernetes", "Kubernetes"}, {"k8s", "Kubernetes"}, {"ssh", "SSH"},
+        {"local", "Local"}, {"oci", "OCI"},   {"ibm", "IBM"},     {"runpod", "RunPod"},
+    };
+    for (size_t i = 0; i < CORE_ARRAY_SIZE(names); i++)
+        if (!strcasecmp(cloud, names[i][0]))
+            return names[i][1];
+    return cloud;
+}
+
 void core_candidate_label(const core_candidate_t *c, char *out, size_t outlen)
 {
+    const char *cloud = core_cloud_display_name(c->cloud);
     if (c->accelerator[0])
-        snprintf(out, outlen, "1x Local(%svCPU=%g, %s:%d)", c->spot ? "[Spot]" : "", c->vcpus,
+        snprintf(out, outlen, "1x %s(%svCPU=%g, %s:%d)", cloud, c->spot ? "[Spot]" : "", c->vcpus,
                  c->accelerator, c->accelerator_count);
     else
-        snprintf(out, outlen, "1x Local(%svCPU=%g)", c->spot ? "[Spot]" : "", c->vcpus);
+        snprintf(out, outlen, "1x %s(%svCPU=%g)", cloud, c->spot ? "[Spot]" : "", c->vcpus);
 }

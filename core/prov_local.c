@@ -144,6 +144,17 @@ int core_localcloud_connect(int start, char **base_url, char **token, char **err
 {
     *base_url = NULL;
     *token = NULL;
+    if (start == CORE_LC_NEVER) {
+        /* A question: without a token no daemon of this home can run; create nothing. */
+        char *tok = core_home_peek("token");
+        int missing = access(tok, F_OK) != 0;
+        free(tok);
+        if (missing) {
+            if (err)
+                *err = core_xstrdup("sky-localcloud is not running");
+            return -ENOENT;
+        }
+    }
     char *home = core_home_dir();
     char *tokpath = core_xasprintf("%s/token", home);
     int rc = core_token_load(tokpath, token);
@@ -155,10 +166,20 @@ int core_localcloud_connect(int start, char **base_url, char **token, char **err
     }
     if ((*base_url = answering_url(home, *token)) != NULL)
         goto out;
-    if (!start) {
+    if (start == CORE_LC_NEVER) {
         rc = -ENOENT;
         if (err)
             *err = core_xasprintf("sky-localcloud is not running for %s", home);
+        goto out;
+    }
+    char *down = core_xasprintf("%s/localcloud/down", home);
+    int taken_down = access(down, F_OK) == 0;
+    free(down);
+    if (start == CORE_LC_RESTART && taken_down) {
+        rc = -ENOENT;
+        if (err)
+            *err = core_xstrdup("the local cloud was taken down (sky cloud down): `sky cloud up`, "
+                                "or a command that launches, starts it again");
         goto out;
     }
     /*
@@ -213,7 +234,7 @@ static int call(prov_local_t *pl, const char *method, const char *path, const cJ
             return rc;
         char *base = NULL, *err = NULL;
         token = NULL;
-        if (core_localcloud_connect(1, &base, &token, &err) < 0) {
+        if (core_localcloud_connect(CORE_LC_RESTART, &base, &token, &err) < 0) {
             CORE_WARN("local cloud unreachable and not restarted: %s", err ? err : "?");
             free(err);
             return rc;
@@ -399,7 +420,7 @@ int core_prov_local_open(core_prov_t **out, char **err)
 {
     *out = NULL;
     char *base = NULL, *token = NULL, *e = NULL;
-    int rc = core_localcloud_connect(1, &base, &token, &e);
+    int rc = core_localcloud_connect(CORE_LC_RESTART, &base, &token, &e);
     if (rc < 0) {
         CORE_ERROR("local cloud: %s", e ? e : core_strerror(rc));
         if (err)

@@ -44,6 +44,10 @@ typedef struct pctx {
     /* Key of the pair being parsed: an empty value has no useful position of its
      * own (libyaml marks the end of the line), so errors about it point here. */
     const yaml_node_t *cur_key;
+    core_task_t *task; /* gets the warnings; its envs/secrets fill ${VAR} */
+    int subst;         /* set while parsing the parts SkyPilot substitutes in */
+    int no_marks;      /* a document built from JSON: no line:col to report */
+    const cJSON *env_over, *secret_over; /* --env/--env-file, --secret */
 } pctx_t;
 
 /* ------------------------------------------------------------------ */
@@ -89,13 +93,45 @@ static int fail(pctx_t *c, const yaml_node_t *n, const char *fmt, ...)
 static int fail(pctx_t *c, const yaml_node_t *n, const char *fmt, ...)
 {
     va_list ap;
+    core_mark_t none = {0, 0};
     if (n->type == YAML_SCALAR_NODE && n->data.scalar.length == 0 &&
         n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE && c->cur_key)
         n = c->cur_key;
     va_start(ap, fmt);
-    int rc = verrf(c->err, c->file, mark_of(n), fmt, ap);
+    int rc = verrf(c->err, c->file, c->no_marks ? none : mark_of(n), fmt, ap);
     va_end(ap);
     return rc;
+}
+
+static void add_warning(core_task_t *t, char *w)
+{
+    t->warnings = core_xrealloc(t->warnings, (t->n_warnings + 1) * sizeof(*t->warnings));
+    t->warnings[t->n_warnings++] = w;
+}
+
+/* "file:line:col: warning: <message>" about node <n>. */
+static void warn(pctx_t *c, const yaml_node_t *n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void warn(pctx_t *c, const yaml_node_t *n, const char *fmt, ...)
+{
+    char *msg = NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    if (vasprintf(&msg, fmt, ap) < 0)
+        abort();
+    va_end(ap);
+    if (c->no_marks)
+        add_warning(c->task, core_xasprintf("%s: warning: %s", c->file, msg));
+    else
+        add_warning(c->task,
+                    core_xasprintf("%s:%d:%d: warning: %s", c->file, (int)n->start_mark.line + 1,
+                                   (int)n->start_mark.column + 1, msg));
+    free(msg);
+}
+
+static void warn_ignored(pctx_t *c, const yaml_node_t *k, const char *path, const char *why)
+{
+    warn(c, k, "%s is ignored: %s", path, why);
 }
 
 /* ------------------------------------------------------------------ */
@@ -320,6 +356,83 @@ static int scalar_has_nul(const yaml_node_t *n)
     return strlen(sval(n)) != n->data.scalar.length;
 }
 
+/* ------------------------------------------------------------------ */
+/* ${VAR} substitution (task_yaml.py _fill_in_env_vars) */
+
+/* The env or secret NAME[len] (secrets win); NULL if neither. */
+static const core_kv_t *var_find(const core_task_t *t, const char *name, size_t len)
+{
+    const core_kv_t *lists[] = {t->secrets, t->envs};
+    size_t counts[] = {t->n_secrets, t->n_envs};
+    for (size_t l = 0; l < 2; l++)
+        for (size_t i = 0; i < counts[l]; i++)
+            if (strlen(lists[l][i].key) == len && !memcmp(lists[l][i].key, name, len))
+                return &lists[l][i];
+    return NULL;
+}
+
+static int is_word(int ch)
+{
+    return isalnum(ch) || ch == '_';
+}
+
+/*
+ * The reference dumps the section to JSON and replaces every match of
+ * \$\{?\b([a-zA-Z_][a-zA-Z0-9_]*)\b\}? whose name is an env or secret
+ * (secrets win), leaving the others as written. Done here string by string,
+ * so a value with quotes or backslashes is inserted as is. A name whose env
+ * has no value yet returns NULL with *missing set (the reference refuses
+ * such a task before substituting).
+ */
+static char *subst_vars(const core_task_t *t, const char *s, const core_kv_t **missing)
+{
+    sbuf_t b = {0};
+    sb_putn(&b, "", 0);
+    for (const char *p = s; *p;) {
+        const char *q = p + 1;
+        if (*p != '$') {
+            sb_putn(&b, p++, 1);
+            continue;
+        }
+        if (*q == '{')
+            q++;
+        if (!isalpha((unsigned char)*q) && *q != '_') {
+            sb_putn(&b, p++, 1);
+            continue;
+        }
+        const char *name = q;
+        while (is_word((unsigned char)*q))
+            q++;
+        size_t len = (size_t)(q - name);
+        if (*q == '}')
+            q++;
+        const core_kv_t *v = var_find(t, name, len);
+        if (v && !v->value) {
+            *missing = v;
+            free(b.p);
+            return NULL;
+        }
+        if (v)
+            sb_puts(&b, v->value);
+        else
+            sb_putn(&b, p, (size_t)(q - p));
+        p = q;
+    }
+    return b.p;
+}
+
+/* The scalar's text, substituted where the reference substitutes. */
+static int scalar_text(pctx_t *c, const yaml_node_t *n, const char *path, char **out)
+{
+    const core_kv_t *missing = NULL;
+    *out = c->subst ? subst_vars(c->task, sval(n), &missing) : core_xstrdup(sval(n));
+    if (*out)
+        return 0;
+    int is_env = missing >= c->task->envs && missing < c->task->envs + c->task->n_envs;
+    return fail(c, n, "%s: %s has no value to put in (set it in the YAML or with --%s %s=VALUE)",
+                path, missing->key, is_env ? "env" : "secret", missing->key);
+}
+
 /* A string; null gives *out NULL. Numbers/bools are taken as written. */
 static int get_str(pctx_t *c, const yaml_node_t *n, const char *path, char **out)
 {
@@ -330,8 +443,7 @@ static int get_str(pctx_t *c, const yaml_node_t *n, const char *path, char **out
         return 0;
     if (scalar_has_nul(n))
         return fail(c, n, "%s: string contains a NUL character", path);
-    *out = core_xstrdup(sval(n));
-    return 0;
+    return scalar_text(c, n, path, out);
 }
 
 /* Like get_str but null and "" are errors. */
@@ -424,6 +536,131 @@ static int unknown(pctx_t *c, const yaml_node_t *k, const char *what)
     return fail(c, k, "unknown field '%s' in %s", sval(k), what);
 }
 
+/*
+ * Keys of SkyPilot's schema (sky/utils/schemas.py) that mean nothing here:
+ * they are checked for the schema's type and ignored with one warning each,
+ * so that a YAML written for SkyPilot runs as it is.
+ */
+enum {
+    K_NULL = 1 << 0,
+    K_STR = 1 << 1, /* any non-null scalar */
+    K_INT = 1 << 2,
+    K_NUM = 1 << 3,
+    K_BOOL = 1 << 4,
+    K_MAP = 1 << 5,
+    K_LIST = 1 << 6,
+};
+
+typedef struct ignored_key {
+    const char *key;
+    unsigned kinds;
+    const char *const *choices; /* K_STR only; case-insensitive; NULL = any */
+    const char *why;
+} ignored_key_t;
+
+static const char *const disk_tiers[] = {"low", "medium", "high", "ultra", "best", NULL};
+static const char *const network_tiers[] = {"standard", "best", NULL};
+
+#define DISK_WHY "instances use the host's disk"
+static const ignored_key_t ignored_resource_keys[] = {
+    {"image_id", K_STR | K_MAP | K_NULL, NULL, "instances run the host's system, not an image"},
+    {"disk_tier", K_STR, disk_tiers, DISK_WHY},
+    {"network_tier", K_STR, network_tiers, "instances share the host's network"},
+    {"labels", K_MAP, NULL, "instances carry no labels"},
+    {"autostop", K_BOOL | K_INT | K_STR | K_MAP, NULL,
+     "clusters are not stopped when idle (tear them down with sky down)"},
+    {"accelerator_args", K_MAP, NULL, "there are no TPUs"},
+    {"priority", K_INT, NULL, "managed jobs are not ordered by priority"},
+    {"priority_class", K_STR, NULL, "there is no Kubernetes scheduler"},
+    {"local_disk", K_STR, NULL, DISK_WHY},
+    {"ephemeral_storage", K_INT | K_STR, NULL, DISK_WHY},
+    {"max_hourly_cost", K_NUM, NULL, "candidates are not capped by price"},
+    {"volumes", K_LIST, NULL, "volumes are not supported"},
+    {NULL, 0, NULL, NULL},
+};
+
+static const ignored_key_t ignored_task_keys[] = {
+    {"event_callback", K_STR, NULL, "job events run no callback"},
+    {"inputs", K_MAP, NULL, "data transfer is not priced"},
+    {"outputs", K_MAP, NULL, "data transfer is not priced"},
+    {"config", K_MAP, NULL, "per-task SkyPilot configuration is not supported"},
+    {"volumes", K_MAP, NULL, "volumes are not supported"},
+    {"api_server_access", K_BOOL, NULL, "there is no API server"},
+    {"managed_secrets", K_LIST, NULL,
+     "there is no secret store (give secrets in the YAML or with --secret)"},
+    {NULL, 0, NULL, NULL},
+};
+
+static const ignored_key_t ignored_storage_keys[] = {
+    {"mount_options", K_STR, NULL, "buckets are directories of the local cloud"},
+    {"config", K_MAP, NULL, "buckets are directories of the local cloud"},
+    {"type", K_STR, NULL, "buckets are directories of the local cloud"},
+    {NULL, 0, NULL, NULL},
+};
+
+static unsigned node_kinds(const yaml_node_t *n)
+{
+    int b;
+    long l;
+    double d;
+    if (n->type == YAML_MAPPING_NODE)
+        return K_MAP;
+    if (n->type == YAML_SEQUENCE_NODE)
+        return K_LIST;
+    if (is_null(n))
+        return K_NULL;
+    unsigned k = K_STR;
+    if (is_plain(n) && !bool_value(n, &b))
+        k |= K_BOOL;
+    if (is_plain(n) && !parse_long(sval(n), &l))
+        k |= K_INT | K_NUM;
+    else if (is_plain(n) && !parse_double(sval(n), &d))
+        k |= K_NUM;
+    return k;
+}
+
+/*
+ * <k> is a key of a mapping at <what> that the parser does not know: an
+ * ignored key of <table> (checked, one warning) or an unknown field (error).
+ */
+static int ignored_or_unknown(pctx_t *c, const yaml_node_t *k, const yaml_node_t *v,
+                              const char *what, const ignored_key_t *table)
+{
+    const ignored_key_t *ig = table;
+    char path[192];
+    while (ig->key && strcmp(ig->key, sval(k)))
+        ig++;
+    if (!ig->key)
+        return unknown(c, k, what);
+    if (!strcmp(what, "task"))
+        snprintf(path, sizeof(path), "%s", ig->key);
+    else
+        snprintf(path, sizeof(path), "%s.%s", what, ig->key);
+    unsigned have = node_kinds(v);
+    if (!(have & ig->kinds))
+        return fail(c, v, "%s: unexpected %s", path, kind(v));
+    if (ig->choices && (have & K_STR)) {
+        const char *const *ch = ig->choices;
+        while (*ch && strcasecmp(*ch, sval(v)))
+            ch++;
+        if (!*ch)
+            return fail(c, v, "%s: invalid value '%s'", path, sval(v));
+    }
+    if (!strcmp(ig->key, "priority") && (have & K_INT)) {
+        int prio;
+        int rc = get_int(c, v, path, -1000, 1000, &prio);
+        if (rc)
+            return rc;
+    }
+    if (v->type == YAML_MAPPING_NODE) {
+        int rc = check_map(c, v, path);
+        if (rc)
+            return rc;
+    }
+    warn_ignored(c, k, path, ig->why);
+    return 0;
+}
+
 #define FOR_PAIRS(c, map, k, v)                                                                    \
     for (yaml_node_pair_t *p_ = (map)->data.mapping.pairs.start;                                   \
          p_ < (map)->data.mapping.pairs.top &&                                                     \
@@ -448,15 +685,18 @@ static cJSON *yaml_to_json(pctx_t *c, const yaml_node_t *n, int depth, const cha
             fail(c, n, "%s: string contains a NUL character", path);
             return NULL;
         }
-        if (!is_plain(n))
-            return cJSON_CreateString(sval(n));
-        if (is_null(n))
+        if (is_plain(n) && is_null(n))
             return cJSON_CreateNull();
-        if (!bool_value(n, &b))
+        if (is_plain(n) && !bool_value(n, &b))
             return cJSON_CreateBool(b);
-        if (!parse_double(sval(n), &d) && strpbrk(sval(n), "0123456789"))
+        if (is_plain(n) && !parse_double(sval(n), &d) && strpbrk(sval(n), "0123456789"))
             return cJSON_CreateNumber(d);
-        return cJSON_CreateString(sval(n));
+        char *str = NULL;
+        if (scalar_text(c, n, path, &str))
+            return NULL;
+        cJSON *j = cJSON_CreateString(str);
+        free(str);
+        return j;
     }
     if (n->type == YAML_SEQUENCE_NODE) {
         cJSON *arr = cJSON_CreateArray();
@@ -482,7 +722,14 @@ static cJSON *yaml_to_json(pctx_t *c, const yaml_node_t *n, int depth, const cha
             cJSON_Delete(obj);
             return NULL;
         }
-        cJSON_AddItemToObject(obj, sval(k), jv);
+        char *key = NULL;
+        if (scalar_text(c, k, path, &key)) {
+            cJSON_Delete(jv);
+            cJSON_Delete(obj);
+            return NULL;
+        }
+        cJSON_AddItemToObject(obj, key, jv);
+        free(key);
     }
     return obj;
 }
@@ -905,6 +1152,30 @@ out:
     return rc;
 }
 
+/* disk_size: GB as an integer, or "<n>", "<n>G[B]", "<n>T[B]" (schemas.py MEMORY_SIZE_PATTERN). */
+static int parse_disk_size(pctx_t *c, const yaml_node_t *n, const char *path, int *out)
+{
+    char *end;
+    if (n->type == YAML_SCALAR_NODE && is_null(n))
+        return 0;
+    if (n->type != YAML_SCALAR_NODE)
+        return fail(c, n, "%s: expected a size in GB, got %s", path, kind(n));
+    const char *s = sval(n);
+    errno = 0;
+    long v = isdigit((unsigned char)*s) ? strtol(s, &end, 10) : -1;
+    long mult = 1;
+    if (v >= 0 && !errno) {
+        if (!strcasecmp(end, "t") || !strcasecmp(end, "tb"))
+            mult = 1024;
+        else if (*end && strcasecmp(end, "g") && strcasecmp(end, "gb"))
+            v = -1;
+    }
+    if (v < 1 || errno || v > INT_MAX / mult)
+        return fail(c, n, "%s: invalid size '%s': expected GB such as 256, 256GB or 1TB", path, s);
+    *out = (int)(v * mult);
+    return 0;
+}
+
 void core_resources_clear(core_resources_t *r)
 {
     if (!r)
@@ -1074,8 +1345,9 @@ static int parse_resources(pctx_t *c, const yaml_node_t *n, const char *path, co
         } else if (!strcmp(key, "ports")) {
             rc = parse_ports(c, v, p2, r);
         } else if (!strcmp(key, "disk_size")) {
-            if (!is_null(v))
-                rc = get_int(c, v, p2, 1, INT_MAX, &r->disk_size);
+            rc = parse_disk_size(c, v, p2, &r->disk_size);
+            if (!rc)
+                warn_ignored(c, k, p2, DISK_WHY);
         } else if (!strcmp(key, "job_recovery") || !strcmp(key, "spot_recovery")) {
             if (recovery_key)
                 return fail(c, k,
@@ -1092,7 +1364,7 @@ static int parse_resources(pctx_t *c, const yaml_node_t *n, const char *path, co
             list = v;
             list_key = k;
         } else {
-            rc = unknown(c, k, path);
+            rc = ignored_or_unknown(c, k, v, path, ignored_resource_keys);
         }
         if (rc)
             return rc;
@@ -1175,7 +1447,8 @@ static int parse_kv(pctx_t *c, const yaml_node_t *n, const char *what, int env_n
         if (v->type != YAML_SCALAR_NODE)
             return fail(c, v, "%s: expected a string or a number, got %s", p2, kind(v));
         core_kv_t *kv = &(*out)[*nout];
-        kv->key = core_xstrdup(sval(k));
+        if ((rc = scalar_text(c, k, what, &kv->key)))
+            return rc;
         kv->mark = mark_of(k);
         (*nout)++;
         /* A bare `KEY:` (null) leaves value NULL: it must come from --env. */
@@ -1247,15 +1520,22 @@ static int parse_storage(pctx_t *c, const yaml_node_t *n, const char *path, core
                     fm->mode = CORE_MOUNT_MOUNT;
                 else if (!strcasecmp(m, "COPY"))
                     fm->mode = CORE_MOUNT_COPY;
-                else
-                    rc = fail(c, v, "%s: unknown mode '%s'. Available modes: ['MOUNT', 'COPY']", p2,
-                              m);
+                else if (!strcasecmp(m, "MOUNT_CACHED")) {
+                    /* Writes reach the bucket at once here, which MOUNT_CACHED only promises
+                     * eventually: MOUNT keeps every guarantee it makes. */
+                    fm->mode = CORE_MOUNT_MOUNT;
+                    warn(c, v, "%s: MOUNT_CACHED is MOUNT here (writes are not cached)", p2);
+                } else
+                    rc = fail(c, v,
+                              "%s: unknown mode '%s'. Available modes: ['MOUNT', 'COPY', "
+                              "'MOUNT_CACHED']",
+                              p2, m);
             }
             free(m);
         } else if (!strcmp(sval(k), "persistent")) {
             rc = get_bool(c, v, p2, &fm->persistent);
         } else {
-            rc = unknown(c, k, path);
+            rc = ignored_or_unknown(c, k, v, path, ignored_storage_keys);
         }
         if (rc)
             return rc;
@@ -1288,20 +1568,25 @@ static int parse_file_mounts(pctx_t *c, const yaml_node_t *n, core_task_t *t)
     yaml_node_t *k, *v;
     FOR_PAIRS(c, n, k, v)
     {
-        const char *dst = sval(k);
+        char *dst = NULL;
+        if ((rc = scalar_text(c, k, "file_mounts", &dst)))
+            return rc;
         char p2[256];
         snprintf(p2, sizeof(p2), "file_mounts.%s", dst);
-        if ((rc = visit(c, v)))
+        rc = visit(c, v);
+        if (!rc && dst[0] != '/' && dst[0] != '~')
+            rc = fail(c, k,
+                      "file_mounts: destination '%s' must be an absolute path or start "
+                      "with ~",
+                      dst);
+        if (!rc && has_dotdot(dst))
+            rc = fail(c, k, "file_mounts: destination '%s' must not contain '..'", dst);
+        if (rc) {
+            free(dst);
             return rc;
-        if (dst[0] != '/' && dst[0] != '~')
-            return fail(c, k,
-                        "file_mounts: destination '%s' must be an absolute path or start "
-                        "with ~",
-                        dst);
-        if (has_dotdot(dst))
-            return fail(c, k, "file_mounts: destination '%s' must not contain '..'", dst);
+        }
         core_file_mount_t *fm = &t->file_mounts[t->n_file_mounts++];
-        fm->dst = core_xstrdup(dst);
+        fm->dst = dst;
         fm->mark = mark_of(k);
         if (v->type == YAML_MAPPING_NODE) {
             if ((rc = parse_storage(c, v, p2, fm)))
@@ -1386,7 +1671,11 @@ static int parse_probe(pctx_t *c, const yaml_node_t *n, core_readiness_probe_t *
                 if (is_null(v))
                     continue;
                 if (v->type == YAML_SCALAR_NODE) {
-                    j = cJSON_ParseWithLength(sval(v), v->data.scalar.length);
+                    char *text = NULL;
+                    if ((rc = scalar_text(c, v, p2, &text)))
+                        return rc;
+                    j = scalar_has_nul(v) ? NULL : cJSON_Parse(text);
+                    free(text);
                     if (!j)
                         return fail(c, v,
                                     "Invalid JSON string for `post_data` in the "
@@ -1703,28 +1992,112 @@ void core_task_free(core_task_t *t)
     free(t->file_mounts);
     core_resources_clear(&t->resources);
     service_free(t->service);
+    for (size_t i = 0; i < t->n_warnings; i++)
+        free(t->warnings[i]);
+    free(t->warnings);
     free(t);
+}
+
+static void kv_set(core_kv_t **kv, size_t *n, const char *key, const char *value)
+{
+    for (size_t i = 0; i < *n; i++) {
+        if (!strcmp((*kv)[i].key, key)) {
+            free((*kv)[i].value);
+            (*kv)[i].value = core_xstrdup(value);
+            return;
+        }
+    }
+    *kv = core_xrealloc(*kv, (*n + 1) * sizeof(**kv));
+    core_kv_t *e = &(*kv)[(*n)++];
+    memset(e, 0, sizeof(*e));
+    e->key = core_xstrdup(key);
+    e->value = core_xstrdup(value);
+}
+
+/* A SkyPilot form this implementation refuses rather than half-honours. */
+static int unsupported(pctx_t *c, const yaml_node_t *n, const char *what)
+{
+    return fail(c, n, "%s", what);
+}
+
+/* --env and --secret, before anything names them. Non-string env members are skipped. */
+static int apply_env_overrides(pctx_t *c, core_task_t *t)
+{
+    const cJSON *e;
+    cJSON_ArrayForEach(e, c->env_over)
+    {
+        if (cJSON_IsString(e))
+            kv_set(&t->envs, &t->n_envs, e->string, e->valuestring);
+    }
+    if (c->secret_over && !cJSON_IsObject(c->secret_over)) {
+        core_mark_t none = {0, 0};
+        return errf(c->err, "task overrides", none, "secrets: expected an object");
+    }
+    cJSON_ArrayForEach(e, c->secret_over)
+    {
+        core_mark_t none = {0, 0};
+        if (!valid_env_name(e->string))
+            return errf(c->err, "task overrides", none, "secrets: invalid name '%s'", e->string);
+        if (!cJSON_IsString(e))
+            return errf(c->err, "task overrides", none, "secrets.%s: expected a string",
+                        e->string);
+        kv_set(&t->secrets, &t->n_secrets, e->string, e->valuestring);
+    }
+    return 0;
+}
+
+/* Pass 1 of parse_task: the envs and secrets that the other keys may name. */
+static int parse_env_sections(pctx_t *c, const yaml_node_t *root, core_task_t *t)
+{
+    int rc = 0;
+    yaml_node_t *k, *v;
+    FOR_PAIRS(c, root, k, v)
+    {
+        if ((rc = visit(c, v)))
+            return rc;
+        if (!strcmp(sval(k), "envs")) {
+            rc = parse_kv(c, v, "envs", 1, &t->envs, &t->n_envs);
+        } else if (!strcmp(sval(k), "secrets")) {
+            if (v->type == YAML_SEQUENCE_NODE)
+                rc = unsupported(c, v,
+                                 "secrets: references to SkyPilot's secret store are not "
+                                 "supported: give the values in the YAML or with --secret");
+            else
+                rc = parse_kv(c, v, "secrets", 1, &t->secrets, &t->n_secrets);
+        }
+        if (rc)
+            return rc;
+    }
+    return 0;
 }
 
 static int parse_task(pctx_t *c, const yaml_node_t *root, core_task_t *t)
 {
     int rc;
-    if (root->type == YAML_SCALAR_NODE && is_null(root))
-        return 0;
+    if (!root || (root->type == YAML_SCALAR_NODE && is_null(root)))
+        return apply_env_overrides(c, t);
     if (root->type != YAML_MAPPING_NODE)
         return fail(c, root, "task: expected a mapping, got %s", kind(root));
     if ((rc = check_map(c, root, "task")))
+        return rc;
+    if ((rc = parse_env_sections(c, root, t)))
+        return rc;
+    if ((rc = apply_env_overrides(c, t)))
         return rc;
     yaml_node_t *k, *v;
     FOR_PAIRS(c, root, k, v)
     {
         const char *key = sval(k);
-        if ((rc = visit(c, v)))
-            return rc;
         if (!strcmp(key, "name")) {
             rc = get_str(c, v, "name", &t->name);
         } else if (!strcmp(key, "workdir")) {
+            if (v->type == YAML_MAPPING_NODE)
+                return unsupported(c, v,
+                                   "workdir: a git repository as workdir is not supported: "
+                                   "clone it and give its local path");
+            c->subst = 1;
             rc = get_str(c, v, "workdir", &t->workdir);
+            c->subst = 0;
             if (!rc && t->workdir) {
                 if (!*t->workdir)
                     rc = fail(c, v, "workdir: expected a non-empty path");
@@ -1735,25 +2108,36 @@ static int parse_task(pctx_t *c, const yaml_node_t *root, core_task_t *t)
             rc = get_str(c, v, "setup", &t->setup);
         } else if (!strcmp(key, "run")) {
             rc = get_str(c, v, "run", &t->run);
-        } else if (!strcmp(key, "envs")) {
-            rc = parse_kv(c, v, "envs", 1, &t->envs, &t->n_envs);
-        } else if (!strcmp(key, "secrets")) {
-            rc = parse_kv(c, v, "secrets", 1, &t->secrets, &t->n_secrets);
+        } else if (!strcmp(key, "envs") || !strcmp(key, "secrets")) {
+            /* pass 1 */
         } else if (!strcmp(key, "file_mounts")) {
+            c->subst = 1;
             rc = parse_file_mounts(c, v, t);
+            c->subst = 0;
         } else if (!strcmp(key, "num_nodes")) {
             if (!is_null(v))
                 rc = get_int(c, v, "num_nodes", 1, INT_MAX, &t->num_nodes);
+            if (!rc && t->num_nodes > 1)
+                rc = fail(c, v,
+                          "num_nodes: %d: multi-node tasks are not supported yet; every task "
+                          "runs on one instance (use num_nodes: 1)",
+                          t->num_nodes);
         } else if (!strcmp(key, "resources")) {
             core_resources_clear(&t->resources);
             rc = parse_resources(c, v, "resources", &t->resources, 0);
         } else if (!strcmp(key, "service")) {
             if (!is_null(v)) {
                 t->service = core_xcalloc(1, sizeof(*t->service));
+                c->subst = 1;
                 rc = parse_service(c, v, t->service);
+                c->subst = 0;
             }
+        } else if (!strcmp(key, "pool")) {
+            rc = unsupported(c, k,
+                             "pool: SkyPilot pools are not supported (launch managed jobs "
+                             "without a pool)");
         } else {
-            rc = unknown(c, k, "task");
+            rc = ignored_or_unknown(c, k, v, "task", ignored_task_keys);
         }
         if (rc)
             return rc;
@@ -1771,8 +2155,159 @@ static int syntax_error(const yaml_parser_t *p, const char *file, char **err)
     return errf(err, file, cm, "YAML syntax error: %s", what);
 }
 
-int core_task_parse(const char *text, size_t len, const char *filename, core_task_t **out,
-                    char **err)
+/* ------------------------------------------------------------------ */
+/* overrides (the CLI's task flags) */
+
+#define OVERRIDES         "task overrides"
+#define MAX_OVERRIDE_DEPTH 8
+
+/* <j> as a node of <d> (strings as plain scalars, as a flag's value would be
+ * read in a YAML); 0 when it nests too deeply. */
+static int json_to_yaml(yaml_document_t *d, const cJSON *j, int depth)
+{
+    char num[40];
+    const char *text = "null";
+    if (depth > MAX_OVERRIDE_DEPTH)
+        return 0;
+    if (cJSON_IsArray(j) || cJSON_IsObject(j)) {
+        int id = cJSON_IsArray(j)
+                     ? yaml_document_add_sequence(d, NULL, YAML_ANY_SEQUENCE_STYLE)
+                     : yaml_document_add_mapping(d, NULL, YAML_ANY_MAPPING_STYLE);
+        const cJSON *e;
+        cJSON_ArrayForEach(e, j)
+        {
+            int v = json_to_yaml(d, e, depth + 1);
+            if (!id || !v)
+                return 0;
+            if (cJSON_IsArray(j)) {
+                yaml_document_append_sequence_item(d, id, v);
+                continue;
+            }
+            int k = yaml_document_add_scalar(d, NULL, (yaml_char_t *)e->string,
+                                             (int)strlen(e->string), YAML_PLAIN_SCALAR_STYLE);
+            if (!k)
+                return 0;
+            yaml_document_append_mapping_pair(d, id, k, v);
+        }
+        return id;
+    }
+    if (cJSON_IsString(j))
+        text = j->valuestring;
+    else if (cJSON_IsBool(j))
+        text = cJSON_IsTrue(j) ? "true" : "false";
+    else if (cJSON_IsNumber(j)) {
+        py_num(j->valuedouble, num, sizeof(num));
+        text = num;
+    }
+    return yaml_document_add_scalar(d, NULL, (yaml_char_t *)text, (int)strlen(text),
+                                    YAML_PLAIN_SCALAR_STYLE);
+}
+
+static void replace_str(char **dst, const char *src)
+{
+    free(*dst);
+    *dst = xdup_or_null(src);
+}
+
+/* Resources.copy(<key>=...): the field <key> of <o> replaces <dst>'s. */
+static void override_field(core_resources_t *dst, const core_resources_t *o, const char *key)
+{
+    if (!strcmp(key, "infra") || !strcmp(key, "cloud"))
+        replace_str(&dst->cloud, o->cloud);
+    if (!strcmp(key, "infra") || !strcmp(key, "region"))
+        replace_str(&dst->region, o->region);
+    if (!strcmp(key, "infra") || !strcmp(key, "zone"))
+        replace_str(&dst->zone, o->zone);
+    if (!strcmp(key, "cpus")) {
+        dst->cpus = o->cpus;
+        dst->cpus_plus = o->cpus_plus;
+    } else if (!strcmp(key, "memory")) {
+        dst->memory_gb = o->memory_gb;
+        dst->memory_plus = o->memory_plus;
+    } else if (!strcmp(key, "accelerators")) {
+        replace_str(&dst->accelerator, o->accelerator);
+        dst->accelerator_count = o->accelerator_count;
+    } else if (!strcmp(key, "instance_type")) {
+        replace_str(&dst->instance_type, o->instance_type);
+    } else if (!strcmp(key, "use_spot")) {
+        dst->use_spot = o->use_spot;
+    } else if (!strcmp(key, "ports")) {
+        free(dst->ports);
+        ports_copy(dst, o);
+    } else if (!strcmp(key, "disk_size")) {
+        dst->disk_size = o->disk_size;
+    } else if (!strcmp(key, "job_recovery") || !strcmp(key, "spot_recovery")) {
+        free(dst->job_recovery.recover_on_exit_codes);
+        job_recovery_copy(&dst->job_recovery, &o->job_recovery);
+    }
+}
+
+static int override_resources(pctx_t *c, const cJSON *res, core_task_t *t)
+{
+    yaml_document_t doc;
+    core_resources_t o;
+    core_mark_t none = {0, 0};
+    if (!cJSON_IsObject(res))
+        return errf(c->err, OVERRIDES, none, "resources: expected an object");
+    if (!yaml_document_initialize(&doc, NULL, NULL, NULL, 1, 1))
+        abort();
+    int root = json_to_yaml(&doc, res, 0);
+    int rc = root ? 0 : errf(c->err, OVERRIDES, none, "resources: nested too deeply");
+    c->doc = &doc;
+    resources_init(&o);
+    if (!rc)
+        rc = parse_resources(c, yaml_document_get_node(&doc, root), "resources", &o, 1);
+    for (const cJSON *e = res->child; !rc && e; e = e->next) {
+        override_field(&t->resources, &o, e->string);
+        for (size_t i = 0; i < t->resources.n_any_of; i++)
+            override_field(&t->resources.any_of[i], &o, e->string);
+    }
+    core_resources_clear(&o);
+    yaml_document_delete(&doc);
+    c->doc = NULL;
+    return rc;
+}
+
+static int apply_overrides(pctx_t *c, const cJSON *ov, core_task_t *t)
+{
+    core_mark_t none = {0, 0};
+    if (!ov)
+        return 0;
+    if (!cJSON_IsObject(ov))
+        return errf(c->err, OVERRIDES, none, "expected an object");
+    for (const cJSON *e = ov->child; e; e = e->next) {
+        int rc = 0;
+        if (!strcmp(e->string, "secrets")) {
+            /* applied with the envs, before substitution */
+        } else if (!strcmp(e->string, "resources")) {
+            rc = override_resources(c, e, t);
+        } else if (!strcmp(e->string, "workdir")) {
+            if (!cJSON_IsNull(e) && (!cJSON_IsString(e) || !e->valuestring[0]))
+                return errf(c->err, OVERRIDES, none, "workdir: expected a path");
+            replace_str(&t->workdir, cJSON_IsString(e) ? e->valuestring : NULL);
+            free(t->workdir_resolved);
+            t->workdir_resolved = t->workdir ? resolve_local_path(t->workdir) : NULL;
+        } else if (!strcmp(e->string, "num_nodes")) {
+            if (!cJSON_IsNumber(e) || e->valuedouble != floor(e->valuedouble) ||
+                e->valuedouble < 1 || e->valuedouble > INT_MAX)
+                return errf(c->err, OVERRIDES, none, "num_nodes: expected a positive integer");
+            if (e->valuedouble > 1)
+                return errf(c->err, OVERRIDES, none,
+                            "num_nodes: %.0f: multi-node tasks are not supported yet; every "
+                            "task runs on one instance",
+                            e->valuedouble);
+            t->num_nodes = 1;
+        } else {
+            return errf(c->err, OVERRIDES, none, "unknown override '%s'", e->string);
+        }
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+int core_task_parse_with(const char *text, size_t len, const char *filename, const cJSON *envs,
+                         const cJSON *overrides, core_task_t **out, char **err)
 {
     yaml_parser_t parser;
     yaml_document_t doc, doc2;
@@ -1814,8 +2349,16 @@ int core_task_parse(const char *text, size_t len, const char *filename, core_tas
     t->filename = core_xstrdup(file);
     t->num_nodes = 1;
     resources_init(&t->resources);
-    pctx_t c = {.doc = &doc, .file = file, .err = err};
-    if (root && (rc = parse_task(&c, root, t)))
+    pctx_t c = {.doc = &doc,
+                .file = file,
+                .err = err,
+                .task = t,
+                .env_over = envs,
+                .secret_over = cJSON_GetObjectItemCaseSensitive(overrides, "secrets")};
+    if ((rc = parse_task(&c, root, t)))
+        goto out;
+    pctx_t oc = {.file = OVERRIDES, .err = err, .task = t, .no_marks = 1};
+    if ((rc = apply_overrides(&oc, overrides, t)))
         goto out;
     *out = t;
     t = NULL;
@@ -1825,6 +2368,12 @@ out:
         yaml_document_delete(&doc);
     yaml_parser_delete(&parser);
     return rc;
+}
+
+int core_task_parse(const char *text, size_t len, const char *filename, core_task_t **out,
+                    char **err)
+{
+    return core_task_parse_with(text, len, filename, NULL, NULL, out, err);
 }
 
 int core_task_load(const char *path, core_task_t **out, char **err)

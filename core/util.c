@@ -56,16 +56,18 @@ unsigned long long core_mono_ms(void)
     return (unsigned long long)ts.tv_sec * 1000ull + (unsigned long long)ts.tv_nsec / 1000000ull;
 }
 
-char *core_home_dir(void)
+static char *home_dir(void)
 {
     const char *env = getenv("SKY_HOME");
-    char *dir;
-    if (env && *env) {
-        dir = core_xstrdup(env);
-    } else {
-        const char *home = getenv("HOME");
-        dir = core_xasprintf("%s/.sky", home && *home ? home : "/tmp");
-    }
+    if (env && *env)
+        return core_xstrdup(env);
+    const char *home = getenv("HOME");
+    return core_xasprintf("%s/.sky", home && *home ? home : "/tmp");
+}
+
+char *core_home_dir(void)
+{
+    char *dir = home_dir();
     core_mkdir_p(dir, 0700);
     return dir;
 }
@@ -73,6 +75,14 @@ char *core_home_dir(void)
 char *core_home_path(const char *rel)
 {
     char *dir = core_home_dir();
+    char *p = core_xasprintf("%s/%s", dir, rel);
+    free(dir);
+    return p;
+}
+
+char *core_home_peek(const char *rel)
+{
+    char *dir = home_dir();
     char *p = core_xasprintf("%s/%s", dir, rel);
     free(dir);
     return p;

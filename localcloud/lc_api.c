@@ -122,6 +122,10 @@ static void handle_stop(lc_daemon_t *d, core_http_conn_t *c, lc_inst_t *in,
 /* POST /v1/down's last step, once every instance is gone: strays and the bridge. */
 void lc_down_cleanup(lc_daemon_t *d)
 {
+    /* Taken down on purpose: a client restarts it only when a user asks for it again. */
+    char *mark = core_xasprintf("%s/down", d->dir);
+    core_write_file(mark, "", 0, 0600);
+    free(mark);
     if (d->mode != LC_MODE_NETNS)
         return;
     char prefix[32];

@@ -217,6 +217,9 @@ int main(int argc, char **argv)
     char *pidpath = core_xasprintf("%s/pid", d->dir);
     core_write_file(pidpath, buf, (size_t)n, 0600);
     free(pidpath);
+    char *downpath = core_xasprintf("%s/down", d->dir);
+    unlink(downpath);
+    free(downpath);
 
     if (d->mode == LC_MODE_PROCESS)
         CORE_WARN("not root (or --process-mode): instances are process groups on 127.0.0.x "

@@ -23,8 +23,8 @@
  * id order. A task goes through up to three phases, each one process group
  * started with uv_spawn(UV_PROCESS_DETACHED) (setsid, so pgid == pid):
  *   SYNC   workdir -> <home>/sky_workdir and COPY file_mounts (cp -a), in one bash
- *   SETUP  bash <task dir>/setup.sh >> setup.log
- *   RUN    bash <task dir>/run.sh   >> run.log
+ *   SETUP  <task dir>/setup.sh >> setup.log, after ~/.bashrc (TASK_SHELL)
+ *   RUN    <task dir>/run.sh   >> run.log, after ~/.bashrc
  * MOUNT file_mounts are bind mounts done by the agent itself before SYNC.
  *
  * When a phase's leader exits, whatever it left running in its group gets
@@ -429,12 +429,22 @@ static void start_sync(agent_t *a, agent_task_t *t)
                core_xasprintf("cannot start the workdir/file_mounts sync: %s", core_strerror(rc)));
 }
 
+/*
+ * setup and run begin as SkyPilot's task scripts do (make_task_bash_script:
+ * `source ~/.bashrc` first), so that what setup appends to ~/.bashrc, such
+ * as the seed's `echo export WANDB_API_KEY=... >> ~/.bashrc`, reaches run.
+ * The script is sourced from a `bash -c` so that its line numbers stay its
+ * own; $0 is its path.
+ */
+static const char TASK_SHELL[] = "if [ -f ~/.bashrc ]; then . ~/.bashrc; fi\n"
+                                 ". \"$0\"\n";
+
 static void start_script(agent_t *a, agent_task_t *t, agent_phase_t phase)
 {
     const char *what = phase == AGENT_PHASE_SETUP ? "setup" : "run";
     char *script = agent_task_file(a, t->id, phase == AGENT_PHASE_SETUP ? "setup.sh" : "run.sh");
     char *cwd = task_cwd(a, t);
-    char *args[] = {a->bash, script, NULL};
+    char *args[] = {a->bash, "-c", (char *)TASK_SHELL, script, NULL};
     int rc =
         spawn_phase(a, t, phase, args, cwd, phase == AGENT_PHASE_SETUP ? "setup.log" : "run.log");
     free(script);

@@ -45,7 +45,11 @@ typedef int (*core_catalog_zone_cb)(const char *cloud, const char *region, const
                                     void *arg);
 int core_catalog_each_zone(const core_catalog_t *cat, core_catalog_zone_cb cb, void *arg);
 
-/* "1x Local([Spot]vCPU=2)"-style label, as the serve tables print RESOURCES. */
+/* "GCP" for "gcp", "AWS" for "aws", ... (static); an unknown cloud as given. */
+const char *core_cloud_display_name(const char *cloud);
+
+/* "1x GCP([Spot]vCPU=2)": the candidate's cloud as the reference names it
+ * (core_cloud_display_name), as the seed's serve tables print RESOURCES. */
 void core_candidate_label(const core_candidate_t *c, char *out, size_t outlen);
 
 /*

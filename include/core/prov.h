@@ -60,8 +60,9 @@ struct core_prov {
 };
 
 /*
- * The local cloud provider: an HTTP client of sky-localcloud, started if it
- * is not running ($SKY_HOME/localcloud/). Each call is a blocking request.
+ * The local cloud provider: an HTTP client of sky-localcloud, started again
+ * if it died but not if it was taken down ($SKY_HOME/localcloud/,
+ * CORE_LC_RESTART in core/localcloud.h). Each call is a blocking request.
  * The registry's default driver; *err (may be NULL) gets a sentence.
  */
 int core_prov_local_open(core_prov_t **out, char **err);

@@ -186,6 +186,10 @@ typedef struct core_task {
     int num_nodes;                /* default 1 */
     core_resources_t resources;   /* defaults when the section is absent */
     core_service_spec_t *service; /* NULL when there is no service: section */
+    /* Valid SkyPilot keys this implementation cannot honour: one
+     * "file:line:col: warning: ..." each, in file order (then overrides'). */
+    char **warnings;
+    size_t n_warnings;
 } core_task_t;
 
 /* Reads <path> (at most CORE_SPEC_MAX_BYTES) and parses it. 0 or CORE_ESPEC / -errno. */
@@ -193,6 +197,35 @@ int core_task_load(const char *path, core_task_t **out, char **err);
 /* <filename> is only used in messages (e.g. "<db>"); NULL gives "<string>". */
 int core_task_parse(const char *text, size_t len, const char *filename, core_task_t **out,
                     char **err);
+
+/*
+ * The task as a user asked for it, in the reference's order
+ * (sky/utils/task_yaml.py from_yaml_config, command.py
+ * _make_task_or_dag_from_entrypoint_with_overrides):
+ *   1. <envs> (the CLI's --env/--env-file, a JSON object of strings) and
+ *      overrides.secrets (--secret) replace or add the YAML's envs and secrets;
+ *   2. `${VAR}` and `$VAR` naming one of them (secrets win) are substituted in
+ *      file_mounts (keys and values), the service section and workdir; other
+ *      names stay as written;
+ *   3. the rest of <overrides> (the task flags) is applied, see below.
+ * Both may be NULL. The stores keep <envs> and <overrides> next to the YAML,
+ * so that a restarted controller rebuilds the same task from the three.
+ *
+ * <overrides> members (each optional; a null value resets the field):
+ *   "resources": {"cpus": "4+", "memory": "16+", "accelerators": "V100:1",
+ *       "instance_type": S, "use_spot": B, "infra": "cloud[/region[/zone]]",
+ *       "cloud": S, "region": S, "zone": S, "ports": [S...],
+ *       "job_recovery": "FAILOVER", and the resource keys that only warn
+ *       (image_id, disk_size, disk_tier, network_tier)} applied to the
+ *       resources and to every any_of/ordered entry (Resources.copy(**override));
+ *   "secrets": {"K": "V"}; "workdir": an absolute path; "num_nodes": N.
+ * Values are checked as the same YAML keys would be; errors name
+ * "task overrides". Unknown members are errors.
+ */
+struct cJSON;
+int core_task_parse_with(const char *text, size_t len, const char *filename,
+                         const struct cJSON *envs, const struct cJSON *overrides,
+                         core_task_t **out, char **err);
 void core_task_free(core_task_t *t);
 
 /*
@@ -220,7 +253,6 @@ int core_task_validate_job(const core_task_t *t, char **err);
 void core_task_set_env(core_task_t *t, const char *key, const char *value);
 /* core_task_set_env for each string of a JSON object (the CLI's --env and
  * --env-file overrides as the APIs carry them); other members are skipped. */
-struct cJSON;
 void core_task_set_envs(core_task_t *t, const struct cJSON *envs);
 
 /*

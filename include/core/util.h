@@ -14,6 +14,8 @@ unsigned long long core_mono_ms(void);
  */
 char *core_home_dir(void);
 char *core_home_path(const char *rel);
+/* core_home_path without creating $SKY_HOME: for questions, which leave no trace. */
+char *core_home_peek(const char *rel);
 /* mkdir -p with <mode>; 0 if it exists already. */
 int core_mkdir_p(const char *path, mode_t mode);
 /* rm -rf; 0 if it did not exist. */

@@ -37,8 +37,10 @@ TERMINAL_STATES = {"SHUTTING_DOWN", "PREEMPTED", "FAILED", "FAILED_CLEANUP",
 SERVICES_HEADER = ["NAME", "VERSION", "UPTIME", "STATUS", "REPLICAS", "ENDPOINT"]
 SERVICES_HEADER_V = SERVICES_HEADER + ["AUTOSCALING_POLICY", "LOAD_BALANCING_POLICY",
                                        "REQUESTED_RESOURCES"]
+# The seed's columns; -v adds ZONE.
 REPLICAS_HEADER = ["SERVICE_NAME", "ID", "VERSION", "ENDPOINT", "LAUNCHED", "RESOURCES",
-                   "STATUS", "REGION", "ZONE"]
+                   "STATUS", "REGION"]
+REPLICAS_HEADER_V = REPLICAS_HEADER + ["ZONE"]
 
 
 # Timings shortened through the controller's config (docs/serve-config.md):
@@ -87,7 +89,7 @@ def parse_status(out, verbose=False):
     body = [line for line in rest if not line.startswith("... ")]
     if body == ["No existing replicas."]:
         return services, [], hints
-    replicas = parse_table(body, REPLICAS_HEADER)
+    replicas = parse_table(body, REPLICAS_HEADER_V if verbose else REPLICAS_HEADER)
     return services, replicas, hints
 
 

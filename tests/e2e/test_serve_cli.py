@@ -90,7 +90,7 @@ def make_handler(fake):
             if self.headers.get("Authorization") != "Bearer " + TOKEN:
                 return self._json(401, {"error": "missing or wrong bearer token"})
             parts = url.path.strip("/").split("/")
-            if url.path == "/health":
+            if url.path in ("/health", "/v1/health"):  # the controller's and the local cloud's
                 return self._json(200, {"status": "ok", "pid": os.getpid()})
             if url.path == "/api/services" and method == "GET":
                 names = q.get("names", [""])[0]
@@ -176,6 +176,10 @@ def env():
     with open(os.path.join(home, "token"), "w") as f:
         f.write(TOKEN)
     with open(os.path.join(home, "serve", "controller.port"), "w") as f:
+        f.write("%d\n" % srv.server_address[1])
+    # `sky serve up` makes sure the local cloud runs: the fake answers its health check too.
+    os.makedirs(os.path.join(home, "localcloud"))
+    with open(os.path.join(home, "localcloud", "port"), "w") as f:
         f.write("%d\n" % srv.server_address[1])
     e = {k: v for k, v in os.environ.items() if k != "SKY_HOME"}
     e["SKY_HOME"] = home
@@ -294,9 +298,15 @@ def test_up_errors(env):
     spec = os.path.join(env.home, "bad.yaml")
     with open(spec, "w") as f:
         f.write("service:\n  replicas: x\n")
+    # The CLI reads the YAML first: its errors show at once, and nothing is sent.
+    p = env.run("serve", "up", "bad.yaml", "-n", "bad", "-y", rc=1)
+    assert p.stderr == "bad.yaml:2:13: service.replicas: expected an integer, got 'x'\n"
+    assert not [r for r in env.fake.requests if r[0] == "POST"]
+    with open(spec, "w") as f:
+        f.write("service:\n  replicas: 1\nresources:\n  ports: 8080\n")
     env.fake.up_reply = (400, {"error": "%s:2:13: replicas must be an integer" % spec})
     p = env.run("serve", "up", "bad.yaml", "-n", "bad", "-y", rc=1)
-    # Spec errors are printed as the controller wrote them: file:line:col: message.
+    # Spec errors the controller finds are printed as it wrote them: file:line:col: message.
     assert p.stderr == "%s:2:13: replicas must be an integer\n" % spec
     assert p.stdout == ""
 
@@ -324,21 +334,21 @@ def test_status_tables(env):
     assert [r["ID"] for r in replicas] == ["1", "2", "3", "4"]
     r1 = replicas[0]
     assert (r1["SERVICE_NAME"], r1["VERSION"], r1["ENDPOINT"], r1["RESOURCES"], r1["STATUS"],
-            r1["REGION"], r1["ZONE"]) == ("http-server", "1", "http://198.18.0.2:8081",
-                                          "1x Local([Spot]vCPU=2)", "READY", "local-a",
-                                          "local-a1a")
+            r1["REGION"]) == ("http-server", "1", "http://198.18.0.2:8081",
+                              "1x Local([Spot]vCPU=2)", "READY", "local-a")
     assert re.fullmatch(r"3 mins ago", r1["LAUNCHED"])
     assert replicas[2]["ENDPOINT"] == "-" and replicas[2]["RESOURCES"] == "1x Local(vCPU=2)"
     lines = p.stdout.split("\n")
-    # Exactly the seed's header spacing for this content.
+    # Exactly the seed's columns and header spacing for this content.
     assert lines[1] == "NAME         VERSION  UPTIME  STATUS  REPLICAS  ENDPOINT"
     assert lines[5] == ("SERVICE_NAME  ID  VERSION  ENDPOINT                LAUNCHED    "
-                        "RESOURCES               STATUS         REGION   ZONE")
+                        "RESOURCES               STATUS         REGION")
     assert lines[8] == ("http-server   3   1        -                       3 mins ago  "
-                        "1x Local(vCPU=2)        SHUTTING_DOWN  local-a  local-a1a")
+                        "1x Local(vCPU=2)        SHUTTING_DOWN  local-a")
 
     p = env.run("serve", "status", "-v")
     services, replicas, _ = parse_status(p.stdout, verbose=True)
+    assert replicas[0]["ZONE"] == "local-a1a"
     assert services[0]["AUTOSCALING_POLICY"].startswith("Autoscaling from 2 to 3 replicas")
     assert services[0]["LOAD_BALANCING_POLICY"] == "least_load"
     assert services[0]["REQUESTED_RESOURCES"] == "1x Local([Spot]vCPU=2+)"

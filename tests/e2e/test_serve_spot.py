@@ -58,8 +58,11 @@ def check_tables(stack, name, nready=None):
             continue
         assert ("[Spot]" in r["RESOURCES"]) == bool(j["is_spot"]), (
             "replica %s: RESOURCES %r but is_spot %s" % (r["ID"], r["RESOURCES"], j["is_spot"]))
+        # As the seed shows it: the catalog's cloud (1x GCP([Spot]vCPU=2)), not the provider's.
+        m = re.fullmatch(r"1x (GCP|AWS)\((\[Spot\])?vCPU=\d+\)", r["RESOURCES"])
+        assert m, r
+        assert not j.get("cloud") or m.group(1) == j["cloud"].upper(), (r, j)
     for r in replicas:
-        assert re.fullmatch(r"1x Local\((\[Spot\])?vCPU=\d+\)", r["RESOURCES"]), r
         assert re.fullmatch(r"\d+ (sec|min|hr|day)s? ago", r["LAUNCHED"]), r
         assert r["ENDPOINT"] == "-" or re.fullmatch(r"http://[\d.]+:\d+", r["ENDPOINT"]), r
     return services, replicas

@@ -9,6 +9,7 @@ shows every attempt's output; a `kill -9` of the jobs controller while a job
 runs or recovers is repaired by the next `sky spot` command without losing,
 duplicating or leaking anything.
 """
+import json
 import os
 import re
 import signal
@@ -222,19 +223,33 @@ def test_controller_killed_while_recovering(stack):
     assert user_processes(run_id) == []
 
 
-def test_status_restarts_a_dead_controller_with_nothing_to_do(stack):
-    """No job at all: status starts the controller and says so plainly."""
+def test_status_starts_a_controller_only_for_work_it_died_with(stack):
+    """A question never starts the jobs controller (or the local cloud) just to say
+    there are no jobs; a controller killed with its state on disk is restarted by the
+    next command; one that stopped with nothing to do stays stopped until --refresh
+    (the reference's `sky jobs queue --refresh`) or a launch."""
     p = stack.sky("spot", "status")
     assert p.stdout == "Fetching managed spot job status...\nNo in-progress managed spot jobs.\n"
+    assert stack.controller_pid() is None and stack.home_processes() == []
+    job_id = stack.launch(stack.write("quick.yaml", "name: quick\nrun: echo quick-done\n"))
+    stack.wait_status(job_id, "SUCCEEDED", 60)
     pid = stack.controller_pid()
-    assert pid
-    with open(os.path.join(stack.home, "jobs", "controller.port")) as f:
-        assert int(f.read().strip()) > 0
     stack.kill_controller()
     p = stack.sky("spot", "status", "--json")
-    assert p.stdout.replace("\t", "").replace("\n", "") in ('{"jobs":[]}', '{"jobs":[ ]}'), \
-        p.stdout
-    assert stack.controller_pid() not in (None, pid)
+    assert [j["job_id"] for j in json.loads(p.stdout)["jobs"]] == [job_id]
+    pid2 = stack.controller_pid()
+    assert pid2 not in (None, pid)
+    # Stopped with nothing to do: questions answer without it, and say how to list the jobs.
+    stack.stop_controller()
+    assert os.path.exists(os.path.join(stack.home, "jobs", "controller.stopped"))
+    p = stack.sky("jobs", "queue")
+    assert p.stdout == ("Fetching managed job statuses...\nManaged jobs\nNo in-progress managed "
+                        "jobs.\n"), p.stdout
+    assert "--refresh" in p.stderr and stack.controller_pid() is None
+    p = stack.sky("jobs", "queue", "--refresh", "--json")
+    assert [j["job_id"] for j in json.loads(p.stdout)["jobs"]] == [job_id]
+    assert stack.controller_pid() not in (None, pid2)
+    assert not os.path.exists(os.path.join(stack.home, "jobs", "controller.stopped"))
 
 
 def test_local_cloud_killed_while_running(stack):

@@ -645,3 +645,26 @@ def test_unstartable_phase_fails_cleanly(agent, tmp_path):
     assert "cannot start run" in agent.logs(tid)[1]
     # The agent keeps serving and running tasks.
     assert agent.wait(agent.submit(name="after", run="true"))["status"] == "SUCCEEDED"
+
+
+def test_setup_and_run_source_bashrc(agent):
+    """As SkyPilot's task scripts: ~/.bashrc first, so the seed's setup line
+    `echo export WANDB_API_KEY=... >> ~/.bashrc` reaches run. The scripts keep
+    their own line numbers and $0, and their exit code."""
+    setup = ("echo export WANDB_API_KEY=seed-key >> ~/.bashrc\n"
+             "echo 'greet() { echo hi from a function; }' >> ~/.bashrc\n")
+    # A function (not exported): ~/.bashrc is sourced by run's own shell.
+    run = ("greet\n"
+           'echo "key=$WANDB_API_KEY script=$(basename $0)"\n'
+           "echo \"line=$LINENO\"\n"
+           "exit 7\n")
+    t = agent.wait(agent.submit(name="bashrc", setup=setup, run=run))
+    assert t["status"] == "FAILED" and t["exit_code"] == 7, t
+    out = agent.logs(t["task_id"])[1]
+    assert out.startswith("hi from a function\n"), out
+    assert "key=seed-key script=run.sh\n" in out, out
+    assert "line=3\n" in out, out
+    # A task without a ~/.bashrc runs as before.
+    os.remove(os.path.join(agent.home, ".bashrc"))
+    t = agent.wait(agent.submit(name="plain", run='echo "key=[$WANDB_API_KEY]"'))
+    assert t["status"] == "SUCCEEDED" and "key=[]" in agent.logs(t["task_id"])[1]

@@ -19,8 +19,9 @@ from skytest.procs import processes_naming
 
 KNOWN = {"launch", "exec", "status", "logs", "down",
          "cloud status", "cloud preempt", "cloud capacity", "cloud replay", "cloud usage",
-         "cloud down",
+         "cloud up", "cloud down",
          "serve up", "serve status", "serve update", "serve down", "serve logs",
+         "jobs launch", "jobs queue", "jobs logs", "jobs cancel", "jobs dashboard",
          "spot launch", "spot status", "spot queue", "spot logs", "spot cancel"}
 
 
@@ -123,4 +124,57 @@ def test_bad_numbers_exit_2(home, args):
     p = sky(home, *args)
     assert p.returncode == 2 and "invalid" in p.stderr and "usage: sky " in p.stderr, p.stderr
     assert p.stdout == ""
+    assert not os.path.exists(home)
+
+
+# Questions on a SKY_HOME where nothing ever ran: the answer, and no daemon (no
+# controller, no local cloud), no file, not even the SKY_HOME.
+@pytest.mark.parametrize("args,rc,out", [
+    (["spot", "status"], 0, "Fetching managed spot job status...\nNo in-progress managed spot jobs.\n"),
+    (["spot", "queue", "--json"], 0, '{\n\t"jobs":\t[]\n}\n'),
+    (["jobs", "queue"], 0, "Fetching managed job statuses...\nManaged jobs\nNo in-progress managed "
+                           "jobs.\n"),
+    (["jobs", "queue", "-s", "-u", "-v"], 0, "Fetching managed job statuses...\nManaged jobs "
+                                             "(showing in-progress jobs only)\nNo in-progress "
+                                             "managed jobs.\n"),
+    (["jobs", "cancel", "-a", "-y"], 0, "No job to cancel.\n"),
+    (["spot", "cancel", "-n", "x", "-y"], 0, "No running job found with name 'x'.\n"),
+    (["jobs", "logs", "--no-follow"], 1, ""),
+    (["serve", "status"], 0, "Services\nNo existing services.\n"),
+    (["serve", "down", "-a", "-y"], 0, "No service to terminate.\n"),
+    (["serve", "logs", "svc", "--controller"], 1, ""),
+    (["cloud", "status"], 0, "No instances.\n"),
+    (["cloud", "usage"], 0, "The local cloud is not running.\n"),
+    (["cloud", "down", "-y"], 0, "The local cloud is not running.\n"),
+])
+def test_questions_start_nothing(home, args, rc, out):
+    p = sky(home, *args)
+    assert p.returncode == rc and p.stdout == out, (p.stdout, p.stderr)
+    assert not os.path.exists(home), os.listdir(home)
+
+
+def test_spot_help_says_spot_by_default(home):
+    p = sky(home, "spot", "--help")
+    assert p.returncode == 0
+    assert "runs on spot instances unless its YAML\nsays `use_spot: false`" in p.stdout, p.stdout
+    assert "jobs    Managed jobs" in sky(home, "--help").stdout
+
+
+def test_launch_dryrun_prints_the_plan_and_launches_nothing(home):
+    p = sky(home, "launch", "--dryrun", "--gpus", "V100:1", "--use-spot", "--infra", "aws",
+            "nvidia-smi")
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert lines[0] == "Considered resources (1 node):"
+    assert lines[1].split() == ["CLOUD", "INSTANCE", "vCPUs", "Mem(GB)", "ACCELERATORS",
+                                "REGION/ZONE", "COST", "($)", "CHOSEN"]
+    assert lines[2].split()[:5] == ["AWS", "p3.2xlarge[Spot]", "8", "61", "V100:1"], lines
+    assert lines[2].endswith("\u2714") and len(lines) == 5, lines
+    assert lines[3].startswith("Chosen: 1x AWS([Spot]vCPU=8, V100:1) (p3.2xlarge, spot) in "
+                               "us-east-1/us-east-1a at $"), lines
+    assert lines[4] == "Dryrun finished."
+    p = sky(home, "launch", "--dryrun", "--gpus", "H200:3", "echo", "hi")
+    assert p.returncode == 1 and "H200:3" in p.stderr, p.stderr
+    p = sky(home, "launch", "--dryrun", "--num-nodes", "4", "echo", "hi")
+    assert p.returncode == 1 and "multi-node tasks are not supported yet" in p.stderr, p.stderr
     assert not os.path.exists(home)

@@ -8,6 +8,7 @@ import os
 import sqlite3
 import subprocess
 import tempfile
+import time
 
 import pytest
 from skytest.paths import SKY
@@ -187,3 +188,52 @@ def test_cluster_database_of_before_schema_versions(home):
     assert db.execute("PRAGMA user_version").fetchone()[0] == 1
     db.close()
 
+
+def test_task_flags_command_entrypoint_exec_fit_and_async(home):
+    """SkyPilot's task flags on launch and exec, a command as ENTRYPOINT, --async."""
+    d, env = home
+    env = dict(env, MY_SECRET="from-here")
+    # A command, not a YAML: run: of a task named sky-cmd. --cpus picks a 4-vCPU type.
+    r = sky(env, "launch", "-c", "c5", "--cpus", "4", "--no-use-spot", "--env", "X=1",
+            "--secret", "MY_SECRET", "--secret", "OTHER=two", "-y",
+            "echo", "x=$X", "secret=$MY_SECRET/$OTHER")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "x=1 secret=from-here/two" in r.stdout, r.stdout
+    st = json.loads(sky(env, "status", "--json").stdout)["clusters"]
+    c5 = [c for c in st if c["name"] == "c5"][0]
+    assert c5["instance_type"] in ("c6i.xlarge", "m6i.xlarge", "e2-standard-4",
+                                   "n2-standard-4"), c5
+    assert c5["spot"] is False and "vCPU=4" in c5["resources"], c5
+
+    # exec ignores --cpus as the reference does, and refuses resources the cluster lacks.
+    r = sky(env, "exec", "c5", "--cpus", "64", "echo exec-ran")
+    assert r.returncode == 0 and "Override param cpus=64 is ignored." in r.stdout, r.stdout
+    assert "exec-ran" in r.stdout
+    r = sky(env, "exec", "c5", "--gpus", "V100:1", "echo never")
+    assert r.returncode == 1 and "do not fit cluster 'c5'" in r.stderr, r.stderr
+    r = sky(env, "exec", "c5", "--use-spot", "echo never")
+    assert r.returncode == 1 and "do not fit cluster 'c5'" in r.stderr, r.stderr
+
+    # --async returns at once; the launch goes on in the background, logging to a file.
+    r = sky(env, "launch", "-c", "c6", "--async", "-y", "echo", "async-done")
+    assert r.returncode == 0, r.stdout + r.stderr
+    log = r.stdout.split("its output goes to ", 1)[1].split("\n", 1)[0]
+    deadline = time.monotonic() + 60
+    text = ""
+    while time.monotonic() < deadline:
+        with open(log) as f:
+            text = f.read()
+        if "async-done" in text:
+            break
+        time.sleep(0.3)
+    assert "async-done" in text and "Submitted task 1 to cluster 'c6'." in text, text
+    st = json.loads(sky(env, "status", "--json").stdout)["clusters"]
+    assert [c["status"] for c in st if c["name"] == "c6"] == ["UP"], st
+
+    # Flags are checked as the YAML's keys, before anything is launched.
+    r = sky(env, "launch", "-c", "c7", "--memory", "lots", "echo x")
+    assert r.returncode == 1 and r.stderr.startswith("task overrides: resources.memory: invalid "
+                                                     "value 'lots'"), r.stderr
+    r = sky(env, "launch", "-c", "c7", "--infra", "aws", "--zone", "z", "echo x")
+    assert r.returncode == 2 and "Cannot specify both --infra and" in r.stderr, r.stderr
+    assert "c7" not in sky(env, "status").stdout

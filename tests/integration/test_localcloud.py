@@ -480,11 +480,14 @@ def test_kill9_restart_keeps_instances(cloud):
     assert cloud.describe(b["id"])["state"] == "RUNNING"
 
 
-def test_cli_autostart_status_and_down(cloud):
-    # No daemon yet: the CLI starts one.
+def test_cli_up_status_and_down(cloud):
+    # No daemon yet: a question does not start one; `sky cloud up` does.
     r = cloud.sky("status")
     assert r.returncode == 0, r.stderr
-    assert "No instances" in r.stdout
+    assert r.stdout == "No instances.\n"
+    assert not os.path.exists(os.path.join(cloud.home, "localcloud", "port"))
+    r = cloud.sky("up")
+    assert r.returncode == 0 and r.stdout.startswith("The local cloud is up (http://127.0.0.1:")
     cloud.attach()
     a = cloud.launch_ok(owner="cluster:c1")
     b = cloud.launch_ok(spot=False, zone=ZONE_B, owner="job:7")

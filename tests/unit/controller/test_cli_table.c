@@ -8,11 +8,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /*
  * The CLI's helpers are not part of skyctl (they build into `sky` only), so
  * the test compiles them in, as h2o's unit tests include the .c they test.
  */
+#include "../../../controller/cli_opt.c"
 #include "../../../controller/cli_util.c"
 
 static void test_seed_services_table(void **state)
@@ -138,6 +140,111 @@ static void test_small_utils(void **state)
         assert_non_null(strchr("0123456789abcdef", hex[i]));
 }
 
+
+/* --------------------------------------------------------- task flags */
+
+/* ctl_cli_task_overrides() on <t>: CTL_CLI_RUN with the JSON text, or the exit
+ * code with what it printed. */
+static int overrides(const ctl_cli_task_t *t, char **text)
+{
+    char *errbuf = NULL;
+    size_t errlen = 0;
+    ctl_cli_t cli = {.prog = "sky launch", .err = open_memstream(&errbuf, &errlen)};
+    cli.out = cli.err;
+    cJSON *ov = NULL;
+    int rc = ctl_cli_task_overrides(&cli, t, &ov);
+    fclose(cli.err);
+    if (rc == CTL_CLI_RUN) {
+        *text = cJSON_PrintUnformatted(ov);
+        cJSON_Delete(ov);
+        free(errbuf);
+    } else {
+        assert_null(ov);
+        *text = errbuf;
+    }
+    return rc;
+}
+
+static void test_task_flags(void **state)
+{
+    (void)state;
+    char *text = NULL;
+    char dir[] = "/tmp/sky-test-workdir-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    ctl_cli_task_t t = CTL_CLI_TASK_INIT;
+    /* Nothing given: nothing overridden. */
+    assert_int_equal(overrides(&t, &text), CTL_CLI_RUN);
+    assert_string_equal(text, "{}");
+    free(text);
+
+    t.infra = "gcp/us-east1";
+    t.cpus = "4+";
+    t.memory = "none";
+    t.gpus = "V100:1";
+    t.instance_type = "n2-standard-4";
+    t.use_spot = 0;
+    t.num_nodes = 1;
+    t.workdir = dir;
+    t.ports[t.n_ports++] = "8080";
+    t.ports[t.n_ports++] = "9000-9001";
+    t.secrets[t.n_secrets++] = "A=1";
+    t.secrets[t.n_secrets++] = "SKY_TEST_SECRET";
+    t.secrets[t.n_secrets++] = "A=2"; /* the last one wins */
+    t.disk_size = 100;
+    t.disk_tier = "best";
+    setenv("SKY_TEST_SECRET", "from here", 1);
+    assert_int_equal(overrides(&t, &text), CTL_CLI_RUN);
+    char *want = NULL;
+    assert_true(asprintf(&want,
+                         "{\"workdir\":\"%s\",\"num_nodes\":1,\"secrets\":{\"SKY_TEST_SECRET\":"
+                         "\"from here\",\"A\":\"2\"},\"resources\":{\"infra\":\"gcp/us-east1\","
+                         "\"cpus\":\"4+\",\"memory\":null,\"accelerators\":\"V100:1\","
+                         "\"instance_type\":\"n2-standard-4\",\"disk_tier\":\"best\","
+                         "\"use_spot\":false,\"disk_size\":100,\"ports\":[\"8080\","
+                         "\"9000-9001\"]}}",
+                         dir) > 0);
+    assert_string_equal(text, want);
+    free(want);
+    free(text);
+
+    /* --cloud/--region/--zone: deprecated, '*' and 'none' reset. */
+    ctl_cli_task_t l = CTL_CLI_TASK_INIT;
+    l.cloud = "aws";
+    l.region = "*";
+    l.zone = "none";
+    assert_int_equal(overrides(&l, &text), CTL_CLI_RUN);
+    assert_string_equal(text, "{\"resources\":{\"cloud\":\"aws\",\"region\":null,\"zone\":null}}");
+    free(text);
+
+    /* Usage errors, as the reference words them. */
+    l.infra = "aws";
+    assert_int_equal(overrides(&l, &text), 2);
+    assert_non_null(strstr(text, "Cannot specify both --infra and --cloud, --region, or --zone."));
+    free(text);
+    ctl_cli_task_t w = CTL_CLI_TASK_INIT;
+    w.workdir = "/nonexistent/dir";
+    assert_int_equal(overrides(&w, &text), 2);
+    assert_non_null(strstr(text, "Invalid value for '--workdir': Directory '/nonexistent/dir' "
+                                 "does not exist."));
+    free(text);
+    ctl_cli_task_t s = CTL_CLI_TASK_INIT;
+    s.secrets[s.n_secrets++] = "SKY_TEST_UNSET_SECRET";
+    unsetenv("SKY_TEST_UNSET_SECRET");
+    assert_int_equal(overrides(&s, &text), 2);
+    assert_non_null(strstr(text, "SKY_TEST_UNSET_SECRET is not set in local environment."));
+    free(text);
+    ctl_cli_task_t p = CTL_CLI_TASK_INIT;
+    p.ports[p.n_ports++] = "none";
+    assert_int_equal(overrides(&p, &text), CTL_CLI_RUN);
+    assert_string_equal(text, "{\"resources\":{\"ports\":null}}");
+    free(text);
+    p.ports[p.n_ports++] = "80";
+    assert_int_equal(overrides(&p, &text), 2);
+    assert_non_null(strstr(text, "Cannot specify both \"none\" and other ports."));
+    free(text);
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -147,6 +254,7 @@ int main(void)
         cmocka_unit_test(test_utf8_width),
         cmocka_unit_test(test_many_rows),
         cmocka_unit_test(test_small_utils),
+        cmocka_unit_test(test_task_flags),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -181,7 +181,7 @@ static void test_unversioned_file(void **state)
         SQLITE_OK);
     sqlite3_close(db);
     assert_int_equal(ctl_jobs_store_open(f->path, &f->st, NULL), 0);
-    assert_int_equal(core_store_version(f->st), 1);
+    assert_int_equal(core_store_version(f->st), 2);
     assert_int_equal(ctl_jobs_store_get(f->st, 1, &r), 0);
     assert_int_equal(r.t.status, CTL_JOB_RECOVERING);
     assert_true(r.t.start_at == 11 && r.t.job_duration == 9 && r.t.end_at == CTL_TIME_UNSET);

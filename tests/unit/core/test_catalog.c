@@ -525,22 +525,31 @@ static void test_labels(void **state)
     core_candidate_t c;
     char buf[64];
     memset(&c, 0, sizeof(c));
+    /* The seed's RESOURCES: the catalog's cloud as the reference names it. */
+    snprintf(c.cloud, sizeof(c.cloud), "gcp");
     c.vcpus = 2;
     c.spot = 1;
     core_candidate_label(&c, buf, sizeof(buf));
-    assert_string_equal(buf, "1x Local([Spot]vCPU=2)");
+    assert_string_equal(buf, "1x GCP([Spot]vCPU=2)");
+    snprintf(c.cloud, sizeof(c.cloud), "aws");
     c.spot = 0;
     c.vcpus = 4;
     snprintf(c.accelerator, sizeof(c.accelerator), "V100");
     c.accelerator_count = 1;
     core_candidate_label(&c, buf, sizeof(buf));
-    assert_string_equal(buf, "1x Local(vCPU=4, V100:1)");
+    assert_string_equal(buf, "1x AWS(vCPU=4, V100:1)");
+    snprintf(c.cloud, sizeof(c.cloud), "local");
     c.vcpus = 0.5;
     c.accelerator[0] = '\0';
     core_candidate_label(&c, buf, sizeof(buf));
     assert_string_equal(buf, "1x Local(vCPU=0.5)");
+    snprintf(c.cloud, sizeof(c.cloud), "mycloud"); /* unknown to the reference: as written */
+    core_candidate_label(&c, buf, sizeof(buf));
+    assert_string_equal(buf, "1x mycloud(vCPU=0.5)");
     core_candidate_label(&c, buf, 8); /* truncates, stays terminated */
-    assert_string_equal(buf, "1x Loca");
+    assert_string_equal(buf, "1x mycl");
+    assert_string_equal(core_cloud_display_name("Kubernetes"), "Kubernetes");
+    assert_string_equal(core_cloud_display_name("ssh"), "SSH");
 }
 
 static const char *const SMALL = "clouds:\n"

@@ -228,7 +228,7 @@ static const bad_case_t bad_cases[] = {
     {"use_spot not bool", "resources:\n  use_spot: sometimes\n",
      "t.yaml:2:13: resources.use_spot: expected true or false, got 'sometimes'"},
     {"disk_size zero", "resources:\n  disk_size: 0\n",
-     "t.yaml:2:14: resources.disk_size: must be >= 1, got 0"},
+     "t.yaml:2:14: resources.disk_size: invalid size '0': expected GB such as 256, 256GB or 1TB"},
     {"cloud bad name", "resources:\n  cloud: \"a b\"\n",
      "t.yaml:2:10: resources.cloud: invalid name 'a b'"},
     {"infra and cloud", "resources:\n  cloud: aws\n  infra: gcp\n",
@@ -271,7 +271,7 @@ static const bad_case_t bad_cases[] = {
      "letters, digits, '-', '_' or '.', starting and ending with a letter or digit"},
     {"file mount bad mode", "file_mounts:\n  /ckpt:\n    name: my-bucket\n    mode: SYNC\n",
      "t.yaml:4:11: file_mounts./ckpt.mode: unknown mode 'SYNC'. Available modes: ['MOUNT', "
-     "'COPY']"},
+     "'COPY', 'MOUNT_CACHED']"},
     {"file mount relative destination", "file_mounts:\n  data: ./local\n",
      "t.yaml:2:3: file_mounts: destination 'data' must be an absolute path or start with ~"},
     {"file mount dotdot destination", "file_mounts:\n  /a/../etc: ./local\n",
@@ -283,6 +283,32 @@ static const bad_case_t bad_cases[] = {
      "t.yaml:4:17: file_mounts./a.persistent: expected true or false, got '2'"},
     {"workdir empty string", "workdir: \"\"\n", "t.yaml:1:10: workdir: expected a non-empty path"},
     {"nul in string", "name: \"a\\0b\"\n", "t.yaml:1:7: name: string contains a NUL character"},
+    /* SkyPilot keys that cannot be honoured are still checked for the schema's type. */
+    {"ignored key wrong type", "resources:\n  labels: [a]\n",
+     "t.yaml:2:11: resources.labels: unexpected a list"},
+    {"disk_tier not a tier", "resources:\n  disk_tier: fastest\n",
+     "t.yaml:2:14: resources.disk_tier: invalid value 'fastest'"},
+    {"priority out of range", "resources:\n  priority: 5000\n",
+     "t.yaml:2:13: resources.priority: must be between -1000 and 1000, got 5000"},
+    {"disk_size junk", "resources:\n  disk_size: 10XB\n",
+     "t.yaml:2:14: resources.disk_size: invalid size '10XB': expected GB such as 256, 256GB or "
+     "1TB"},
+    {"num_nodes above one", "name: x\nnum_nodes: 4\n",
+     "t.yaml:2:12: num_nodes: 4: multi-node tasks are not supported yet; every task runs on one "
+     "instance (use num_nodes: 1)"},
+    {"pool section", "pool:\n  workers: 2\n",
+     "t.yaml:1:1: pool: SkyPilot pools are not supported (launch managed jobs without a pool)"},
+    {"secret store references", "secrets:\n  - secrets:HF_TOKEN\n",
+     "t.yaml:2:3: secrets: references to SkyPilot's secret store are not supported: give the "
+     "values in the YAML or with --secret"},
+    {"git workdir", "workdir:\n  url: https://github.com/x/y\n",
+     "t.yaml:2:3: workdir: a git repository as workdir is not supported: clone it and give its "
+     "local path"},
+    /* Substitution happens before validation: a bucket name from an env is checked as such. */
+    {"substituted bucket name invalid",
+     "envs:\n  B: Not_A_Bucket\nfile_mounts:\n  /ckpt:\n    name: ${B}\n",
+     "t.yaml:5:11: file_mounts./ckpt.name: invalid bucket name 'Not_A_Bucket': use 3-63 "
+     "lowercase letters, digits, '-', '_' or '.', starting and ending with a letter or digit"},
 };
 
 static void test_bad_cases(void **state)
@@ -637,7 +663,8 @@ static void test_full_service(void **state)
                         "\"stream\": false, \"temperature\": 0.5, \"stop\": null}");
     assert_int_equal(s->probe.n_headers, 2);
     assert_string_equal(s->probe.headers[0].key, "Authorization");
-    assert_string_equal(s->probe.headers[0].value, "Bearer $TOKEN");
+    /* $TOKEN is one of the task's envs: substituted, as the reference does. */
+    assert_string_equal(s->probe.headers[0].value, "Bearer secret-token");
     assert_string_equal(s->probe.headers[1].key, "X-Num");
     assert_string_equal(s->probe.headers[1].value, "7");
     assert_int_equal(s->policy.min_replicas, 1);
@@ -1293,6 +1320,239 @@ static void test_validate_job(void **state)
     assert_int_equal(failures, 0);
 }
 
+
+static core_task_t *parse_with_ok(const char *yaml, const char *envs, const char *overrides)
+{
+    core_task_t *t = NULL;
+    char *err = NULL;
+    cJSON *e = envs ? cJSON_Parse(envs) : NULL, *o = overrides ? cJSON_Parse(overrides) : NULL;
+    assert_true(!envs || e);
+    assert_true(!overrides || o);
+    int rc = core_task_parse_with(yaml, strlen(yaml), "t.yaml", e, o, &t, &err);
+    if (rc)
+        fail_msg("unexpected parse error %d: %s", rc, err ? err : "(null)");
+    cJSON_Delete(e);
+    cJSON_Delete(o);
+    return t;
+}
+
+static void parse_with_err(const char *yaml, const char *envs, const char *overrides,
+                           const char *want)
+{
+    core_task_t *t = NULL;
+    char *err = NULL;
+    cJSON *e = envs ? cJSON_Parse(envs) : NULL, *o = overrides ? cJSON_Parse(overrides) : NULL;
+    assert_int_equal(core_task_parse_with(yaml, strlen(yaml), "t.yaml", e, o, &t, &err),
+                     CORE_ESPEC);
+    assert_null(t);
+    assert_string_equal(err, want);
+    free(err);
+    cJSON_Delete(e);
+    cJSON_Delete(o);
+}
+
+/* ${VAR} and $VAR, filled from envs and secrets where task_yaml.py fills them in. */
+static void test_env_substitution(void **state)
+{
+    (void)state;
+    static const char yaml[] = "envs:\n"
+                               "  SIZE: 7\n"
+                               "  MODEL: llama\n"
+                               "  BUCKET:\n"
+                               "secrets:\n"
+                               "  SIZE: 13\n"
+                               "  KEY: k3y\n"
+                               "workdir: /srv/$MODEL\n"
+                               "file_mounts:\n"
+                               "  /models/llama-${SIZE}b: s3://weights/llama-${SIZE}b\n"
+                               "  /ckpt:\n"
+                               "    name: ${BUCKET}\n"
+                               "    mode: MOUNT\n"
+                               "  /keep: /data/$UNKNOWN/${ALSO_UNKNOWN}/$5/$$MODEL/${\n"
+                               "service:\n"
+                               "  readiness_probe:\n"
+                               "    path: /v1/$MODEL\n"
+                               "    headers:\n"
+                               "      X-$MODEL: Bearer ${KEY}\n"
+                               "    post_data:\n"
+                               "      model: $MODEL\n"
+                               "      n: 1\n"
+                               "  replicas: 1\n"
+                               "run: echo $MODEL\n";
+    /* --env fills BUCKET and replaces MODEL before anything is substituted; --secret KEY too. */
+    core_task_t *t = parse_with_ok(yaml, "{\"BUCKET\": \"ckpt-bucket\", \"MODEL\": \"mistral\"}",
+                                   "{\"secrets\": {\"KEY\": \"over\"}}");
+    assert_string_equal(t->workdir, "/srv/mistral");
+    assert_string_equal(t->workdir_resolved, "/srv/mistral");
+    /* A secret of the same name wins over the env. */
+    assert_string_equal(t->file_mounts[0].dst, "/models/llama-13b");
+    assert_string_equal(t->file_mounts[0].src, "s3://weights/llama-13b");
+    assert_string_equal(t->file_mounts[1].name, "ckpt-bucket");
+    /* Names that are neither stay as written. */
+    assert_string_equal(t->file_mounts[2].src, "/data/$UNKNOWN/${ALSO_UNKNOWN}/$5/$mistral/${");
+    const core_service_spec_t *s = t->service;
+    assert_string_equal(s->probe.path, "/v1/mistral");
+    assert_string_equal(s->probe.headers[0].key, "X-mistral");
+    assert_string_equal(s->probe.headers[0].value, "Bearer over");
+    assert_string_equal(s->probe.post_data, "{\"model\": \"mistral\", \"n\": 1}");
+    /* run and setup are the shell's to expand. */
+    assert_string_equal(t->run, "echo $MODEL");
+    assert_string_equal(t->envs[1].value, "mistral");
+    assert_int_equal(t->n_warnings, 0);
+    core_task_free(t);
+
+    /* A post_data string is substituted before it is read as JSON. */
+    t = parse_with_ok("envs:\n  M: m1\nservice:\n  readiness_probe:\n    path: /\n"
+                      "    post_data: '{\"model\": \"$M\"}'\n  replicas: 1\n",
+                      NULL, NULL);
+    assert_string_equal(t->service->probe.post_data, "{\"model\": \"m1\"}");
+    core_task_free(t);
+
+    /* A name whose env has no value cannot be put in: say which, and how to set it. */
+    parse_with_err("envs:\n  BUCKET:\nfile_mounts:\n  /ckpt:\n    name: ${BUCKET}\n", NULL, NULL,
+                   "t.yaml:5:11: file_mounts./ckpt.name: BUCKET has no value to put in (set it "
+                   "in the YAML or with --env BUCKET=VALUE)");
+    parse_with_err("secrets:\n  TOK:\nservice:\n  readiness_probe:\n    path: /\n    headers:\n"
+                   "      A: $TOK\n  replicas: 1\n",
+                   NULL, NULL,
+                   "t.yaml:7:10: service.readiness_probe.headers.A: TOK has no value to put in "
+                   "(set it in the YAML or with --secret TOK=VALUE)");
+    /* Without a substituted section, an env without value is the validators' business. */
+    t = parse_with_ok("envs:\n  E:\nrun: echo $E\n", NULL, NULL);
+    assert_null(t->envs[0].value);
+    core_task_free(t);
+}
+
+/* Valid SkyPilot keys that cannot be honoured parse, each with one warning naming it. */
+static void test_ignored_keys_warn(void **state)
+{
+    (void)state;
+    core_task_t *t = parse_ok("name: x\n"
+                              "event_callback: echo done\n"
+                              "resources:\n"
+                              "  cpus: 2\n"
+                              "  image_id: docker:ubuntu:22.04\n"
+                              "  disk_size: 256GB\n"
+                              "  disk_tier: best\n"
+                              "  network_tier: standard\n"
+                              "  labels:\n"
+                              "    team: ml\n"
+                              "  autostop: 10\n"
+                              "  any_of:\n"
+                              "    - labels: {a: b}\n"
+                              "file_mounts:\n"
+                              "  /ckpt:\n"
+                              "    name: my-bucket\n"
+                              "    mode: MOUNT_CACHED\n"
+                              "    mount_options: ro\n");
+    static const char *const want[] = {
+        "t.yaml:2:1: warning: event_callback is ignored: job events run no callback",
+        "t.yaml:5:3: warning: resources.image_id is ignored: instances run the host's system, "
+        "not an image",
+        "t.yaml:6:3: warning: resources.disk_size is ignored: instances use the host's disk",
+        "t.yaml:7:3: warning: resources.disk_tier is ignored: instances use the host's disk",
+        "t.yaml:8:3: warning: resources.network_tier is ignored: instances share the host's "
+        "network",
+        "t.yaml:9:3: warning: resources.labels is ignored: instances carry no labels",
+        "t.yaml:11:3: warning: resources.autostop is ignored: clusters are not stopped when idle "
+        "(tear them down with sky down)",
+        "t.yaml:13:7: warning: resources.any_of[0].labels is ignored: instances carry no labels",
+        "t.yaml:17:11: warning: file_mounts./ckpt.mode: MOUNT_CACHED is MOUNT here (writes are "
+        "not cached)",
+        "t.yaml:18:5: warning: file_mounts./ckpt.mount_options is ignored: buckets are "
+        "directories of the local cloud",
+    };
+    for (size_t i = 0; i < t->n_warnings && i < sizeof(want) / sizeof(want[0]); i++)
+        assert_string_equal(t->warnings[i], want[i]);
+    assert_int_equal(t->n_warnings, sizeof(want) / sizeof(want[0]));
+    assert_int_equal(t->resources.disk_size, 256);
+    assert_int_equal(t->file_mounts[0].mode, CORE_MOUNT_MOUNT);
+    assert_int_equal(t->num_nodes, 1);
+    core_task_free(t);
+    t = parse_ok("num_nodes: 1\nresources:\n  disk_size: 1TB\n");
+    assert_int_equal(t->resources.disk_size, 1024);
+    core_task_free(t);
+}
+
+/* The CLI's task flags as the API carries them (command.py _parse_override_params). */
+static void test_overrides(void **state)
+{
+    (void)state;
+    static const char yaml[] = "resources:\n"
+                               "  cpus: 2+\n"
+                               "  use_spot: true\n"
+                               "  region: us-east1\n"
+                               "  job_recovery:\n"
+                               "    max_restarts_on_errors: 3\n"
+                               "  any_of:\n"
+                               "    - cloud: gcp\n"
+                               "    - cloud: aws\n"
+                               "      instance_type: m6i.large\n"
+                               "workdir: /orig\n"
+                               "run: echo hi\n";
+    core_task_t *t = parse_with_ok(
+        yaml, NULL,
+        "{\"resources\": {\"cpus\": \"4\", \"memory\": \"16+\", \"accelerators\": \"T4:1\", "
+        "\"use_spot\": false, \"infra\": \"aws/*/us-east-1a\", \"instance_type\": null, "
+        "\"job_recovery\": \"FAILOVER\", \"ports\": [\"8080-8081\"], \"image_id\": \"img\"}, "
+        "\"workdir\": \"/tmp/w/../wd\", \"num_nodes\": 1}");
+    for (size_t i = 0; i <= t->resources.n_any_of; i++) {
+        const core_resources_t *r = i ? &t->resources.any_of[i - 1] : &t->resources;
+        assert_true(r->cpus == 4 && !r->cpus_plus);
+        assert_true(r->memory_gb == 16 && r->memory_plus);
+        assert_string_equal(r->accelerator, "T4");
+        assert_int_equal(r->accelerator_count, 1);
+        assert_int_equal(r->use_spot, 0);
+        assert_string_equal(r->cloud, "aws");
+        assert_null(r->region); /* "*": any */
+        assert_string_equal(r->zone, "us-east-1a");
+        assert_null(r->instance_type);
+        assert_int_equal(r->job_recovery.strategy, CORE_RECOVERY_FAILOVER);
+        assert_int_equal(r->job_recovery.max_restarts_on_errors, 0);
+        assert_int_equal(r->n_ports, 1);
+        assert_int_equal(r->ports[0].hi, 8081);
+    }
+    assert_string_equal(t->workdir_resolved, "/tmp/wd");
+    assert_int_equal(t->n_warnings, 1);
+    assert_string_equal(t->warnings[0],
+                        "task overrides: warning: resources.image_id is ignored: instances run "
+                        "the host's system, not an image");
+    core_task_free(t);
+
+    /* Only what is given changes. */
+    t = parse_with_ok(yaml, NULL, "{\"resources\": {\"use_spot\": false}}");
+    assert_true(t->resources.cpus == 2 && t->resources.cpus_plus);
+    assert_string_equal(t->resources.region, "us-east1");
+    assert_string_equal(t->resources.any_of[1].instance_type, "m6i.large");
+    assert_int_equal(t->resources.any_of[1].use_spot, 0);
+    assert_int_equal(t->resources.job_recovery.max_restarts_on_errors, 3);
+    core_task_free(t);
+
+    /* Values are checked as the YAML's; errors name the overrides. */
+    parse_with_err(yaml, NULL, "{\"resources\": {\"cpus\": \"many\"}}",
+                   "task overrides: resources.cpus: invalid value 'many': expected a positive "
+                   "number, optionally followed by '+' (e.g. 2 or 2+)");
+    parse_with_err(yaml, NULL, "{\"resources\": {\"infra\": \"aws\", \"zone\": \"z\"}}",
+                   "task overrides: resources: cannot specify both infra and cloud/region/zone");
+    parse_with_err(yaml, NULL, "{\"resources\": {\"frobnicate\": 1}}",
+                   "task overrides: unknown field 'frobnicate' in resources");
+    parse_with_err(yaml, NULL, "{\"resources\": {\"any_of\": []}}",
+                   "task overrides: resources: any_of cannot be nested");
+    parse_with_err(yaml, NULL, "{\"num_nodes\": 4}",
+                   "task overrides: num_nodes: 4: multi-node tasks are not supported yet; every "
+                   "task runs on one instance");
+    parse_with_err(yaml, NULL, "{\"num_nodes\": 0}",
+                   "task overrides: num_nodes: expected a positive integer");
+    parse_with_err(yaml, NULL, "{\"colour\": \"red\"}", "task overrides: unknown override 'colour'");
+    parse_with_err(yaml, NULL, "{\"secrets\": {\"1A\": \"x\"}}",
+                   "task overrides: secrets: invalid name '1A'");
+    parse_with_err(yaml, NULL, "[1]", "task overrides: expected an object");
+    parse_with_err(yaml, NULL,
+                   "{\"resources\": {\"labels\": {\"a\": {\"b\": {\"c\": {\"d\": {\"e\": {\"f\": "
+                   "{\"g\": {\"h\": {\"i\": 1}}}}}}}}}}}",
+                   "task overrides: resources: nested too deeply");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1306,7 +1566,8 @@ int main(void)
         cmocka_unit_test(test_job_recovery_forms), cmocka_unit_test(test_any_of_merge),
         cmocka_unit_test(test_resources_copy),     cmocka_unit_test(test_envs_and_file_mounts),
         cmocka_unit_test(test_workdir_resolution), cmocka_unit_test(test_validate_service),
-        cmocka_unit_test(test_validate_job),
+        cmocka_unit_test(test_validate_job),       cmocka_unit_test(test_env_substitution),
+        cmocka_unit_test(test_ignored_keys_warn),  cmocka_unit_test(test_overrides),
     };
     /* Paths are resolved against the cwd: run from the source tree like the CLI would be. */
     if (chdir(SKY_SOURCE_DIR) != 0)
