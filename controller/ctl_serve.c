@@ -285,7 +285,10 @@ int ctl_serve_main(const ctl_serve_opts_t *opts)
     }
     if ((rc = ctl_prober_new(s->loop, &s->prober)) < 0)
         return 1;
-    host_ip(s->host_ip, sizeof(s->host_ip));
+    if (s->cfg.endpoint_host[0])
+        snprintf(s->host_ip, sizeof(s->host_ip), "%s", s->cfg.endpoint_host);
+    else
+        host_ip(s->host_ip, sizeof(s->host_ip));
     memset(&ho, 0, sizeof(ho));
     ho.token = s->token;
     ho.max_body = 4 << 20;

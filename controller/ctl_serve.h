@@ -99,7 +99,7 @@ struct ctl_serve {
     core_catalog_t *catalog;
     core_http_server_t *http;
     int port;
-    char host_ip[64]; /* first non-loopback IPv4, shown in endpoints */
+    char host_ip[256]; /* what endpoints name: cfg.endpoint_host, else the first non-loopback IPv4 */
     ctl_prober_t *prober;
     ctl_service_t *services; /* sorted by name */
     uv_timer_t tick;

@@ -40,6 +40,8 @@ const ctl_serve_cfg_doc_t ctl_serve_cfg_docs[] = {
     {"lb_restart_initial", "1", "restart gap of a sky-lb that exited within 2 s of its start"},
     {"instance_boot_timeout", "600",
      "wait for a re-adopted instance still PENDING after a restart"},
+    {"endpoint_host", "",
+     "host or address the endpoint URLs name (empty: the first non-loopback IPv4)"},
     {NULL, NULL, NULL},
 };
 
@@ -61,6 +63,31 @@ void ctl_serve_cfg_default(ctl_serve_cfg_t *c)
     c->lb_port_start = 30001;
     c->lb_restart_initial = 1;
     c->instance_boot_timeout = 600;
+    c->endpoint_host[0] = '\0';
+}
+
+/* A DNS name or an IPv4/IPv6 address, as it goes between "//" and ":port". */
+static int set_host(char *out, size_t outlen, const char *v)
+{
+    size_t n = strlen(v);
+
+    while (n > 0 && isspace((unsigned char)v[n - 1]))
+        n--;
+    if (n >= outlen)
+        return -EINVAL;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)v[i]) && !strchr(".-:[]", v[i]))
+            return -EINVAL;
+    /* An IPv6 address needs brackets before a port. */
+    if (memchr(v, ':', n) && v[0] != '[') {
+        if (n + 2 >= outlen)
+            return -EINVAL;
+        snprintf(out, outlen, "[%.*s]", (int)n, v);
+        return 0;
+    }
+    memcpy(out, v, n);
+    out[n] = '\0';
+    return 0;
 }
 
 int ctl_serve_cfg_set(ctl_serve_cfg_t *c, const char *name, const char *value)
@@ -89,6 +116,8 @@ int ctl_serve_cfg_set(ctl_serve_cfg_t *c, const char *name, const char *value)
         {"instance_boot_timeout", &c->instance_boot_timeout, NULL, 1, 1e7},
     };
 
+    if (strcmp(name, "endpoint_host") == 0)
+        return set_host(c->endpoint_host, sizeof(c->endpoint_host), value);
     for (size_t k = 0; k < CORE_ARRAY_SIZE(t); k++) {
         char num[64];
         size_t n = strlen(value);

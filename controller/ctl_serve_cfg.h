@@ -2,7 +2,7 @@
 #define CTL_SERVE_CFG_H
 
 /*
- * The serve controller's timing constants (docs/serve-config.md): the
+ * The serve controller's settings (docs/serve-config.md): the
  * reference's defaults, then the `serve:` section of $SKY_HOME/config.yaml,
  * then SKY_SERVE_<NAME> environment variables. The one place the defaults
  * live: the controller and bench/policy/policy_replay both start from
@@ -26,6 +26,7 @@ typedef struct ctl_serve_cfg {
     int lb_port_start;                    /* LOAD_BALANCER_PORT_START 30001 */
     double lb_restart_initial;            /* LB restart backoff start 1 */
     double instance_boot_timeout;         /* wait for a re-adopted PENDING instance: 600 */
+    char endpoint_host[256]; /* what endpoint URLs name; "": the first non-loopback IPv4 */
 } ctl_serve_cfg_t;
 
 void ctl_serve_cfg_default(ctl_serve_cfg_t *c);

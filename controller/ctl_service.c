@@ -620,7 +620,12 @@ void ctl_service_prune_versions(ctl_service_t *svc)
 
 char *ctl_serve_endpoint(ctl_serve_t *s, ctl_service_t *svc)
 {
-    return core_xasprintf("%s:%d", s->host_ip, svc->row.lb_port);
+    ctl_version_t *v = ctl_service_latest(svc);
+    /* The seed shows a plain endpoint as HOST:PORT; one that takes only TLS
+     * says so, as the reference does with https://. */
+    int tls = v && v->task && v->task->service && v->task->service->tls_certfile;
+
+    return core_xasprintf("%s%s:%d", tls ? "https://" : "", s->host_ip, svc->row.lb_port);
 }
 
 static cJSON *replica_json(ctl_replica_t *r)

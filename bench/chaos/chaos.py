@@ -70,6 +70,8 @@ FAST_ENV = {
     "SKY_SERVE_TERMINATE_RETRY_INITIAL": "1",
     "SKY_SERVE_QPS_WINDOW": "10",
     "SKY_SERVE_LB_PORT_START": "34001",
+    # Endpoints on loopback: tests never send traffic to the machine's own address.
+    "SKY_SERVE_ENDPOINT_HOST": "127.0.0.1",
 }
 
 

@@ -315,6 +315,7 @@ def run_live(args, world, slice_dir, timings):
         "SKY_SERVE_TERMINATE_RETRY_INITIAL": "1",
         "SKY_SERVE_LB_RESTART_INITIAL": "1",
         "SKY_SERVE_LB_PORT_START": str(args.lb_port_start),
+        "SKY_SERVE_ENDPOINT_HOST": "127.0.0.1",
     }
     live = Live(args.build, env, verbose=args.verbose)
     out = {"home": live.home, "samples": [], "replicas": {}, "errors": []}

@@ -34,6 +34,8 @@ def test_concurrent_services_get_distinct_ports():
             for svc in st.services():
                 assert svc["endpoint"], svc
                 endpoints.append(svc["endpoint"])
+        # SKY_SERVE_ENDPOINT_HOST (serve_util.FAST_ENV) names the advertised host.
+        assert all(e.startswith("127.0.0.1:") for e in endpoints), endpoints
         ports = [e.rsplit(":", 1)[1] for e in endpoints]
         assert len(ports) == 6 and len(set(ports)) == 6, endpoints
     finally:

@@ -99,6 +99,34 @@ static void test_yaml_then_env(void **state)
     core_rm_rf(dir);
 }
 
+static void test_endpoint_host(void **state)
+{
+    ctl_serve_cfg_t c;
+    char big[300];
+
+    (void)state;
+    ctl_serve_cfg_default(&c);
+    assert_string_equal(c.endpoint_host, "");
+    assert_int_equal(ctl_serve_cfg_set(&c, "endpoint_host", "127.0.0.1"), 0);
+    assert_string_equal(c.endpoint_host, "127.0.0.1");
+    assert_int_equal(ctl_serve_cfg_set(&c, "endpoint_host", "serve.example.com\n"), 0);
+    assert_string_equal(c.endpoint_host, "serve.example.com");
+    assert_int_equal(ctl_serve_cfg_set(&c, "endpoint_host", "::1"), 0);
+    assert_string_equal(c.endpoint_host, "[::1]");
+    assert_int_equal(ctl_serve_cfg_set(&c, "endpoint_host", "[2001:db8::1]"), 0);
+    assert_string_equal(c.endpoint_host, "[2001:db8::1]");
+    /* Nothing that would change the URL's shape. */
+    assert_int_equal(ctl_serve_cfg_set(&c, "endpoint_host", "a/b"), -EINVAL);
+    assert_int_equal(ctl_serve_cfg_set(&c, "endpoint_host", "a b"), -EINVAL);
+    assert_int_equal(ctl_serve_cfg_set(&c, "endpoint_host", "user@host"), -EINVAL);
+    memset(big, 'a', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    assert_int_equal(ctl_serve_cfg_set(&c, "endpoint_host", big), -EINVAL);
+    assert_string_equal(c.endpoint_host, "[2001:db8::1]");
+    assert_int_equal(ctl_serve_cfg_set(&c, "endpoint_host", ""), 0);
+    assert_string_equal(c.endpoint_host, "");
+}
+
 static void test_names(void **state)
 {
     (void)state;
@@ -120,6 +148,7 @@ int main(void)
         cmocka_unit_test(test_defaults_are_the_reference),
         cmocka_unit_test(test_set),
         cmocka_unit_test(test_yaml_then_env),
+        cmocka_unit_test(test_endpoint_host),
         cmocka_unit_test(test_names),
     };
 

@@ -1,0 +1,81 @@
+"""The endpoint a service advertises: the host SKY_SERVE_ENDPOINT_HOST names
+(every e2e stack sets 127.0.0.1, see serve_util.FAST_ENV), and https:// when the
+service's sky-lb takes only TLS (`service.tls`), in `sky serve up`, `sky serve
+status` and `--endpoint` alike."""
+import os
+import re
+import ssl
+import subprocess
+import tempfile
+import urllib.error
+import urllib.request
+
+import pytest
+
+from serve_util import Stack, ready
+
+TLS_YAML = """\
+service:
+  readiness_probe: /health
+  replicas: 1
+  tls:
+    keyfile: {key}
+    certfile: {cert}
+
+resources:
+  ports: 8081
+  cpus: 2+
+
+workdir: examples/serve/http_server
+
+run: python3 server.py
+"""
+
+
+@pytest.fixture
+def stack():
+    s = Stack("endpoint")
+    yield s
+    s.teardown()
+
+
+def self_signed(d):
+    key, cert = os.path.join(d, "key.pem"), os.path.join(d, "cert.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", key, "-out", cert],
+                   check=True, capture_output=True, timeout=60)
+    return key, cert
+
+
+def test_tls_endpoint_is_https_on_the_configured_host(stack):
+    d = tempfile.mkdtemp(prefix="sky-e2e-tls-")
+    key, cert = self_signed(d)
+    yaml = os.path.join(d, "tls.yaml")
+    with open(yaml, "w") as f:
+        f.write(TLS_YAML.format(key=key, cert=cert))
+
+    p = stack.sky("serve", "up", yaml, "-n", "tls-svc", "-y", timeout=120)
+    m = re.search(r"^Endpoint URL: (\S+)$", p.stdout, re.M)
+    assert m and re.fullmatch(r"https://127\.0\.0\.1:\d+", m.group(1)), p.stdout
+    url = m.group(1)
+    assert stack.sky("serve", "status", "tls-svc", "--endpoint").stdout.strip() == url
+    assert stack.service("tls-svc")["endpoint"] == url
+
+    stack.wait_for(lambda: len(ready(stack.service("tls-svc")["replicas"])) == 1, 90,
+                   "the replica READY")
+    table = stack.sky("serve", "status", "tls-svc").stdout
+    assert url in table, table
+
+    ctx = ssl.create_default_context(cafile=cert)
+
+    def answers():
+        # 503 until sky-lb's next sync learns of the ready replica.
+        try:
+            with urllib.request.urlopen(url + "/", timeout=5, context=ctx) as r:
+                return r.status == 200
+        except urllib.error.HTTPError as e:
+            assert e.code == 503, e
+            return False
+
+    stack.wait_for(answers, 30, "the endpoint to answer over TLS")
