@@ -208,14 +208,31 @@ static void host_ip(char *out, size_t outlen)
     freeifaddrs(ifa);
 }
 
-static void on_signal(uv_signal_t *h, int sig)
+static bool has_services(void *arg)
 {
-    ctl_serve_t *s = h->data;
+    ctl_serve_t *s = arg;
 
-    /* Replicas and LBs keep running; a restart re-adopts them. */
-    CORE_INFO("signal %d: exiting (replicas and load balancers keep running)", sig);
+    for (ctl_service_t *svc = s->services; svc; svc = svc->next)
+        if (!svc->deleted)
+            return true;
+    return false;
+}
+
+/* Replicas and LBs keep running; a restart re-adopts them. */
+static void stop(void *arg)
+{
+    ctl_serve_t *s = arg;
+
+    /* With nothing left, questions are answered without starting us again. */
+    ctl_stopped_mark(s->serve_dir, !has_services(s));
     s->stopping = 1;
     uv_stop(s->loop);
+}
+
+static void on_signal(uv_signal_t *h, int sig)
+{
+    CORE_INFO("signal %d: exiting (replicas and load balancers keep running)", sig);
+    stop(h->data);
 }
 
 static int read_port_file(const char *path)
@@ -333,6 +350,8 @@ int ctl_serve_main(const ctl_serve_opts_t *opts)
     s->sigint.data = s;
     uv_signal_start(&s->sigint, on_signal, SIGINT);
     signal(SIGPIPE, SIG_IGN);
+    ctl_stopped_mark(s->serve_dir, false);
+    ctl_idle_start(&s->idle, s->loop, s->cfg.controller_idle_seconds, has_services, stop, s);
     uv_run(s->loop, UV_RUN_DEFAULT);
     /* Jobs may still block in the thread pool (a launch takes minutes);
      * their effects are idempotent on restart, so do not wait for them. */

@@ -14,6 +14,7 @@
 #include "core/spec.h"
 #include "ctl_backoff.h"
 #include "ctl_fleet.h"
+#include "ctl_idle.h"
 #include "ctl_serve_cfg.h"
 #include "ctl_serve_store.h"
 
@@ -111,6 +112,7 @@ struct ctl_serve {
     core_prov_registry_t *provs; /* shared by the thread pool's jobs */
     ctl_rng_t rng;
     ctl_tick_stats_t ticks;
+    ctl_idle_t idle;
 };
 
 int ctl_serve_main(const ctl_serve_opts_t *opts);

@@ -40,6 +40,8 @@ const ctl_serve_cfg_doc_t ctl_serve_cfg_docs[] = {
     {"lb_restart_initial", "1", "restart gap of a sky-lb that exited within 2 s of its start"},
     {"instance_boot_timeout", "600",
      "wait for a re-adopted instance still PENDING after a restart"},
+    {"controller_idle_seconds", "600",
+     "with no service for this long the controller exits (the reference's autostop); 0: never"},
     {"endpoint_host", "",
      "host or address the endpoint URLs name (empty: the first non-loopback IPv4)"},
     {NULL, NULL, NULL},
@@ -63,6 +65,7 @@ void ctl_serve_cfg_default(ctl_serve_cfg_t *c)
     c->lb_port_start = 30001;
     c->lb_restart_initial = 1;
     c->instance_boot_timeout = 600;
+    c->controller_idle_seconds = 600;
     c->endpoint_host[0] = '\0';
 }
 
@@ -114,6 +117,7 @@ int ctl_serve_cfg_set(ctl_serve_cfg_t *c, const char *name, const char *value)
         {"lb_port_start", NULL, &c->lb_port_start, 1, 65535},
         {"lb_restart_initial", &c->lb_restart_initial, NULL, 0.01, 3600},
         {"instance_boot_timeout", &c->instance_boot_timeout, NULL, 1, 1e7},
+        {"controller_idle_seconds", &c->controller_idle_seconds, NULL, 0, 1e7},
     };
 
     if (strcmp(name, "endpoint_host") == 0)

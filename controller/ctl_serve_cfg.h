@@ -26,6 +26,7 @@ typedef struct ctl_serve_cfg {
     int lb_port_start;                    /* LOAD_BALANCER_PORT_START 30001 */
     double lb_restart_initial;            /* LB restart backoff start 1 */
     double instance_boot_timeout;         /* wait for a re-adopted PENDING instance: 600 */
+    double controller_idle_seconds;       /* no service for this long: the controller exits */
     char endpoint_host[256]; /* what endpoint URLs name; "": the first non-loopback IPv4 */
 } ctl_serve_cfg_t;
 

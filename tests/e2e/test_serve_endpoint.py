@@ -7,6 +7,7 @@ import re
 import ssl
 import subprocess
 import tempfile
+import time
 import urllib.error
 import urllib.request
 
@@ -79,3 +80,25 @@ def test_tls_endpoint_is_https_on_the_configured_host(stack):
             return False
 
     stack.wait_for(answers, 30, "the endpoint to answer over TLS")
+
+
+def test_controller_stops_when_idle():
+    """With no service left for controller_idle_seconds the serve controller
+    exits (the reference's controller autostops), marking that it stopped with
+    nothing to do; questions are then answered without starting it again."""
+    s = Stack("idle", {"SKY_SERVE_CONTROLLER_IDLE_SECONDS": "2"})
+    try:
+        s.sky("serve", "up", "tests/data/serve_e2e/update_v1.yaml", "-n", "idle-svc", "-y",
+              timeout=120)
+        assert s.controller_pid()
+        time.sleep(3)  # a service keeps it busy past its idle period
+        assert s.controller_pid(), "the controller stopped with a service left"
+        s.sky("serve", "down", "idle-svc", "-y")
+        s.wait_for(lambda: s.controller_pid() is None, 60, "the idle controller to stop")
+        assert os.path.exists(os.path.join(s.home, "serve", "controller.stopped"))
+        p = s.sky("serve", "status")
+        assert "No existing services." in p.stdout, p.stdout
+        assert s.controller_pid() is None, "a question started the controller"
+        assert not [c for _, c in s.home_processes() if "sky-controller" in c or "sky-lb" in c]
+    finally:
+        s.teardown()
