@@ -368,14 +368,17 @@ static void handle_logs(ctl_serve_t *s, core_http_conn_t *conn, const core_http_
 
 /*
  * The task of an up or update request; *envs gets the "envs" object (the
- * CLI's --env overrides) as JSON text, or NULL. Answers 400 and returns
- * -EINVAL when the request is malformed.
+ * CLI's --env overrides) and *over the "overrides" object (the task flags,
+ * checked when the task is parsed) as JSON text, or NULL. Answers 400 and
+ * returns -EINVAL when the request is malformed.
  */
-static int task_src(core_http_conn_t *conn, const cJSON *body, ctl_task_src_t *src, char **envs)
+static int task_src(core_http_conn_t *conn, const cJSON *body, ctl_task_src_t *src, char **envs,
+                    char **over)
 {
     const cJSON *o = cJSON_GetObjectItemCaseSensitive(body, "envs"), *e;
+    const cJSON *ov = cJSON_GetObjectItemCaseSensitive(body, "overrides");
 
-    *envs = NULL;
+    *envs = *over = NULL;
     memset(src, 0, sizeof(*src));
     src->yaml = json_str(body, "yaml");
     src->yaml_path = json_str(body, "yaml_path");
@@ -397,6 +400,16 @@ static int task_src(core_http_conn_t *conn, const cJSON *body, ctl_task_src_t *s
         if (cJSON_GetArraySize(o) > 0)
             src->envs = *envs = cJSON_PrintUnformatted(o);
     }
+    if (ov && !cJSON_IsNull(ov)) {
+        if (!cJSON_IsObject(ov)) {
+            core_http_respond_error(conn, 400, "\"overrides\" must be an object");
+            free(*envs);
+            *envs = NULL;
+            return -EINVAL;
+        }
+        if (cJSON_GetArraySize(ov) > 0)
+            src->overrides = *over = cJSON_PrintUnformatted(ov);
+    }
     return 0;
 }
 
@@ -404,15 +417,16 @@ static void handle_up(ctl_serve_t *s, core_http_conn_t *conn, const cJSON *body)
 {
     const char *name = json_str(body, "name");
     ctl_service_t *svc = NULL;
-    char *err = NULL, *ep, *repr, *envs;
+    char *err = NULL, *ep, *repr, *envs, *over;
     ctl_task_src_t src;
     cJSON *out;
     int rc;
 
-    if (task_src(conn, body, &src, &envs) < 0)
+    if (task_src(conn, body, &src, &envs, &over) < 0)
         return;
     rc = ctl_serve_up(s, name, &src, &svc, &err);
     free(envs);
+    free(over);
     if (rc < 0) {
         core_http_respond_error(conn, status_for(rc), "%s", err ? err : core_strerror(rc));
         free(err);
@@ -465,7 +479,7 @@ static void handle_service_post(ctl_serve_t *s, core_http_conn_t *conn, ctl_serv
         ctl_update_mode_t mode = CTL_UPDATE_ROLLING;
         ctl_task_src_t src;
         int version = 0;
-        char *envs;
+        char *envs, *over;
         cJSON *out;
 
         if (mode_s && ctl_update_mode_parse(mode_s, &mode) < 0) {
@@ -473,10 +487,11 @@ static void handle_service_post(ctl_serve_t *s, core_http_conn_t *conn, ctl_serv
                                     mode_s);
             return;
         }
-        if (task_src(conn, body, &src, &envs) < 0)
+        if (task_src(conn, body, &src, &envs, &over) < 0)
             return;
         rc = ctl_serve_update(s, svc, &src, mode, &version, &err);
         free(envs);
+        free(over);
         if (rc < 0) {
             core_http_respond_error(conn, status_for(rc), "%s", err ? err : core_strerror(rc));
             free(err);

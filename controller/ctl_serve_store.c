@@ -62,8 +62,12 @@ static int v1_columns(core_store_t *st, void *arg, char **err)
     return core_store_add_column(st, "versions", "envs", "TEXT");
 }
 
+/* Version 2: the task flags of `sky serve up/update` (issue 14). */
+static const char schema_v2[] = "ALTER TABLE versions ADD COLUMN overrides TEXT;";
+
 static const core_store_step_t steps[] = {
     {schema_v1, v1_columns},
+    {schema_v2, NULL},
 };
 
 int ctl_store_open(const char *path, ctl_store_t **out)
@@ -246,12 +250,15 @@ void ctl_version_row_clear(ctl_version_row_t *v)
     v->cwd = NULL;
     free(v->envs);
     v->envs = NULL;
+    free(v->overrides);
+    v->overrides = NULL;
 }
 
 int ctl_store_put_version(ctl_store_t *st, const char *svc, const ctl_version_row_t *v)
 {
     sqlite3_stmt *q = prep(st, "INSERT OR REPLACE INTO versions (service_name, version, yaml,"
-                               " yaml_path, cwd, mode, envs) VALUES (?,?,?,?,?,?,?)");
+                               " yaml_path, cwd, mode, envs, overrides)"
+                               " VALUES (?,?,?,?,?,?,?,?)");
 
     if (!q)
         return CORE_ESTORE;
@@ -262,12 +269,13 @@ int ctl_store_put_version(ctl_store_t *st, const char *svc, const ctl_version_ro
     sqlite3_bind_text(q, 5, v->cwd, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(q, 6, ctl_update_mode_name(v->mode), -1, SQLITE_STATIC);
     sqlite3_bind_text(q, 7, v->envs, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(q, 8, v->overrides, -1, SQLITE_TRANSIENT);
     return run(st, q);
 }
 
 int ctl_store_list_versions(ctl_store_t *st, const char *svc, ctl_version_row_t **out, size_t *n)
 {
-    sqlite3_stmt *q = prep(st, "SELECT version, yaml, yaml_path, cwd, mode, envs FROM versions"
+    sqlite3_stmt *q = prep(st, "SELECT version, yaml, yaml_path, cwd, mode, envs, overrides FROM versions"
                                " WHERE service_name=? ORDER BY version");
     ctl_version_row_t *v = NULL;
     size_t cnt = 0, cap = 0;
@@ -291,6 +299,7 @@ int ctl_store_list_versions(ctl_store_t *st, const char *svc, ctl_version_row_t 
         r->yaml_path = core_store_col_dup(q, 2);
         r->cwd = core_store_col_dup(q, 3);
         r->envs = core_store_col_dup(q, 5);
+        r->overrides = core_store_col_dup(q, 6);
         mode = sqlite3_column_text(q, 4);
         if (!mode || ctl_update_mode_parse((const char *)mode, &r->mode) < 0)
             r->mode = CTL_UPDATE_ROLLING;

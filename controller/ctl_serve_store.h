@@ -36,7 +36,8 @@ typedef struct ctl_version_row {
     char *yaml;
     char *yaml_path;
     char *cwd;
-    char *envs; /* JSON object of --env overrides, or NULL */
+    char *envs;      /* JSON object of --env overrides, or NULL */
+    char *overrides; /* JSON object of the task flags (core_task_parse_with), or NULL */
     ctl_update_mode_t mode;
 } ctl_version_row_t;
 

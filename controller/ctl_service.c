@@ -165,15 +165,14 @@ static int version_load(ctl_version_t *v, char **err)
     int rc, port;
     const char *fname = v->row.yaml_path ? v->row.yaml_path : "<service.yaml>";
 
-    rc = core_task_parse(v->row.yaml, strlen(v->row.yaml), fname, &v->task, err);
+    cJSON *envs = v->row.envs ? cJSON_Parse(v->row.envs) : NULL;
+    cJSON *over = v->row.overrides ? cJSON_Parse(v->row.overrides) : NULL;
+
+    rc = core_task_parse_with(v->row.yaml, strlen(v->row.yaml), fname, envs, over, &v->task, err);
+    cJSON_Delete(envs);
+    cJSON_Delete(over);
     if (rc < 0)
         return rc;
-    if (v->row.envs) {
-        cJSON *envs = cJSON_Parse(v->row.envs);
-
-        core_task_set_envs(v->task, envs);
-        cJSON_Delete(envs);
-    }
     if (!v->task->service) {
         *err = core_xasprintf("%s: the task YAML has no `service:` section", fname);
         goto fail;
@@ -198,6 +197,7 @@ static void version_set(ctl_version_t *v, int version, const ctl_task_src_t *src
     v->row.yaml_path = src->yaml_path ? core_xstrdup(src->yaml_path) : NULL;
     v->row.cwd = src->cwd ? core_xstrdup(src->cwd) : NULL;
     v->row.envs = src->envs ? core_xstrdup(src->envs) : NULL;
+    v->row.overrides = src->overrides ? core_xstrdup(src->overrides) : NULL;
     v->row.mode = mode;
 }
 

@@ -25,6 +25,7 @@ typedef struct ctl_task_src {
     const char *yaml_path; /* names the YAML in errors; may be NULL */
     const char *cwd;       /* relative workdir and file_mounts resolve here; may be NULL */
     const char *envs;      /* JSON object of env overrides (sky serve up --env); may be NULL */
+    const char *overrides; /* JSON object of the task flags (--cpus, ...); may be NULL */
 } ctl_task_src_t;
 
 int ctl_serve_up(ctl_serve_t *s, const char *name, const ctl_task_src_t *src, ctl_service_t **out,

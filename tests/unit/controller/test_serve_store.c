@@ -116,6 +116,7 @@ static void test_versions(void **state)
     v.version = 2;
     v.yaml_path = NULL;
     v.envs = "{\"PORT\":\"8093\"}";
+    v.overrides = "{\"resources\":{\"cpus\":\"4+\"}}";
     v.mode = CTL_UPDATE_BLUE_GREEN;
     assert_int_equal(ctl_store_put_version(f->st, "s", &v), 0);
     assert_int_equal(ctl_store_next_version(f->st, "s", &next), 0);
@@ -131,6 +132,8 @@ static void test_versions(void **state)
     assert_null(out[1].yaml_path);
     assert_null(out[0].envs);
     assert_string_equal(out[1].envs, "{\"PORT\":\"8093\"}");
+    assert_null(out[0].overrides);
+    assert_string_equal(out[1].overrides, "{\"resources\":{\"cpus\":\"4+\"}}");
     assert_int_equal(out[1].mode, CTL_UPDATE_BLUE_GREEN);
     for (size_t i = 0; i < n; i++)
         ctl_version_row_clear(&out[i]);
@@ -170,6 +173,7 @@ static void test_versions_from_an_older_file(void **state)
     assert_int_equal(n, 1);
     assert_string_equal(out[0].yaml, "run: x");
     assert_null(out[0].envs);
+    assert_null(out[0].overrides);
     ctl_version_row_clear(&out[0]);
     free(out);
     reopen(f); /* the column is there now: opening again is fine too */

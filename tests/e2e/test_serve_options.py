@@ -1,7 +1,8 @@
-"""The endpoint a service advertises: the host SKY_SERVE_ENDPOINT_HOST names
-(every e2e stack sets 127.0.0.1, see serve_util.FAST_ENV), and https:// when the
-service's sky-lb takes only TLS (`service.tls`), in `sky serve up`, `sky serve
-status` and `--endpoint` alike."""
+"""Serve settings a user chooses: the endpoint a service advertises (the host
+SKY_SERVE_ENDPOINT_HOST names, which every e2e stack sets to 127.0.0.1, see
+serve_util.FAST_ENV; https:// when the service's sky-lb takes only TLS), the
+task flags of `sky serve up` (kept across a controller restart), and the
+controller's idle stop."""
 import os
 import re
 import ssl
@@ -13,7 +14,8 @@ import urllib.request
 
 import pytest
 
-from serve_util import Stack, ready
+from serve_util import Stack, live, ready
+from skytest.procs import kill_and_wait
 
 TLS_YAML = """\
 service:
@@ -102,3 +104,25 @@ def test_controller_stops_when_idle():
         assert not [c for _, c in s.home_processes() if "sky-controller" in c or "sky-lb" in c]
     finally:
         s.teardown()
+
+
+def test_task_flags_survive_a_controller_restart(stack):
+    """`sky serve up --cpus 4 --env` is stored with the version: the replicas
+    get a 4-vCPU type, and after `kill -9` of the controller, the restarted one
+    rebuilds the same task (a new replica too)."""
+    p = stack.sky("serve", "up", "tests/data/serve_e2e/update_v1.yaml", "-n", "flags", "-y",
+                  "--cpus", "4", "--env", "APP_VERSION=flagged", timeout=120)
+
+    def four_vcpus():
+        reps = live(stack.service("flags")["replicas"])
+        assert len(reps) == 2 and all("vCPU=4" in r["resources"] for r in reps), reps
+        return reps
+
+    stack.wait_for(four_vcpus, 60, "2 replicas of 4 vCPUs")
+    kill_and_wait(stack.controller_pid())
+    # The next question restarts it; a replica it launches now comes from the stored task.
+    reps = four_vcpus()
+    stack.sky("serve", "down", "flags", "--replica-id", str(reps[0]["replica_id"]), "-y",
+              check=False)
+    stack.wait_for(lambda: max(r["replica_id"] for r in four_vcpus()) > 2, 90,
+                   "a replacement replica of 4 vCPUs")
