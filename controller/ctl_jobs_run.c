@@ -45,7 +45,7 @@ struct ctl_job {
     core_task_t *task;
     core_candidate_t *cands;
     size_t n_cands;
-    core_prov_t *prov; /* used by the call in flight only */
+    core_prov_registry_t *provs; /* used by the call in flight only */
     ctl_rng_t rng;
     bool cancel;
     /* launching */
@@ -118,7 +118,7 @@ static void on_job_closed(uv_handle_t *h)
 {
     ctl_job_t *j = h->data;
     ctl_jobs_call_clear(&j->call);
-    core_prov_destroy(j->prov);
+    core_prov_registry_free(j->provs);
     core_task_free(j->task);
     free(j->cands);
     free(j->skip);
@@ -203,8 +203,10 @@ static ctl_jobs_call_t *call_prep(ctl_job_t *j, ctl_jobs_op_t op)
     c->op = op;
     c->jobs_dir = j->d->jobs_dir;
     c->job_id = j->id;
-    c->prov = &j->prov;
+    c->provs = &j->provs;
     c->cloud = j->task ? j->task->resources.cloud : NULL;
+    c->cands = j->cands;
+    c->n_cands = j->n_cands;
     c->inst = j->r.inst;
     c->task_id = j->r.agent_task;
     return c;
@@ -533,8 +535,6 @@ static void launch_sweep(ctl_job_t *j)
                                &r->prev, rs->region || rs->zone, j->sweep, j->skip);
     }
     ctl_jobs_call_t *c = call_prep(j, CTL_JOBS_OP_LAUNCH);
-    c->cands = j->cands;
-    c->n_cands = j->n_cands;
     c->skip = j->skip;
     call_queue(j, after_launch);
 }

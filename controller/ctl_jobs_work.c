@@ -38,67 +38,75 @@ static int transport_error(int rc)
 }
 
 /*
- * The job's provider handle (the registry's driver for the task's cloud),
- * opened on first use. After a transport error the provider's daemon may
- * have died or restarted on another port: reopening finds it again
- * (starting the local cloud if needed), as opening did.
+ * The provider of <cloud> (NULL: the default) from the job's registry, made
+ * on first use: a job whose candidates span clouds (an any_of of the local
+ * cloud and an SSH Node Pool) launches, checks and terminates each instance
+ * with the provider of its own cloud. A provider whose daemon died or moved
+ * finds it again by itself (core/prov_local.c); a failed open is retried by
+ * the next call.
  */
-static int prov_open(ctl_jobs_call_t *c)
+static int prov_get(ctl_jobs_call_t *c, const char *cloud, core_prov_t **out)
 {
-    core_prov_t *p = NULL;
-    int rc = core_prov_open(c->cloud, &p, NULL);
-    if (rc < 0)
-        return rc;
-    core_prov_destroy(*c->prov);
-    *c->prov = p;
-    return 0;
-}
+    int rc;
 
-static int ensure_prov(ctl_jobs_call_t *c)
-{
-    return *c->prov ? 0 : prov_open(c);
+    if (!*c->provs && (rc = core_prov_registry_new(NULL, 0, c->provs)) < 0)
+        return rc;
+    return core_prov_registry_get(*c->provs, cloud, out, NULL);
 }
 
 /* Terminates <id>, retrying transport errors a few times: a leaked instance costs money. */
-static int terminate_id(ctl_jobs_call_t *c, const char *id)
+static int terminate_id(ctl_jobs_call_t *c, const char *cloud, const char *id)
 {
     int rc = 0;
     for (int tries = 0; tries < TERMINATE_TRIES; tries++) {
-        if ((rc = ensure_prov(c)) == 0)
-            rc = core_prov_terminate(*c->prov, id);
+        core_prov_t *p;
+        if ((rc = prov_get(c, cloud, &p)) == 0)
+            rc = core_prov_terminate(p, id);
         if (!transport_error(rc))
             break;
         msleep(TERMINATE_RETRY_MS);
-        prov_open(c);
     }
     return rc;
 }
 
-/* Terminates every instance the job owns besides <keep>: leftovers of a launch
- * the daemon was killed in the middle of, or one a timed-out launch made. */
+/* Terminates every instance the job owns besides <keep>, in every provider
+ * its candidates use: leftovers of a launch the daemon was killed in the
+ * middle of, or one a timed-out launch made. */
 static void reap(ctl_jobs_call_t *c, const char *keep)
 {
-    core_instance_t *list = NULL;
-    size_t n = 0;
+    size_t n_clouds = c->n_cands ? c->n_cands : 1, n_seen = 0;
+    core_prov_t **seen = core_xcalloc(n_clouds, sizeof(*seen));
     char owner[64];
     ctl_jobs_owner(c->job_id, owner, sizeof(owner));
-    int rc = ensure_prov(c);
-    if (rc == 0)
-        rc = core_prov_list(*c->prov, &list, &n);
-    if (transport_error(rc) && prov_open(c) == 0)
-        rc = core_prov_list(*c->prov, &list, &n);
-    if (rc < 0) {
-        ctl_jobs_log(c->jobs_dir, c->job_id, "cannot list instances to reap leftovers: %s",
-                     core_strerror(rc));
-        return;
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (strcmp(list[i].owner, owner) == 0 && strcmp(list[i].id, keep) != 0) {
-            ctl_jobs_log(c->jobs_dir, c->job_id, "terminating leftover instance %s", list[i].id);
-            terminate_id(c, list[i].id);
+    for (size_t k = 0; k < n_clouds; k++) {
+        const char *cloud = c->n_cands ? c->cands[k].cloud : c->cloud;
+        core_instance_t *list = NULL;
+        core_prov_t *p = NULL;
+        size_t n = 0, s;
+        int rc = prov_get(c, cloud, &p);
+        for (s = 0; rc == 0 && s < n_seen && seen[s] != p; s++)
+            ;
+        if (rc == 0 && s < n_seen)
+            continue; /* another cloud of the same provider */
+        if (rc == 0)
+            seen[n_seen++] = p;
+        if (rc == 0 && (rc = core_prov_list(p, &list, &n)) < 0 && transport_error(rc))
+            rc = core_prov_list(p, &list, &n);
+        if (rc < 0) {
+            ctl_jobs_log(c->jobs_dir, c->job_id, "cannot list instances to reap leftovers: %s",
+                         core_strerror(rc));
+            continue;
         }
+        for (size_t i = 0; i < n; i++) {
+            if (strcmp(list[i].owner, owner) == 0 && strcmp(list[i].id, keep) != 0) {
+                ctl_jobs_log(c->jobs_dir, c->job_id, "terminating leftover instance %s",
+                             list[i].id);
+                terminate_id(c, list[i].cloud, list[i].id);
+            }
+        }
+        free(list);
     }
-    free(list);
+    free(seen);
 }
 
 /* Buckets the job declared `persistent: false` are its own: removed at its end. */
@@ -125,11 +133,10 @@ static void drop_buckets(ctl_jobs_call_t *c)
 static enum core_inst_state instance_state(ctl_jobs_call_t *c)
 {
     core_instance_t now;
-    int rc = ensure_prov(c);
+    core_prov_t *p;
+    int rc = prov_get(c, c->inst.cloud[0] ? c->inst.cloud : c->cloud, &p);
     if (rc == 0)
-        rc = core_prov_describe(*c->prov, c->inst.id, &now);
-    if (transport_error(rc))
-        prov_open(c);
+        rc = core_prov_describe(p, c->inst.id, &now);
     return rc == 0 ? now.state : rc == CORE_ENOTFOUND ? CORE_INST_TERMINATED : CORE_INST_RUNNING;
 }
 
@@ -144,17 +151,16 @@ static void launch(ctl_jobs_call_t *c)
 {
     char owner[64];
     size_t chosen = 0;
+    core_prov_t *p;
     ctl_jobs_owner(c->job_id, owner, sizeof(owner));
-    c->rc = ensure_prov(c);
+    c->rc = prov_get(c, c->cloud, &p);
     if (c->rc == 0)
-        c->rc = core_prov_launch_failover(*c->prov, c->cands, c->n_cands, c->skip, owner,
+        c->rc = core_prov_registry_launch(*c->provs, c->cands, c->n_cands, c->skip, owner,
                                           &c->launched, &chosen, &c->err);
-    if (transport_error(c->rc)) {
-        /* The local cloud may still make the instance it timed out on, or it
-         * restarted: reconnect and remove whatever this job left there. */
-        prov_open(c);
+    /* The local cloud may still make the instance it timed out on, or it
+     * restarted: remove whatever this job left there. */
+    if (transport_error(c->rc))
         reap(c, "");
-    }
 }
 
 static void cleanup(ctl_jobs_call_t *c)
@@ -163,7 +169,7 @@ static void cleanup(ctl_jobs_call_t *c)
     if (c->cancel_task && c->inst.id[0] && c->task_id)
         core_agent_cancel(c->inst.ip, c->inst.agent_port, NULL, c->task_id);
     if (c->inst.id[0]) {
-        c->rc = terminate_id(c, c->inst.id);
+        c->rc = terminate_id(c, c->inst.cloud[0] ? c->inst.cloud : c->cloud, c->inst.id);
         if (c->rc < 0)
             ctl_jobs_log(c->jobs_dir, c->job_id, "terminating %s failed: %s", c->inst.id,
                          core_strerror(c->rc));
@@ -178,9 +184,11 @@ static void cleanup(ctl_jobs_call_t *c)
 void ctl_jobs_call_run(ctl_jobs_call_t *c)
 {
     switch (c->op) {
-    case CTL_JOBS_OP_CONNECT:
-        c->rc = ensure_prov(c);
+    case CTL_JOBS_OP_CONNECT: {
+        core_prov_t *p;
+        c->rc = prov_get(c, c->cloud, &p);
         break;
+    }
     case CTL_JOBS_OP_LAUNCH:
         launch(c);
         break;

@@ -6,7 +6,7 @@
 
 #include "core/agent.h"
 #include "core/catalog.h"
-#include "core/prov.h"
+#include "core/prov_registry.h"
 #include "core/spec.h"
 
 /*
@@ -14,11 +14,11 @@
  * the instance's agent, as a real cloud's calls block. The recovery loop
  * (ctl_jobs_run.c) fills a call on the loop thread, runs it in the thread
  * pool (uv_queue_work) and applies the outputs on the loop thread again. A
- * call touches nothing but its own fields, the job's provider handle (one
- * call per job at a time) and the job's controller.log.
+ * call touches nothing but its own fields, the job's providers (one call per
+ * job at a time) and the job's controller.log.
  */
 typedef enum ctl_jobs_op {
-    CTL_JOBS_OP_CONNECT = 0, /* open the job's provider handle */
+    CTL_JOBS_OP_CONNECT = 0, /* open the provider of the task's cloud */
     CTL_JOBS_OP_LAUNCH,      /* failover launch over the candidates not skipped */
     CTL_JOBS_OP_SUBMIT,      /* the task to the instance's agent */
     CTL_JOBS_OP_TASK_GET,    /* the task's status on the agent */
@@ -32,13 +32,13 @@ typedef struct ctl_jobs_call {
     /* in */
     const char *jobs_dir; /* for the job's controller.log */
     long job_id;
-    core_prov_t **prov;   /* the job's handle: opened, or reopened after a transport error */
-    const char *cloud;    /* the task's cloud: which provider <prov> is (NULL: the default) */
+    core_prov_registry_t **provs; /* the job's providers, made on first use */
+    const char *cloud;    /* the task's cloud (NULL: the default): CONNECT opens its provider */
     core_instance_t inst; /* the job's instance (id "" = none) */
     int task_id;          /* on the agent of <inst>; SUBMIT's output */
-    const core_candidate_t *cands; /* LAUNCH */
+    const core_candidate_t *cands; /* LAUNCH's; their clouds' providers are reaped */
     size_t n_cands;
-    const unsigned char *skip;
+    const unsigned char *skip;     /* LAUNCH */
     cJSON *task_json;            /* SUBMIT: the agent's request; the call deletes it */
     int cancel_task;             /* CLEANUP: ask the agent to cancel task_id first */
     const core_task_t *buckets;  /* CLEANUP: delete this task's `persistent: false` buckets */

@@ -19,6 +19,7 @@
 
 #include "core/err.h"
 #include "core/mem.h"
+#include "core/prov_ssh.h"
 #include "core/spec.h"
 
 #define CATALOG_MAX_BYTES (8 * 1024 * 1024)
@@ -728,6 +729,30 @@ static int combine_loc(const char *a, const char *b, const char **out, int ci)
     return 1;
 }
 
+/*
+ * `infra: ssh[/POOL[/HOST]]`: owned machines are not in the catalog; their
+ * candidates are the pools `sky ssh up` set up with a host that could hold
+ * the request (core_prov_ssh_candidates), at price 0, hence first among an
+ * unordered any_of's. The location is <q>'s (the entry's with the override).
+ */
+static int resolve_ssh(const core_resources_t *r, const req_t *q, cvec_t *out, char **msg)
+{
+    core_resources_t at = *r;
+    core_candidate_t *c = NULL;
+    size_t n = 0;
+    int rc;
+
+    at.region = (char *)q->region;
+    at.zone = (char *)q->zone;
+    at.use_spot = q->spot;
+    if ((rc = core_prov_ssh_candidates(&at, &c, &n, msg)) < 0)
+        return rc;
+    for (size_t i = 0; i < n; i++)
+        cvec_push(out, &c[i]);
+    free(c);
+    return 0;
+}
+
 static int resolve_one(const core_catalog_t *cat, const core_resources_t *r,
                        const core_resolve_opts_t *o, cvec_t *out, char **msg)
 {
@@ -745,6 +770,9 @@ static int resolve_one(const core_catalog_t *cat, const core_resources_t *r,
                            r->region ? r->region : "", r->zone ? "/" : "", r->zone ? r->zone : "");
         return CORE_EINFEASIBLE;
     }
+    q.spot = o->use_spot >= 0 ? (o->use_spot != 0) : (r->use_spot == 1);
+    if (q.cloud && !strcasecmp(q.cloud, "ssh"))
+        return resolve_ssh(r, &q, out, msg);
     q.cpus = r->cpus;
     q.cpus_plus = r->cpus_plus;
     q.mem = r->memory_gb;
@@ -752,7 +780,6 @@ static int resolve_one(const core_catalog_t *cat, const core_resources_t *r,
     q.acc = r->accelerator;
     q.acc_count = r->accelerator_count;
     q.type = r->instance_type;
-    q.spot = o->use_spot >= 0 ? (o->use_spot != 0) : (r->use_spot == 1);
     if (!q.cpus && !q.mem && !q.acc && !q.type) {
         q.cpus = DEFAULT_VCPUS;
         q.cpus_plus = 1;
@@ -937,7 +964,12 @@ const char *core_cloud_display_name(const char *cloud)
 
 void core_candidate_label(const core_candidate_t *c, char *out, size_t outlen)
 {
-    const char *cloud = core_cloud_display_name(c->cloud);
+    char cloud[80];
+
+    /* A pool is where owned machines are, as a cloud is: "SSH/lab". */
+    snprintf(cloud, sizeof(cloud), "%s%s%s", core_cloud_display_name(c->cloud),
+             !strcasecmp(c->cloud, "ssh") && c->region[0] ? "/" : "",
+             !strcasecmp(c->cloud, "ssh") ? c->region : "");
     if (c->accelerator[0])
         snprintf(out, outlen, "1x %s(%svCPU=%g, %s:%d)", cloud, c->spot ? "[Spot]" : "", c->vcpus,
                  c->accelerator, c->accelerator_count);

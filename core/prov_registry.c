@@ -12,6 +12,7 @@
 #include "core/log.h"
 #include "core/mem.h"
 #include "core/prov_registry.h"
+#include "core/prov_ssh.h"
 
 static int local_open(void *arg, core_prov_t **out, char **err)
 {
@@ -19,8 +20,17 @@ static int local_open(void *arg, core_prov_t **out, char **err)
     return core_prov_local_open(out, err);
 }
 
+static int ssh_open(void *arg, core_prov_t **out, char **err)
+{
+    (void)arg;
+    return core_prov_ssh_open(out, err);
+}
+
+static const char *const ssh_clouds[] = {"ssh", NULL};
+
 static const core_prov_driver_t builtin[] = {
     {.name = "local", .clouds = NULL, .open = local_open},
+    {.name = "ssh", .clouds = ssh_clouds, .open = ssh_open},
 };
 
 const core_prov_driver_t *core_prov_builtin_drivers(size_t *n)

@@ -33,6 +33,9 @@ void core_catalog_free(core_catalog_t *cat);
 /*
  * Resolves a task's resources (any_of included) into launchable candidates,
  * cheapest first; ties broken by cloud, region, zone, type for a stable order.
+ * Entries on cloud "ssh" are not the catalog's: they resolve to the SSH Node
+ * Pools set up in $SKY_HOME (core_prov_ssh_candidates, price 0; use_spot is
+ * infeasible there).
  * *out is allocated (caller frees). CORE_EINFEASIBLE with *err naming the
  * requirement that no instance satisfies.
  */
@@ -49,7 +52,8 @@ int core_catalog_each_zone(const core_catalog_t *cat, core_catalog_zone_cb cb, v
 const char *core_cloud_display_name(const char *cloud);
 
 /* "1x GCP([Spot]vCPU=2)": the candidate's cloud as the reference names it
- * (core_cloud_display_name), as the seed's serve tables print RESOURCES. */
+ * (core_cloud_display_name), as the seed's serve tables print RESOURCES; an
+ * SSH Node Pool's with its pool, "1x SSH/lab(vCPU=2)". */
 void core_candidate_label(const core_candidate_t *c, char *out, size_t outlen);
 
 /*

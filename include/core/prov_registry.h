@@ -13,10 +13,11 @@
  *
  * A driver serves a list of clouds; the one without a list is the default and
  * serves every cloud no other driver names. This build's drivers: the local
- * cloud (sky-localcloud), the default, which simulates every catalog cloud.
- * A provider for `infra: ssh/POOL` will be a driver serving cloud "ssh"; then
- * one service's candidates may span two providers (spot in the local cloud,
- * on-demand fallback on a pool), which core_prov_registry_launch handles.
+ * cloud (sky-localcloud), the default, which simulates every catalog cloud;
+ * and SSH Node Pools (core/prov_ssh.h), serving cloud "ssh" (`infra:
+ * ssh/POOL`). One service's candidates may span both (spot in the local
+ * cloud, on-demand fallback on a pool), which core_prov_registry_launch
+ * handles.
  *
  * Handles from a registry are shared: every call may come from any thread
  * (the controllers' thread pools), so providers must be thread-safe.

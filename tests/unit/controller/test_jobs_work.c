@@ -1,6 +1,6 @@
 /*
- * ctl_jobs_work: the jobs controller's blocking calls against a scripted
- * provider (no local cloud, no agent): failover launch honouring the skip
+ * ctl_jobs_work: the jobs controller's blocking calls against scripted
+ * providers (no local cloud, no agent): failover launch honouring the skip
  * mask, the instance state a poll or describe reports (a forgotten instance
  * is TERMINATED, a preempted one is not asked for its task), and cleanup
  * terminating the job's instance and every leftover it owns (and nothing of
@@ -35,6 +35,7 @@ typedef struct fake {
     core_instance_t inst[MAX_INST];
     size_t n;
     const char *full_zone; /* launches there fail with no capacity */
+    const char *prefix;    /* of its instance ids; NULL: "i" */
     int launches;
     char terminated[MAX_INST][64];
     size_t n_terminated;
@@ -60,7 +61,7 @@ static int fake_launch(core_prov_t *p, const core_candidate_t *c, const char *ow
     }
     core_instance_t *in = &f->inst[f->n++];
     memset(in, 0, sizeof(*in));
-    snprintf(in->id, sizeof(in->id), "i-%06zu", f->n);
+    snprintf(in->id, sizeof(in->id), "%s-%06zu", f->prefix ? f->prefix : "i", f->n);
     snprintf(in->cloud, sizeof(in->cloud), "%s", c->cloud);
     snprintf(in->region, sizeof(in->region), "%s", c->region);
     snprintf(in->zone, sizeof(in->zone), "%s", c->zone);
@@ -108,11 +109,22 @@ static void fake_destroy(core_prov_t *p)
 static const core_prov_ops_t fake_ops = {"fake",      fake_launch, fake_terminate,
                                          fake_describe, fake_list, fake_destroy};
 
+static int fake_open(void *arg, core_prov_t **out, char **err)
+{
+    (void)err;
+    *out = arg;
+    return 0;
+}
+
+static const char *const pool_clouds[] = {"ssh", NULL};
+
+/* Two providers: <fake>, the default, and <pool>, serving cloud "ssh". */
 typedef struct fx {
     char home[64];
     char *jobs_dir;
-    fake_t fake;
+    fake_t fake, pool;
     core_prov_t *prov;
+    core_prov_registry_t *reg;
 } fx_t;
 
 static int setup(void **state)
@@ -126,7 +138,14 @@ static int setup(void **state)
     assert_int_equal(core_mkdir_p(dir, 0700), 0);
     free(dir);
     f->fake.super.ops = &fake_ops;
+    f->pool.super.ops = &fake_ops;
+    f->pool.prefix = "ssh";
     f->prov = &f->fake.super;
+    core_prov_driver_t d[2] = {
+        {.name = "fake", .open = fake_open, .arg = &f->fake},
+        {.name = "pool", .clouds = pool_clouds, .open = fake_open, .arg = &f->pool},
+    };
+    assert_int_equal(core_prov_registry_new(d, 2, &f->reg), 0);
     *state = f;
     return 0;
 }
@@ -134,6 +153,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fx_t *f = *state;
+    core_prov_registry_free(f->reg);
     core_rm_rf(f->home);
     free(f->jobs_dir);
     free(f);
@@ -146,19 +166,24 @@ static void call_init(fx_t *f, ctl_jobs_call_t *c, ctl_jobs_op_t op)
     c->op = op;
     c->jobs_dir = f->jobs_dir;
     c->job_id = 7;
-    c->prov = &f->prov;
+    c->provs = &f->reg;
 }
 
-static core_candidate_t cand(const char *region, const char *zone)
+static core_candidate_t cand_in(const char *cloud, const char *region, const char *zone)
 {
     core_candidate_t c;
     memset(&c, 0, sizeof(c));
-    snprintf(c.cloud, sizeof(c.cloud), "local");
+    snprintf(c.cloud, sizeof(c.cloud), "%s", cloud);
     snprintf(c.region, sizeof(c.region), "%s", region);
     snprintf(c.zone, sizeof(c.zone), "%s", zone);
     snprintf(c.instance_type, sizeof(c.instance_type), "l.2x");
     c.spot = 1;
     return c;
+}
+
+static core_candidate_t cand(const char *region, const char *zone)
+{
+    return cand_in("local", region, zone);
 }
 
 static void test_launch_failover_and_skip(void **state)
@@ -191,7 +216,49 @@ static void test_launch_failover_and_skip(void **state)
     assert_int_equal(c.rc, CORE_ENOCAPACITY);
     assert_non_null(c.err);
     ctl_jobs_call_clear(&c);
-    assert_ptr_equal(f->prov, &f->fake.super); /* the handle was kept */
+}
+
+/* An any_of of a pool and the local cloud: each candidate launched, described
+ * and reaped by its own cloud's provider. */
+static void test_candidates_span_providers(void **state)
+{
+    fx_t *f = *state;
+    core_candidate_t cands[] = {cand_in("ssh", "lab", ""), cand("r1", "r1a")};
+    core_instance_t stray, other;
+    ctl_jobs_call_t c;
+
+    f->pool.full_zone = "";
+    call_init(f, &c, CTL_JOBS_OP_LAUNCH);
+    c.cands = cands;
+    c.n_cands = 2;
+    ctl_jobs_call_run(&c);
+    assert_int_equal(c.rc, 0);
+    assert_string_equal(c.launched.cloud, "local"); /* the pool was full */
+    assert_int_equal(f->pool.launches, 1);
+    core_instance_t mine = c.launched;
+    ctl_jobs_call_clear(&c);
+
+    f->pool.full_zone = NULL;
+    assert_int_equal(fake_launch(&f->pool.super, &cands[0], "job:7", &stray, NULL), 0);
+    assert_int_equal(fake_launch(&f->pool.super, &cands[0], "job:8", &other, NULL), 0);
+    call_init(f, &c, CTL_JOBS_OP_DESCRIBE);
+    c.inst = stray;
+    ctl_jobs_call_run(&c);
+    assert_int_equal(c.state, CORE_INST_RUNNING); /* asked the pool, not the default */
+    ctl_jobs_call_clear(&c);
+
+    call_init(f, &c, CTL_JOBS_OP_CLEANUP);
+    c.inst = mine;
+    c.cands = cands;
+    c.n_cands = 2;
+    ctl_jobs_call_run(&c);
+    assert_int_equal(c.rc, 0);
+    assert_int_equal(f->fake.n_terminated, 1);
+    assert_string_equal(f->fake.terminated[0], mine.id);
+    assert_int_equal(f->pool.n_terminated, 1);
+    assert_string_equal(f->pool.terminated[0], stray.id);
+    assert_int_equal(fake_find(&f->pool, other.id)->state, CORE_INST_RUNNING);
+    ctl_jobs_call_clear(&c);
 }
 
 static void test_instance_states(void **state)
@@ -281,6 +348,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_launch_failover_and_skip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_instance_states, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_candidates_span_providers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cleanup, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

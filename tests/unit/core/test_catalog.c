@@ -17,6 +17,7 @@
 #include "core/catalog.h"
 #include "core/err.h"
 #include "core/spec.h"
+#include "core/util.h"
 
 typedef struct fixture {
     char home[64];
@@ -642,6 +643,78 @@ static void test_load_errors(void **state)
     free(err);
 }
 
+/* `infra: ssh/POOL` resolves to the pools `sky ssh up` recorded, not the catalog. */
+static void test_ssh_pools(void **state)
+{
+    fixture_t *f = *state;
+    char dir[160], path[200];
+    core_resolve_opts_t od = CORE_RESOLVE_OPTS_INIT, spot = CORE_RESOLVE_OPTS_INIT;
+    core_candidate_t *c;
+    size_t n;
+    char *err, label[64];
+
+    snprintf(dir, sizeof(dir), "%s/ssh/pools/lab", f->home);
+    assert_int_equal(core_mkdir_p(dir, 0700), 0);
+    snprintf(path, sizeof(path), "%s/hosts.json", dir);
+    write_text(path, "{\"hosts\": ["
+                     "{\"host\": \"10.0.0.1\", \"addr\": \"10.0.0.1\", \"agent_port\": 46590,"
+                     " \"cpus\": 4, \"memory_gb\": 16, \"state\": \"ok\"},"
+                     "{\"host\": \"10.0.0.2\", \"addr\": \"10.0.0.2\", \"agent_port\": 46590,"
+                     " \"cpus\": 64, \"memory_gb\": 256, \"state\": \"unreachable\"}]}");
+
+    c = resolve(f->cat, "  infra: ssh/lab\n  cpus: 2+\n", NULL, &n);
+    assert_int_equal(n, 1);
+    assert_string_equal(c[0].cloud, "ssh");
+    assert_string_equal(c[0].region, "lab");
+    assert_string_equal(c[0].zone, "");
+    assert_int_equal(c[0].spot, 0);
+    assert_true(c[0].price == 0 && c[0].vcpus == 2);
+    core_candidate_label(&c[0], label, sizeof(label));
+    assert_string_equal(label, "1x SSH/lab(vCPU=2)");
+    free(c);
+    c = resolve(f->cat, "  infra: ssh\n", NULL, &n); /* any pool */
+    assert_true(n == 1 && !strcmp(c[0].region, "lab"));
+    free(c);
+
+    /* A spot service's any_of: spot in a cloud, its on-demand fallback on the pool first
+     * (owned machines cost nothing). */
+    const char *mixed = "  use_spot: true\n  cpus: 2\n  any_of:\n    - infra: gcp\n"
+                        "    - infra: ssh/lab\n";
+    spot.use_spot = 1;
+    c = resolve(f->cat, mixed, &spot, &n);
+    for (size_t i = 0; i < n; i++)
+        assert_true(c[i].spot && strcmp(c[i].cloud, "ssh"));
+    free(c);
+    od.use_spot = 0;
+    c = resolve(f->cat, mixed, &od, &n);
+    assert_true(n > 1 && !strcmp(c[0].cloud, "ssh") && !c[0].spot && !strcmp(c[1].cloud, "gcp"));
+    free(c);
+    /* The placer's and the instance's location narrow to one host. */
+    od.cloud = "ssh";
+    od.zone = "10.0.0.1";
+    c = resolve(f->cat, mixed, &od, &n);
+    assert_true(n == 1 && !strcmp(c[0].zone, "10.0.0.1"));
+    free(c);
+
+    err = resolve_err(f->cat, "  infra: ssh/lab\n  use_spot: true\n", NULL);
+    assert_string_equal(err, "SSH Node Pool hosts are never spot: use_spot: true cannot be placed "
+                             "on ssh/lab");
+    free(err);
+    err = resolve_err(f->cat, "  infra: ssh/lab\n  cpus: 8\n", NULL);
+    assert_string_equal(err, "no host of ssh/lab can hold the request: 10.0.0.1: 4 of 4 CPUs "
+                             "free, 8 asked");
+    free(err);
+    err = resolve_err(f->cat, "  infra: ssh/nope\n", NULL);
+    assert_non_null(strstr(err, "no host of ssh/nope can hold the request"));
+    free(err);
+    unlink(path);
+    rmdir(dir);
+    snprintf(dir, sizeof(dir), "%s/ssh/pools", f->home);
+    rmdir(dir);
+    snprintf(dir, sizeof(dir), "%s/ssh", f->home);
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -656,6 +729,7 @@ int main(void)
         cmocka_unit_test(test_infeasible_messages),
         cmocka_unit_test(test_locations_and_price),
         cmocka_unit_test(test_labels),
+        cmocka_unit_test(test_ssh_pools),
         cmocka_unit_test(test_home_override_and_no_spot),
         cmocka_unit_test(test_load_errors),
     };

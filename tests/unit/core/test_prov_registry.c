@@ -175,15 +175,21 @@ static void test_failed_open_is_retried_and_bad_tables_refused(void **state)
     core_prov_registry_free(r);
 }
 
-static void test_builtin_default_is_the_local_cloud(void **state)
+static void test_builtin_local_default_and_ssh_pools(void **state)
 {
     size_t n = 0;
-    const core_prov_driver_t *d = core_prov_builtin_drivers(&n);
+    core_prov_registry_t *r = NULL;
 
     (void)state;
-    assert_int_equal(n, 1);
-    assert_string_equal(d[0].name, "local");
-    assert_null(d[0].clouds);
+    assert_non_null(core_prov_builtin_drivers(&n));
+    assert_int_equal(n, 2);
+    assert_int_equal(core_prov_registry_new(NULL, 0, &r), 0);
+    assert_string_equal(core_prov_registry_driver(r, NULL)->name, "local");
+    assert_null(core_prov_registry_driver(r, NULL)->clouds);
+    assert_string_equal(core_prov_registry_driver(r, "gcp")->name, "local");
+    assert_string_equal(core_prov_registry_driver(r, "ssh")->name, "ssh");
+    assert_ptr_equal(core_prov_registry_driver(r, "ssh"), core_prov_registry_driver(r, "ssh"));
+    core_prov_registry_free(r);
 }
 
 int main(void)
@@ -193,7 +199,7 @@ int main(void)
         cmocka_unit_test(test_failover_spans_providers_in_candidate_order),
         cmocka_unit_test(test_list_covers_every_provider),
         cmocka_unit_test(test_failed_open_is_retried_and_bad_tables_refused),
-        cmocka_unit_test(test_builtin_default_is_the_local_cloud),
+        cmocka_unit_test(test_builtin_local_default_and_ssh_pools),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
