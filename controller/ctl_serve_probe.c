@@ -3,6 +3,12 @@
  * probed (ctl_probe.c, on the loop); results go to the fleet
  * (ctl_fleet_probe), and a failed probe also asks the provider whether the
  * instance is still there.
+ *
+ * A round does not wait for the previous one's probes: one to a dead host
+ * runs until its timeout (15 s by default), and the others' replicas (a
+ * new one replacing it among them) must not wait that long to be READY. A
+ * replica has one probe in flight at most (r->probing). (The reference waits
+ * for every probe of a round before the next one.)
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,9 +40,11 @@ typedef struct probe_arg {
     char instance_id[64];
 } probe_arg_t;
 
-static void round_done(ctl_service_t *svc)
+/* CONTROLLER_INIT until the first round's probes all answered; afterwards
+ * every answer that changed a replica counts at once. */
+static void round_done(ctl_service_t *svc, bool changed)
 {
-    if (svc->probes_pending > 0)
+    if (svc->probes_pending > 0 && !(svc->probed_once && changed))
         return;
     svc->probed_once = 1;
     ctl_service_update_status(svc);
@@ -55,13 +63,13 @@ static void on_probe(void *arg, bool ok, long status, const char *err)
         svc->probes_pending--;
     if (!r || strcmp(r->fr.row.instance_id, pa->instance_id) != 0) {
         if (svc)
-            round_done(svc);
+            round_done(svc, false);
         free(pa);
         return;
     }
     r->probing = 0;
     if (!ctl_replica_should_track(&r->fr.row.f)) {
-        round_done(svc);
+        round_done(svc, false);
         free(pa);
         return;
     }
@@ -98,7 +106,7 @@ static void on_probe(void *arg, bool ok, long status, const char *err)
         ctl_replica_save(r);
     if (!ok)
         ctl_replica_queue_describe(r); /* preemption check, not only the probe timeout */
-    round_done(svc);
+    round_done(svc, act != CTL_PROBE_NOTHING);
     free(pa);
 }
 
@@ -141,5 +149,5 @@ void ctl_service_probe_round(ctl_service_t *svc)
         }
         free(url);
     }
-    round_done(svc);
+    round_done(svc, false);
 }

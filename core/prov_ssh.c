@@ -754,6 +754,44 @@ static int ssh_terminate(core_prov_t *prov, const char *id)
     return 0;
 }
 
+/*
+ * A poll's view, as a cloud's list shows a dead VM: a RUNNING instance
+ * whose agent's port does not take a TCP connection (all asked at once,
+ * CONNECT_TIMEOUT_MS), or on a host found down a moment ago, is FAILED.
+ * A live host answers in milliseconds, so a poll costs a dead host's
+ * timeout at most once every DOWN_MEMORY_S.
+ */
+static void list_health(prov_ssh_t *p, core_instance_t *v, size_t n)
+{
+    core_ssh_hostinfo_t *ask = core_xcalloc(n + 1, sizeof(*ask));
+    size_t *which = core_xcalloc(n + 1, sizeof(*which)), n_ask = 0;
+    int *rcs;
+
+    for (size_t i = 0; i < n; i++) {
+        if (v[i].state != CORE_INST_RUNNING)
+            continue;
+        if (host_recently_down(p, v[i].region, v[i].zone, 0)) {
+            v[i].state = CORE_INST_FAILED;
+            continue;
+        }
+        snprintf(ask[n_ask].addr, sizeof(ask[n_ask].addr), "%s", v[i].ip);
+        ask[n_ask].agent_port = v[i].agent_port;
+        which[n_ask++] = i;
+    }
+    rcs = core_xcalloc(n_ask + 1, sizeof(*rcs));
+    tcp_reachable_many(ask, n_ask, CONNECT_TIMEOUT_MS, rcs);
+    for (size_t k = 0; k < n_ask; k++) {
+        core_instance_t *in = &v[which[k]];
+        if (rcs[k] < 0) {
+            in->state = CORE_INST_FAILED;
+            host_mark(p, in->region, in->zone, 1);
+        }
+    }
+    free(rcs);
+    free(which);
+    free(ask);
+}
+
 static int ssh_list(core_prov_t *prov, core_instance_t **out, size_t *n)
 {
     prov_ssh_t *p = (prov_ssh_t *)prov;
@@ -776,6 +814,8 @@ static int ssh_list(core_prov_t *prov, core_instance_t **out, size_t *n)
     pthread_mutex_unlock(&p->mu);
     if (!*out)
         *out = core_xcalloc(1, sizeof(**out));
+    else
+        list_health(p, *out, *n);
     return rc;
 }
 

@@ -15,6 +15,8 @@ struct core_resources;
  * every process of the SKY_HOME) and starts an agent of the instance's own
  * there over SSH; terminate releases the claim at once and stops that agent.
  * An instance is cloud "ssh", region = pool, zone = host, never spot, price 0.
+ * An instance is its agent: describe and list report FAILED one whose agent
+ * does not answer (host dead, link down), as a cloud reports a dead VM.
  *
  * Thread-safe: a registry shares one handle among a controller's threads.
  *
