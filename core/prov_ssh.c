@@ -20,14 +20,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <sqlite3.h>
-
 #include "core/agent.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "core/mem.h"
 #include "core/spec.h"
 #include "core/ssh_deploy.h"
+#include "core/store.h"
 #include "core/util.h"
 
 #define HEALTH_TIMEOUT_MS   5000L
@@ -137,11 +136,11 @@ int core_ssh_place(const core_ssh_slot_t *slots, size_t n, const core_ssh_ask_t 
 /* --------------------------------------------------------------- claims */
 
 /* Shared by a registry's threads: one connection, one transaction at a
- * time on it, so every use of <db> holds <mu>. */
+ * time on it, so every use of <st> holds <mu>. */
 typedef struct prov_ssh {
     core_prov_t super;
     pthread_mutex_t mu;
-    sqlite3 *db;
+    core_store_t *st;
 } prov_ssh_t;
 
 static const char SCHEMA[] =
@@ -154,21 +153,22 @@ static const char SCHEMA[] =
     "CREATE TABLE IF NOT EXISTS hosts_down ("
     " pool TEXT NOT NULL, host TEXT NOT NULL, since REAL NOT NULL, PRIMARY KEY (pool, host));";
 
-static int db_exec(sqlite3 *db, const char *sql)
-{
-    char *msg = NULL;
-    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        CORE_WARN("ssh claims: %s: %s", sql, msg ? msg : "?");
-        sqlite3_free(msg);
-        return CORE_ESTORE;
-    }
-    return 0;
-}
+static const core_store_step_t claims_steps[] = {{SCHEMA, NULL}};
+static const core_store_schema_t claims_schema = {"SSH claims", claims_steps,
+                                                   CORE_ARRAY_SIZE(claims_steps), NULL};
 
-static void col_str(sqlite3_stmt *st, int i, char *out, size_t outlen)
+/* $SKY_HOME/ssh/claims.db, shared by every process of the SKY_HOME. */
+static int claims_open(core_store_t **out, char **err)
 {
-    const unsigned char *s = sqlite3_column_text(st, i);
-    snprintf(out, outlen, "%s", s ? (const char *)s : "");
+    char *dir = core_home_path("ssh");
+    char *path = core_xasprintf("%s/claims.db", dir);
+    int rc;
+
+    core_mkdir_p(dir, 0700);
+    rc = core_store_open(path, &claims_schema, out, err);
+    free(dir);
+    free(path);
+    return rc;
 }
 
 #define CLAIM_COLS "id, pool, host, addr, owner, instance_type, agent_port, state, launched_at"
@@ -176,15 +176,16 @@ static void col_str(sqlite3_stmt *st, int i, char *out, size_t outlen)
 static void claim_to_inst(sqlite3_stmt *st, core_instance_t *in)
 {
     memset(in, 0, sizeof(*in));
-    col_str(st, 0, in->id, sizeof(in->id));
+    core_store_col_text(st, 0, in->id, sizeof(in->id));
     snprintf(in->cloud, sizeof(in->cloud), "ssh");
-    col_str(st, 1, in->region, sizeof(in->region));
-    col_str(st, 2, in->zone, sizeof(in->zone));
-    col_str(st, 3, in->ip, sizeof(in->ip));
-    col_str(st, 4, in->owner, sizeof(in->owner));
-    col_str(st, 5, in->instance_type, sizeof(in->instance_type));
+    core_store_col_text(st, 1, in->region, sizeof(in->region));
+    core_store_col_text(st, 2, in->zone, sizeof(in->zone));
+    core_store_col_text(st, 3, in->ip, sizeof(in->ip));
+    core_store_col_text(st, 4, in->owner, sizeof(in->owner));
+    core_store_col_text(st, 5, in->instance_type, sizeof(in->instance_type));
     in->agent_port = sqlite3_column_int(st, 6);
     const char *state = (const char *)sqlite3_column_text(st, 7);
+    state = state ? state : "";
     in->state = !strcmp(state, "RUNNING")   ? CORE_INST_RUNNING
                 : !strcmp(state, "PENDING") ? CORE_INST_PENDING
                                             : CORE_INST_TERMINATED;
@@ -193,41 +194,42 @@ static void claim_to_inst(sqlite3_stmt *st, core_instance_t *in)
 
 static int claim_get(prov_ssh_t *p, const char *id, core_instance_t *out)
 {
-    sqlite3_stmt *st = NULL;
+    sqlite3_stmt *q;
     int rc = CORE_ESTORE;
     pthread_mutex_lock(&p->mu);
-    if (sqlite3_prepare_v2(p->db, "SELECT " CLAIM_COLS " FROM claims WHERE id = ?", -1, &st,
-                           NULL) == SQLITE_OK) {
-        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-        rc = CORE_ENOTFOUND;
-        if (sqlite3_step(st) == SQLITE_ROW) {
-            claim_to_inst(st, out);
+    if ((q = core_store_prepare(p->st, "SELECT " CLAIM_COLS " FROM claims WHERE id = ?"))) {
+        sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
+        rc = core_store_step(p->st, q);
+        if (rc == 1) {
+            claim_to_inst(q, out);
+            core_store_reset(q);
             rc = 0;
+        } else if (rc == 0) {
+            rc = CORE_ENOTFOUND;
         }
     }
-    sqlite3_finalize(st);
     pthread_mutex_unlock(&p->mu);
     return rc;
 }
 
 static int claim_set(prov_ssh_t *p, const char *id, const char *state, int port)
 {
-    sqlite3_stmt *st = NULL;
-    const char *sql = strcmp(state, "TERMINATED") == 0
-                          ? "UPDATE claims SET state = ?, ended_at = ? WHERE id = ?"
-                          : "UPDATE claims SET state = ?, agent_port = ? WHERE id = ?";
+    sqlite3_stmt *q;
+    int ended = strcmp(state, "TERMINATED") == 0;
     int rc = CORE_ESTORE;
     pthread_mutex_lock(&p->mu);
-    if (sqlite3_prepare_v2(p->db, sql, -1, &st, NULL) == SQLITE_OK) {
-        sqlite3_bind_text(st, 1, state, -1, SQLITE_STATIC);
-        if (strcmp(state, "TERMINATED") == 0)
-            sqlite3_bind_double(st, 2, core_now());
+    q = core_store_prepare(p->st, ended
+                                      ? "UPDATE claims SET state = ?, ended_at = ? WHERE id = ?"
+                                      : "UPDATE claims SET state = ?, agent_port = ? WHERE id = ?");
+    if (q) {
+        sqlite3_bind_text(q, 1, state, -1, SQLITE_STATIC);
+        if (ended)
+            sqlite3_bind_double(q, 2, core_now());
         else
-            sqlite3_bind_int(st, 2, port);
-        sqlite3_bind_text(st, 3, id, -1, SQLITE_STATIC);
-        rc = sqlite3_step(st) == SQLITE_DONE ? 0 : CORE_ESTORE;
+            sqlite3_bind_int(q, 2, port);
+        sqlite3_bind_text(q, 3, id, -1, SQLITE_STATIC);
+        rc = core_store_run(p->st, q);
     }
-    sqlite3_finalize(st);
     pthread_mutex_unlock(&p->mu);
     return rc;
 }
@@ -235,18 +237,18 @@ static int claim_set(prov_ssh_t *p, const char *id, const char *state, int port)
 /* Remembers (or forgets) that <host>'s agents do not answer. */
 static void host_mark(prov_ssh_t *p, const char *pool, const char *host, int down)
 {
-    sqlite3_stmt *st = NULL;
-    const char *sql = down ? "INSERT OR REPLACE INTO hosts_down (pool, host, since) VALUES (?, ?, ?)"
-                           : "DELETE FROM hosts_down WHERE pool = ? AND host = ?";
+    sqlite3_stmt *q;
     pthread_mutex_lock(&p->mu);
-    if (sqlite3_prepare_v2(p->db, sql, -1, &st, NULL) == SQLITE_OK) {
-        sqlite3_bind_text(st, 1, pool, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, host, -1, SQLITE_STATIC);
+    q = core_store_prepare(p->st, down ? "INSERT OR REPLACE INTO hosts_down (pool, host, since)"
+                                         " VALUES (?, ?, ?)"
+                                       : "DELETE FROM hosts_down WHERE pool = ? AND host = ?");
+    if (q) {
+        sqlite3_bind_text(q, 1, pool, -1, SQLITE_STATIC);
+        sqlite3_bind_text(q, 2, host, -1, SQLITE_STATIC);
         if (down)
-            sqlite3_bind_double(st, 3, core_now());
-        sqlite3_step(st);
+            sqlite3_bind_double(q, 3, core_now());
+        core_store_run(p->st, q);
     }
-    sqlite3_finalize(st);
     pthread_mutex_unlock(&p->mu);
 }
 
@@ -254,17 +256,18 @@ static void host_mark(prov_ssh_t *p, const char *pool, const char *host, int dow
  * when `sky ssh up` (at <up_at>) has seen it since. */
 static double host_down_for(prov_ssh_t *p, const char *pool, const char *host, double up_at)
 {
-    sqlite3_stmt *st = NULL;
+    sqlite3_stmt *q;
     double age = -1;
     pthread_mutex_lock(&p->mu);
-    if (sqlite3_prepare_v2(p->db, "SELECT since FROM hosts_down WHERE pool = ? AND host = ?", -1,
-                           &st, NULL) == SQLITE_OK) {
-        sqlite3_bind_text(st, 1, pool, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, host, -1, SQLITE_STATIC);
-        if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_double(st, 0) > up_at)
-            age = core_now() - sqlite3_column_double(st, 0);
+    if ((q = core_store_prepare(p->st, "SELECT since FROM hosts_down WHERE pool = ? AND host = ?"))) {
+        sqlite3_bind_text(q, 1, pool, -1, SQLITE_STATIC);
+        sqlite3_bind_text(q, 2, host, -1, SQLITE_STATIC);
+        if (core_store_step(p->st, q) == 1) {
+            if (sqlite3_column_double(q, 0) > up_at)
+                age = core_now() - sqlite3_column_double(q, 0);
+            core_store_reset(q);
+        }
     }
-    sqlite3_finalize(st);
     pthread_mutex_unlock(&p->mu);
     return age;
 }
@@ -340,13 +343,12 @@ static hostref_t *load_hosts(const char *pool, const char *zone, size_t *n)
 static int add_claims(prov_ssh_t *p, const hostref_t *hosts, core_ssh_slot_t *slots, size_t n,
                       const char *group, char **ids_per_host)
 {
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(p->db,
-                           "SELECT pool, host, owner, cpus, memory_gb, gpus, id FROM claims"
-                           " WHERE state != 'TERMINATED'",
-                           -1, &st, NULL) != SQLITE_OK)
+    sqlite3_stmt *st = core_store_prepare(p->st, "SELECT pool, host, owner, cpus, memory_gb, gpus,"
+                                                 " id FROM claims WHERE state != 'TERMINATED'");
+    int rc;
+    if (!st)
         return CORE_ESTORE;
-    while (sqlite3_step(st) == SQLITE_ROW) {
+    while ((rc = core_store_step(p->st, st)) == 1) {
         const char *pool = (const char *)sqlite3_column_text(st, 0);
         const char *host = (const char *)sqlite3_column_text(st, 1);
         for (size_t i = 0; i < n; i++) {
@@ -367,8 +369,7 @@ static int add_claims(prov_ssh_t *p, const hostref_t *hosts, core_ssh_slot_t *sl
             free(prev);
         }
     }
-    sqlite3_finalize(st);
-    return 0;
+    return rc;
 }
 
 /* Claims a host inside one write transaction; *slot_out, *id_out, *keep (freed by caller). */
@@ -378,18 +379,20 @@ static int claim(prov_ssh_t *p, const hostref_t *hosts, core_ssh_slot_t *base, s
                  char **keep, char *why, size_t whylen)
 {
     pthread_mutex_lock(&p->mu);
-    int rc = db_exec(p->db, "BEGIN IMMEDIATE");
+    int rc = core_store_begin(p->st);
     if (rc < 0) {
         pthread_mutex_unlock(&p->mu);
         return rc;
     }
     /* Launchers that died mid-launch leave PENDING claims: release them. */
-    char gc[160];
-    snprintf(gc, sizeof(gc),
-             "UPDATE claims SET state = 'TERMINATED', ended_at = %.3f"
-             " WHERE state = 'PENDING' AND launched_at < %.3f",
-             core_now(), core_now() - PENDING_STALE_S);
-    db_exec(p->db, gc);
+    sqlite3_stmt *gc = core_store_prepare(p->st, "UPDATE claims SET state = 'TERMINATED',"
+                                                 " ended_at = ? WHERE state = 'PENDING'"
+                                                 " AND launched_at < ?");
+    if (gc) {
+        sqlite3_bind_double(gc, 1, core_now());
+        sqlite3_bind_double(gc, 2, core_now() - PENDING_STALE_S);
+        core_store_run(p->st, gc);
+    }
     core_ssh_slot_t *slots = core_xcalloc(n + 1, sizeof(*slots));
     char **ids = core_xcalloc(n + 1, sizeof(*ids));
     memcpy(slots, base, n * sizeof(*slots));
@@ -397,12 +400,11 @@ static int claim(prov_ssh_t *p, const hostref_t *hosts, core_ssh_slot_t *base, s
     int i = rc < 0 ? -1 : core_ssh_place(slots, n, ask, why, whylen);
     if (i >= 0) {
         new_id(id, idlen);
-        sqlite3_stmt *st = NULL;
-        if (sqlite3_prepare_v2(p->db,
-                               "INSERT INTO claims (id, pool, host, addr, owner, instance_type,"
-                               " cpus, memory_gb, gpus, state, launched_at)"
-                               " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'PENDING', ?)",
-                               -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_stmt *st = core_store_prepare(p->st, "INSERT INTO claims (id, pool, host, addr,"
+                                                     " owner, instance_type, cpus, memory_gb,"
+                                                     " gpus, state, launched_at) VALUES (?, ?,"
+                                                     " ?, ?, ?, ?, ?, ?, ?, 'PENDING', ?)");
+        if (st) {
             sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
             sqlite3_bind_text(st, 2, hosts[i].pool, -1, SQLITE_STATIC);
             sqlite3_bind_text(st, 3, hosts[i].info.host, -1, SQLITE_STATIC);
@@ -414,14 +416,16 @@ static int claim(prov_ssh_t *p, const hostref_t *hosts, core_ssh_slot_t *base, s
             sqlite3_bind_double(st, 8, ask->memory_gb);
             sqlite3_bind_int(st, 9, ask->accelerator && *ask->accelerator ? ask->accelerator_count : 0);
             sqlite3_bind_double(st, 10, core_now());
-            rc = sqlite3_step(st) == SQLITE_DONE ? 0 : CORE_ESTORE;
-            sqlite3_finalize(st);
+            rc = core_store_run(p->st, st);
         } else {
             rc = CORE_ESTORE;
         }
         *keep = core_xasprintf("%s%s%s", ids[i] ? ids[i] : "", ids[i] ? " " : "", id);
     }
-    rc = db_exec(p->db, rc == 0 ? "COMMIT" : "ROLLBACK") < 0 && rc == 0 ? CORE_ESTORE : rc;
+    if (rc == 0)
+        rc = core_store_commit(p->st);
+    if (rc < 0)
+        core_store_rollback(p->st);
     pthread_mutex_unlock(&p->mu);
     for (size_t k = 0; k < n; k++)
         free(ids[k]);
@@ -435,13 +439,12 @@ static int claim(prov_ssh_t *p, const hostref_t *hosts, core_ssh_slot_t *base, s
 
 static void claim_drop(prov_ssh_t *p, const char *id)
 {
-    sqlite3_stmt *st = NULL;
+    sqlite3_stmt *q;
     pthread_mutex_lock(&p->mu);
-    if (sqlite3_prepare_v2(p->db, "DELETE FROM claims WHERE id = ?", -1, &st, NULL) == SQLITE_OK) {
-        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-        sqlite3_step(st);
+    if ((q = core_store_prepare(p->st, "DELETE FROM claims WHERE id = ?"))) {
+        sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
+        core_store_run(p->st, q);
     }
-    sqlite3_finalize(st);
     pthread_mutex_unlock(&p->mu);
 }
 
@@ -795,23 +798,25 @@ static void list_health(prov_ssh_t *p, core_instance_t *v, size_t n)
 static int ssh_list(core_prov_t *prov, core_instance_t **out, size_t *n)
 {
     prov_ssh_t *p = (prov_ssh_t *)prov;
-    sqlite3_stmt *st = NULL;
+    sqlite3_stmt *st;
     int rc = CORE_ESTORE;
     *out = NULL;
     *n = 0;
     pthread_mutex_lock(&p->mu);
-    if (sqlite3_prepare_v2(p->db,
-                           "SELECT " CLAIM_COLS " FROM claims WHERE state != 'TERMINATED'"
-                           " ORDER BY launched_at",
-                           -1, &st, NULL) == SQLITE_OK) {
-        while (sqlite3_step(st) == SQLITE_ROW) {
+    if ((st = core_store_prepare(p->st, "SELECT " CLAIM_COLS " FROM claims"
+                                        " WHERE state != 'TERMINATED' ORDER BY launched_at"))) {
+        while ((rc = core_store_step(p->st, st)) == 1) {
             *out = core_xrealloc(*out, (*n + 1) * sizeof(**out));
             claim_to_inst(st, &(*out)[(*n)++]);
         }
-        rc = 0;
     }
-    sqlite3_finalize(st);
     pthread_mutex_unlock(&p->mu);
+    if (rc < 0) {
+        free(*out);
+        *out = NULL;
+        *n = 0;
+        return rc;
+    }
     if (!*out)
         *out = core_xcalloc(1, sizeof(**out));
     else
@@ -822,7 +827,7 @@ static int ssh_list(core_prov_t *prov, core_instance_t **out, size_t *n)
 static void ssh_destroy(core_prov_t *prov)
 {
     prov_ssh_t *p = (prov_ssh_t *)prov;
-    sqlite3_close(p->db);
+    core_store_close(p->st);
     pthread_mutex_destroy(&p->mu);
     free(p);
 }
@@ -838,31 +843,49 @@ static const core_prov_ops_t ssh_ops = {
 
 int core_prov_ssh_open(core_prov_t **out, char **err)
 {
+    prov_ssh_t *p;
+    core_store_t *st = NULL;
+    int rc;
+
     *out = NULL;
     if (err)
         *err = NULL;
-    char *dir = core_home_path("ssh");
-    core_mkdir_p(dir, 0700);
-    char *path = core_xasprintf("%s/claims.db", dir);
-    free(dir);
-    prov_ssh_t *p = core_xcalloc(1, sizeof(*p));
+    if ((rc = claims_open(&st, err)) < 0)
+        return rc;
+    p = core_xcalloc(1, sizeof(*p));
     p->super.ops = &ssh_ops;
     pthread_mutex_init(&p->mu, NULL);
-    int rc = sqlite3_open_v2(path, &p->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-                                               SQLITE_OPEN_FULLMUTEX,
-                             NULL);
-    free(path);
-    if (rc != SQLITE_OK || (sqlite3_busy_timeout(p->db, 30000),
-                            db_exec(p->db, "PRAGMA journal_mode=WAL") < 0) ||
-        db_exec(p->db, SCHEMA) < 0) {
-        if (err)
-            *err = core_xasprintf("SSH Node Pool claims ($SKY_HOME/ssh/claims.db): %s",
-                                  sqlite3_errmsg(p->db));
-        ssh_destroy(&p->super);
-        return CORE_ESTORE;
-    }
+    p->st = st;
     *out = &p->super;
     return 0;
+}
+
+int core_prov_ssh_find(const char *ip, int port, core_ssh_claim_t *out)
+{
+    core_store_t *st = NULL;
+    sqlite3_stmt *q;
+    int rc = claims_open(&st, NULL);
+
+    if (rc < 0)
+        return rc;
+    rc = CORE_ESTORE;
+    if ((q = core_store_prepare(st, "SELECT id, pool, host FROM claims WHERE addr = ?"
+                                    " AND agent_port = ? AND state = 'RUNNING'"))) {
+        sqlite3_bind_text(q, 1, ip, -1, SQLITE_STATIC);
+        sqlite3_bind_int(q, 2, port);
+        rc = core_store_step(st, q);
+        if (rc == 1) {
+            core_store_col_text(q, 0, out->id, sizeof(out->id));
+            core_store_col_text(q, 1, out->pool, sizeof(out->pool));
+            core_store_col_text(q, 2, out->host, sizeof(out->host));
+            core_store_reset(q);
+            rc = 0;
+        } else if (rc == 0) {
+            rc = CORE_ENOTFOUND;
+        }
+    }
+    core_store_close(st);
+    return rc;
 }
 
 /* ----------------------------------------------------------- candidates */

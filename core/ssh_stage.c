@@ -35,11 +35,11 @@
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
-#include <sqlite3.h>
 
 #include "core/err.h"
 #include "core/log.h"
 #include "core/mem.h"
+#include "core/prov_ssh.h"
 #include "core/ssh.h"
 #include "core/ssh_deploy.h"
 #include "core/ssh_stage.h"
@@ -62,28 +62,13 @@ typedef struct target {
 /* Which instance listens at ip:port (the claims of core/prov_ssh.c). */
 static int find_instance(const char *ip, int port, target_t *t, char **err)
 {
-    char *path = core_home_path("ssh/claims.db");
-    sqlite3 *db = NULL;
-    sqlite3_stmt *st = NULL;
-    int rc = CORE_ENOTFOUND;
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
-        sqlite3_busy_timeout(db, 10000) == SQLITE_OK &&
-        sqlite3_prepare_v2(db,
-                           "SELECT id, pool, host FROM claims WHERE addr = ? AND agent_port = ?"
-                           " AND state = 'RUNNING'",
-                           -1, &st, NULL) == SQLITE_OK) {
-        sqlite3_bind_text(st, 1, ip, -1, SQLITE_STATIC);
-        sqlite3_bind_int(st, 2, port);
-        if (sqlite3_step(st) == SQLITE_ROW) {
-            snprintf(t->id, sizeof(t->id), "%s", (const char *)sqlite3_column_text(st, 0));
-            snprintf(t->pool, sizeof(t->pool), "%s", (const char *)sqlite3_column_text(st, 1));
-            snprintf(t->host, sizeof(t->host), "%s", (const char *)sqlite3_column_text(st, 2));
-            rc = 0;
-        }
+    core_ssh_claim_t c;
+    int rc = core_prov_ssh_find(ip, port, &c);
+    if (rc == 0) {
+        snprintf(t->id, sizeof(t->id), "%s", c.id);
+        snprintf(t->pool, sizeof(t->pool), "%s", c.pool);
+        snprintf(t->host, sizeof(t->host), "%s", c.host);
     }
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    free(path);
     if (rc < 0) {
         *err = core_xasprintf("no SSH Node Pool instance listens at %s:%d", ip, port);
         return rc;

@@ -26,6 +26,15 @@ struct core_resources;
  */
 int core_prov_ssh_open(core_prov_t **out, char **err);
 
+/* The RUNNING instance whose agent listens at <ip>:<port> (what a task's
+ * files are staged for, core/ssh_stage.c); CORE_ENOTFOUND when none. */
+typedef struct core_ssh_claim {
+    char id[64];
+    char pool[64];
+    char host[256]; /* as in the pool file */
+} core_ssh_claim_t;
+int core_prov_ssh_find(const char *ip, int port, core_ssh_claim_t *out);
+
 /*
  * The candidates of <res> (one entry, not its any_of) on SSH Node Pools:
  * one per pool set up with a host that could hold the request (cloud
