@@ -122,8 +122,7 @@ static void on_tick(uv_timer_t *timer)
         next = svc->next;
         if (!ctl_service_going_down(svc)) {
             ctl_lb_ensure(s, svc);
-            if (t >= svc->next_probe)
-                ctl_service_probe_round(svc);
+            ctl_service_probe_tick(svc, t);
             if (t >= svc->next_decision && svc->fleet.scaler_ok) {
                 ctl_service_autoscale(svc);
                 decided = true;

@@ -62,6 +62,7 @@ struct ctl_service {
     char *saved_placer;
     double next_decision;
     double next_probe;
+    double next_new_probe; /* replicas not READY yet are probed more often */
     int probes_pending;
     int probed_once;
     /* sky-lb */

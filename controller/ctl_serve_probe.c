@@ -9,6 +9,13 @@
  * new one replacing it among them) must not wait that long to be READY. A
  * replica has one probe in flight at most (r->probing). (The reference waits
  * for every probe of a round before the next one.)
+ *
+ * Between rounds, a replica that was never READY is probed every
+ * CTL_NEW_PROBE_INTERVAL_S: a new replica's server comes up at any moment of
+ * the interval, and waiting for the next round would add up to a whole
+ * probe_interval to its READY (and to a dead replica's replacement). Once
+ * READY, it is probed with the rounds only. (The reference probes every
+ * replica every probe_interval.)
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -110,11 +117,11 @@ static void on_probe(void *arg, bool ok, long status, const char *err)
     free(pa);
 }
 
-void ctl_service_probe_round(ctl_service_t *svc)
+/* Probes <svc>'s tracked replicas (only those never READY when <new_only>). */
+static void probe_round(ctl_service_t *svc, bool new_only)
 {
     ctl_serve_t *s = svc->s;
 
-    svc->next_probe = core_now() + s->cfg.probe_interval;
     CTL_FOR_EACH_REPLICA(svc, r)
     {
         ctl_version_t *v = ctl_service_version(svc, r->fr.row.version);
@@ -124,7 +131,7 @@ void ctl_service_probe_round(ctl_service_t *svc)
         char *url;
 
         if (r->probing || !ctl_replica_should_track(&r->fr.row.f) || !r->fr.row.ip[0] || !v ||
-            !v->task)
+            !v->task || (new_only && r->fr.row.f.first_ready_time != CTL_READY_NEVER))
             continue;
         pr = &v->task->service->probe;
         url = core_xasprintf("http://%s:%d%s", r->fr.row.ip,
@@ -150,4 +157,18 @@ void ctl_service_probe_round(ctl_service_t *svc)
         free(url);
     }
     round_done(svc, false);
+}
+
+void ctl_service_probe_tick(ctl_service_t *svc, double t)
+{
+    double every = svc->s->cfg.probe_interval;
+
+    if (t >= svc->next_probe) {
+        svc->next_probe = t + every;
+        svc->next_new_probe = t + CTL_NEW_PROBE_INTERVAL_S;
+        probe_round(svc, false);
+    } else if (every > CTL_NEW_PROBE_INTERVAL_S && t >= svc->next_new_probe) {
+        svc->next_new_probe = t + CTL_NEW_PROBE_INTERVAL_S;
+        probe_round(svc, true);
+    }
 }

@@ -3,7 +3,10 @@
 
 #include "ctl_serve.h"
 
-/* Starts a readiness probe round over <svc>'s tracked replicas (ctl_serve_probe.c). */
-void ctl_service_probe_round(ctl_service_t *svc);
+/* Starts the readiness probes due at <t> (ctl_serve_probe.c): a round over
+ * <svc>'s tracked replicas every probe_interval, and between rounds the
+ * replicas never READY yet every CTL_NEW_PROBE_INTERVAL_S. */
+#define CTL_NEW_PROBE_INTERVAL_S 0.5
+void ctl_service_probe_tick(ctl_service_t *svc, double t);
 
 #endif
