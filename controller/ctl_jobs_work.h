@@ -38,7 +38,7 @@ typedef struct ctl_jobs_call {
     int task_id;          /* on the agent of <inst>; SUBMIT's output */
     const core_candidate_t *cands; /* LAUNCH's; their clouds' providers are reaped */
     size_t n_cands;
-    const unsigned char *skip;     /* LAUNCH */
+    const unsigned char *skip;   /* LAUNCH */
     cJSON *task_json;            /* SUBMIT: the agent's request; the call deletes it */
     int cancel_task;             /* CLEANUP: ask the agent to cancel task_id first */
     const core_task_t *buckets;  /* CLEANUP: delete this task's `persistent: false` buckets */

@@ -155,7 +155,7 @@ static const char SCHEMA[] =
 
 static const core_store_step_t claims_steps[] = {{SCHEMA, NULL}};
 static const core_store_schema_t claims_schema = {"SSH claims", claims_steps,
-                                                   CORE_ARRAY_SIZE(claims_steps), NULL};
+                                                  CORE_ARRAY_SIZE(claims_steps), NULL};
 
 /* $SKY_HOME/ssh/claims.db, shared by every process of the SKY_HOME. */
 static int claims_open(core_store_t **out, char **err)
@@ -259,7 +259,8 @@ static double host_down_for(prov_ssh_t *p, const char *pool, const char *host, d
     sqlite3_stmt *q;
     double age = -1;
     pthread_mutex_lock(&p->mu);
-    if ((q = core_store_prepare(p->st, "SELECT since FROM hosts_down WHERE pool = ? AND host = ?"))) {
+    if ((q = core_store_prepare(p->st,
+                                "SELECT since FROM hosts_down WHERE pool = ? AND host = ?"))) {
         sqlite3_bind_text(q, 1, pool, -1, SQLITE_STATIC);
         sqlite3_bind_text(q, 2, host, -1, SQLITE_STATIC);
         if (core_store_step(p->st, q) == 1) {
