@@ -254,7 +254,8 @@ static int provision(core_store_t *db, core_task_t *t, cluster_t *c)
     core_candidate_label(&cands[0], c->label, sizeof(c->label));
     db_put(db, c);
     printf("Launching cluster '%s' (cheapest of %zu candidates: %s %s %s, $%.3f/h)...\n", c->name,
-           n, cands[0].cloud, cands[0].zone, cands[0].instance_type, cands[0].price);
+           n, cands[0].cloud, cands[0].zone[0] ? cands[0].zone : cands[0].region,
+           cands[0].instance_type, cands[0].price);
     fflush(stdout);
     char owner[160];
     snprintf(owner, sizeof(owner), "cluster:%s", c->name);

@@ -45,13 +45,16 @@ static int transport_error(int rc)
  * finds it again by itself (core/prov_local.c); a failed open is retried by
  * the next call.
  */
+static int provs_ensure(ctl_jobs_call_t *c)
+{
+    return *c->provs ? 0 : core_prov_registry_new(NULL, 0, c->provs);
+}
+
 static int prov_get(ctl_jobs_call_t *c, const char *cloud, core_prov_t **out)
 {
-    int rc;
+    int rc = provs_ensure(c);
 
-    if (!*c->provs && (rc = core_prov_registry_new(NULL, 0, c->provs)) < 0)
-        return rc;
-    return core_prov_registry_get(*c->provs, cloud, out, NULL);
+    return rc < 0 ? rc : core_prov_registry_get(*c->provs, cloud, out, NULL);
 }
 
 /* Terminates <id>, retrying transport errors a few times: a leaked instance costs money. */
@@ -151,9 +154,8 @@ static void launch(ctl_jobs_call_t *c)
 {
     char owner[64];
     size_t chosen = 0;
-    core_prov_t *p;
     ctl_jobs_owner(c->job_id, owner, sizeof(owner));
-    c->rc = prov_get(c, c->cloud, &p);
+    c->rc = provs_ensure(c);
     if (c->rc == 0)
         c->rc = core_prov_registry_launch(*c->provs, c->cands, c->n_cands, c->skip, owner,
                                           &c->launched, &chosen, &c->err);

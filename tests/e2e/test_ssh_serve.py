@@ -204,3 +204,15 @@ def test_spot_on_cloud_fallback_on_pool(lab):
     assert "SSH Node Pool hosts are never spot: use_spot: true cannot be placed on ssh/lab" in (
         p.stdout + p.stderr), p.stdout + p.stderr
     assert [s["name"] for s in stack.services()] == ["mixed"]
+
+    # sky launch places on the pool through the same registry; its host is free again after down.
+    p = stack.sky("launch", "--infra", "ssh/lab", "-c", "c1", "-y", "echo on $(hostname -I)")
+    host = re.search(r"^on (\S+)", p.stdout, re.M).group(1)
+    assert host in {h.ip for h in lab.hosts.hosts} and host != od[0]["zone"], p.stdout
+    out = stack.sky("status").stdout
+    assert re.search(r"^c1 .* 1x SSH/lab\(vCPU=1\) +lab +%s +UP$" % re.escape(host), out,
+                     re.M), out
+    p = stack.sky("launch", "--infra", "ssh/lab", "--use-spot", "-c", "c2", "-y", "true",
+                  expect_rc=1)
+    assert "never spot" in p.stdout + p.stderr
+    stack.sky("down", "c1", "-y")
