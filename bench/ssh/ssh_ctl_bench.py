@@ -41,20 +41,7 @@ BUILD = os.environ.get("SKY_BUILD_DIR", os.path.join(SRC, "build"))
 SKY = os.path.join(BUILD, "controller", "sky")
 DEMO_ENV = {"SKY_SERVE_PROBE_INTERVAL": "2", "SKY_SERVE_DECISION_INTERVAL": "2",
             "SKY_SERVE_DRAIN_SECONDS": "2"}
-SERVICE = """\
-service:
-  readiness_probe: /health
-  replicas: 2
-
-resources:
-  infra: ssh/lab
-  ports: 8081
-  cpus: 1
-
-workdir: %s
-
-run: python3 server.py
-""" % os.path.join(SRC, "examples", "serve", "http_server")
+SERVICE = os.path.join(SRC, "tests", "data", "serve_e2e", "ssh_pool.yaml")
 
 LOG_RE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)\.(\d{3})Z \w+ serve-controller "
                     r"web replica (\d+): (launching|STARTING|READY|instance \S+ is no longer running)")
@@ -115,9 +102,7 @@ def main():
     load = open("/proc/loadavg").read().split()[:3]
     fig = {k: [] for k in ("started", "ready", "detect", "replaced")}
     b = Bench()
-    yaml = os.path.join(b.home, "web.yaml")
-    with open(yaml, "w") as f:
-        f.write(SERVICE)
+    yaml = SERVICE
     try:
         with SshHosts(3) as hosts:
             with open(os.path.join(b.home, "ssh_node_pools.yaml"), "w") as f:

@@ -26,22 +26,9 @@ pytestmark = pytest.mark.root("network namespaces and sshd for the pool's hosts"
 
 HTTP_SERVER = os.path.join(SOURCE_DIR, "examples", "serve", "http_server")
 
-# The seed's HTTP service, placed on the pool; 2 replicas on 3 hosts leave a
-# host for the replacement (a service's replicas share a port: one per host).
-POOL_SERVICE = """\
-service:
-  readiness_probe: /health
-  replicas: 2
-
-resources:
-  infra: ssh/lab
-  ports: 8081
-  cpus: 1
-
-workdir: %s
-
-run: python3 server.py
-""" % HTTP_SERVER
+# The seed's HTTP service on the pool (2 replicas on 3 hosts).
+with open(os.path.join(SOURCE_DIR, "tests", "data", "serve_e2e", "ssh_pool.yaml")) as f:
+    POOL_SERVICE = f.read()
 
 # Spot on the local cloud, the on-demand fallback on the pool.
 SPOT_SERVICE = """\
