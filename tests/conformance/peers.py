@@ -7,6 +7,7 @@ tests/integration/lb_util.py.
 """
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -263,8 +264,11 @@ class External:
             os.path.join(self.tmp, "out.log"), "rb").read()[-2000:]))
 
     def close(self):
-        if self.p.poll() is None:
-            self.p.kill()
+        # The whole session: nginx's workers outlive a killed master otherwise.
+        try:
+            os.killpg(self.p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         try:
             self.p.wait(10)
         except subprocess.TimeoutExpired:
