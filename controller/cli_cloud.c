@@ -144,7 +144,12 @@ static int cmd_preempt(ctl_cli_t *cli, int argc, char **argv)
 {
     char **ids = NULL;
     int n = 0;
+    double notice = 0;
     const ctl_opt_t opts[] = {
+        CTL_OPT_NUM(0, "notice", "SECONDS",
+                    "announce the preemption this long ahead, as clouds do (AWS 120 s, GCP "
+                    "30 s); the instance's agent serves the notice at GET /notice",
+                    &notice, 0, 86400),
         CTL_ARG_REST("INSTANCE_IDS", "the spot instances to preempt", &ids, &n),
         CTL_OPT_END,
     };
@@ -160,11 +165,16 @@ static int cmd_preempt(ctl_cli_t *cli, int argc, char **argv)
         return 1;
     int ret = 0;
     for (int i = 0; i < n; i++) {
-        char *path = core_xasprintf("/v1/instances/%s/preempt", ids[i]);
+        char *path = notice > 0
+                         ? core_xasprintf("/v1/instances/%s/preempt?notice=%g", ids[i], notice)
+                         : core_xasprintf("/v1/instances/%s/preempt", ids[i]);
         cJSON *resp = NULL;
-        if (call(&d, "POST", path, NULL, 60000, &resp) == 0)
-            printf("Preempted %s.\n", ids[i]);
-        else
+        if (call(&d, "POST", path, NULL, 60000, &resp) == 0) {
+            if (notice > 0)
+                printf("Preemption notice sent to %s: preempted in %g s.\n", ids[i], notice);
+            else
+                printf("Preempted %s.\n", ids[i]);
+        } else
             ret = 1;
         free(path);
         cJSON_Delete(resp);

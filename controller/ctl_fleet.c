@@ -275,8 +275,12 @@ void ctl_fleet_autoscale(ctl_fleet_t *f, const int *active, size_t n_active, dou
     ctl_replica_info_t *infos;
     ctl_decision_t *d = NULL;
     ctl_fleet_action_t *acts;
-    size_t n = ctl_fleet_infos(f, &infos), nd = 0, na = 0;
+    size_t n = ctl_fleet_infos(f, &infos), nd = 0, na = 0, k = 0;
 
+    /* A replica under notice is as good as gone: the decision replaces it now. */
+    for (ctl_fleet_replica_t *r = f->replicas; r; r = r->next, k++)
+        if (r->preempt_at > 0 && !ctl_replica_status_is_terminal(infos[k].status))
+            infos[k].status = CTL_REPLICA_PREEMPTED;
     if (ctl_scaler_decide(&f->scaler, infos, n, active, n_active, t, &d, &nd) < 0)
         nd = 0;
     acts = core_xcalloc(nd ? nd : 1, sizeof(*acts));
@@ -380,7 +384,8 @@ bool ctl_fleet_preempted(ctl_fleet_t *f, ctl_fleet_replica_t *r, double t)
     r->row.f.preempted = true;
     r->row.f.service_ready_now = false;
     r->row.f.is_scale_down = true;
-    if (f->has_placer && r->row.is_spot && r->row.has_location) {
+    /* Under notice, the placer heard of it already. */
+    if (f->has_placer && r->row.is_spot && r->row.has_location && r->preempt_at <= 0) {
         ctl_placer_set_preemptive_at(&f->placer, &r->row.loc, t);
         f->meta_dirty = true;
     }
@@ -400,6 +405,34 @@ bool ctl_fleet_instance_gone(ctl_fleet_t *f, ctl_fleet_replica_t *r, double t)
         return true;
     }
     return ctl_fleet_preempted(f, r, t);
+}
+
+bool ctl_fleet_notice(ctl_fleet_t *f, ctl_fleet_replica_t *r, double deadline, double t)
+{
+    if (r->row.f.down != CTL_PROC_NONE || r->row.f.launch != CTL_PROC_SUCCEEDED ||
+        r->preempt_at > 0 || deadline <= 0)
+        return false;
+    r->preempt_at = deadline;
+    if (f->has_placer && r->row.is_spot && r->row.has_location) {
+        ctl_placer_set_preemptive_at(&f->placer, &r->row.loc, t);
+        f->meta_dirty = true;
+    }
+    CORE_INFO("%s replica %d: preemption notice, its instance goes in %.0f s", f->name, r->row.id,
+              deadline - t);
+    return true;
+}
+
+bool ctl_fleet_routable(const ctl_fleet_t *f, const ctl_fleet_replica_t *r, double t)
+{
+    int others = 0;
+
+    if (r->preempt_at <= 0)
+        return true;
+    if (t >= r->preempt_at - f->cfg->notice_drain_seconds)
+        return false;
+    for (const ctl_fleet_replica_t *o = f->replicas; o; o = o->next)
+        others += o->preempt_at <= 0 && ctl_replica_row_status(&o->row) == CTL_REPLICA_READY;
+    return !f->scaler_ok || others < f->scaler.st.target;
 }
 
 void ctl_fleet_app_failed(ctl_fleet_t *f, ctl_fleet_replica_t *r, double t)

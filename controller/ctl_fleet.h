@@ -31,6 +31,10 @@
  *   ctl_fleet_instance_gone
  *                         the provider lost the instance (preemption), also
  *                         while it was provisioning
+ *   ctl_fleet_notice / ctl_fleet_routable
+ *                         a preemption notice: the replacement at the next
+ *                         decision (the caller runs one at once), the doomed
+ *                         replica drained from sky-lb before its deadline
  *   ctl_fleet_probe       a readiness probe result
  *   ctl_fleet_down_due / _down_started / _down_done
  *                         terminations once their drain is over
@@ -49,6 +53,8 @@ typedef struct ctl_fleet_replica {
     double next_launch_at; /* a launch waiting for capacity retries from here */
     ctl_backoff_t backoff; /* ... after this backoff (launch_retry_initial, x1.6, jitter) */
     bool backoff_init;
+    double preempt_at; /* a preemption notice's deadline (epoch s), 0 = none; not stored:
+                        * the provider reports it again after a restart */
     struct ctl_fleet_replica *next;
 } ctl_fleet_replica_t;
 
@@ -197,6 +203,25 @@ bool ctl_fleet_preempted(ctl_fleet_t *f, ctl_fleet_replica_t *r, double t);
  * Returns true when <r> changed.
  */
 bool ctl_fleet_instance_gone(ctl_fleet_t *f, ctl_fleet_replica_t *r, double t);
+/*
+ * A preemption notice at <t>: <r>'s instance goes at <deadline>. From now on
+ * the autoscaler counts <r> as lost, so its next decision launches the
+ * replacement, and the placer marks <r>'s zone preempted (the replacement
+ * goes elsewhere). <r> keeps serving while ctl_fleet_routable says so; the
+ * preemption itself comes as ctl_fleet_instance_gone. Returns true for a
+ * new notice (the caller runs a decision at once); false for a repeated
+ * one, or a replica not launched or already going down.
+ */
+bool ctl_fleet_notice(ctl_fleet_t *f, ctl_fleet_replica_t *r, double deadline, double t);
+/*
+ * Whether sky-lb may route to <r> at <t> (besides its being READY). A replica
+ * under notice leaves as soon as the READY replicas not under notice meet the
+ * autoscaler's target, and in any case cfg->notice_drain_seconds before its
+ * deadline, so that the LB has synced and the requests in flight are done
+ * when the instance goes.
+ */
+bool ctl_fleet_routable(const ctl_fleet_t *f, const ctl_fleet_replica_t *r, double t);
+
 /* The replica's task failed on its instance: FAILED, terminated now. */
 void ctl_fleet_app_failed(ctl_fleet_t *f, ctl_fleet_replica_t *r, double t);
 

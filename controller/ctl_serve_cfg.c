@@ -44,6 +44,9 @@ const ctl_serve_cfg_doc_t ctl_serve_cfg_docs[] = {
      "with no service for this long the controller exits (the reference's autostop); 0: never"},
     {"endpoint_host", "",
      "host or address the endpoint URLs name (empty: the first non-loopback IPv4)"},
+    {"notice_drain_seconds", "5",
+     "a replica under a preemption notice leaves sky-lb this long before its deadline, "
+     "or as soon as the others meet the target"},
     {NULL, NULL, NULL},
 };
 
@@ -67,6 +70,7 @@ void ctl_serve_cfg_default(ctl_serve_cfg_t *c)
     c->instance_boot_timeout = 600;
     c->controller_idle_seconds = 600;
     c->endpoint_host[0] = '\0';
+    c->notice_drain_seconds = 5;
 }
 
 /* A DNS name or an IPv4/IPv6 address, as it goes between "//" and ":port". */
@@ -118,6 +122,7 @@ int ctl_serve_cfg_set(ctl_serve_cfg_t *c, const char *name, const char *value)
         {"lb_restart_initial", &c->lb_restart_initial, NULL, 0.01, 3600},
         {"instance_boot_timeout", &c->instance_boot_timeout, NULL, 1, 1e7},
         {"controller_idle_seconds", &c->controller_idle_seconds, NULL, 0, 1e7},
+        {"notice_drain_seconds", &c->notice_drain_seconds, NULL, 0, 86400},
     };
 
     if (strcmp(name, "endpoint_host") == 0)

@@ -164,7 +164,8 @@ char *ctl_lb_url(const ctl_service_t *svc, const ctl_replica_t *r)
 {
     bool active = false;
 
-    if (ctl_replica_row_status(&r->fr.row) != CTL_REPLICA_READY || !r->fr.row.ip[0])
+    if (ctl_replica_row_status(&r->fr.row) != CTL_REPLICA_READY || !r->fr.row.ip[0] ||
+        !ctl_fleet_routable(&svc->fleet, &r->fr, core_now()))
         return NULL;
     for (size_t i = 0; i < svc->row.n_active; i++)
         active |= svc->row.active_versions[i] == r->fr.row.version;

@@ -255,6 +255,23 @@ static void handle_gone(ctl_replica_t *r, const char *why)
     ctl_service_update_status(svc);
 }
 
+/* A preemption notice: the replacement now, the LB drain before the deadline. */
+static void handle_notice(ctl_replica_t *r, double deadline)
+{
+    ctl_service_t *svc = r->svc;
+    double t = core_now();
+
+    if (!ctl_fleet_notice(&svc->fleet, &r->fr, deadline, t))
+        return;
+    CORE_WARN("%s replica %d: instance %s has a preemption notice (%.0f s): replacing it",
+              svc->row.name, r->fr.row.id, r->fr.row.instance_id, deadline - t);
+    ctl_serve_replica_log(svc->s, svc->row.name, r->fr.row.id,
+                          "instance %s: preemption notice, preempted in %.0f s",
+                          r->fr.row.instance_id, deadline - t);
+    ctl_service_save_fleet(svc);
+    svc->next_decision = t;
+}
+
 static void after_list(ctl_job_t *j)
 {
     ctl_serve_t *s = j->s;
@@ -282,6 +299,8 @@ static void after_list(ctl_job_t *j)
                            : NULL;
             if (!in)
                 handle_gone(r, "is gone");
+            else if (in->state == CORE_INST_RUNNING && in->preempt_at > 0)
+                handle_notice(r, in->preempt_at);
             else if (in->state == CORE_INST_PREEMPTED || in->state == CORE_INST_TERMINATED ||
                      in->state == CORE_INST_FAILED)
                 handle_gone(r, in->state == CORE_INST_PREEMPTED ? "was preempted"

@@ -320,3 +320,12 @@ int core_agent_cancel(const char *ip, int port, const char *token, int task_id)
     snprintf(path, sizeof(path), "/tasks/%d/cancel", task_id);
     return call("POST", ip, port, token, path, NULL, CORE_AGENT_TIMEOUT_MS, NULL);
 }
+
+int core_agent_cancel_grace(const char *ip, int port, const char *token, int task_id,
+                            double grace_s)
+{
+    char path[96];
+    snprintf(path, sizeof(path), "/tasks/%d/cancel?grace=%.3f", task_id,
+             grace_s > 0 ? grace_s : 0);
+    return call("POST", ip, port, token, path, NULL, CORE_AGENT_TIMEOUT_MS, NULL);
+}

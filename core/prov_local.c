@@ -287,6 +287,7 @@ int core_instance_from_json(const cJSON *o, core_instance_t *out)
     out->port_offset = (int)get_num(o, "port_offset");
     out->price = get_num(o, "price");
     out->launched_at = get_num(o, "launched_at");
+    out->preempt_at = get_num(o, "preempt_at");
     return 0;
 }
 

@@ -125,6 +125,7 @@ typedef struct lc_inst {
     int agent_sid;    /* its session: every process of a process-mode host */
     char reason[160]; /* why it is PREEMPTED/FAILED */
     double delay;     /* provisioning delay of this launch */
+    double preempt_at; /* a preemption notice's deadline (epoch s); 0 = none */
     /* Loop-thread bookkeeping, not persisted. */
     int busy;                         /* phase: idle, setup, delay, health, teardown */
     void *job;                        /* the thread-pool job in flight, if any */
@@ -182,6 +183,7 @@ struct lc_daemon {
     lc_inst_t *insts; /* every instance ever, newest first */
     long next_num;
     uv_timer_t check_timer;
+    uv_timer_t notice_timer; /* armed at the earliest preemption notice's deadline */
     uv_timer_t stop_timer;
     uv_signal_t sigterm, sigint;
     int lock_fd;
@@ -237,7 +239,17 @@ void lc_inst_stop(lc_daemon_t *d, lc_inst_t *in, enum core_inst_state state, con
                   lc_barrier_t *b);
 /* Applies the market to <zone> (NULL: every zone); victims join <b>. */
 size_t lc_inst_enforce(lc_daemon_t *d, const char *zone, lc_barrier_t *b, cJSON *victims);
-/* Vanished netns/agent detection. */
+/*
+ * A preemption notice: <in> (spot, RUNNING) is preempted at now + <seconds>;
+ * meanwhile the instance JSON and the agent's metadata (GET /notice) say so.
+ * A second notice can only bring the deadline closer.
+ */
+int lc_inst_notice(lc_daemon_t *d, lc_inst_t *in, double seconds);
+/* Preempts the instances whose notice ran out; arms the timer for the next one. */
+void lc_inst_notice_tick(lc_daemon_t *d);
+/* The folder whose files the instance's agent serves as its metadata (GET /notice). */
+char *lc_inst_metadata_dir(const lc_daemon_t *d, const lc_inst_t *in);
+/* Vanished netns/agent detection; a notice whose deadline passed preempts. */
 void lc_inst_check(lc_daemon_t *d, lc_inst_t *in);
 void lc_inst_recover(lc_daemon_t *d);
 lc_barrier_t *lc_barrier_new(lc_daemon_t *d, core_http_conn_t *conn, int status, cJSON *reply);

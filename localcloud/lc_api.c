@@ -20,7 +20,8 @@
  *   POST   /v1/instances                launch; answers once RUNNING
  *   GET    /v1/instances/ID             describe
  *   DELETE /v1/instances/ID             terminate (idempotent)
- *   POST   /v1/instances/ID/preempt     operator preemption (?force=1: on-demand too)
+ *   POST   /v1/instances/ID/preempt     operator preemption (?force=1: on-demand too;
+ *                                        ?notice=S: announced, preempted S seconds later)
  *   GET    /v1/capacity                 spot capacities and usage per zone
  *   POST   /v1/capacity                 {"zone":Z|"all":true,"capacity":N|null}
  *   GET    /v1/replay   POST /v1/replay {"dir","speed","zones"}   DELETE /v1/replay
@@ -397,6 +398,18 @@ void lc_api_handle(core_http_conn_t *conn, const core_http_req_t *req, void *ud)
             if (!lc_inst_alive(in)) {
                 respond_code(conn, 409, "conflict", "%s is already %s", id,
                              core_inst_state_name(in->super.state));
+                return;
+            }
+            char notice[32] = "";
+            double secs = 0;
+            if (core_http_query_get(req->query, "notice", notice, sizeof(notice)) == 0 &&
+                (core_parse_num(notice, 0, 86400, &secs) < 0)) {
+                respond_code(conn, 400, "invalid", "notice must be 0 to 86400 seconds");
+                return;
+            }
+            if (secs > 0 && in->super.state == CORE_INST_RUNNING) {
+                lc_inst_notice(d, in, secs);
+                core_http_respond_json(conn, 200, lc_inst_json(in, core_now()));
                 return;
             }
             handle_stop(d, conn, in, CORE_INST_PREEMPTED, "preempted by operator");

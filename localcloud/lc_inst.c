@@ -107,6 +107,8 @@ void lc_inst_to_json(const lc_inst_t *in, cJSON *o, double now)
     cJSON_AddStringToObject(o, "netns", in->netns);
     cJSON_AddNumberToObject(o, "agent_pid", in->agent_pid);
     cJSON_AddStringToObject(o, "reason", in->reason);
+    if (in->preempt_at > 0 && lc_inst_alive(in))
+        cJSON_AddNumberToObject(o, "preempt_at", in->preempt_at);
 }
 
 cJSON *lc_inst_json(const lc_inst_t *in, double now)
@@ -603,6 +605,81 @@ void lc_inst_launch(lc_daemon_t *d, core_http_conn_t *conn, cJSON *req)
     CORE_INFO("%s PENDING (%s%s %s, owner %s, delay %.2fs)", s->id, s->spot ? "spot " : "", s->zone,
               s->instance_type, s->owner[0] ? s->owner : "-", in->delay);
     start_job(d, in, JOB_SETUP);
+}
+
+/* ---------------------------------------------------- preemption notices */
+
+char *lc_inst_metadata_dir(const lc_daemon_t *d, const lc_inst_t *in)
+{
+    return core_xasprintf("%s/instances/%s/metadata", d->dir, in->super.id);
+}
+
+/*
+ * The notice as the agent serves it (GET /notice): EC2's instance-action
+ * document ({"action": "terminate", "time": ISO 8601 UTC}) plus the deadline
+ * in epoch seconds. Written atomically, read by the agent on every request.
+ */
+static int write_notice(const lc_daemon_t *d, const lc_inst_t *in)
+{
+    char *dir = lc_inst_metadata_dir(d, in), *path = NULL, *text = NULL;
+    char iso[32];
+    time_t secs = (time_t)in->preempt_at;
+    struct tm tm;
+    int rc;
+
+    gmtime_r(&secs, &tm);
+    strftime(iso, sizeof(iso), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    if ((rc = core_mkdir_p(dir, 0755)) == 0) {
+        path = core_xasprintf("%s/instance-action", dir);
+        text = core_xasprintf("{\"action\":\"terminate\",\"time\":\"%s\",\"deadline\":%.3f}\n",
+                              iso, in->preempt_at);
+        rc = core_write_file(path, text, strlen(text), 0644);
+    }
+    if (rc < 0)
+        CORE_WARN("%s: cannot write the preemption notice for its agent: %s", in->super.id,
+                  strerror(-rc));
+    free(text);
+    free(path);
+    free(dir);
+    return rc;
+}
+
+int lc_inst_notice(lc_daemon_t *d, lc_inst_t *in, double seconds)
+{
+    double at = core_now() + seconds;
+
+    if (in->super.state != CORE_INST_RUNNING)
+        return -EINVAL;
+    if (in->preempt_at > 0 && in->preempt_at <= at)
+        return 0;
+    in->preempt_at = at;
+    lc_store_put(d, in);
+    write_notice(d, in);
+    CORE_INFO("%s: preemption notice, preempted in %.1f s", in->super.id, seconds);
+    lc_inst_notice_tick(d);
+    return 0;
+}
+
+static void on_notice_timer(uv_timer_t *t)
+{
+    lc_inst_notice_tick(t->data);
+}
+
+void lc_inst_notice_tick(lc_daemon_t *d)
+{
+    double now = core_now(), next = 0;
+
+    for (lc_inst_t *in = d->insts; in; in = in->next) {
+        if (in->preempt_at <= 0 || !lc_inst_alive(in))
+            continue;
+        if (in->preempt_at <= now)
+            lc_inst_stop(d, in, CORE_INST_PREEMPTED, "preempted after its notice", NULL);
+        else if (next == 0 || in->preempt_at < next)
+            next = in->preempt_at;
+    }
+    uv_timer_stop(&d->notice_timer);
+    if (next > 0)
+        uv_timer_start(&d->notice_timer, on_notice_timer, (uint64_t)((next - now) * 1000) + 1, 0);
 }
 
 /* ---------------------------------------------------------- monitoring */

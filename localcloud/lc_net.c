@@ -441,6 +441,7 @@ int lc_net_spawn_agent(lc_daemon_t *d, lc_inst_t *in, char *err, size_t errlen)
     char *disk = core_xasprintf("%s/instances/%s/disk", d->dir, in->super.id);
     char *log = core_xasprintf("%s/instances/%s/agent.log", d->dir, in->super.id);
     char *listen = core_xasprintf("%s:%d", in->super.ip, in->super.agent_port);
+    char *meta = lc_inst_metadata_dir(d, in);
     int rc = core_mkdir_p(disk, 0700);
     if (rc < 0) {
         snprintf(err, errlen, "mkdir %s: %s", disk, strerror(-rc));
@@ -471,6 +472,8 @@ int lc_net_spawn_agent(lc_daemon_t *d, lc_inst_t *in, char *err, size_t errlen)
     argv[n++] = listen;
     argv[n++] = "--home";
     argv[n++] = disk;
+    argv[n++] = "--metadata-dir";
+    argv[n++] = meta;
     argv[n] = NULL;
     pid_t pid = core_spawn_daemon(argv, log);
     if (pid < 0) {
@@ -490,6 +493,7 @@ int lc_net_spawn_agent(lc_daemon_t *d, lc_inst_t *in, char *err, size_t errlen)
     }
     rc = 0;
 out:
+    free(meta);
     free(disk);
     free(listen);
     free(log);

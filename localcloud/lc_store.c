@@ -27,8 +27,12 @@ static const char schema_v1[] =
     " netns TEXT, veth TEXT, agent_pid INTEGER, reason TEXT, torn_down INTEGER,"
     " agent_sid INTEGER, netns_ino INTEGER);";
 
+/* Version 2: preemption notices. */
+static const char schema_v2[] = "ALTER TABLE instances ADD COLUMN preempt_at REAL NOT NULL DEFAULT 0;";
+
 static const core_store_step_t steps[] = {
     {schema_v1, NULL},
+    {schema_v2, NULL},
 };
 
 int lc_store_open(lc_daemon_t *d, const char *path)
@@ -57,8 +61,8 @@ int lc_store_put(lc_daemon_t *d, const lc_inst_t *in)
     static const char *sql =
         "INSERT OR REPLACE INTO instances (id, num, cloud, region, zone, instance_type, spot,"
         " state, ip, agent_port, port_offset, price, launched_at, ended_at, owner, netns, veth,"
-        " agent_pid, reason, torn_down, agent_sid, netns_ino)"
-        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
+        " agent_pid, reason, torn_down, agent_sid, netns_ino, preempt_at)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
     sqlite3_stmt *st = core_store_prepare(d->store, sql);
     if (st == NULL)
         return CORE_ESTORE;
@@ -86,6 +90,7 @@ int lc_store_put(lc_daemon_t *d, const lc_inst_t *in)
     sqlite3_bind_int(st, i++, in->torn_down);
     sqlite3_bind_int(st, i++, in->agent_sid);
     sqlite3_bind_int64(st, i++, (sqlite3_int64)in->netns_ino);
+    sqlite3_bind_double(st, i++, in->preempt_at);
     return core_store_run(d->store, st);
 }
 
@@ -95,7 +100,7 @@ int lc_store_load(lc_daemon_t *d)
     static const char *sql =
         "SELECT id, num, cloud, region, zone, instance_type, spot, state, ip, agent_port,"
         " port_offset, price, launched_at, ended_at, owner, netns, veth, agent_pid, reason,"
-        " torn_down, agent_sid, netns_ino FROM instances ORDER BY num ASC";
+        " torn_down, agent_sid, netns_ino, preempt_at FROM instances ORDER BY num ASC";
     sqlite3_stmt *st = core_store_prepare(d->store, sql);
     if (st == NULL)
         return CORE_ESTORE;
@@ -129,6 +134,7 @@ int lc_store_load(lc_daemon_t *d)
         in->torn_down = sqlite3_column_int(st, i++);
         in->agent_sid = sqlite3_column_int(st, i++);
         in->netns_ino = (unsigned long long)sqlite3_column_int64(st, i++);
+        in->preempt_at = sqlite3_column_double(st, i++);
         in->final_state = s->state;
         in->next = d->insts;
         d->insts = in;

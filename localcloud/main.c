@@ -199,6 +199,8 @@ int main(int argc, char **argv)
     d->loop = loop;
     uv_timer_init(loop, &d->replay.timer);
     d->replay.timer.data = d;
+    uv_timer_init(loop, &d->notice_timer);
+    d->notice_timer.data = d;
 
     core_http_server_opts_t opts = {0};
     opts.token = d->token;
@@ -230,6 +232,7 @@ int main(int argc, char **argv)
               seed);
 
     lc_inst_recover(d);
+    lc_inst_notice_tick(d);
     lc_replay_resume(d);
 
     uv_timer_init(loop, &d->check_timer);

@@ -87,6 +87,7 @@ struct agent {
     char *home;      /* absolute */
     char *state_dir; /* <home>/.sky_agent/tasks */
     char *node_ip;
+    const char *metadata_dir; /* the cloud's metadata for this instance (GET /notice), or NULL */
     char *bash;      /* absolute path, resolved once: a task's PATH must not hide it */
     char **base_env; /* borrowed (environ) */
     int can_mount;   /* root with a private mount namespace */
@@ -123,7 +124,8 @@ agent_task_t *agent_task_find(const agent_t *a, int id);
 /* Takes ownership of <spec>. */
 int agent_task_submit(agent_t *a, core_agent_req_t *spec, int *id);
 /* Sets *was_live when a kill was started or a pending task dropped. */
-int agent_task_cancel(agent_t *a, agent_task_t *t, int *cancelled);
+/* SIGTERM now, SIGKILL after <grace_ms> (a->kill_grace_ms when < 0). */
+int agent_task_cancel(agent_t *a, agent_task_t *t, long grace_ms, int *cancelled);
 void agent_schedule(agent_t *a);
 void agent_set_status(agent_t *a, agent_task_t *t, core_agent_status_t st);
 void agent_close(agent_t *a);

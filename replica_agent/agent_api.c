@@ -6,11 +6,15 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "core/mem.h"
+#include "core/util.h"
 
 /*
  * Routes (see include/core/agent.h for the bodies):
  *   GET /health, POST /tasks, GET /tasks, GET /tasks/N, GET /tasks/N/logs,
- *   POST /tasks/N/cancel
+ *   POST /tasks/N/cancel[?grace=S]   SIGTERM, SIGKILL S seconds later (default 3)
+ *   GET /notice, GET /latest/meta-data/spot/instance-action
+ *                                    the cloud's preemption notice, as EC2's metadata
+ *                                    server gives it: 404 without one
  */
 
 /* Strict decimal id in [1, 1e9]; -1 otherwise. <end> receives the rest. */
@@ -115,14 +119,53 @@ static void handle_list(agent_t *a, core_http_conn_t *c)
     core_http_respond_json(c, 200, o);
 }
 
-static void handle_cancel(agent_t *a, core_http_conn_t *c, agent_task_t *t)
+static void handle_cancel(agent_t *a, core_http_conn_t *c, const core_http_req_t *req,
+                          agent_task_t *t)
 {
     int cancelled = 0;
-    agent_task_cancel(a, t, &cancelled);
+    char v[32];
+    double grace = -1;
+    if (core_http_query_get(req->query, "grace", v, sizeof(v)) == 0 &&
+        core_parse_num(v, 0, 86400, &grace) < 0) {
+        core_http_respond_error(c, 400, "grace must be 0 to 86400 seconds");
+        return;
+    }
+    agent_task_cancel(a, t, grace < 0 ? -1 : (long)(grace * 1000), &cancelled);
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "task_id", t->id);
     cJSON_AddBoolToObject(o, "cancelled", cancelled);
     cJSON_AddStringToObject(o, "status", core_agent_status_name(t->status));
+    core_http_respond_json(c, 200, o);
+}
+
+/*
+ * The instance's preemption notice, which the cloud writes to the metadata
+ * folder (sky-localcloud: <instance>/metadata/instance-action). As EC2's
+ * http://169.254.169.254/latest/meta-data/spot/instance-action: 404 until a
+ * notice is given, then {"action": "terminate", "time": ISO 8601 UTC}; we add
+ * "deadline" (epoch seconds) and "seconds_left".
+ */
+static void handle_notice(agent_t *a, core_http_conn_t *c)
+{
+    char *path = NULL, *text = NULL;
+    cJSON *o = NULL;
+
+    if (a->metadata_dir)
+        path = core_xasprintf("%s/instance-action", a->metadata_dir);
+    if (path && core_read_file(path, 4096, &text, NULL) == 0)
+        o = cJSON_Parse(text);
+    free(path);
+    free(text);
+    if (!cJSON_IsObject(o)) {
+        cJSON_Delete(o);
+        core_http_respond_error(c, 404, "no preemption notice");
+        return;
+    }
+    const cJSON *dl = cJSON_GetObjectItemCaseSensitive(o, "deadline");
+    if (cJSON_IsNumber(dl)) {
+        double left = dl->valuedouble - core_now();
+        cJSON_AddNumberToObject(o, "seconds_left", left > 0 ? left : 0);
+    }
     core_http_respond_json(c, 200, o);
 }
 
@@ -154,6 +197,13 @@ void agent_api_handle(core_http_conn_t *c, const core_http_req_t *req, void *ud)
         if (!get)
             goto method;
         handle_health(a, c);
+        return;
+    }
+    if (strcmp(path, "/notice") == 0 ||
+        strcmp(path, "/latest/meta-data/spot/instance-action") == 0) {
+        if (!get)
+            goto method;
+        handle_notice(a, c);
         return;
     }
     if (strcmp(path, "/tasks") == 0 || strcmp(path, "/tasks/") == 0) {
@@ -193,7 +243,7 @@ void agent_api_handle(core_http_conn_t *c, const core_http_req_t *req, void *ud)
         if (strcmp(rest, "/logs") == 0)
             handle_logs(a, c, req, t);
         else if (strcmp(rest, "/cancel") == 0)
-            handle_cancel(a, c, t);
+            handle_cancel(a, c, req, t);
         else
             core_http_respond_json(c, 200, agent_task_to_json(t));
         return;

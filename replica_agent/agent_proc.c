@@ -579,7 +579,7 @@ int agent_task_submit(agent_t *a, core_agent_req_t *spec, int *id)
     return 0;
 }
 
-int agent_task_cancel(agent_t *a, agent_task_t *t, int *cancelled)
+int agent_task_cancel(agent_t *a, agent_task_t *t, long grace_ms, int *cancelled)
 {
     *cancelled = 0;
     if (core_agent_status_is_terminal(t->status))
@@ -601,9 +601,12 @@ int agent_task_cancel(agent_t *a, agent_task_t *t, int *cancelled)
         finish(a, t, CORE_AGENT_CANCELLED, 0, 0, core_xstrdup("cancelled by request"));
         return 0;
     }
-    CORE_INFO("task %d: cancelling, SIGTERM to process group %d", t->id, (int)pr->pgid);
+    if (grace_ms < 0)
+        grace_ms = a->kill_grace_ms;
+    CORE_INFO("task %d: cancelling, SIGTERM to process group %d (SIGKILL in %ld ms)", t->id,
+              (int)pr->pgid, grace_ms);
     pr->killing = 1;
-    pr->deadline_ms = core_mono_ms() + (unsigned long long)a->kill_grace_ms;
+    pr->deadline_ms = core_mono_ms() + (unsigned long long)grace_ms;
     kill(-pr->pgid, SIGTERM);
     uv_timer_start(&pr->timer, on_kill_tick, 50, 100);
     return 0;

@@ -18,7 +18,7 @@
 /*
  * sky-agent --listen HOST:PORT --home DIR [--token-file F] [--log-level L]
  *           [--kill-tasks-on-exit] [--tls-cert F --tls-key F] [--port-file F]
- *           [--version]
+ *           [--metadata-dir DIR] [--version]
  * --tls-cert/--tls-key serve HTTPS (SSH pool hosts: the token never crosses
  * the network in clear). --port-file gets the bound port (useful with port 0)
  * once the agent listens. --version prints the version and exits: `sky ssh up`
@@ -26,6 +26,8 @@
  * --kill-tasks-on-exit SIGKILLs the live task's process group on SIGTERM/SIGINT:
  * for the unprivileged local cloud, where no namespace teardown kills the
  * task's own session (uv_spawn DETACHED = setsid) when the instance goes.
+ * --metadata-dir is where the cloud leaves this instance's metadata (the local
+ * cloud's preemption notice, served as GET /notice).
  * Exit codes: 0 after SIGTERM/SIGINT, 1 on a runtime failure (cannot bind,
  * cannot use DIR), 2 on bad flags.
  */
@@ -41,7 +43,8 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: sky-agent --listen HOST:PORT --home DIR [--token-file FILE]"
                " [--log-level debug|info|warn|error] [--kill-tasks-on-exit]"
-               " [--tls-cert FILE --tls-key FILE] [--port-file FILE] [--version]\n");
+               " [--tls-cert FILE --tls-key FILE] [--port-file FILE] [--metadata-dir DIR]"
+               " [--version]\n");
 }
 
 /* "HOST:PORT" or "[V6]:PORT"; port 0..65535. */
@@ -106,12 +109,13 @@ int main(int argc, char **argv)
         {"tls-cert", required_argument, NULL, 'c'},
         {"tls-key", required_argument, NULL, 'K'},
         {"port-file", required_argument, NULL, 'p'},
+        {"metadata-dir", required_argument, NULL, 'M'},
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *listen = NULL, *home_arg = NULL, *token_file = NULL;
-    const char *tls_cert = NULL, *tls_key = NULL, *port_file = NULL;
+    const char *tls_cert = NULL, *tls_key = NULL, *port_file = NULL, *metadata_dir = NULL;
     enum core_log_level level = CORE_LOG_INFO;
     char *host = NULL, *token = NULL, *home = NULL;
     int port = 0, opt, rc = 1, lock_fd = -1;
@@ -149,6 +153,9 @@ int main(int argc, char **argv)
             break;
         case 'p':
             port_file = optarg;
+            break;
+        case 'M':
+            metadata_dir = optarg;
             break;
         case 'V':
             printf("sky-agent %s\n", AGENT_VERSION);
@@ -233,6 +240,7 @@ int main(int argc, char **argv)
         goto out;
     }
     m.agent.can_mount = can_mount;
+    m.agent.metadata_dir = metadata_dir;
     core_http_server_opts_t opts = {
         .max_body = AGENT_MAX_BODY,
         .token = token,

@@ -123,5 +123,8 @@ int core_agent_logs(const char *ip, int port, const char *token, int task_id, in
  * Cancelling a finished task is a no-op that succeeds.
  */
 int core_agent_cancel(const char *ip, int port, const char *token, int task_id);
+/* The same with SIGKILL <grace_s> seconds after the SIGTERM (a preemption notice's deadline). */
+int core_agent_cancel_grace(const char *ip, int port, const char *token, int task_id,
+                            double grace_s);
 
 #endif

@@ -35,6 +35,8 @@ typedef struct core_instance {
     double price;         /* $/hour */
     double launched_at;   /* epoch seconds */
     char owner[128];      /* "cluster:NAME", "serve:SVC:ID", "job:ID" */
+    double preempt_at;    /* a spot preemption notice: the instance goes at this epoch
+                           * second (as EC2's instance-action time); 0 = no notice */
 } core_instance_t;
 
 typedef struct core_prov core_prov_t;

@@ -408,6 +408,110 @@ static void test_drain_with_requests_in_flight(void **state)
     stop(&h);
 }
 
+
+static int count_routable(harness_t *h)
+{
+    int n = 0;
+
+    for (ctl_fleet_replica_t *r = h->fleet.replicas; r; r = r->next)
+        n += ctl_replica_row_status(&r->row) == CTL_REPLICA_READY &&
+             ctl_fleet_routable(&h->fleet, r, h->now);
+    return n;
+}
+
+static ctl_fleet_replica_t *first_ready(harness_t *h)
+{
+    for (ctl_fleet_replica_t *r = h->fleet.replicas; r; r = r->next)
+        if (ctl_replica_row_status(&r->row) == CTL_REPLICA_READY)
+            return r;
+    fail_msg("no READY replica");
+    return NULL;
+}
+
+/*
+ * A notice 120 s ahead: the replacement is launched at once in another zone
+ * and the doomed replica leaves the LB as soon as the replacement is READY,
+ * well before its deadline; the LB has 2 replicas to route to all along.
+ */
+static void test_notice_replaces_before_the_deadline(void **state)
+{
+    harness_t h;
+    ctl_fleet_replica_t *doomed;
+    char zone[40], id[64];
+    double deadline, drained_at = 0;
+    int ids_before;
+
+    (void)state;
+    start(&h, SPOT_FALLBACK, 30);
+    run(&h, 120);
+    assert_int_equal(count(&h, CTL_REPLICA_READY, 1), 2);
+    doomed = first_ready(&h);
+    snprintf(zone, sizeof(zone), "%s", doomed->row.loc.zone);
+    snprintf(id, sizeof(id), "%s", doomed->row.instance_id);
+    deadline = h.now + 120;
+    ids_before = h.next_id;
+    assert_true(ctl_fleet_notice(&h.fleet, doomed, deadline, h.now));
+    assert_false(ctl_fleet_notice(&h.fleet, doomed, deadline, h.now)); /* heard already */
+    /* The other one alone does not meet the target: the doomed one still serves. */
+    assert_true(ctl_fleet_routable(&h.fleet, doomed, h.now));
+    h.next_decision = h.now; /* what the controller does on a notice */
+    step(&h);
+    assert_true(h.next_id > ids_before); /* replacement launched at the first step */
+    for (ctl_fleet_replica_t *r = h.fleet.replicas; r; r = r->next)
+        if (r->row.id > ids_before && r->row.is_spot)
+            assert_string_not_equal(r->row.loc.zone, zone);
+    while (h.now < deadline) {
+        assert_true(count_routable(&h) >= 2);
+        if (!drained_at && !ctl_fleet_routable(&h.fleet, doomed, h.now))
+            drained_at = h.now;
+        step(&h);
+    }
+    assert_true(drained_at > 0);
+    assert_true(drained_at < deadline - 60);
+    assert_int_equal(fake_cloud_preempt(h.cloud, id), 0);
+    run(&h, 5);
+    assert_int_equal(count(&h, CTL_REPLICA_READY, 1), 2);
+    assert_true(count_routable(&h) >= 2);
+    stop(&h);
+}
+
+/*
+ * Both replicas get a notice too short for their replacements: they serve
+ * until notice_drain_seconds before the deadline, then leave the LB (requests
+ * shorter than that finish before the instances go); both replacements were
+ * launched at once.
+ */
+static void test_notice_too_short_drains_before_the_deadline(void **state)
+{
+    harness_t h;
+    double deadline;
+
+    (void)state;
+    start(&h, SPOT, 30);
+    run(&h, 120);
+    assert_int_equal(count(&h, CTL_REPLICA_READY, 1), 2);
+    deadline = h.now + 20;
+    for (ctl_fleet_replica_t *r = h.fleet.replicas; r; r = r->next)
+        assert_true(ctl_fleet_notice(&h.fleet, r, deadline, h.now));
+    h.next_decision = h.now;
+    step(&h);
+    assert_int_equal(count(&h, CTL_REPLICA_PROVISIONING, 1), 2);
+    while (h.now < deadline) {
+        int routable = count_routable(&h);
+
+        if (h.now < deadline - h.cfg.notice_drain_seconds)
+            assert_int_equal(routable, 2);
+        else
+            assert_int_equal(routable, 0);
+        step(&h);
+    }
+    /* A replica not launched, or already going down, takes no notice. */
+    for (ctl_fleet_replica_t *r = h.fleet.replicas; r; r = r->next)
+        if (r->row.f.launch != CTL_PROC_SUCCEEDED)
+            assert_false(ctl_fleet_notice(&h.fleet, r, deadline + 60, h.now));
+    stop(&h);
+}
+
 /*
  * The controller dies after the provider launched replica 4's instance but
  * before it heard back (its row says launch RUNNING), and a dead leftover of
@@ -485,6 +589,8 @@ int main(void)
         cmocka_unit_test(test_preemption_while_provisioning_with_placer),
         cmocka_unit_test(test_drain_with_requests_in_flight),
         cmocka_unit_test(test_restart_adopts_live_instances),
+        cmocka_unit_test(test_notice_replaces_before_the_deadline),
+        cmocka_unit_test(test_notice_too_short_drains_before_the_deadline),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
