@@ -67,6 +67,10 @@ struct ctl_job {
     ctl_job_status_t end_status;
     double end_time;
     char *end_why;
+    /* a preemption notice: the instance being replaced and its task, kept until
+     * the task has stopped (checkpointed) or the deadline passed */
+    core_instance_t doomed;
+    int doomed_task;
     ctl_logsync_t *logs;  /* copying the current attempt's output */
     ctl_logsync_t *drain; /* finishing that copy before the job's end */
     /* machinery */
@@ -497,6 +501,82 @@ static void submit(ctl_job_t *j)
     call_queue(j, after_submit);
 }
 
+/* ---- a preemption notice's replacement: submitted once the doomed task has stopped */
+
+static void doomed_wait(ctl_job_t *j);
+
+static void after_doomed_terminate(ctl_job_t *j)
+{
+    if (j->call.rc < 0)
+        jlog(j, "terminating %s failed: %s", j->doomed.id, core_strerror(j->call.rc));
+    else
+        jlog(j, "terminated %s", j->doomed.id);
+    memset(&j->doomed, 0, sizeof(j->doomed));
+    j->doomed_task = 0;
+    submit(j);
+}
+
+static void doomed_logs_drained(void *arg)
+{
+    ctl_job_t *j = arg;
+    j->drain = NULL;
+    j->busy--;
+    if (!alive(j))
+        return;
+    ctl_jobs_call_t *c = call_prep(j, CTL_JOBS_OP_TERMINATE);
+    c->inst = j->doomed;
+    call_queue(j, after_doomed_terminate);
+}
+
+/* The doomed task stopped (or its instance went): its last output, then the instance. */
+static void doomed_done(ctl_job_t *j)
+{
+    j->drain = j->logs;
+    j->logs = NULL;
+    j->busy++;
+    if (j->drain)
+        ctl_logsync_drain(j->drain, 3.0, doomed_logs_drained, j);
+    else
+        doomed_logs_drained(j);
+}
+
+static void after_doomed_get(ctl_job_t *j)
+{
+    ctl_jobs_call_t *c = &j->call;
+    ctl_job_row_t *r = &j->r;
+    if (c->task_rc == 0 && c->task.status == CORE_AGENT_SUCCEEDED) {
+        /* It ended before the SIGTERM reached it: the job is done, the new instance unused. */
+        jlog(j, "the task on %s succeeded before its preemption", j->doomed.id);
+        ctl_job_set_recovered(&r->t, c->task.submitted_at > 0 ? c->task.submitted_at : core_now());
+        memset(&j->doomed, 0, sizeof(j->doomed));
+        finish(j, CTL_JOB_SUCCEEDED, c->task.ended_at > 0 ? c->task.ended_at : core_now(), NULL);
+        return;
+    }
+    if (c->task_rc < 0 || core_agent_status_is_terminal(c->task.status)) {
+        jlog(j, "the task on %s %s", j->doomed.id,
+             c->task_rc < 0 ? "is unreachable" : core_agent_status_name(c->task.status));
+        doomed_done(j);
+        return;
+    }
+    wait_then(j, START_POLL_S, doomed_wait);
+}
+
+static void doomed_wait(ctl_job_t *j)
+{
+    if (j->cancel) {
+        do_cancel(j);
+        return;
+    }
+    if (core_now() >= j->doomed.preempt_at) {
+        doomed_done(j);
+        return;
+    }
+    ctl_jobs_call_t *c = call_prep(j, CTL_JOBS_OP_TASK_GET);
+    c->inst = j->doomed;
+    c->task_id = j->doomed_task;
+    call_queue(j, after_doomed_get);
+}
+
 static void after_launch(ctl_job_t *j)
 {
     ctl_jobs_call_t *c = &j->call;
@@ -506,7 +586,12 @@ static void after_launch(ctl_job_t *j)
         jlog(j, "launched %s in %s/%s/%s (%s%s)", r->inst.id, r->inst.cloud, r->inst.region,
              r->inst.zone, r->inst.instance_type, r->inst.spot ? ", spot" : "");
         save(j);
-        submit(j);
+        /* Two copies of the job must never run: the new one starts from the checkpoint
+         * the doomed one writes on its SIGTERM. */
+        if (j->doomed.id[0])
+            doomed_wait(j);
+        else
+            submit(j);
         return;
     }
     if (c->rc == CORE_EINVALREQ && !j->recovering && j->sweep == 0) {
@@ -626,9 +711,53 @@ static void grace_check(ctl_job_t *j)
     call_queue(j, after_grace_describe);
 }
 
+static void after_notice_signal(ctl_job_t *j)
+{
+    ctl_job_row_t *r = &j->r;
+    if (j->call.rc < 0)
+        jlog(j, "SIGTERM to task %d on %s failed: %s", r->agent_task, r->inst.id,
+             core_strerror(j->call.rc));
+    if (r->t.status != CTL_JOB_RECOVERING && ctl_job_set_recovering(&r->t, core_now(), true) < 0) {
+        jlog(j, "cannot recover from %s", ctl_job_status_name(r->t.status));
+        job_release(j);
+        return;
+    }
+    /* The doomed instance stays ours until its task stopped: the output keeps coming. */
+    remember_location(r);
+    j->doomed = r->inst;
+    j->doomed_task = r->agent_task;
+    memset(&r->inst, 0, sizeof(r->inst));
+    r->agent_task = 0;
+    save(j);
+    launch_begin(j, true);
+}
+
+/*
+ * A preemption notice (the provider reports the deadline, as clouds announce
+ * spot interruptions): the task gets SIGTERM now and SIGKILL at the deadline,
+ * so it can checkpoint, and the recovery launch starts at once instead of
+ * after the preemption.
+ */
+static void notice(ctl_job_t *j, double deadline)
+{
+    double grace = deadline - core_now();
+    jlog(j, "preemption notice: %s goes in %.0f s; SIGTERM to the task (SIGKILL at the "
+            "deadline), recovering now",
+         j->r.inst.id, grace > 0 ? grace : 0);
+    j->r.inst.preempt_at = deadline;
+    ctl_jobs_call_t *c = call_prep(j, CTL_JOBS_OP_NOTICE);
+    c->grace_s = grace > 0 ? grace : 0;
+    call_queue(j, after_notice_signal);
+}
+
 static void after_poll(ctl_job_t *j)
 {
     ctl_jobs_call_t *c = &j->call;
+    if (c->state == CORE_INST_RUNNING && c->preempt_at > 0 && c->task_rc == 0 &&
+        !core_agent_status_is_terminal(c->task.status)) {
+        notice(j, c->preempt_at);
+        return;
+    }
     j->inst = c->state;
     j->known = c->task_rc == 0;
     j->js = c->task.status;

@@ -140,6 +140,7 @@ static enum core_inst_state instance_state(ctl_jobs_call_t *c)
     int rc = prov_get(c, c->inst.cloud[0] ? c->inst.cloud : c->cloud, &p);
     if (rc == 0)
         rc = core_prov_describe(p, c->inst.id, &now);
+    c->preempt_at = rc == 0 ? now.preempt_at : 0;
     return rc == 0 ? now.state : rc == CORE_ENOTFOUND ? CORE_INST_TERMINATED : CORE_INST_RUNNING;
 }
 
@@ -215,6 +216,13 @@ void ctl_jobs_call_run(ctl_jobs_call_t *c)
         break;
     case CTL_JOBS_OP_CLEANUP:
         cleanup(c);
+        break;
+    case CTL_JOBS_OP_NOTICE:
+        c->rc = core_agent_cancel_grace(c->inst.ip, c->inst.agent_port, NULL, c->task_id,
+                                        c->grace_s);
+        break;
+    case CTL_JOBS_OP_TERMINATE:
+        c->rc = terminate_id(c, c->inst.cloud[0] ? c->inst.cloud : c->cloud, c->inst.id);
         break;
     }
 }

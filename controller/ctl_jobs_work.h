@@ -25,6 +25,8 @@ typedef enum ctl_jobs_op {
     CTL_JOBS_OP_POLL,        /* the instance's state, then (if RUNNING) the task's status */
     CTL_JOBS_OP_DESCRIBE,    /* the instance's state */
     CTL_JOBS_OP_CLEANUP,     /* cancel the task, terminate the instance, reap, drop buckets */
+    CTL_JOBS_OP_NOTICE,      /* a preemption notice: the task gets SIGTERM, SIGKILL after grace_s */
+    CTL_JOBS_OP_TERMINATE,   /* the instance only (one under notice, replaced already) */
 } ctl_jobs_op_t;
 
 typedef struct ctl_jobs_call {
@@ -42,12 +44,14 @@ typedef struct ctl_jobs_call {
     cJSON *task_json;            /* SUBMIT: the agent's request; the call deletes it */
     int cancel_task;             /* CLEANUP: ask the agent to cancel task_id first */
     const core_task_t *buckets;  /* CLEANUP: delete this task's `persistent: false` buckets */
+    double grace_s;              /* NOTICE: until the deadline */
     /* out */
     int rc;
     char *err;                   /* LAUNCH: why it failed, or NULL */
     core_instance_t launched;    /* LAUNCH */
     enum core_inst_state state;  /* POLL, DESCRIBE: a vanished instance is TERMINATED; when
                                   * the provider cannot be reached, RUNNING (the agent decides) */
+    double preempt_at;           /* POLL, DESCRIBE: a preemption notice's deadline, 0 = none */
     int task_rc;                 /* POLL, TASK_GET: 0 when <task> was read */
     core_agent_task_t task;
     double task_secs;            /* TASK_GET: how long the agent took to answer */

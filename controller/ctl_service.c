@@ -655,6 +655,8 @@ static cJSON *replica_json(ctl_replica_t *r)
     cJSON_AddStringToObject(o, "zone", r->fr.row.zone[0] ? r->fr.row.zone : r->fr.row.loc.zone);
     cJSON_AddStringToObject(o, "instance_id", r->fr.row.instance_id);
     cJSON_AddStringToObject(o, "ip", r->fr.row.ip);
+    if (r->fr.preempt_at > 0) /* under a preemption notice */
+        cJSON_AddNumberToObject(o, "preempt_at", r->fr.preempt_at);
     return o;
 }
 

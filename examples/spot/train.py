@@ -8,13 +8,16 @@ atomically (write a temporary file, fsync, rename), and appends one line
 resumes after the newest checkpoint, so a job that is preempted and
 relaunched (sky spot launch recovers it with the same $SKYPILOT_RUN_ID)
 carries on where it stopped: only the step that was running when the
-instance vanished is done again.
+instance vanished is done again. On SIGTERM (what a managed job gets on a
+spot preemption notice) it stops before finishing the current step and
+exits, its checkpoint up to date: nothing is done twice.
 
     python3 train.py --run_name $SKYPILOT_RUN_ID --output_dir /checkpoint/train/
 """
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 
@@ -84,6 +87,16 @@ def main():
     print("run %s attempt %d: %s from step %d of %d (%s)" % (
         args.run_name, attempt, "resuming" if ckpt else "starting", start, args.steps, node),
         flush=True)
+    stop = []
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.append(signum))
+
+    def work(seconds):
+        """A step's work; False when SIGTERM came first."""
+        end = time.monotonic() + seconds
+        while not stop and time.monotonic() < end:
+            time.sleep(min(0.05, max(0.0, end - time.monotonic())))
+        return not stop
+
     log = open(os.path.join(ckpt_dir, "steps.log"), "a")
     loss = ckpt["loss"] if ckpt else 10.0
     for step in range(start, args.steps + 1):
@@ -91,7 +104,10 @@ def main():
             print("run %s attempt %d: step %d: simulated failure" % (
                 args.run_name, attempt, step), flush=True)
             sys.exit(1)
-        time.sleep(args.step_seconds)
+        if not work(args.step_seconds):
+            print("run %s attempt %d: SIGTERM: stopping, checkpointed through step %d" % (
+                args.run_name, attempt, step - 1), flush=True)
+            sys.exit(143)
         loss *= 0.95
         log.write("%s,%d,%d\n" % (args.run_name, step, attempt))
         log.flush()
