@@ -65,8 +65,7 @@ void ctl_fleet_scaler_spec(const ctl_serve_cfg_t *cfg, const core_service_spec_t
 
 bool ctl_fleet_wants_placer(const core_task_t *t)
 {
-    return t->service->policy.spot_placer != CORE_SPOT_PLACER_NONE ||
-           (t->service->use_ondemand_fallback && core_task_uses_spot(t));
+    return t->service->policy.spot_placer != CORE_SPOT_PLACER_NONE;
 }
 
 int ctl_fleet_start(ctl_fleet_t *f, const core_task_t *t, int version, char **err)

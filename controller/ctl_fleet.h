@@ -92,11 +92,10 @@ void ctl_fleet_destroy(ctl_fleet_t *f);
 void ctl_fleet_scaler_spec(const ctl_serve_cfg_t *cfg, const core_service_spec_t *ss,
                            ctl_scaler_spec_t *out);
 /*
- * Whether a service gets a spot placer: any `spot_placer:`, and (a deviation
- * from the reference) every spot service with on-demand fallback, so that a
- * preempted replica's successor is tried in another zone as the seed
- * (serve_spot_policy.rst) promises; the reference would let its optimizer
- * pick the same cheapest zone again.
+ * Whether a service gets a spot placer: only with `spot_placer:`, the
+ * reference's rule. (Giving every fallback service one was measured on the
+ * shipped traces, with either placer, and was not better on every one:
+ * bench/RESULTS.md, "Preemption notices and the default placer".)
  */
 bool ctl_fleet_wants_placer(const core_task_t *t);
 /* Starts the autoscaler for version <version> of <t>. CORE_ESPEC with *err. */

@@ -412,7 +412,7 @@ def run_virtual(args, world, trace_dir, timings, service_start, provision, cold,
     binary = os.path.join(args.build, "bench", "policy", "policy_replay")
     if not os.path.exists(binary):
         raise SetupError("missing %s (build the tree first)" % binary)
-    cmd = [binary, "--trace", trace_dir, "--policy", "dynamic_fallback", "--fallback-placer",
+    cmd = [binary, "--trace", trace_dir, "--policy", "dynamic_fallback",
            "--gpu", world["tag"], "--target-replicas", str(args.replicas),
            "--gap", "%.10g" % args.tick_seconds, "--step", "%.10g" % timings["step"],
            "--decision-interval", "%.10g" % timings["decision"],
@@ -420,6 +420,8 @@ def run_virtual(args, world, trace_dir, timings, service_start, provision, cold,
            "--drain", "%.10g" % timings["drain"],
            "--provision-delay", "%.10g" % provision, "--cold-start", "%.10g" % cold,
            "--service-start", "%.10g" % service_start, "--seed", str(args.seed),
+           # a live failed launch answers in milliseconds
+           "--launch-api-latency", "0",
            "--timeline", tl, "--json"]
     if window:
         cmd += ["--start-tick", str(window[0]), "--ticks", str(window[1])]

@@ -13,7 +13,9 @@
  * provider failover the controller uses; a launch takes --provision-delay,
  * then --cold-start before the readiness probe succeeds; when a zone's count
  * drops below what is held, the excess is preempted (newest first, or seeded
- * random).
+ * random). With --notice on, the victims get a preemption notice (the
+ * cloud's lead time) before the drop, which the fleet acts on as the
+ * controller does (ctl_fleet_notice); a failed launch takes --launch-api-latency.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -60,9 +62,12 @@ typedef struct opts {
     int max_replicas;         /* QPS mode */
     double service_start;     /* first autoscaler decision (the service's `up`) */
     const char *timeline;     /* JSON lines per step, "-" = stdout */
-    bool fallback_placer;     /* the controller's placer for every fallback policy (default) */
+    bool fallback_placer;     /* --fallback-placer: a placer for every fallback policy too */
     ctl_placer_kind_t placer; /* --placer: the placer of the policies that have one */
     bool hedge;               /* --hedge on: fallback_covers_overprovision: false */
+    bool notice;              /* --notice on: preemptions are announced */
+    double notice_s;          /* ... this long ahead; < 0: the cloud's (AWS 120 s, GCP 30 s) */
+    double api_latency_s;     /* a launch attempt that finds no capacity takes this long */
     FILE *tl;
 } opts_t;
 
@@ -99,13 +104,16 @@ typedef struct rep {
     double price;           /* $/h of the held instance */
     double launch_done;     /* provisioning finishes (launch SUCCEEDED) */
     double ready_at;        /* the probe succeeds from here */
+    double fail_at;         /* > 0: a failed launch attempt reports at this time ... */
+    int fail_rc;            /* ... with this error */
+    double doomed_at;       /* > 0: the cloud announced its preemption for this time */
 } rep_t;
 
 typedef struct stats {
     double cost, baseline;
     double spot_s, od_s; /* instance-seconds */
     double measured_s, avail_s;
-    long preemptions, launches, failed_launches;
+    long preemptions, launches, failed_launches, notices;
     long outages;
     double longest_outage_s, cur_outage_s;
     double spot_miss_s; /* fewer live spot replicas than wanted although some zone had room */
@@ -114,6 +122,7 @@ typedef struct stats {
     bool placer;             /* the policy ran with a spot placer */
     const char *spot_placer; /* which, or "none" */
     bool hedge;              /* the dynamic fallback covered the target only */
+    double notice_s;         /* preemption notices this long ahead, 0 = none */
 } stats_t;
 
 typedef struct sim {
@@ -135,7 +144,9 @@ typedef struct sim {
     /* What the last autoscaler decision asked for (the timeline's targets): live replicas
      * of each kind after applying its scale-ups and scale-downs. -1 before the first one. */
     int spot_target, od_target;
-    bool decided; /* a decision ran in this step */
+    bool decided;    /* a decision ran in this step */
+    bool decide_now; /* a notice: the controller decides at once */
+    double notice_s; /* the notice's lead time, 0 without notices */
     stats_t st;
 } sim_t;
 
@@ -247,13 +258,14 @@ static int policy_task(const opts_t *o, const load_t *load, const policy_t *p, c
 }
 
 /*
- * The controller's rule (ctl_fleet_wants_placer): `spot_placer:`, and every
- * fallback policy. --no-fallback-placer: the reference's, `spot_placer:` only.
+ * The controller's rule (ctl_fleet_wants_placer, the reference's): `spot_placer:`
+ * only. --fallback-placer: every fallback policy gets one too (the deviation
+ * the controller had before the notices work, kept for comparison).
  */
 static bool gets_placer(const opts_t *o, const core_task_t *t)
 {
-    return o->fallback_placer ? ctl_fleet_wants_placer(t)
-                              : t->service->policy.spot_placer != CORE_SPOT_PLACER_NONE;
+    return ctl_fleet_wants_placer(t) || (o->fallback_placer && t->service->use_ondemand_fallback &&
+                                         core_task_uses_spot(t));
 }
 
 static int alloc_id(void *arg, int *out)
@@ -303,12 +315,13 @@ static void try_launch(sim_t *s, rep_t *r, double t)
     size_t n = candidates(s, r, c);
     core_instance_t in;
     char owner[96];
+    size_t chosen = 0;
     int rc;
 
     snprintf(owner, sizeof(owner), "serve:%s:%d", s->p->name, r->fr.row.id);
     s->st.launches++;
     ctl_fleet_launch_started(&s->fl, &r->fr);
-    rc = core_prov_launch_failover(s->prov, c, n, NULL, owner, &in, NULL, NULL);
+    rc = core_prov_launch_failover(s->prov, c, n, NULL, owner, &in, &chosen, NULL);
     if (s->o->verbose)
         fprintf(stderr, "%9.0f %s: launch replica %d %s%s%s: %s%s\n", t, s->p->name, r->fr.row.id,
                 r->fr.row.is_spot ? "spot" : "on-demand",
@@ -320,11 +333,18 @@ static void try_launch(sim_t *s, rep_t *r, double t)
         r->zone = trace_world_zone(s->w, in.zone);
         r->seq = trace_cloud_seq(s->cloud, in.id);
         r->price = in.price;
-        r->launch_done = t + s->o->provision_s;
+        /* each zone the failover found full cost an API call first */
+        r->launch_done = t + (double)chosen * s->o->api_latency_s + s->o->provision_s;
         r->ready_at = r->launch_done + s->o->cold_start_s;
         return; /* provisioning: the launch completes at launch_done */
     }
     s->st.failed_launches++;
+    if (s->o->api_latency_s > 0 && rc == CORE_ENOCAPACITY) {
+        /* the cloud answers "no capacity" after its API latency, once per zone tried */
+        r->fail_at = t + (double)n * s->o->api_latency_s;
+        r->fail_rc = rc;
+        return;
+    }
     ctl_fleet_launch_done(&s->fl, &r->fr, rc, t);
 }
 
@@ -344,12 +364,72 @@ static void preempt(sim_t *s, rep_t *r, double t)
     s->st.preemptions++;
     trace_cloud_preempt(s->cloud, r->fr.row.instance_id);
     r->zone = -1;
+    r->doomed_at = 0;
     ctl_fleet_instance_gone(&s->fl, &r->fr, t);
+}
+
+/* Zone <z>'s spot count at tick <k> (0 past its file). */
+static int count_at(const world_t *w, size_t z, size_t k)
+{
+    return k < w->z[z].n ? w->z[z].data[k] : 0;
+}
+
+/*
+ * --notice: the cloud announces every preemption notice_s ahead. Ticks whose
+ * boundary is at most notice_s away are known: each zone's spot instances
+ * beyond the count at such a tick get a notice for its boundary (newest
+ * first, those already under notice counted), including instances launched
+ * during the notice window. The fleet hears of it as the controller's
+ * provider poll would (ctl_fleet_notice, once launched), and decides at once.
+ */
+static void give_notices(sim_t *s, size_t next_tick, double t)
+{
+    const world_t *w = s->w;
+
+    for (size_t k = next_tick; k < w->ticks && (double)k * w->gap - s->notice_s <= t; k++) {
+        double at = (double)k * w->gap;
+
+        for (size_t z = 0; z < w->nz; z++) {
+            int excess = trace_cloud_held_spot(s->cloud, (int)z) - count_at(w, z, k);
+
+            for (size_t i = 0; i < s->nr; i++)
+                excess -= s->r[i]->zone == (int)z && s->r[i]->fr.row.is_spot &&
+                          s->r[i]->doomed_at > 0 && s->r[i]->doomed_at <= at;
+            while (excess-- > 0) {
+                rep_t *victim = NULL;
+
+                for (size_t i = 0; i < s->nr; i++) {
+                    rep_t *r = s->r[i];
+
+                    if (r->zone == (int)z && r->fr.row.is_spot && r->doomed_at <= 0 &&
+                        (!victim || r->seq > victim->seq))
+                        victim = r;
+                }
+                if (!victim)
+                    break;
+                victim->doomed_at = at;
+                s->st.notices++;
+                if (s->o->verbose)
+                    fprintf(stderr, "%9.0f %s: preemption notice for replica %d in %s (at %.0f)\n",
+                            t, s->p->name, victim->fr.row.id, w->z[z].name, at);
+            }
+        }
+    }
+    for (size_t i = 0; i < s->nr; i++) {
+        rep_t *r = s->r[i];
+
+        if (r->doomed_at > 0 && ctl_fleet_notice(&s->fl, &r->fr, r->doomed_at, t))
+            s->decide_now = true;
+    }
 }
 
 static void apply_capacity(sim_t *s, size_t tick, double t)
 {
     trace_cloud_set_tick(s->cloud, tick);
+    /* A notice is kept: its instance goes at the deadline. */
+    for (size_t i = 0; i < s->nr; i++)
+        if (s->r[i]->zone >= 0 && s->r[i]->doomed_at > 0 && s->r[i]->doomed_at <= t)
+            preempt(s, s->r[i], t);
     for (size_t z = 0; z < s->w->nz; z++) {
         while (trace_cloud_held_spot(s->cloud, (int)z) > trace_cloud_capacity(s->cloud, (int)z)) {
             rep_t *victim = NULL;
@@ -429,8 +509,10 @@ static void housekeeping(sim_t *s, double t)
         rep_t *r = s->r[i];
 
         /* Terminating an instance still provisioning ends its launch. */
-        if (r->fr.busy && r->fr.row.f.down == CTL_PROC_SCHEDULED && r->fr.row.down_at <= t)
+        if (r->fr.busy && r->fr.row.f.down == CTL_PROC_SCHEDULED && r->fr.row.down_at <= t) {
+            r->fail_at = 0;
             ctl_fleet_launch_done(&s->fl, &r->fr, -ECANCELED, t);
+        }
         if (ctl_fleet_down_due(&r->fr, t)) {
             release(s, r);
             ctl_fleet_down_started(&s->fl, &r->fr);
@@ -446,6 +528,10 @@ static void housekeeping(sim_t *s, double t)
 
         if (r->fr.row.f.down != CTL_PROC_NONE)
             continue;
+        if (r->fr.busy && r->fail_at > 0 && r->fail_at <= t) {
+            r->fail_at = 0;
+            ctl_fleet_launch_done(&s->fl, &r->fr, r->fail_rc, t);
+        }
         if (ctl_fleet_launch_due(&r->fr, t))
             try_launch(s, r, t);
         if (r->fr.busy && r->zone >= 0 && r->launch_done <= t)
@@ -499,7 +585,9 @@ static void account(sim_t *s, double t, double warmup)
             else
                 s->st.od_s += dt;
         }
-        if (ctl_replica_row_status(&r->fr.row) == CTL_REPLICA_READY)
+        /* a replica under notice counts while sky-lb still routes to it */
+        if (ctl_replica_row_status(&r->fr.row) == CTL_REPLICA_READY &&
+            ctl_fleet_routable(&s->fl, &r->fr, t))
             ready++;
     }
     s->st.baseline += sc->st.target * s->w->z[s->w->od_zone].od_price * dt / 3600.0;
@@ -609,20 +697,26 @@ static int run_policy(const opts_t *o, const world_t *w, const load_t *load, con
     s.cloud = trace_cloud_new(w);
     s.prov = trace_cloud_prov(s.cloud);
     s.spot_target = s.od_target = -1;
+    if (o->notice)
+        s.notice_s = o->notice_s >= 0 ? o->notice_s : strcmp(w->cloud, "gcp") == 0 ? 30 : 120;
     /* The first replicas cannot be READY before this; the on-demand baseline has the same gap. */
     warmup = o->service_start + ceil((o->provision_s + o->cold_start_s) / o->step_s) * o->step_s;
 
+    s.st.notice_s = s.notice_s;
     for (t = 0; t < end; t = (double)(++step_i) * o->step_s) {
         if (t >= (double)tick * w->gap) {
             apply_capacity(&s, tick, t);
             tick++;
         }
+        if (s.notice_s > 0)
+            give_notices(&s, tick, t);
         housekeeping(&s, t);
         probe_all(&s, t);
         feed_load(&s, t, &hint);
         s.decided = false;
         /* (the epsilon: a decision interval that is a multiple of the step lands on it) */
-        if (t >= next_decision - 1e-9) {
+        if (t >= next_decision - 1e-9 || (s.decide_now && t >= o->service_start)) {
+            s.decide_now = false;
             decide(&s, t);
             next_decision = t + ctl_scaler_next_interval(&s.fl.scaler);
         }
@@ -668,6 +762,12 @@ static void print_json(const opts_t *o, const world_t *w, const policy_t *p, con
     cJSON_AddBoolToObject(j, "placer", st->placer);
     cJSON_AddStringToObject(j, "spot_placer", st->spot_placer);
     cJSON_AddBoolToObject(j, "hedge", st->hedge);
+    cJSON_AddNumberToObject(j, "notice_s", st->notice_s);
+    cJSON_AddNumberToObject(j, "notices", (double)st->notices);
+    cJSON_AddNumberToObject(j, "launch_api_latency_s", o->api_latency_s);
+    cJSON_AddNumberToObject(j, "failed_per_preemption",
+                            st->preemptions ? (double)st->failed_launches / (double)st->preemptions
+                                            : 0);
     cJSON_AddNumberToObject(j, "target_replicas", o->target);
     cJSON_AddNumberToObject(j, "cost_ratio", ratio(st->cost, st->baseline));
     cJSON_AddNumberToObject(j, "availability", ratio(st->avail_s, st->measured_s));
@@ -719,8 +819,8 @@ static void print_header(const opts_t *o, const world_t *w, const load_t *load)
            o->cfg.decision_interval, o->service_start, o->cfg.launch_retry_initial,
            (unsigned long long)o->seed, o->world.spot_discount >= 0 ? ", flat spot discount" : "");
     printf("spot placer (%s): %s%s\n\n", ctl_placer_kind_name(o->placer),
-           o->fallback_placer ? "spothedge, base_fallback, dynamic_fallback (as the controller)"
-                              : "spothedge only (--no-fallback-placer: the reference's rule)",
+           o->fallback_placer ? "spothedge, base_fallback, dynamic_fallback (--fallback-placer)"
+                              : "spothedge only (as the controller: the reference's rule)",
            o->hedge ? "; hedge: dynamic fallback covers the target only" : "");
     printf("%-17s %10s %12s %11s %9s %7s %8s %11s %9s %9s %7s\n", "policy", "cost_ratio",
            "availability", "preemptions", "launches", "failed", "outages", "max_out_s", "spot_h",
@@ -747,8 +847,9 @@ static void usage(FILE *f)
            "         [--catalog FILE] [--drain S] [--step S] [--extend] [--preempt newest|random]\n"
            "         [--verbose] [--gap S] [--start-tick N] [--ticks N] [--decision-interval S]\n"
            "         [--launch-retry-initial S] [--service-start S] [--timeline FILE|-]\n"
-           "         [--no-fallback-placer] [--placer dynamic_fallback|spread_backoff]\n"
-           "         [--hedge on|off]\n"
+           "         [--fallback-placer|--no-fallback-placer] [--placer dynamic_fallback|spread_backoff]\n"
+           "         [--hedge on|off] [--notice on|off] [--notice-seconds S]\n"
+           "         [--launch-api-latency S]\n"
            "policies: ondemand spot base_fallback dynamic_fallback spothedge (default all)\n");
 }
 
@@ -797,6 +898,9 @@ int main(int argc, char **argv)
         O_NO_FALLBACK_PLACER,
         O_PLACER,
         O_HEDGE,
+        O_NOTICE,
+        O_NOTICE_S,
+        O_API_LATENCY,
         O_HELP,
     };
     static const struct option longopts[] = {
@@ -832,6 +936,9 @@ int main(int argc, char **argv)
         {"no-fallback-placer", no_argument, NULL, O_NO_FALLBACK_PLACER},
         {"placer", required_argument, NULL, O_PLACER},
         {"hedge", required_argument, NULL, O_HEDGE},
+        {"notice", required_argument, NULL, O_NOTICE},
+        {"notice-seconds", required_argument, NULL, O_NOTICE_S},
+        {"launch-api-latency", required_argument, NULL, O_API_LATENCY},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -846,7 +953,9 @@ int main(int argc, char **argv)
         .qps_per_replica = 1,
         .min_replicas = 1,
         .max_replicas = 10,
-        .fallback_placer = true,
+        .fallback_placer = false,
+        .notice_s = -1,
+        .api_latency_s = 20,
     };
     core_catalog_t *cat = NULL;
     world_t w;
@@ -951,7 +1060,7 @@ int main(int argc, char **argv)
         case O_TIMELINE:
             o.timeline = optarg;
             break;
-        case O_FALLBACK_PLACER: /* the default, kept for scripts that ask for it */
+        case O_FALLBACK_PLACER:
             o.fallback_placer = true;
             break;
         case O_NO_FALLBACK_PLACER:
@@ -970,6 +1079,18 @@ int main(int argc, char **argv)
                 o.hedge = strcmp(optarg, "on") == 0;
             else
                 bad = -1;
+            break;
+        case O_NOTICE:
+            if (strcmp(optarg, "on") == 0 || strcmp(optarg, "off") == 0)
+                o.notice = strcmp(optarg, "on") == 0;
+            else
+                bad = -1;
+            break;
+        case O_NOTICE_S:
+            bad |= core_parse_num(optarg, 0, 86400, &o.notice_s);
+            break;
+        case O_API_LATENCY:
+            bad |= core_parse_num(optarg, 0, 3600, &o.api_latency_s);
             break;
         case O_HELP:
             usage(stdout);

@@ -65,7 +65,13 @@ def world(tmp_path, zones, gap=GAP, name="world"):
 
 
 def run(env, trace, *args, check=True):
-    p = subprocess.run([BIN, "--trace", trace, "--json", *args], env=env,
+    # These worlds were written for instant failed launches; a test of the
+    # latency passes its own --launch-api-latency (the last one wins).
+    # --fallback-placer: these worlds show what the placers do with the fallback policies
+    # (the controller gives them none, the reference's rule); --no-fallback-placer wins.
+    p = subprocess.run([BIN, "--trace", trace, "--json", "--launch-api-latency", "0",
+                        "--fallback-placer", *args],
+                       env=env,
                        capture_output=True, text=True, timeout=120)
     if check:
         assert p.returncode == 0, p.stderr
@@ -423,3 +429,75 @@ def test_bad_arguments(env, tmp_path):
     p = subprocess.run([BIN, "--trace", bad], env=env, capture_output=True, text=True,
                        timeout=30)
     assert p.returncode == 1 and "gap_seconds" in p.stderr
+
+
+# --notice on|off, --notice-seconds, --launch-api-latency (issue #13).
+
+def test_notice_launches_the_replacement_ahead(env, tmp_path):
+    # us-east-1a (cheaper) loses its spot at t = 3000; us-east-1b always has room.
+    # spread_backoff spreads the 2 spot replicas; the one in us-east-1a is replaced
+    # in us-east-1b. Without a notice READY drops below 2 for provision + cold start
+    # (180 s); a notice N s ahead starts the replacement N s earlier.
+    t = world(tmp_path, {"us-east-1a": [4] * 10 + [0] * 20, "us-east-1b": [4] * 30})
+    common = ("--policy", "dynamic_fallback", "--placer", "spread_backoff")
+    outage = {}
+    for args in (("--notice", "off"), ("--notice", "on"), ("--notice", "on",
+                 "--notice-seconds", "30"), ("--notice", "on", "--notice-seconds", "300")):
+        rows, _ = run(env, t, *common, *args)
+        r = rows["dynamic_fallback"]
+        assert r["preemptions"] == 1 and r["failed_launches"] == 0, r
+        assert r["notices"] == (0 if args[1] == "off" else 1)
+        outage[r["notice_s"]] = r["longest_outage_s"]
+    # AWS's 120 s by default (the catalog names the zones' cloud aws)
+    assert outage == {0: 180, 120: 60, 30: 150, 300: 0}, outage
+
+
+def test_notice_moves_the_replacement_off_the_doomed_zone(env, tmp_path):
+    # Both spot replicas sit in us-east-1a (the normal failover, no placer) and
+    # the zone empties at t = 3000. Without a placer the replacements launched on
+    # the notice go where the failover sends them: us-east-1a still has room for
+    # the current tick, so they land there and get a notice of their own (the cloud
+    # keeps its word: every instance under notice goes at the deadline).
+    t = world(tmp_path, {"us-east-1a": [4] * 10 + [0] * 20, "us-east-1b": [4] * 30})
+    rows, _ = run(env, t, "--policy", "spot", "--notice", "on", "--no-fallback-placer")
+    r = rows["spot"]
+    assert r["notices"] == 4 and r["preemptions"] == 4, r
+    # spothedge's placer marks the doomed zone at the notice: the replacements of its
+    # two replicas there go to us-east-1b at once and are not preempted; READY is below
+    # 2 only for the 60 s the 120 s notice leaves of the 180 s start.
+    rows, _ = run(env, t, "--policy", "spothedge", "--placer", "spread_backoff",
+                  "--notice", "on")
+    r = rows["spothedge"]
+    assert r["notices"] == r["preemptions"] == 2 and r["longest_outage_s"] == 60, r
+
+
+def test_failed_launches_take_the_api_latency(env, tmp_path):
+    # us-east-1a (cheapest) never has spot: the failover asks it first, which takes
+    # the API latency, then launches in us-east-1b; READY that much later.
+    t = world(tmp_path, {"us-east-1a": [0] * TICKS, "us-east-1b": [4] * TICKS})
+    out = {}
+    for lat in ("0", "20", "45"):
+        rows, _ = run(env, t, "--policy", "spot", "--launch-api-latency", lat)
+        r = rows["spot"]
+        assert r["launch_api_latency_s"] == float(lat) and r["failed_launches"] == 0
+        out[lat] = r["longest_outage_s"]
+    assert out == {"0": 0, "20": 20, "45": 50}, out  # 45 s ends within the 10 s step
+    # The default is 20 s (run() passes 0 for the worlds above).
+    p = subprocess.run([BIN, "--trace", t, "--json", "--policy", "spot"], env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert json.loads(p.stdout)["launch_api_latency_s"] == 20
+    # A placer's failed launch reports after the latency: fewer attempts in a day.
+    rows, _ = run(env, t, "--policy", "base_fallback", "--launch-api-latency", "20")
+    slow = rows["base_fallback"]["failed_launches"]
+    rows, _ = run(env, t, "--policy", "base_fallback")
+    assert slow < rows["base_fallback"]["failed_launches"]
+    assert rows["base_fallback"]["failed_per_preemption"] == 0  # no preemption at all
+
+
+def test_notice_and_latency_options_are_checked(env, tmp_path):
+    t = world(tmp_path, {"us-east-1a": [4] * 4})
+    for bad in (["--notice", "maybe"], ["--notice-seconds", "-1"],
+                ["--launch-api-latency", "x"]):
+        p = subprocess.run([BIN, "--trace", t, *bad], env=env, capture_output=True, text=True,
+                           timeout=30)
+        assert p.returncode == 2 and "bad value" in p.stderr, (bad, p.stderr)

@@ -1,7 +1,7 @@
 """policy_replay's options for modelling a live run (bench/policy/README.md, "Live
 mode"): --gap, --start-tick/--ticks, --decision-interval, --launch-retry-initial,
 --service-start, the spot placer of the fallback policies (the controller's, by
-default; --no-fallback-placer) and the --timeline JSON lines, on small synthetic
+the reference's rule by default as in the controller; --fallback-placer) and the --timeline JSON lines, on small synthetic
 worlds with answers derived by hand from the model.
 """
 import json
@@ -21,7 +21,8 @@ LIVE = ["--gap", "10", "--step", "1", "--decision-interval", "1", "--provision-d
 
 def run(env, tmp_path, trace, *args):
     tl = tmp_path / "timeline.jsonl"
-    p = subprocess.run([BIN, "--trace", trace, "--json", "--timeline", str(tl), *args], env=env,
+    p = subprocess.run([BIN, "--trace", trace, "--json", "--timeline", str(tl),
+                        "--launch-api-latency", "0", *args], env=env,
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stderr
     rows = {json.loads(x)["policy"]: json.loads(x) for x in p.stdout.splitlines() if x.strip()}
@@ -41,11 +42,11 @@ def row(s):
 
 
 def test_timeline_of_a_fallback_episode(env, tmp_path):
-    # Both zones have spot except during tick 3. dynamic_fallback has the
-    # controller's placer: the two spot replicas are spread over the zones.
+    # Both zones have spot except during tick 3. dynamic_fallback with the
+    # placer (--fallback-placer): the two spot replicas are spread over the zones.
     t = world(tmp_path, {"us-east-1a": [4, 4, 4, 0, 4, 4], "us-east-1b": [4, 4, 4, 0, 4, 4]})
     rows, steps = run(env, tmp_path, t, "--policy", "dynamic_fallback", *LIVE,
-                      "--service-start", "3")
+                      "--service-start", "3", "--fallback-placer")
     r = rows["dynamic_fallback"]
     assert r["placer"] is True
     assert r["ticks"] == 6 and r["gap_seconds"] == 10 and r["hours"] == pytest.approx(60 / 3600)
@@ -160,22 +161,38 @@ def test_decision_interval(env, tmp_path):
                                                         52, 57]
 
 
-def test_fallback_placer_is_the_controllers(env, tmp_path):
-    # The cheaper zone has no spot. Default (the controller): the placer puts the
-    # first spot replica in us-east-1a and the second in us-east-1b (not in use);
-    # the first fails, the placer resets (fewer than 2 active locations) and its
-    # replacement goes to us-east-1a again, at every decision (1 s, t = 0 .. 59).
-    # So one on-demand replica stays although us-east-1b has room for both.
+def test_fallback_placer_only_on_request(env, tmp_path):
+    # The cheaper zone has no spot. Default (the controller's rule, the
+    # reference's): the fallback policies have no placer; the normal failover
+    # goes straight to us-east-1b.
     t = world(tmp_path, {"us-east-1a": [0] * 6, "us-east-1b": [4] * 6})
-    rows, steps = run(env, tmp_path, t, *LIVE)
+    rows, steps = run(env, tmp_path, t, "--policy", "all", *LIVE)
+    r = rows["dynamic_fallback"]
+    assert r["fallback_placer"] is False and r["placer"] is False
+    assert r["failed_launches"] == 0 and r["launches"] == 4
+    assert at(steps, 59)["spot_ready"] == 2 and at(steps, 59)["od_live"] == 0
+    assert rows["base_fallback"]["placer"] is False
+    # spothedge always has it (spot_placer:); spot (no fallback) and ondemand never do
+    assert rows["spothedge"]["placer"] is True
+    assert rows["spot"]["placer"] is False and rows["spot"]["failed_launches"] == 0
+    assert rows["ondemand"]["placer"] is False
+    # --no-fallback-placer is the default, spelled out
+    again, _ = run(env, tmp_path, t, "--policy", "all", *LIVE, "--no-fallback-placer")
+    for k in rows:
+        rows[k].pop("wall_s"), again[k].pop("wall_s")
+    assert again == rows
+    # --fallback-placer (the deviation the controller had): the dynamic_fallback placer
+    # puts the first spot replica in us-east-1a and the second in us-east-1b (not in
+    # use); the first fails, the placer resets (fewer than 2 active locations) and its
+    # replacement goes to us-east-1a again, at every decision (1 s, t = 0 .. 59). So
+    # one on-demand replica stays although us-east-1b has room for both.
+    rows, steps = run(env, tmp_path, t, *LIVE, "--fallback-placer")
     r = rows["dynamic_fallback"]
     assert r["fallback_placer"] is True and r["placer"] is True
     assert r["failed_launches"] == 60
     assert r["launches"] == 60 + 1 + 2
     assert at(steps, 59)["spot_ready"] == 1 and at(steps, 59)["od_live"] == 1
     assert rows["base_fallback"]["placer"] is True
-    # spothedge always has it; spot (no fallback) and ondemand never do
-    assert rows["spothedge"]["placer"] is True
     assert rows["spot"]["placer"] is False and rows["spot"]["failed_launches"] == 0
     assert rows["ondemand"]["placer"] is False
     # --fallback-placer is the default, spelled out

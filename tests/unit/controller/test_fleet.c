@@ -249,6 +249,7 @@ static const char SPOT[] = "service:\n  readiness_probe: /\n  replicas: 2\n"
                            "resources:\n  ports: 8080\n  use_spot: true\n";
 static const char SPOT_FALLBACK[] = "service:\n  readiness_probe: /\n  replica_policy:\n"
                                     "    min_replicas: 2\n    dynamic_ondemand_fallback: true\n"
+                                    "    spot_placer: dynamic_fallback\n"
                                     "resources:\n  ports: 8080\n  use_spot: true\n";
 
 /* Without a placer the provider's failover walks the zones cheapest first. */
