@@ -22,6 +22,13 @@ cut by a preemption of the replica that served them, or by an LB kill, are
 counted apart the same way. The goal is 0 failed requests outside those two
 groups.
 
+With --notice S, each preemption is announced S seconds ahead (`sky cloud
+preempt --notice S`): the controller replaces the replica at once and takes it
+out of sky-lb before it goes, so no request may fail for want of a replica
+either: the goal becomes 0 failed requests apart from those at an LB kill.
+--together P makes a preemption take every running spot replica of the
+service at once with probability P.
+
 At the end: the service must be READY again with at least min_replicas READY
 replicas; every live instance of the local cloud must belong to a live
 replica (else it leaked); after `sky serve down` and `sky cloud down`, no
@@ -236,7 +243,8 @@ class Chaos:
         self.a = args
         self.rng = random.Random(args.seed)
         self.stack = Stack(args.build_dir, args.home)
-        self.preemptions = []  # (time the preempt command started, replica id)
+        self.preemptions = []  # (time the preempt command started or the notice's deadline, id)
+        self.n_events = 0  # preempt commands (one may take several replicas)
         self.preempt_done = {}  # replica id -> time the command returned
         self.kills = []  # (time, what, back_after_s or None)
         self.lb_down = []  # (kill time, back time)
@@ -325,14 +333,26 @@ class Chaos:
                  and str(i.get("owner", "")).startswith("serve:%s:" % SERVICE)]
         if not insts:
             return
-        victim = self.rng.choice(sorted(insts, key=lambda i: i["id"]))
+        if self.a.notice:  # one already under notice goes at its deadline anyway
+            insts = [i for i in insts if not i.get("preempt_at")]
+            if not insts:
+                return
+        insts = sorted(insts, key=lambda i: i["id"])
+        victims = insts if self.rng.random() < self.a.together else [self.rng.choice(insts)]
+        ids = [v["id"] for v in victims]
+        notice = ["--notice", "%g" % self.a.notice] if self.a.notice else []
         t = now()  # the instance may vanish any time before the command returns
-        p = self.stack.sky("cloud", "preempt", victim["id"], timeout=30, check=False)
+        p = self.stack.sky("cloud", "preempt", *notice, *ids, timeout=30, check=False)
         if p.returncode == 0:
-            rid = int(victim["owner"].rsplit(":", 1)[1])
-            self.preemptions.append((t, rid))
-            self.preempt_done[rid] = now()
-            log("preempted %s (replica %d)" % (victim["id"], rid))
+            for v in victims:
+                rid = int(v["owner"].rsplit(":", 1)[1])
+                # announced: the instance goes at the deadline
+                self.preemptions.append((t + self.a.notice, rid))
+                self.preempt_done[rid] = now() + self.a.notice
+            self.n_events += 1
+            log("%s %s (replica(s) %s)" % (
+                "notice %g s for" % self.a.notice if self.a.notice else "preempted",
+                " ".join(ids), " ".join(v["owner"].rsplit(":", 1)[1] for v in victims)))
 
     def kill(self, what):
         if what == "controller":
@@ -382,7 +402,7 @@ class Chaos:
             if now() >= next_preempt:
                 self.preempt_one()
                 next_preempt = now() + self.rng.uniform(*self.a.preempt_every)
-            if now() >= next_kill:
+            if now() >= next_kill and not self.a.no_kills:
                 if not targets:  # each daemon once per round, in a seeded order
                     targets = ["controller", "lb", "localcloud"]
                     self.rng.shuffle(targets)
@@ -510,6 +530,8 @@ class Chaos:
             "streams_cut_by_preemption_or_lb_kill": cut_explained,
             "streams_cut_otherwise": cut,
             "preemptions": len(self.preemptions),
+            "preemption_events": self.n_events,
+            "notice_s": self.a.notice,
             "kills": restarts,
             "restarted_by_script": self.restarted_by_script,
             "lb_back_s": [round(b, 3) if b is not None else None for b in lb_back],
@@ -520,7 +542,9 @@ class Chaos:
 
 def goals_met(r):
     lb_back = r.get("lb_back_s", [])
-    return ("error" not in r and r.get("failed") == 0 and r.get("recovered") is True
+    # With notices a preemption never leaves the LB without a replica: no excuse.
+    failed = r.get("failed", 0) + (r.get("failed_no_replica", 0) if r.get("notice_s") else 0)
+    return ("error" not in r and failed == 0 and r.get("recovered") is True
             and not r.get("leaked_instances") and not r.get("leftovers")
             and all(b is not None and b <= 1.0 for b in lb_back)
             and all(v is not None for v in r.get("daemons_back_s", {}).values()))
@@ -535,7 +559,8 @@ def print_table(r):
         ("streams (complete)", "%s (%s)" % (r.get("streams"), r.get("streams_complete"))),
         ("streams cut by preemption / LB kill", r.get("streams_cut_by_preemption_or_lb_kill")),
         ("streams cut otherwise", len(r.get("streams_cut_otherwise", []))),
-        ("preemptions", r.get("preemptions")),
+        ("preemptions (events, notice s)", "%s (%s, %s)" % (
+            r.get("preemptions"), r.get("preemption_events"), r.get("notice_s"))),
         ("kill -9 (restarts)", r.get("kills")),
         ("LB back after (s)", r.get("lb_back_s")),
         ("recovered to READY (s)", r.get("recover_s")),
@@ -575,6 +600,11 @@ def main():
                     help="seconds between preemptions (3,6)")
     ap.add_argument("--kill-every", type=span, default=(8.0, 14.0), metavar="MIN,MAX",
                     help="seconds between kill -9s (8,14)")
+    ap.add_argument("--no-kills", action="store_true", help="preemptions only")
+    ap.add_argument("--notice", type=float, default=0,
+                    help="announce each preemption this many seconds ahead (0: none)")
+    ap.add_argument("--together", type=float, default=0,
+                    help="probability that a preemption takes every spot replica at once")
     ap.add_argument("--recover-timeout", type=float, default=90)
     ap.add_argument("--build-dir", default=os.environ.get("SKY_BUILD_DIR",
                                                           os.path.join(SOURCE_DIR, "build")))
@@ -584,6 +614,8 @@ def main():
     args = ap.parse_args()
     if args.duration <= 0 or args.rate <= 0 or args.threads <= 0:
         ap.error("--duration, --rate and --threads must be positive")
+    if args.notice < 0 or not 0 <= args.together <= 1:
+        ap.error("--notice must be >= 0 and --together in [0, 1]")
     report = Chaos(args).run()
     if args.json:
         print(json.dumps(report))

@@ -33,7 +33,14 @@
  *   GET  /tasks/N/logs?follow=0|1&tail=K
  *                              200 chunked text/plain: setup output then run output;
  *                              follow=1 streams until the task ends
- *   POST /tasks/N/cancel       200 {"task_id":N,"cancelled":bool,"status":"..."}
+ *   POST /tasks/N/cancel[?grace=S]
+ *                              200 {"task_id":N,"cancelled":bool,"status":"..."};
+ *                              SIGTERM, SIGKILL S seconds later (default 3)
+ *   GET  /notice               the instance's preemption notice, as EC2's metadata
+ *                              server serves spot/instance-action (the same document
+ *                              also at /latest/meta-data/spot/instance-action):
+ *                              404 without one; 200 {"action":"terminate","time":ISO 8601,
+ *                              "deadline":epoch s,"seconds_left":s}
  */
 
 /* Cluster-job statuses (reference managed_jobs.md §2.1, job_lib.JobStatus). */

@@ -668,3 +668,49 @@ def test_setup_and_run_source_bashrc(agent):
     os.remove(os.path.join(agent.home, ".bashrc"))
     t = agent.wait(agent.submit(name="plain", run='echo "key=[$WANDB_API_KEY]"'))
     assert t["status"] == "SUCCEEDED" and "key=[]" in agent.logs(t["task_id"])[1]
+
+
+def test_notice_endpoint(agents, tmp_path):
+    """GET /notice (and EC2's path) serves the cloud's instance-action document from
+    --metadata-dir: 404 until the cloud writes one."""
+    meta = tmp_path / "metadata"
+    a = agents(extra=["--metadata-dir", str(meta)])
+    for path in ("/notice", "/latest/meta-data/spot/instance-action"):
+        assert a.request("GET", path)[0] == 404
+    meta.mkdir()
+    deadline = time.time() + 30
+    (meta / "instance-action").write_text(json.dumps(
+        {"action": "terminate", "time": "2026-12-02T06:00:00Z", "deadline": deadline}))
+    for path in ("/notice", "/latest/meta-data/spot/instance-action"):
+        status, doc = a.request("GET", path)
+        assert status == 200 and doc["action"] == "terminate", doc
+        assert doc["time"] == "2026-12-02T06:00:00Z" and doc["deadline"] == deadline
+        assert 25 < doc["seconds_left"] <= 30
+    assert a.request("POST", "/notice")[0] == 405
+    (meta / "instance-action").write_text("{not json")
+    assert a.request("GET", "/notice")[0] == 404
+    # Without --metadata-dir there is never a notice.
+    assert agents(home=tmp_path / "other").request("GET", "/notice")[0] == 404
+
+
+def test_cancel_grace(agent, tmp_path):
+    """cancel?grace=S: SIGTERM now, SIGKILL only after S seconds (a notice's deadline);
+    a task that exits on SIGTERM ends at once."""
+    p = tmp_path / "pid"
+    run = "bash -c \"trap '' TERM; echo \\$\\$ > %s; while :; do sleep 0.1; done\"" % p
+    tid = agent.submit(name="stubborn", run=run)
+    pid = int(wait_file(p))
+    t0 = time.monotonic()
+    status, doc = agent.request("POST", "/tasks/%d/cancel?grace=1.5" % tid)
+    assert status == 200 and doc["cancelled"] is True
+    assert agent.wait(tid, timeout=15)["status"] == "CANCELLED"
+    assert time.monotonic() - t0 >= 1.4 and not pid_alive(pid)
+    tid = agent.submit(name="polite", run="trap 'exit 0' TERM; while :; do sleep 0.1; done")
+    agent.wait(tid, {"RUNNING"})
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    agent.request("POST", "/tasks/%d/cancel?grace=60" % tid)
+    assert agent.wait(tid, timeout=15)["status"] == "CANCELLED"
+    assert time.monotonic() - t0 < 10
+    for bad in ("x", "-1", "1e9"):
+        assert agent.request("POST", "/tasks/%d/cancel?grace=%s" % (tid, bad))[0] == 400
