@@ -741,8 +741,9 @@ static void after_notice_signal(ctl_job_t *j)
 static void notice(ctl_job_t *j, double deadline)
 {
     double grace = deadline - core_now();
-    jlog(j, "preemption notice: %s goes in %.0f s; SIGTERM to the task (SIGKILL at the "
-            "deadline), recovering now",
+    jlog(j,
+         "preemption notice: %s goes in %.0f s; SIGTERM to the task (SIGKILL at the "
+         "deadline), recovering now",
          j->r.inst.id, grace > 0 ? grace : 0);
     j->r.inst.preempt_at = deadline;
     ctl_jobs_call_t *c = call_prep(j, CTL_JOBS_OP_NOTICE);

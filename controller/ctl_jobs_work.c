@@ -218,8 +218,8 @@ void ctl_jobs_call_run(ctl_jobs_call_t *c)
         cleanup(c);
         break;
     case CTL_JOBS_OP_NOTICE:
-        c->rc = core_agent_cancel_grace(c->inst.ip, c->inst.agent_port, NULL, c->task_id,
-                                        c->grace_s);
+        c->rc =
+            core_agent_cancel_grace(c->inst.ip, c->inst.agent_port, NULL, c->task_id, c->grace_s);
         break;
     case CTL_JOBS_OP_TERMINATE:
         c->rc = terminate_id(c, c->inst.cloud[0] ? c->inst.cloud : c->cloud, c->inst.id);

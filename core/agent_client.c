@@ -325,7 +325,6 @@ int core_agent_cancel_grace(const char *ip, int port, const char *token, int tas
                             double grace_s)
 {
     char path[96];
-    snprintf(path, sizeof(path), "/tasks/%d/cancel?grace=%.3f", task_id,
-             grace_s > 0 ? grace_s : 0);
+    snprintf(path, sizeof(path), "/tasks/%d/cancel?grace=%.3f", task_id, grace_s > 0 ? grace_s : 0);
     return call("POST", ip, port, token, path, NULL, CORE_AGENT_TIMEOUT_MS, NULL);
 }

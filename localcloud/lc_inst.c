@@ -631,8 +631,8 @@ static int write_notice(const lc_daemon_t *d, const lc_inst_t *in)
     strftime(iso, sizeof(iso), "%Y-%m-%dT%H:%M:%SZ", &tm);
     if ((rc = core_mkdir_p(dir, 0755)) == 0) {
         path = core_xasprintf("%s/instance-action", dir);
-        text = core_xasprintf("{\"action\":\"terminate\",\"time\":\"%s\",\"deadline\":%.3f}\n",
-                              iso, in->preempt_at);
+        text = core_xasprintf("{\"action\":\"terminate\",\"time\":\"%s\",\"deadline\":%.3f}\n", iso,
+                              in->preempt_at);
         rc = core_write_file(path, text, strlen(text), 0644);
     }
     if (rc < 0)

@@ -28,7 +28,8 @@ static const char schema_v1[] =
     " agent_sid INTEGER, netns_ino INTEGER);";
 
 /* Version 2: preemption notices. */
-static const char schema_v2[] = "ALTER TABLE instances ADD COLUMN preempt_at REAL NOT NULL DEFAULT 0;";
+static const char schema_v2[] =
+    "ALTER TABLE instances ADD COLUMN preempt_at REAL NOT NULL DEFAULT 0;";
 
 static const core_store_step_t steps[] = {
     {schema_v1, NULL},

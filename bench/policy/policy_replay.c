@@ -264,8 +264,8 @@ static int policy_task(const opts_t *o, const load_t *load, const policy_t *p, c
  */
 static bool gets_placer(const opts_t *o, const core_task_t *t)
 {
-    return ctl_fleet_wants_placer(t) || (o->fallback_placer && t->service->use_ondemand_fallback &&
-                                         core_task_uses_spot(t));
+    return ctl_fleet_wants_placer(t) ||
+           (o->fallback_placer && t->service->use_ondemand_fallback && core_task_uses_spot(t));
 }
 
 static int alloc_id(void *arg, int *out)
@@ -847,9 +847,9 @@ static void usage(FILE *f)
            "         [--catalog FILE] [--drain S] [--step S] [--extend] [--preempt newest|random]\n"
            "         [--verbose] [--gap S] [--start-tick N] [--ticks N] [--decision-interval S]\n"
            "         [--launch-retry-initial S] [--service-start S] [--timeline FILE|-]\n"
-           "         [--fallback-placer|--no-fallback-placer] [--placer dynamic_fallback|spread_backoff]\n"
-           "         [--hedge on|off] [--notice on|off] [--notice-seconds S]\n"
-           "         [--launch-api-latency S]\n"
+           "         [--fallback-placer|--no-fallback-placer]\n"
+           "         [--placer dynamic_fallback|spread_backoff] [--hedge on|off]\n"
+           "         [--notice on|off] [--notice-seconds S] [--launch-api-latency S]\n"
            "policies: ondemand spot base_fallback dynamic_fallback spothedge (default all)\n");
 }
 

@@ -409,7 +409,6 @@ static void test_drain_with_requests_in_flight(void **state)
     stop(&h);
 }
 
-
 static int count_routable(harness_t *h)
 {
     int n = 0;
