@@ -376,6 +376,58 @@ ctl_fleet_launch_outcome_t ctl_fleet_launch_done(ctl_fleet_t *f, ctl_fleet_repli
     return CTL_FLEET_RETRY;
 }
 
+/* <r>'s zone lost it: without a placer, the failover tries that zone last for a while. */
+static void avoid_zone(ctl_fleet_t *f, const ctl_fleet_replica_t *r, double t)
+{
+    ctl_fleet_avoid_t *slot = &f->avoid[0];
+
+    if (f->has_placer || !r->row.is_spot || !r->row.zone[0])
+        return;
+    for (size_t i = 0; i < CTL_FLEET_MAX_AVOID; i++) {
+        ctl_fleet_avoid_t *a = &f->avoid[i];
+
+        if (strcmp(a->cloud, r->row.cloud) == 0 && strcmp(a->region, r->row.region) == 0 &&
+            strcmp(a->zone, r->row.zone) == 0) {
+            slot = a;
+            break;
+        }
+        if (a->until < slot->until)
+            slot = a; /* the oldest, or a free one */
+    }
+    snprintf(slot->cloud, sizeof(slot->cloud), "%s", r->row.cloud);
+    snprintf(slot->region, sizeof(slot->region), "%s", r->row.region);
+    snprintf(slot->zone, sizeof(slot->zone), "%s", r->row.zone);
+    slot->until = t + 15 * f->cfg->decision_interval;
+}
+
+static bool avoided(const ctl_fleet_t *f, const core_candidate_t *c, double t)
+{
+    for (size_t i = 0; i < CTL_FLEET_MAX_AVOID; i++) {
+        const ctl_fleet_avoid_t *a = &f->avoid[i];
+
+        if (a->until > t && strcmp(a->zone, c->zone) == 0 && strcmp(a->region, c->region) == 0 &&
+            strcmp(a->cloud, c->cloud) == 0)
+            return true;
+    }
+    return false;
+}
+
+void ctl_fleet_order_candidates(const ctl_fleet_t *f, core_candidate_t *c, size_t n, double t)
+{
+    core_candidate_t *tmp;
+    size_t k = 0;
+
+    if (n < 2)
+        return;
+    tmp = core_xcalloc(n, sizeof(*tmp));
+    for (int pass = 0; pass < 2; pass++)
+        for (size_t i = 0; i < n; i++)
+            if (avoided(f, &c[i], t) == (pass == 1))
+                tmp[k++] = c[i];
+    memcpy(c, tmp, n * sizeof(*c));
+    free(tmp);
+}
+
 bool ctl_fleet_preempted(ctl_fleet_t *f, ctl_fleet_replica_t *r, double t)
 {
     if (r->row.f.down != CTL_PROC_NONE || r->row.f.launch != CTL_PROC_SUCCEEDED)
@@ -388,6 +440,7 @@ bool ctl_fleet_preempted(ctl_fleet_t *f, ctl_fleet_replica_t *r, double t)
         ctl_placer_set_preemptive_at(&f->placer, &r->row.loc, t);
         f->meta_dirty = true;
     }
+    avoid_zone(f, r, t);
     ctl_fleet_start_down(f, r, 0, t);
     return true;
 }
@@ -416,6 +469,7 @@ bool ctl_fleet_notice(ctl_fleet_t *f, ctl_fleet_replica_t *r, double deadline, d
         ctl_placer_set_preemptive_at(&f->placer, &r->row.loc, t);
         f->meta_dirty = true;
     }
+    avoid_zone(f, r, t);
     CORE_INFO("%s replica %d: preemption notice, its instance goes in %.0f s", f->name, r->row.id,
               deadline - t);
     return true;

@@ -58,6 +58,13 @@ typedef struct ctl_fleet_replica {
     struct ctl_fleet_replica *next;
 } ctl_fleet_replica_t;
 
+/* A zone that lost a spot replica recently: the failover tries it last (no placer). */
+#define CTL_FLEET_MAX_AVOID 16
+typedef struct ctl_fleet_avoid {
+    char cloud[24], region[40], zone[40];
+    double until;
+} ctl_fleet_avoid_t;
+
 /* Allocates a replica id (the controller: never reused across restarts). */
 typedef int (*ctl_fleet_id_fn)(void *arg, int *out);
 
@@ -77,6 +84,7 @@ typedef struct ctl_fleet {
     ctl_rng_fn rng; /* backoff jitter */
     void *rng_arg;
     bool meta_dirty;
+    ctl_fleet_avoid_t avoid[CTL_FLEET_MAX_AVOID]; /* not stored: a restart forgets them */
 } ctl_fleet_t;
 
 /*
@@ -220,6 +228,16 @@ bool ctl_fleet_notice(ctl_fleet_t *f, ctl_fleet_replica_t *r, double deadline, d
  * when the instance goes.
  */
 bool ctl_fleet_routable(const ctl_fleet_t *f, const ctl_fleet_replica_t *r, double t);
+
+/*
+ * Orders the candidates of a launch at <t> of a spot replica without a placer
+ * location: the zones where one of the service's spot replicas was preempted
+ * (or got a notice) in the last 15 decision intervals go last, in their order,
+ * so the failover tries other zones first, as the seed promises ("SkyServe
+ * will try different regions and clouds"); if only those have room, they
+ * still get it.
+ */
+void ctl_fleet_order_candidates(const ctl_fleet_t *f, core_candidate_t *c, size_t n, double t);
 
 /* The replica's task failed on its instance: FAILED, terminated now. */
 void ctl_fleet_app_failed(ctl_fleet_t *f, ctl_fleet_replica_t *r, double t);

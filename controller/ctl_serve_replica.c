@@ -71,6 +71,8 @@ static void queue_launch(ctl_replica_t *r)
     }
     j = ctl_job_new(s, CTL_JOB_LAUNCH, svc->row.name, r->fr.row.id, after_launch);
     rc = resolve_candidates(s, r, v, &j->cands, &j->n_cands, &err);
+    if (rc == 0 && r->fr.row.use_spot && !r->fr.row.has_location)
+        ctl_fleet_order_candidates(&svc->fleet, j->cands, j->n_cands, core_now());
     if (rc < 0) {
         ctl_serve_replica_log(s, svc->row.name, r->fr.row.id, "no launchable resources: %s",
                               err ? err : core_strerror(rc));

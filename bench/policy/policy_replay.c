@@ -313,6 +313,9 @@ static void try_launch(sim_t *s, rep_t *r, double t)
 {
     core_candidate_t c[TRACE_MAX_ZONES];
     size_t n = candidates(s, r, c);
+
+    if (r->fr.row.is_spot && !r->fr.row.has_location)
+        ctl_fleet_order_candidates(&s->fl, c, n, t);
     core_instance_t in;
     char owner[96];
     size_t chosen = 0;
@@ -330,6 +333,9 @@ static void try_launch(sim_t *s, rep_t *r, double t)
                 rc == 0 ? "ok in " : "no capacity", rc == 0 ? in.zone : "");
     if (rc == 0) {
         snprintf(r->fr.row.instance_id, sizeof(r->fr.row.instance_id), "%s", in.id);
+        snprintf(r->fr.row.cloud, sizeof(r->fr.row.cloud), "%s", in.cloud);
+        snprintf(r->fr.row.region, sizeof(r->fr.row.region), "%s", in.region);
+        snprintf(r->fr.row.zone, sizeof(r->fr.row.zone), "%s", in.zone);
         r->zone = trace_world_zone(s->w, in.zone);
         r->seq = trace_cloud_seq(s->cloud, in.id);
         r->price = in.price;

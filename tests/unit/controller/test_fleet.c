@@ -136,6 +136,8 @@ static void launch(harness_t *h, ctl_fleet_replica_t *r)
     int adopted, rc;
 
     owner_of(r, owner, sizeof(owner));
+    if (r->row.is_spot && !r->row.has_location) /* as ctl_serve_replica.c's queue_launch */
+        ctl_fleet_order_candidates(&h->fleet, c, n, h->now);
     ctl_fleet_launch_started(&h->fleet, r);
     rc = ctl_provision(h->reg, owner, c, n, 60, NULL, &in, &adopted, &chosen, &err);
     free(err);
@@ -145,6 +147,7 @@ static void launch(harness_t *h, ctl_fleet_replica_t *r)
     }
     snprintf(r->row.instance_id, sizeof(r->row.instance_id), "%s", in.id);
     snprintf(r->row.cloud, sizeof(r->row.cloud), "%s", in.cloud);
+    snprintf(r->row.region, sizeof(r->row.region), "%s", in.region);
     snprintf(r->row.zone, sizeof(r->row.zone), "%s", in.zone);
     if (in.state == CORE_INST_RUNNING)
         ctl_fleet_launch_done(&h->fleet, r, 0, h->now);
@@ -429,6 +432,54 @@ static ctl_fleet_replica_t *first_ready(harness_t *h)
 }
 
 /*
+ * Without a placer a preempted replica's successor is tried in another zone
+ * first (the seed: "SkyServe will try different regions and clouds"), though
+ * the failover would otherwise take the cheapest one again; after 15
+ * decision intervals the zone is the cheapest choice again. With room only in
+ * the zone that preempted, it still gets the replica.
+ */
+static void test_successor_tries_another_zone_first(void **state)
+{
+    harness_t h;
+    ctl_fleet_replica_t *r;
+    core_candidate_t c[ZONES];
+    char id[64];
+
+    (void)state;
+    start(&h, SPOT, 30);
+    run(&h, 120);
+    assert_int_equal(count(&h, CTL_REPLICA_READY, 1), 2);
+    assert_int_equal(fake_cloud_live(h.cloud, NULL, "z-a"), 2); /* both in the cheapest */
+    r = first_ready(&h);
+    snprintf(id, sizeof(id), "%s", r->row.instance_id);
+    assert_int_equal(fake_cloud_preempt(h.cloud, id), 0);
+    run(&h, 120);
+    assert_int_equal(count(&h, CTL_REPLICA_READY, 1), 2);
+    assert_int_equal(fake_cloud_live(h.cloud, NULL, "z-a"), 1);
+    assert_int_equal(fake_cloud_live(h.cloud, NULL, "z-b"), 1);
+    for (int z = 0; z < ZONES; z++)
+        c[z] = candidate(ZONE[z], 1);
+    ctl_fleet_order_candidates(&h.fleet, c, ZONES, h.now);
+    assert_string_equal(c[0].zone, "z-b");
+    assert_string_equal(c[1].zone, "z-c");
+    assert_string_equal(c[2].zone, "z-a");
+    /* 15 decisions later, z-a is first again */
+    for (int z = 0; z < ZONES; z++)
+        c[z] = candidate(ZONE[z], 1);
+    ctl_fleet_order_candidates(&h.fleet, c, ZONES, h.now + 15 * h.cfg.decision_interval);
+    assert_string_equal(c[0].zone, "z-a");
+    /* z-b and z-c lose their capacity (z-b's replica is preempted): only z-a, which
+     * preempted a replica less than 15 decisions ago, has room; it gets the successor */
+    fake_cloud_set_capacity(h.cloud, "z-b", 0, -1);
+    fake_cloud_set_capacity(h.cloud, "z-c", 0, -1);
+    assert_int_equal(fake_cloud_live(h.cloud, NULL, "z-b"), 0);
+    run(&h, 300);
+    assert_int_equal(count(&h, CTL_REPLICA_READY, 1), 2);
+    assert_int_equal(fake_cloud_live(h.cloud, NULL, "z-a"), 2);
+    stop(&h);
+}
+
+/*
  * A notice 120 s ahead: the replacement is launched at once in another zone
  * and the doomed replica leaves the LB as soon as the replacement is READY,
  * well before its deadline; the LB has 2 replicas to route to all along.
@@ -589,6 +640,7 @@ int main(void)
         cmocka_unit_test(test_preemption_while_provisioning_with_placer),
         cmocka_unit_test(test_drain_with_requests_in_flight),
         cmocka_unit_test(test_restart_adopts_live_instances),
+        cmocka_unit_test(test_successor_tries_another_zone_first),
         cmocka_unit_test(test_notice_replaces_before_the_deadline),
         cmocka_unit_test(test_notice_too_short_drains_before_the_deadline),
     };
