@@ -59,6 +59,7 @@ static void test_roundtrip(void **state)
     in.agent_pid = 4242;
     in.agent_sid = 4241;
     in.netns_ino = 4026532999ULL;
+    in.preempt_at = 1990.5; /* a notice's deadline survives a restart */
     assert_int_equal(lc_store_put(&d, &in), 0);
     in.super.state = CORE_INST_PREEMPTED; /* updates replace the row */
     in.ended_at = 2000.0;
@@ -89,6 +90,7 @@ static void test_roundtrip(void **state)
     assert_int_equal(got->agent_pid, 4242);
     assert_int_equal(got->agent_sid, 4241);
     assert_true(got->netns_ino == 4026532999ULL);
+    assert_true(got->preempt_at == 1990.5);
     assert_int_equal(d2.next_num, 9);
     assert_int_equal(lc_market_capacity(&d2.market, "us-east-1a"), 3);
     assert_int_equal(lc_market_capacity(&d2.market, "us-east-1b"), 5); /* the default */
@@ -104,7 +106,8 @@ static void test_roundtrip(void **state)
     free(path);
 }
 
-/* A state.db of before schema versions opens, keeps its rows and is version 1. */
+/* A state.db of before schema versions opens, keeps its rows and migrates to the
+ * current version (2: preemption notices, none on the old rows). */
 static void test_unversioned_file(void **state)
 {
     (void)state;
@@ -134,10 +137,11 @@ static void test_unversioned_file(void **state)
     memset(&d, 0, sizeof(d));
     lc_market_init(&d.market, 1);
     assert_int_equal(lc_store_open(&d, path), 0);
-    assert_int_equal(core_store_version(d.store), 1);
+    assert_int_equal(core_store_version(d.store), 2);
     assert_int_equal(lc_store_load(&d), 0);
     assert_non_null(d.insts);
     assert_string_equal(d.insts->super.id, "i-000003");
+    assert_true(d.insts->preempt_at == 0);
     assert_int_equal(d.insts->super.state, CORE_INST_RUNNING);
     assert_string_equal(d.insts->super.owner, "job:1");
     assert_int_equal(d.next_num, 4);
