@@ -28,8 +28,8 @@ typedef struct ctl_serve_cfg {
     double instance_boot_timeout;         /* wait for a re-adopted PENDING instance: 600 */
     double controller_idle_seconds;       /* no service for this long: the controller exits */
     char endpoint_host[256]; /* what endpoint URLs name; "": the first non-loopback IPv4 */
-    double notice_drain_seconds;          /* sky-lb stops routing to a replica this long
-                                           * before its preemption notice's deadline: 5 */
+    double notice_drain_seconds; /* sky-lb stops routing to a replica this long
+                                  * before its preemption notice's deadline: 5 */
 } ctl_serve_cfg_t;
 
 void ctl_serve_cfg_default(ctl_serve_cfg_t *c);
