@@ -1,242 +1,84 @@
 #!/usr/bin/env bash
-# sky-lb vs nginx vs HAProxy on 127.0.0.1.
+# sky-lb vs nginx vs HAProxy (HTTP) vs HAProxy mode tcp (the L4 ceiling) on 127.0.0.1.
 #
-#   bench/lb/run_bench.sh            (env knobs below; prints a table)
+#   bench/lb/run_bench.sh            (env knobs below; prints tables)
 #
-# Two lbtest_backend upstreams; each proxy with 1 worker, keep-alive to the
-# upstreams, round-robin, logging off; proxies pinned to CPU 0, wrk and the
-# backends to CPU 1. wrk runs at each of $CONNS connections in $ROUNDS
-# interleaved rounds of $DURATION s (the proxy order rotates every round).
+# Setup (bench/lb/lib.sh): two lbtest_backend upstreams; each proxy with one
+# worker, keep-alive to the upstreams, round-robin, X-Forwarded-For added,
+# logging off. wrk (-t1) and the backends run on LOAD_CPU (1), the proxies
+# on PROXY_CPU (0).
+#
+# Equal-quota mode (the default, QUOTAS="50 off"): each proxy runs in a
+# cgroup of its own, pinned to PROXY_CPU (cpuset) and, for quota 50, held to
+# 50 % of that core by the CFS bandwidth controller (cgroup v1
+# cpu.cfs_quota_us = 50 ms per 100 ms period; cgroup v2 cpu.max). So the
+# proxy, not wrk or the backends, is the bottleneck, and req/s compares the
+# proxies' cost per request. "off" is the same cgroup without quota (p99 of
+# an unthrottled proxy). For each run, each round, each connection count and
+# each quota, every proxy gets one wrk run of $DURATION s, in an order that
+# rotates every round. Figures are medians over the rounds of a run; the
+# ratio table gives each run and the median over runs.
+#
 # Then RSS per idle keep-alive connection: $IDLE_CONNS clients each send one
 # request and idle; (RSS after - RSS before) / $IDLE_CONNS, fresh proxy each.
 #
-# Env: SKY_BUILD_DIR (default /work/main/build), ROUNDS=3, DURATION=10,
-#      CONNS="64 256", IDLE_CONNS=10000, PROXIES="sky-lb nginx haproxy",
-#      WRK_THREADS=1, SKIP_IDLE=0, SKIP_WRK=0, OUT=<dir for raw results>.
+# Env: SKY_BUILD_DIR (default /work/main/build), RUNS=3, ROUNDS=3, DURATION=6,
+#      CONNS="64 256", QUOTAS="50 off" (per cent of one core, or off),
+#      PROXIES="sky-lb nginx haproxy haproxy-tcp", IDLE_CONNS=10000,
+#      WRK_THREADS=1, SKIP_IDLE=0, SKIP_WRK=0, OUT=<dir to keep raw results>.
+# Needs root for the cgroups (QUOTAS="off" alone falls back to taskset).
+# Every process, cgroup and temporary file it made is removed on exit.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 BUILD=${SKY_BUILD_DIR:-/work/main/build}
+RUNS=${RUNS:-3}
 ROUNDS=${ROUNDS:-3}
-DURATION=${DURATION:-10}
+DURATION=${DURATION:-6}
 CONNS=${CONNS:-"64 256"}
+QUOTAS=${QUOTAS:-"50 off"}
 IDLE_CONNS=${IDLE_CONNS:-10000}
-PROXIES=${PROXIES:-"sky-lb nginx haproxy"}
+PROXIES=${PROXIES:-"sky-lb nginx haproxy haproxy-tcp"}
 WRK_THREADS=${WRK_THREADS:-1}
 SKIP_IDLE=${SKIP_IDLE:-0}
 SKIP_WRK=${SKIP_WRK:-0}
-SKYLB=$BUILD/lb/sky-lb
-BACKEND=$BUILD/tests/lbtest_backend
-PY=/usr/bin/python3
-
-need=()
-command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
-command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
-command -v wrk >/dev/null || need+=(wrk)
-if [ ${#need[@]} -gt 0 ]; then
-    echo "installing ${need[*]}" >&2
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >&2
-fi
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
-[ -x "$BACKEND" ] || { echo "missing $BACKEND: build the tree first" >&2; exit 1; }
+# shellcheck source=bench/lb/lib.sh
+. "$HERE/lib.sh"
+lib_need_tools
 
 # 10k idle clients need 10k fds in the client and in the proxy.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((IDLE_CONNS + 1000)) ]; then
     echo "warning: ulimit -n is $(ulimit -n); lowering IDLE_CONNS" >&2
-    IDLE_CONNS=$(( $(ulimit -n) - 1000 ))
+    IDLE_CONNS=$(($(ulimit -n) - 1000))
 fi
 
-TMP=$(mktemp -d /tmp/skylb-bench.XXXXXX)
+lib_init
 OUT=${OUT:-$TMP}
 mkdir -p "$OUT"
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    sleep 0.3
-    for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
-free_port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-wait_port() { # port timeout_s
-    local i
-    for ((i = 0; i < $2 * 20; i++)); do
-        if $PY -c 'import socket,sys; socket.create_connection(("127.0.0.1",int(sys.argv[1])),0.2).close()' "$1" 2>/dev/null; then
-            return 0
-        fi
-        sleep 0.05
-    done
-    return 1
-}
-
-start_backend() { # name -> sets BE_PORT
-    local log=$TMP/backend-$1.log
-    taskset -c 1 "$BACKEND" --listen 127.0.0.1:0 --name "$1" 2>"$log" &
-    PIDS+=($!)
-    for ((i = 0; i < 100; i++)); do
-        BE_PORT=$(grep -o 'listening on 127.0.0.1:[0-9]*' "$log" | cut -d: -f2 || true)
-        [ -n "$BE_PORT" ] && return 0
-        sleep 0.05
-    done
-    echo "backend $1 did not start" >&2
-    exit 1
-}
+use_cg=0
+for q in $QUOTAS; do [ "$q" = off ] || use_cg=1; done
+if [ $use_cg = 1 ]; then
+    cg_init "skylb-bench.$$" || exit 1
+    for p in $PROXIES; do cg_make "$p"; done
+    echo "cgroup v$CG_V: proxies pinned to CPU $PROXY_CPU, quotas: $QUOTAS" >&2
+fi
+set_quota() { [ $use_cg = 1 ] && cg_quota "$1" "$2" || true; }
+throttled() { if [ $use_cg = 1 ]; then cg_throttled "$1"; else echo "0 0"; fi; }
 
 echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg) ($(nproc) CPUs)" >&2
-start_backend b1; B1=$BE_PORT
-start_backend b2; B2=$BE_PORT
-echo "backends on 127.0.0.1:$B1 and 127.0.0.1:$B2" >&2
-
-# ---- proxy configs
-write_nginx_conf() { # port
-    mkdir -p "$TMP/nginx"
-    cat >"$TMP/nginx/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $TMP/nginx/nginx.pid;
-error_log $TMP/nginx/error.log crit;
-worker_rlimit_nofile 40000;
-events { worker_connections 30000; }
-http {
-    access_log off;
-    client_body_temp_path $TMP/nginx/body;
-    proxy_temp_path $TMP/nginx/proxy;
-    fastcgi_temp_path $TMP/nginx/fastcgi;
-    uwsgi_temp_path $TMP/nginx/uwsgi;
-    scgi_temp_path $TMP/nginx/scgi;
-    keepalive_requests 100000000;
-    keepalive_timeout 300s;
-    upstream backends {
-        server 127.0.0.1:$B1;
-        server 127.0.0.1:$B2;
-        keepalive 512;
-        keepalive_requests 100000000;
-        keepalive_timeout 300s;
-    }
-    server {
-        listen 127.0.0.1:$1 backlog=4096;
-        location / {
-            proxy_pass http://backends;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-        }
-    }
-}
-EOF
-}
-
-write_haproxy_conf() { # port
-    cat >"$TMP/haproxy.cfg" <<EOF
-global
-    nbthread 1
-    maxconn $((IDLE_CONNS + 2000))
-    ulimit-n $(ulimit -n)
-    no strict-limits
-defaults
-    mode http
-    timeout connect 5s
-    timeout client 300s
-    timeout server 300s
-    timeout http-keep-alive 300s
-    option http-keep-alive
-    http-reuse always
-frontend fe
-    bind 127.0.0.1:$1
-    backlog 4096
-    default_backend be
-backend be
-    balance roundrobin
-    server s1 127.0.0.1:$B1
-    server s2 127.0.0.1:$B2
-EOF
-}
-
-declare -A PORT PPID_OF
-start_proxy() { # name -> sets PORT[name], PPID_OF[name]; returns 1 if it does not come up
-    local name=$1 port
-    port=$(free_port)
-    case $name in
-    sky-lb)
-        [ -x "$SKYLB" ] || { echo "sky-lb: $SKYLB missing" >&2; return 1; }
-        taskset -c 0 "$SKYLB" --listen 127.0.0.1:$port --workers 1 --policy round_robin \
-            --replica http://127.0.0.1:$B1 --replica http://127.0.0.1:$B2 \
-            2>"$TMP/sky-lb.log" >/dev/null &
-        ;;
-    nginx)
-        write_nginx_conf "$port"
-        taskset -c 0 "$NGINX" -c "$TMP/nginx/nginx.conf" -e "$TMP/nginx/error.log" \
-            2>"$TMP/nginx.log" &
-        ;;
-    haproxy)
-        write_haproxy_conf "$port"
-        taskset -c 0 "$HAPROXY" -db -f "$TMP/haproxy.cfg" >"$TMP/haproxy.log" 2>&1 &
-        ;;
-    esac
-    PPID_OF[$name]=$!
-    PIDS+=($!)
-    PORT[$name]=$port
-    if ! wait_port "$port" 10; then
-        echo "$name did not start; log:" >&2
-        tail -5 "$TMP/$name.log" >&2 2>/dev/null || true
-        return 1
-    fi
-    # one request to check it proxies
-    if ! curl -sf -m 5 "http://127.0.0.1:$port/" >/dev/null; then
-        echo "$name does not proxy GET / correctly" >&2
-        return 1
-    fi
-}
-
-stop_proxy() {
-    local pid=${PPID_OF[$1]:-}
-    [ -n "$pid" ] || return 0
-    kill "$pid" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    PPID_OF[$1]=
-}
-
-cpu_ticks() { # pid: utime+stime (clock ticks) of pid and its children
-    local total=0 p v
-    for p in $1 $(pgrep -P "$1" || true); do
-        v=$(awk '{print $14 + $15}' /proc/$p/stat 2>/dev/null || echo 0)
-        total=$((total + ${v:-0}))
-    done
-    echo $total
-}
-HZ=$(getconf CLK_TCK)
-
-core_ticks() { # "busy total" ticks of CPU $1 from /proc/stat
-    awk -v c="cpu$1" '$1 == c { b = $2 + $3 + $4 + $7 + $8 + $9; print b, b + $5 + $6 }' /proc/stat
-}
-busy_pct() { # before after (each "busy total")
-    awk -v a="$1" -v b="$2" 'BEGIN { split(a, x, " "); split(b, y, " ");
-        t = y[2] - x[2]; printf "%.0f", (t > 0 ? 100 * (y[1] - x[1]) / t : 0) }'
-}
-
-rss_tree_kib() { # pid: RSS of pid and its children (nginx master + worker)
-    local total=0 p v
-    for p in $1 $(pgrep -P "$1" || true); do
-        v=$(awk '/^VmRSS:/ {print $2}' /proc/$p/status 2>/dev/null || echo 0)
-        total=$((total + ${v:-0}))
-    done
-    echo $total
-}
+start_backends
 
 IDLE_RES=$OUT/idle.txt
 WRK_RES=$OUT/wrk.txt
 : >"$IDLE_RES"
 : >"$WRK_RES"
 
-# ---- RSS per idle keep-alive connection (fresh proxy each)
+# ---- RSS per idle keep-alive connection (fresh proxy each, no quota)
 if [ "$SKIP_IDLE" != 1 ]; then
     for p in $PROXIES; do
+        set_quota "$p" off
         if ! start_proxy "$p"; then
             echo "$p n/a n/a n/a n/a" >>"$IDLE_RES"
             stop_proxy "$p"
@@ -265,93 +107,121 @@ if [ "$SKIP_IDLE" != 1 ]; then
     done
 fi
 
-# ---- throughput and latency, interleaved rounds
-to_ms() { # wrk latency like 1.23ms / 456.00us / 1.01s
-    awk -v v="$1" 'BEGIN {
-        if (v ~ /us$/) { sub(/us$/, "", v); printf "%.3f", v / 1000 }
-        else if (v ~ /ms$/) { sub(/ms$/, "", v); printf "%.3f", v }
-        else if (v ~ /s$/) { sub(/s$/, "", v); printf "%.3f", v * 1000 }
-        else print "nan" }'
-}
-
+# ---- throughput and latency: runs x rounds, interleaved
 if [ "$SKIP_WRK" != 1 ]; then
-    UP=()
-    for p in $PROXIES; do
-        if start_proxy "$p"; then UP+=("$p"); else stop_proxy "$p"; fi
-    done
-    for ((r = 1; r <= ROUNDS; r++)); do
-        # rotate the order each round so no proxy always runs first
-        order=("${UP[@]:$(( (r - 1) % ${#UP[@]} ))}" "${UP[@]:0:$(( (r - 1) % ${#UP[@]} ))}")
-        for c in $CONNS; do
-            for p in "${order[@]}"; do
-                out=$TMP/wrk-$p-$c-$r.txt
-                t0=$(cpu_ticks "${PPID_OF[$p]}")
-                c0a=$(core_ticks 0) c1a=$(core_ticks 1)
-                taskset -c 1 wrk -t"$WRK_THREADS" -c"$c" -d"${DURATION}s" --latency \
-                    --timeout 5s "http://127.0.0.1:${PORT[$p]}/" >"$out" 2>&1 || true
-                t1=$(cpu_ticks "${PPID_OF[$p]}")
-                busy0=$(busy_pct "$c0a" "$(core_ticks 0)") busy1=$(busy_pct "$c1a" "$(core_ticks 1)")
-                rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
-                nreq=$(awk '/requests in/ {print $1}' "$out")
-                eff=$(awk -v n="${nreq:-0}" -v t=$((t1 - t0)) -v hz="$HZ" 'BEGIN { if (t > 0) printf "%.0f", n / (t / hz); else print 0 }')
-                p50=$(to_ms "$(awk '$1 == "50%" {print $2}' "$out")")
-                p99=$(to_ms "$(awk '$1 == "99%" {print $2}' "$out")")
-                errs=$(awk '/Non-2xx/ {n += $NF} /Socket errors/ {gsub(/,/, ""); n += $4 + $6 + $8 + $10} END {print n + 0}' "$out")
-                echo "$p $c $r ${rps:-0} $p50 $p99 $errs $eff $busy0 $busy1" >>"$WRK_RES"
-                echo "round $r c=$c $p: ${rps:-0} req/s p50 ${p50}ms p99 ${p99}ms errors $errs, $eff req per proxy CPU-s, busy cpu0 $busy0% cpu1 $busy1%, load $(cut -d' ' -f1 /proc/loadavg)" >&2
-                kill -0 "${PPID_OF[$p]}" 2>/dev/null || echo "warning: $p died" >&2
+    for ((run = 1; run <= RUNS; run++)); do
+        UP=()
+        for p in $PROXIES; do
+            set_quota "$p" off
+            if start_proxy "$p"; then UP+=("$p"); else stop_proxy "$p"; fi
+        done
+        [ ${#UP[@]} -gt 0 ] || { echo "no proxy came up" >&2; exit 1; }
+        for ((r = 1; r <= ROUNDS; r++)); do
+            # rotate the order each round so no proxy always runs first
+            k=$(((run + r - 2) % ${#UP[@]}))
+            order=("${UP[@]:$k}" "${UP[@]:0:$k}")
+            for c in $CONNS; do
+                for q in $QUOTAS; do
+                    for p in "${order[@]}"; do
+                        set_quota "$p" "$q"
+                        out=$TMP/wrk-$p-$c-$q-$run-$r.txt
+                        load=$(cut -d' ' -f1 /proc/loadavg)
+                        t0=$(cpu_ticks "${PPID_OF[$p]}")
+                        read -r th0 tt0 < <(throttled "$p")
+                        c0a=$(core_ticks "$PROXY_CPU") c1a=$(core_ticks "$LOAD_CPU")
+                        taskset -c "$LOAD_CPU" wrk -t"$WRK_THREADS" -c"$c" -d"${DURATION}s" --latency \
+                            --timeout 5s "http://127.0.0.1:${PORT[$p]}/" >"$out" 2>&1 || true
+                        t1=$(cpu_ticks "${PPID_OF[$p]}")
+                        read -r th1 tt1 < <(throttled "$p")
+                        busy0=$(busy_pct "$c0a" "$(core_ticks "$PROXY_CPU")")
+                        busy1=$(busy_pct "$c1a" "$(core_ticks "$LOAD_CPU")")
+                        rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
+                        nreq=$(awk '/requests in/ {print $1}' "$out")
+                        eff=$(awk -v n="${nreq:-0}" -v t=$((t1 - t0)) -v hz="$HZ" 'BEGIN { if (t > 0) printf "%.0f", n / (t / hz); else print 0 }')
+                        p50=$(to_ms "$(awk '$1 == "50%" {print $2}' "$out")")
+                        p99=$(to_ms "$(awk '$1 == "99%" {print $2}' "$out")")
+                        errs=$(awk '/Non-2xx/ {n += $NF} /Socket errors/ {gsub(/,/, ""); n += $4 + $6 + $8 + $10} END {print n + 0}' "$out")
+                        own=$(awk -v t=$((t1 - t0)) -v hz="$HZ" -v d="$DURATION" 'BEGIN { printf "%.0f", 100 * t / hz / d }')
+                        echo "$p $c $q $run $r ${rps:-0} $p50 $p99 $errs $eff $own $busy0 $busy1 $((th1 - th0)) $load" >>"$WRK_RES"
+                        echo "run $run round $r c=$c quota=$q $p: ${rps:-0} req/s p50 ${p50}ms p99 ${p99}ms errors $errs, $eff req/CPU-s, proxy $own% of a core, cpu$PROXY_CPU $busy0% cpu$LOAD_CPU $busy1%, throttled $((th1 - th0))x, load $load" >&2
+                        kill -0 "${PPID_OF[$p]}" 2>/dev/null || echo "warning: $p died" >&2
+                    done
+                done
             done
         done
+        for p in "${UP[@]}"; do stop_proxy "$p"; done
     done
 fi
 
-# ---- table
-$PY - "$WRK_RES" "$IDLE_RES" "$PROXIES" "$CONNS" <<'EOF'
+# ---- tables
+$PY - "$WRK_RES" "$IDLE_RES" "$PROXIES" "$CONNS" "$QUOTAS" <<'EOF'
 import statistics, sys
-wrk, idle, proxies, conns = sys.argv[1], sys.argv[2], sys.argv[3].split(), sys.argv[4].split()
+wrk, idle = sys.argv[1], sys.argv[2]
+proxies, conns, quotas = sys.argv[3].split(), sys.argv[4].split(), sys.argv[5].split()
 rows = {}
 for line in open(wrk):
-    p, c, r, rps, p50, p99, errs, eff, busy0, busy1 = line.split()
-    rows.setdefault((p, c), []).append((float(rps), float(p50), float(p99), int(errs),
-                                        float(eff), float(busy0), float(busy1)))
+    p, c, q, run, r, rps, p50, p99, errs, eff, own, b0, b1, thr, load = line.split()
+    rows.setdefault((p, c, q, run), []).append(
+        (float(rps), float(p50), float(p99), int(errs), float(eff), float(own), float(b0),
+         float(b1), int(thr), float(load)))
 med = lambda xs: statistics.median(xs) if xs else float("nan")
-agg = {k: (med([x[0] for x in v]), med([x[1] for x in v]), med([x[2] for x in v]),
-           sum(x[3] for x in v), len(v), med([x[4] for x in v]), med([x[5] for x in v]),
-           med([x[6] for x in v])) for k, v in rows.items()}
-if agg:
-    print("Throughput (median of rounds)")
-    print("%-8s %6s %12s %9s %9s %7s %7s %12s %6s %6s" % (
-        "proxy", "conns", "req/s", "p50 ms", "p99 ms", "errors", "rounds", "req/CPU-s",
-        "cpu0%", "cpu1%"))
-    for c in conns:
-        for p in proxies:
-            a = agg.get((p, c))
-            if a:
-                print("%-8s %6s %12.0f %9.3f %9.3f %7d %7d %12.0f %6.0f %6.0f" % (p, c, *a))
-            else:
-                print("%-8s %6s %12s %9s %9s %7s %7s %12s %6s %6s" % (
-                    p, c, "n/a", "n/a", "n/a", "-", 0, "n/a", "n/a", "n/a"))
-    print("cpu0% is the proxies' core, cpu1% the core of wrk and the backends: when cpu1% is")
-    print("~100 and cpu0% is not, req/s is bounded by the load generator's core, not the proxy.")
+runs = sorted({k[3] for k in rows}, key=int)
+
+def agg(p, c, q, run=None):
+    """Medians over the rounds of one run, or over every round of every run."""
+    v = [x for k, xs in rows.items() if k[:3] == (p, c, q) and (run is None or k[3] == run)
+         for x in xs]
+    if not v:
+        return None
+    return [med([x[i] for x in v]) for i in range(3)] + [sum(x[3] for x in v), len(v)] + \
+           [med([x[i] for x in v]) for i in range(4, 10)]
+
+if rows:
+    for q in quotas:
+        print("Quota %s: medians over all rounds of all runs" % (q + " % of one core" if q != "off" else "off (pinned, no CFS limit)"))
+        print("%-12s %5s %9s %8s %8s %6s %6s %10s %5s %5s %5s %9s %5s" % (
+            "proxy", "conns", "req/s", "p50 ms", "p99 ms", "errors", "rounds", "req/CPU-s",
+            "prx%", "cpuP%", "cpuL%", "throttled", "load"))
+        for c in conns:
+            for p in proxies:
+                a = agg(p, c, q)
+                if a:
+                    print("%-12s %5s %9.0f %8.3f %8.3f %6d %6d %10.0f %5.0f %5.0f %5.0f %9.0f %5.2f" % (p, c, *a))
+        print()
+    print("prx% is the proxy's own CPU use (per cent of one core), cpuP% how busy its core was")
+    print("(with other processes), cpuL% the core of wrk and the backends (it must stay below")
+    print("~100 for req/s to measure the proxy); throttled = CFS throttling events in the run")
+    print("(about 10 per second when the quota binds).")
     print()
-    print("Ratios sky-lb / other (req/s and req/CPU-s: higher is better; p99: lower is better)")
-    for c in conns:
-        s = agg.get(("sky-lb", c))
-        for o in ("nginx", "haproxy"):
-            a = agg.get((o, c))
-            if s and a and a[0] > 0:
-                print("  c=%-4s sky-lb/%-8s req/s %.3f   p99 %.3f   req/CPU-s %.3f" % (
-                    c, o, s[0] / a[0], s[2] / a[2], s[5] / a[5] if a[5] else float("nan")))
-            else:
-                print("  c=%-4s sky-lb/%-8s n/a" % (c, o))
-    print()
+    others = [o for o in proxies if o != "sky-lb"]
+    if "sky-lb" in proxies and others:
+        print("Ratios sky-lb / other, req/s (p99 for quota off: lower is better); per run, then")
+        print("median [min-max] over runs")
+        for q in quotas:
+            for c in conns:
+                for o in others:
+                    per = []
+                    p99s = []
+                    for run in runs:
+                        s, a = agg("sky-lb", c, q, run), agg(o, c, q, run)
+                        if s and a and a[0] > 0:
+                            per.append(s[0] / a[0])
+                            if a[2] > 0:
+                                p99s.append(s[2] / a[2])
+                    if not per:
+                        continue
+                    line = "  quota=%-3s c=%-4s sky-lb/%-12s req/s %s  -> %.3f [%.3f-%.3f]" % (
+                        q, c, o, " ".join("%.3f" % x for x in per), med(per), min(per), max(per))
+                    if q == "off" and p99s:
+                        line += "   p99 %.3f [%.3f-%.3f]" % (med(p99s), min(p99s), max(p99s))
+                    print(line)
+        print()
 lines = [l.split() for l in open(idle) if l.strip()]
 if lines:
     print("RSS per idle keep-alive connection")
-    print("%-8s %12s %12s %12s %12s" % ("proxy", "before KiB", "after KiB", "ok/total",
-                                        "KiB/conn"))
+    print("%-12s %12s %12s %12s %12s" % ("proxy", "before KiB", "after KiB", "ok/total", "KiB/conn"))
     for l in lines:
-        print("%-8s %12s %12s %12s %12s" % tuple(l[:5]))
+        print("%-12s %12s %12s %12s %12s" % tuple(l[:5]))
 EOF
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "raw results: $OUT (removed at exit unless OUT was set)" >&2

@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# Per-request costs of the proxies, measures that do not depend on how
+# loaded the machine is: syscalls per request by kind (perf tracepoints,
+# counted in the kernel, no ptrace), context switches per request, and,
+# for MODE=callgrind, user-space instructions per request (valgrind counts
+# them itself; this VM exposes no hardware counters to perf).
+#
+#   bench/lb/profile.sh [proxy...]        (default: sky-lb)
+#
+# Same setup as run_bench.sh (bench/lb/lib.sh): two lbtest_backend upstreams
+# and wrk on LOAD_CPU, the proxy on PROXY_CPU (no quota). wrk warms up for
+# 1 s, then runs $DURATION s at each of $CONNS connections while the proxy
+# is measured; per request = count / requests wrk completed.
+#
+# Env: SKY_BUILD_DIR (default /work/main/build), MODE=perf|callgrind,
+#      CONNS="64 256", DURATION=5 (perf), CG_DURATION=10 (callgrind: the
+#      proxy runs ~50x slower), PERF_RECORD=1 (also a cpu-clock profile of
+#      each run: the top symbols are printed), OUT=<dir to keep raw output>.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+BUILD=${SKY_BUILD_DIR:-/work/main/build}
+MODE=${MODE:-perf}
+CONNS=${CONNS:-"64 256"}
+DURATION=${DURATION:-5}
+CG_DURATION=${CG_DURATION:-10}
+PERF_RECORD=${PERF_RECORD:-0}
+PROXIES=${*:-sky-lb}
+# shellcheck source=bench/lb/lib.sh
+. "$HERE/lib.sh"
+lib_need_tools
+lib_init
+OUT=${OUT:-$TMP}
+mkdir -p "$OUT"
+
+SYSCALLS="read write writev readv recvfrom sendto recvmsg sendmsg epoll_wait epoll_pwait
+epoll_ctl accept4 close splice shutdown setsockopt getsockopt connect ioctl"
+EVENTS=task-clock,context-switches,raw_syscalls:sys_enter
+for s in $SYSCALLS; do EVENTS+=",syscalls:sys_enter_$s"; done
+
+echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg) ($(nproc) CPUs), mode $MODE" >&2
+start_backends
+
+ticks_us() { # pid: "utime stime" in clock ticks, pid and its children
+    local p u=0 s=0 a b
+    for p in $(proxy_pids "$1"); do
+        read -r a b < <(awk '{print $14, $15}' /proc/$p/stat 2>/dev/null || echo 0 0)
+        u=$((u + a)) s=$((s + b))
+    done
+    echo $u $s
+}
+requests_of() { awk '/requests in/ {print $1}' "$1"; }
+
+for p in $PROXIES; do
+    if [ "$MODE" = callgrind ]; then
+        WRAP=(valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.$p.%p")
+    else
+        WRAP=()
+    fi
+    start_proxy "$p" || exit 1
+    pids=$(proxy_pids "${PPID_OF[$p]}" | tr ' ' ',')
+    for c in $CONNS; do
+        taskset -c "$LOAD_CPU" wrk -t1 -c"$c" -d1s "http://127.0.0.1:${PORT[$p]}/" >/dev/null 2>&1 || true
+        w=$OUT/wrk-$p-$c.txt
+        if [ "$MODE" = callgrind ]; then
+            callgrind_control -z "${PPID_OF[$p]}" >/dev/null
+            taskset -c "$LOAD_CPU" wrk -t1 -c"$c" -d"${CG_DURATION}s" --timeout 10s \
+                "http://127.0.0.1:${PORT[$p]}/" >"$w" 2>&1 || true
+            callgrind_control -d "c$c" "${PPID_OF[$p]}" >/dev/null
+            sleep 0.5
+            f=$(ls -t "$OUT"/callgrind."$p".*."${PPID_OF[$p]}"* 2>/dev/null | head -1 || true)
+            [ -n "$f" ] || f=$(ls -t "$OUT"/callgrind."$p".* | head -1)
+            n=$(requests_of "$w")
+            ir=$(awk '/^summary:/ {print $2} /^totals:/ {print $2}' "$f" | tail -1)
+            awk -v p="$p" -v c="$c" -v n="$n" -v ir="$ir" 'BEGIN {
+                printf "%-11s c=%-4s %8d requests  %8.0f instructions/request (user space)\n", p, c, n, ir / n }'
+            # self cost per request of the top functions (entries near 100 % are
+            # the thread's frames that were live when the counters were zeroed)
+            callgrind_annotate --auto=no --threshold=100 "$f" 2>/dev/null |
+                awk -v n="$n" 'match($0, /^ *[0-9,]+ \( *[0-9.]+%\) +/) {
+                        head = substr($0, 1, RLENGTH); fn = substr($0, RLENGTH + 1)
+                        split(head, a, "("); v = a[1]; gsub(/[ ,]/, "", v)
+                        pct = a[2]; gsub(/[ %)]/, "", pct)
+                        if (pct + 0 >= 99 || k >= 40) next
+                        sub(/ \[.*$/, "", fn); sub(/^.*\//, "", fn)
+                        printf "    %7.0f  %s\n", v / n, fn; k++ }' || true
+            cp "$f" "$OUT/callgrind-$p-c$c.out" 2>/dev/null || true
+        else
+            read -r u0 s0 < <(ticks_us "${PPID_OF[$p]}")
+            perf stat -x, -e "$EVENTS" -p "$pids" -o "$OUT/perf-$p-$c.csv" -- \
+                taskset -c "$LOAD_CPU" wrk -t1 -c"$c" -d"${DURATION}s" --timeout 10s \
+                "http://127.0.0.1:${PORT[$p]}/" >"$w" 2>&1 || true
+            read -r u1 s1 < <(ticks_us "${PPID_OF[$p]}")
+            n=$(requests_of "$w")
+            echo "$p c=$c: $n requests in ${DURATION}s, per request:"
+            awk -v n="$n" -v u=$((u1 - u0)) -v s=$((s1 - s0)) -v hz="$HZ" 'BEGIN {
+                printf "    %-16s %8.2f us\n    %-16s %8.2f us\n", "user time", 1e6 * u / hz / n,
+                    "system time", 1e6 * s / hz / n }'
+            awk -F, -v n="$n" '$1 ~ /^[0-9.]+$/ {
+                    name = $3; sub(/^syscalls:sys_enter_/, "", name); sub(/^raw_syscalls:sys_enter/, "syscalls (all)", name)
+                    if ($3 == "task-clock") printf "    %-16s %8.2f us\n", "CPU time", 1000 * $1 / n
+                    else if ($1 > 0) printf "    %-16s %8.3f\n", name, $1 / n }' "$OUT/perf-$p-$c.csv"
+            if [ "$PERF_RECORD" = 1 ]; then
+                perf record -q -e cpu-clock -g -p "$pids" -o "$OUT/perf-$p-$c.data" -- \
+                    taskset -c "$LOAD_CPU" wrk -t1 -c"$c" -d"${DURATION}s" \
+                    "http://127.0.0.1:${PORT[$p]}/" >/dev/null 2>&1 || true
+                perf report -i "$OUT/perf-$p-$c.data" --no-children --stdio --sort sym 2>/dev/null |
+                    grep -E '^ +[0-9.]+%' | head -30
+            fi
+        fi
+    done
+    stop_proxy "$p"
+done
+echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
