@@ -255,8 +255,8 @@ static void conn_close_after_writes(lb_conn_t *c);
 static void worker_check_done(lb_worker_t *w);
 static void on_client_write(uv_write_t *req, int status);
 static void on_up_write(uv_write_t *req, int status);
-static void up_timer_io(uv_timer_t *t);
-static void conn_io_arm(lb_conn_t *c);
+static void up_timer_update(lb_up_t *up);
+static void conn_timer_update(lb_conn_t *c);
 static void mark_down(lb_worker_t *w, int slot, int down);
 static void on_up_alloc(uv_handle_t *h, size_t sugg, uv_buf_t *buf);
 static void on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
@@ -398,13 +398,11 @@ static void flush_to_up(lb_conn_t *c)
     if (!c->replayable)
         q_drop_sent(c);
     /* The response timeout counts from the last request byte sent, so a
-     * long upload is not cut. Armed once; up_timer_io re-arms it for what is
-     * left, so a request costs no timer operation per flush. */
+     * long upload is not cut. */
     if (rc >= 0) {
         up->wrote = 1;
         up->t_tx = uv_now(&c->w->loop);
-        if (!up->got_bytes && !uv_is_active((uv_handle_t *)&up->timer))
-            uv_timer_start(&up->timer, up_timer_io, ms(c->w->cfg->upstream_timeout), 0);
+        up_timer_update(up);
     }
     if (rc < 0) {
         up_fail(up, rc, FAIL_IO);
@@ -471,11 +469,6 @@ static void up_close(lb_up_t *up)
     uv_close((uv_handle_t *)&up->timer, on_up_closed);
 }
 
-static void on_up_idle_timeout(uv_timer_t *t)
-{
-    up_close(t->data);
-}
-
 /* Returns a finished upstream to its replica's idle list, or closes it. */
 static void up_release(lb_up_t *up, int reusable)
 {
@@ -494,14 +487,14 @@ static void up_release(lb_up_t *up, int reusable)
         up->reading = 1;
     reader_release(&up->rd);
     up->state = LB_UP_IDLE;
-    up->idle_since = uv_now(&w->loop);
+    up->t_mark = uv_now(&w->loop);
     up->prev = NULL;
     up->next = rep->idle;
     if (rep->idle)
         rep->idle->prev = up;
     rep->idle = up;
     rep->n_idle++;
-    uv_timer_start(&up->timer, on_up_idle_timeout, (uint64_t)(w->cfg->pool_idle_timeout * 1000), 0);
+    up_timer_update(up);
 }
 
 /* An idle connection is usable if the replica has neither closed it nor sent
@@ -546,30 +539,82 @@ static void tunnel_end(lb_conn_t *c, lb_up_t *up)
 }
 
 /*
- * One timer per active upstream, armed lazily: before the first response
- * byte it is the response timeout (from the last request byte sent), after
- * it the idle read timeout (nginx proxy_read_timeout, HAProxy timeout
- * server), and in a tunnel the idle timeout of both directions. When it
- * fires early (activity since), it re-arms for what is left.
+ * Timers are lazy (h2o and HAProxy re-arm theirs the same way): each
+ * connection has one, and what it times is a function of the connection's
+ * state and timestamps (up_due, conn_due). The timer is started only when
+ * that deadline is earlier than when it is due; when it fires early it
+ * re-arms for what is left. So a request on a pooled upstream and a
+ * keep-alive client costs no timer start or stop, whose heap operations
+ * were the largest user-space cost per request after parsing.
  */
-static void up_timer_io(uv_timer_t *t)
+static void on_up_timer(uv_timer_t *t);
+
+/* When the upstream's current wait ends (loop ms), or 0 if nothing is timed. */
+static uint64_t up_due(const lb_up_t *up)
+{
+    const lb_worker_t *w = up->w;
+    switch (up->state) {
+    case LB_UP_CONNECTING:
+        return up->t_mark + w->connect_ms;
+    case LB_UP_IDLE:
+        return up->t_mark + w->pool_idle_ms;
+    case LB_UP_ACTIVE:
+        if (!up->c)
+            return 0;
+        /* Before the first response byte: the response timeout, from the
+         * last request byte sent, so a long upload is not cut. */
+        if (!up->got_bytes)
+            return up->wrote ? up->t_tx + w->response_ms : 0;
+        /* We stopped reading (the client is slow): not the replica's fault;
+         * the wait starts over when reading resumes (up_update_read). */
+        if (up->bp || !up->reading)
+            return 0;
+        /* After it: the idle read timeout (nginx proxy_read_timeout, HAProxy
+         * timeout server); in a tunnel, idle means nothing moved either way,
+         * and a body still uploaded after a 100 (Continue) keeps it alive. */
+        return (up->t_rx > up->t_tx ? up->t_rx : up->t_tx) + w->read_ms;
+    default:
+        return 0;
+    }
+}
+
+static void up_timer_start(lb_up_t *up, uint64_t due)
+{
+    uint64_t now = uv_now(&up->w->loop);
+    up->timer_at = due;
+    uv_timer_start(&up->timer, on_up_timer, due > now ? due - now : 0, 0);
+}
+
+/* After anything that may have brought the deadline forward. */
+static void up_timer_update(lb_up_t *up)
+{
+    uint64_t due = up_due(up);
+    if (due && (up->timer_at == 0 || due < up->timer_at))
+        up_timer_start(up, due);
+}
+
+static void on_up_timer(uv_timer_t *t)
 {
     lb_up_t *up = t->data;
     lb_worker_t *w = up->w;
-    lb_conn_t *c = up->c;
-    if (up->state != LB_UP_ACTIVE || !c)
+    up->timer_at = 0;
+    uint64_t due = up_due(up), now = uv_now(&w->loop);
+    if (!due)
         return;
-    uint64_t now = uv_now(&w->loop);
-    uint64_t to = up->got_bytes ? ms(w->cfg->upstream_read_timeout) : ms(w->cfg->upstream_timeout);
-    /* Idle means nothing moved either way: a body still being uploaded after
-     * a 100 (Continue) keeps the exchange alive. */
-    uint64_t since = up->got_bytes && up->t_rx > up->t_tx ? up->t_rx : up->t_tx;
-    if (up->got_bytes && (up->bp || !up->reading))
-        since = now; /* we stopped reading (the client is slow): not the replica's fault */
-    if (now < since + to) {
-        uv_timer_start(t, up_timer_io, since + to - now, 0);
+    if (now < due) {
+        up_timer_start(up, due);
         return;
     }
+    if (up->state == LB_UP_CONNECTING) {
+        count_timeout(w, LB_TO_CONNECT);
+        up_fail(up, UV_ETIMEDOUT, FAIL_CONNECT);
+        return;
+    }
+    if (up->state == LB_UP_IDLE) {
+        up_close(up);
+        return;
+    }
+    lb_conn_t *c = up->c;
     if (!up->got_bytes) {
         count_timeout(w, LB_TO_RESPONSE);
         up_fail(up, UV_ETIMEDOUT, FAIL_TIMEOUT);
@@ -577,7 +622,7 @@ static void up_timer_io(uv_timer_t *t)
     }
     count_timeout(w, LB_TO_UPSTREAM_READ);
     log_error(w, "replica sent nothing for %.3gs after its response started (client %s)",
-              (double)to / 1000.0, c->client_ip);
+              (double)w->read_ms / 1000.0, c->client_ip);
     if (up->tunnel) {
         tunnel_end(c, up);
         return;
@@ -585,13 +630,6 @@ static void up_timer_io(uv_timer_t *t)
     /* 504 while the client has seen no final response (RFC 9110 15.6.5),
      * otherwise the only way to tell it the response is cut: close. */
     up_fail(up, UV_ETIMEDOUT, FAIL_TIMEOUT);
-}
-
-static void up_timer_connect(uv_timer_t *t)
-{
-    lb_up_t *up = t->data;
-    count_timeout(up->w, LB_TO_CONNECT);
-    up_fail(up, UV_ETIMEDOUT, FAIL_CONNECT);
 }
 
 static void up_forward(lb_up_t *up, lb_seg_t *segs, size_t n)
@@ -625,14 +663,13 @@ static int reset_for_next(lb_conn_t *c)
     c->status = 0;
     if (c->rd.pos == c->rd.end) {
         reader_release(&c->rd);
-        if (w->cfg->keepalive_timeout > 0) {
-            uv_timer_start(&c->timer, c->on_keepalive_timeout,
-                           (uint64_t)(w->cfg->keepalive_timeout * 1000), 0);
-        } else {
+        if (w->keepalive_ms == 0) {
             conn_close_after_writes(c);
             return -1;
         }
     }
+    c->t_mark = uv_now(&w->loop);
+    conn_timer_update(c);
     return 0;
 }
 
@@ -885,7 +922,7 @@ static void on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         up->t_rx = uv_now(&up->w->loop);
         if (!up->got_bytes) {
             up->got_bytes = 1;
-            uv_timer_start(&up->timer, up_timer_io, ms(up->w->cfg->upstream_read_timeout), 0);
+            up_timer_update(up);
             if (up->w->n_down)
                 mark_down(up->w, up->slot, 0);
             if (up->c)
@@ -924,6 +961,10 @@ static void up_update_read(lb_up_t *up)
     if (want && !up->reading) {
         if (uv_read_start((uv_stream_t *)&up->tcp, on_up_alloc, on_up_read) == 0)
             up->reading = 1;
+        if (up->got_bytes) {
+            up->t_rx = uv_now(&up->w->loop); /* the idle read wait starts over */
+            up_timer_update(up);
+        }
     } else if (!want && up->reading) {
         uv_read_stop((uv_stream_t *)&up->tcp);
         up->reading = 0;
@@ -956,7 +997,6 @@ static void on_up_connect(uv_connect_t *req, int status)
     lb_up_t *up = req->data;
     if (up->state != LB_UP_CONNECTING)
         return;
-    uv_timer_stop(&up->timer);
     if (status < 0) {
         up_fail(up, status, FAIL_CONNECT);
         return;
@@ -1060,10 +1100,9 @@ static void pick_and_connect(lb_conn_t *c)
         while (rep->idle) {
             lb_up_t *up = rep->idle;
             idle_unlink(up);
-            uv_timer_stop(&up->timer);
             /* A non-idempotent request cannot be retried once written (see
              * up_fail), so its connection is always checked first. */
-            if ((!c->idempotent || uv_now(&w->loop) - up->idle_since >= LB_PEEK_MIN_IDLE_MS) &&
+            if ((!c->idempotent || uv_now(&w->loop) - up->t_mark >= LB_PEEK_MIN_IDLE_MS) &&
                 !up_alive(up)) {
                 up->state = LB_UP_ACTIVE; /* not on the idle list any more */
                 up_close(up);
@@ -1089,7 +1128,8 @@ static void pick_and_connect(lb_conn_t *c)
             continue;
         }
         uv_tcp_nodelay(&up->tcp, 1);
-        uv_timer_start(&up->timer, up_timer_connect, (uint64_t)(w->cfg->connect_timeout * 1000), 0);
+        up->t_mark = uv_now(&w->loop);
+        up_timer_update(up);
         return;
     }
 }
@@ -1182,11 +1222,6 @@ void lb_conn_close(lb_conn_t *c)
     uv_close((uv_handle_t *)&c->timer, on_conn_closed);
 }
 
-static void on_linger_timeout(uv_timer_t *t)
-{
-    lb_conn_close(t->data);
-}
-
 static void on_shutdown(uv_shutdown_t *req, int status)
 {
     (void)req;
@@ -1198,6 +1233,8 @@ static void on_shutdown(uv_shutdown_t *req, int status)
  * still sends for a moment, so that unread request bytes do not turn our
  * close into a reset that destroys the response in flight.
  */
+#define LB_LINGER_MS 1000
+
 static void start_linger(lb_conn_t *c)
 {
     if (c->state == LB_CS_LINGER || c->state == LB_CS_CLOSING)
@@ -1210,7 +1247,8 @@ static void start_linger(lb_conn_t *c)
         lb_conn_close(c);
         return;
     }
-    uv_timer_start(&c->timer, on_linger_timeout, 1000, 0);
+    c->t_mark = uv_now(&c->w->loop);
+    conn_timer_update(c);
     client_update_read(c);
 }
 
@@ -1225,28 +1263,8 @@ static void conn_close_after_writes(lb_conn_t *c)
     if (c->wr_pending == 0) {
         start_linger(c);
     } else {
-        uv_timer_stop(&c->timer); /* whatever it timed, only the writes are left */
-        conn_io_arm(c);
+        conn_timer_update(c); /* whatever it timed, only the writes are left */
         client_update_read(c);
-    }
-}
-
-/*
- * While a request is proxied, c->timer times the client's side lazily (one
- * start, re-armed for what is left when it fires early): the request body
- * arriving (nginx client_body_timeout) and our writes making progress
- * (nginx send_timeout, HAProxy timeout client).
- */
-static int conn_io_timed(const lb_conn_t *c)
-{
-    switch (c->state) {
-    case LB_CS_WAIT_UP:
-    case LB_CS_PROXY:
-    case LB_CS_LOCAL:
-    case LB_CS_TUNNEL:
-        return 1;
-    default:
-        return 0;
     }
 }
 
@@ -1256,58 +1274,104 @@ static int conn_body_timed(const lb_conn_t *c)
     return !c->req_complete && c->state != LB_CS_TUNNEL && c->state != LB_CS_LOCAL && c->reading;
 }
 
-/* Deadline (loop ms) of the client-side wait that ends first, or 0. */
-static uint64_t conn_io_deadline(const lb_conn_t *c)
+/*
+ * When the client side's current wait ends (loop ms), or 0 if nothing is
+ * timed (the timer is lazy, see up_due). Between requests, the keep-alive
+ * timeout; a fresh connection, and a head that did not arrive whole, the
+ * head timeout; while a request is proxied, the request body arriving
+ * (nginx client_body_timeout) and our writes making progress (nginx
+ * send_timeout, HAProxy timeout client), whichever ends first.
+ */
+static uint64_t conn_due(const lb_conn_t *c)
 {
-    const lb_config_t *cfg = c->w->cfg;
+    const lb_worker_t *w = c->w;
     uint64_t d = 0;
-    if (c->wr_pending > 0)
-        d = c->t_tx + ms(cfg->client_send_timeout);
-    if (conn_body_timed(c)) {
-        uint64_t b = c->t_rx + ms(cfg->client_body_timeout);
-        if (!d || b < d)
-            d = b;
+    switch (c->state) {
+    case LB_CS_IDLE:
+        if (c->fresh)
+            return c->t_mark + w->head_ms;
+        return c->rd.pos == c->rd.end ? c->t_mark + w->keepalive_ms : 0;
+    case LB_CS_HEAD:
+        return c->head_timer ? c->t_mark + w->head_ms : 0;
+    case LB_CS_DISCARD:
+        return c->t_mark + w->body_ms;
+    case LB_CS_LINGER:
+        return c->t_mark + LB_LINGER_MS;
+    case LB_CS_WAIT_UP:
+    case LB_CS_PROXY:
+    case LB_CS_LOCAL:
+    case LB_CS_TUNNEL:
+        if (c->wr_pending > 0)
+            d = c->t_tx + w->send_ms;
+        if (conn_body_timed(c)) {
+            uint64_t b = c->t_rx + w->body_ms;
+            if (!d || b < d)
+                d = b;
+        }
+        return d;
+    default:
+        return 0;
     }
-    return d;
 }
 
-static void on_conn_io_timeout(uv_timer_t *t)
+static void on_conn_timer(uv_timer_t *t);
+
+static void conn_timer_start(lb_conn_t *c, uint64_t due)
+{
+    uint64_t now = uv_now(&c->w->loop);
+    c->timer_at = due;
+    uv_timer_start(&c->timer, on_conn_timer, due > now ? due - now : 0, 0);
+}
+
+/* After anything that may have brought the deadline forward. */
+static void conn_timer_update(lb_conn_t *c)
+{
+    uint64_t due = conn_due(c);
+    if (due && (c->timer_at == 0 || due < c->timer_at))
+        conn_timer_start(c, due);
+}
+
+static void close_idle(lb_conn_t *c);
+
+static void on_conn_timer(uv_timer_t *t)
 {
     lb_conn_t *c = t->data;
     lb_worker_t *w = c->w;
-    if (!conn_io_timed(c))
+    c->timer_at = 0;
+    uint64_t due = conn_due(c), now = uv_now(&w->loop);
+    if (!due)
         return;
-    uint64_t now = uv_now(&w->loop);
-    if (c->wr_pending > 0 && now >= c->t_tx + ms(w->cfg->client_send_timeout)) {
+    if (now < due) {
+        conn_timer_start(c, due);
+        return;
+    }
+    switch (c->state) {
+    case LB_CS_IDLE:
+    case LB_CS_HEAD:
+        if (c->state == LB_CS_IDLE && !c->fresh) {
+            close_idle(c); /* keep-alive timeout */
+            return;
+        }
+        count_timeout(w, LB_TO_HEAD); /* no whole head in time (a fresh one: none at all) */
+        conn_local_reply(c, 408);
+        return;
+    case LB_CS_DISCARD:
+    case LB_CS_LINGER:
+        lb_conn_close(c);
+        return;
+    default:
+        break;
+    }
+    if (c->wr_pending > 0 && now >= c->t_tx + w->send_ms) {
         count_timeout(w, LB_TO_CLIENT_SEND);
         log_error(w, "client %s took no response bytes for %.3gs: closing", c->client_ip,
-                  w->cfg->client_send_timeout);
+                  (double)w->send_ms / 1000.0);
         lb_conn_close(c);
         return;
     }
-    if (conn_body_timed(c) && now >= c->t_rx + ms(w->cfg->client_body_timeout)) {
-        count_timeout(w, LB_TO_CLIENT_BODY);
-        c->keep_alive = 0;
-        conn_local_reply(c, 408); /* closes instead if the response started */
-        return;
-    }
-    conn_io_arm(c);
-}
-
-static void conn_io_arm(lb_conn_t *c)
-{
-    if (!conn_io_timed(c) || uv_is_active((uv_handle_t *)&c->timer))
-        return;
-    uint64_t d = conn_io_deadline(c), now = uv_now(&c->w->loop);
-    if (d)
-        uv_timer_start(&c->timer, on_conn_io_timeout, d > now ? d - now : 0, 0);
-}
-
-static void on_discard_timeout(uv_timer_t *t)
-{
-    lb_conn_t *c = t->data;
-    if (c->state == LB_CS_DISCARD)
-        lb_conn_close(c);
+    count_timeout(w, LB_TO_CLIENT_BODY);
+    c->keep_alive = 0;
+    conn_local_reply(c, 408); /* closes instead if the response started */
 }
 
 static void conn_local_reply(lb_conn_t *c, int code)
@@ -1324,7 +1388,6 @@ static void conn_local_reply(lb_conn_t *c, int code)
         lb_conn_close(c);
         return;
     }
-    uv_timer_stop(&c->timer);
     c->bp = 0;
     /* Replica trouble is no reason to drop a well-framed client connection:
      * its body is read and dropped, then the next request is served. */
@@ -1366,7 +1429,8 @@ static void conn_local_reply(lb_conn_t *c, int code)
             return;
         }
         c->state = LB_CS_DISCARD;
-        uv_timer_start(&c->timer, on_discard_timeout, ms(w->cfg->client_body_timeout), 0);
+        c->t_mark = uv_now(&w->loop);
+        conn_timer_update(c);
         client_update_read(c);
         return;
     }
@@ -1391,7 +1455,7 @@ int lb_conn_write_raw(lb_conn_t *c, const lb_seg_t *segs, size_t n)
         if (c->wr_pending == 0)
             c->t_tx = uv_now(&c->w->loop);
         c->wr_pending += rc;
-        conn_io_arm(c);
+        conn_timer_update(c);
     }
     return rc;
 }
@@ -1404,20 +1468,6 @@ static void close_idle(lb_conn_t *c)
         lb_conn_close(c);
     else
         conn_close_after_writes(c);
-}
-
-static void on_head_timeout(uv_timer_t *t)
-{
-    lb_conn_t *c = t->data;
-    if (c->state == LB_CS_HEAD || c->state == LB_CS_IDLE)
-        conn_local_reply(c, 408);
-}
-
-static void on_keepalive_timeout(uv_timer_t *t)
-{
-    lb_conn_t *c = t->data;
-    if (c->state == LB_CS_IDLE && c->rd.pos == c->rd.end)
-        close_idle(c);
 }
 
 /* RFC 9110 9.2.2 */
@@ -1463,7 +1513,6 @@ static void on_request_head(lb_conn_t *c)
 {
     lb_worker_t *w = c->w;
     const lb_config_t *cfg = w->cfg;
-    uv_timer_stop(&c->timer);
     lb_stats_push_ts(w->st, worker_epoch(w));
     c->access_start = uv_now(&w->loop);
     c->keep_alive = llhttp_should_keep_alive(&c->parser) && !w->draining;
@@ -1616,8 +1665,8 @@ static void conn_process_bytes(lb_conn_t *c)
                 }
                 if (!c->head_timer) {
                     c->head_timer = 1;
-                    uv_timer_start(&c->timer, on_head_timeout,
-                                   (uint64_t)(w->cfg->head_timeout * 1000), 0);
+                    c->t_mark = uv_now(&w->loop);
+                    conn_timer_update(c);
                 }
                 break;
             }
@@ -1652,7 +1701,7 @@ static void conn_process_bytes(lb_conn_t *c)
         }
     }
     client_update_read(c);
-    conn_io_arm(c);
+    conn_timer_update(c);
 }
 
 static void client_update_read(lb_conn_t *c)
@@ -1680,6 +1729,7 @@ static void client_update_read(lb_conn_t *c)
                           c->on_read) == 0)
             c->reading = 1;
         c->t_rx = uv_now(&c->w->loop); /* the body timeout counts from here */
+        conn_timer_update(c);
         if (c->tls)
             lb_tls_pump(c); /* plaintext may be waiting inside SSL */
     } else if (!want && c->reading) {
@@ -1819,7 +1869,6 @@ static void on_accept(uv_stream_t *server, int status)
     c->q_cap = CORE_ARRAY_SIZE(c->q_inline);
     c->on_alloc = on_client_alloc;
     c->on_read = on_client_read;
-    c->on_keepalive_timeout = on_keepalive_timeout;
     c->next = w->conns;
     if (w->conns)
         w->conns->prev = c;
@@ -1850,7 +1899,8 @@ static void on_accept(uv_stream_t *server, int status)
     c->parser.data = c;
     c->state = LB_CS_IDLE;
     c->fresh = 1;
-    uv_timer_start(&c->timer, on_head_timeout, (uint64_t)(w->cfg->head_timeout * 1000), 0);
+    c->t_mark = uv_now(&w->loop);
+    conn_timer_update(c);
     if (w->ctx->tls) {
         if (lb_tls_conn_init(c, w->ctx->tls) < 0) {
             lb_conn_close(c);
@@ -2013,6 +2063,16 @@ int lb_worker_create(lb_ctx_t *ctx, int id, int listen_fd, lb_worker_t **out)
     w->cfg = ctx->cfg;
     w->id = id;
     w->st = &ctx->stats.w[id];
+    const lb_config_t *cfg = ctx->cfg;
+    w->head_ms = ms(cfg->head_timeout);
+    /* 0 turns keep-alive off (reset_for_next) */
+    w->keepalive_ms = cfg->keepalive_timeout <= 0 ? 0 : ms(cfg->keepalive_timeout) ? ms(cfg->keepalive_timeout) : 1;
+    w->body_ms = ms(cfg->client_body_timeout);
+    w->send_ms = ms(cfg->client_send_timeout);
+    w->response_ms = ms(cfg->upstream_timeout);
+    w->read_ms = ms(cfg->upstream_read_timeout);
+    w->connect_ms = ms(cfg->connect_timeout);
+    w->pool_idle_ms = ms(cfg->pool_idle_timeout);
     w->max_conns = ctx->cfg->max_conns / ctx->nworkers;
     if (w->max_conns < 1)
         w->max_conns = 1;

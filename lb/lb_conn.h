@@ -58,7 +58,7 @@ typedef struct lb_conn lb_conn_t;
 
 typedef struct lb_up {
     uv_tcp_t tcp;
-    uv_timer_t timer; /* connect, response and pool-idle timeouts */
+    uv_timer_t timer; /* lazy: see up_due() */
     uv_connect_t creq;
     lb_worker_t *w;
     int slot;
@@ -70,9 +70,10 @@ typedef struct lb_up {
     lb_conn_t *c;
     uint32_t head_off;
     int ev;
-    uint64_t idle_since; /* loop time it joined the idle list */
-    uint64_t t_tx;       /* loop time the last request bytes were handed to the socket */
-    uint64_t t_rx;       /* loop time of the last byte read (or tunnelled either way) */
+    uint64_t t_mark;   /* loop time the connect started (CONNECTING) or it went idle (IDLE) */
+    uint64_t t_tx;     /* loop time the last request bytes were handed to the socket */
+    uint64_t t_rx;     /* loop time of the last byte read (or tunnelled either way) */
+    uint64_t timer_at; /* loop time the timer is due, 0 when it is not running */
     unsigned got_bytes : 1, head_done : 1, in_head : 1, tunnel : 1, bp : 1, ka : 1, reading : 1,
         dechunk : 1, wrote : 1;
     char extra[LB_HEAD_EXTRA];
@@ -80,7 +81,7 @@ typedef struct lb_up {
 
 struct lb_conn {
     uv_tcp_t tcp;
-    uv_timer_t timer; /* head, keep-alive and linger timeouts */
+    uv_timer_t timer; /* lazy: see conn_due() */
     uv_shutdown_t shut;
     lb_worker_t *w;
     struct lb_conn *prev, *next;
@@ -96,6 +97,9 @@ struct lb_conn {
         close_after : 1, fresh : 1, dropped : 1, head_timer : 1, idempotent : 1, in_process : 1;
     uint64_t t_rx;      /* loop time of the last client bytes */
     uint64_t t_tx;      /* loop time of the last write progress to the client */
+    uint64_t t_mark;    /* loop time the current wait began: accept, keep-alive idle,
+                           incomplete head, discard or linger (see conn_due) */
+    uint64_t timer_at;  /* loop time the timer is due, 0 when it is not running */
     uint64_t body_seen; /* request body bytes, when --max-body-bytes is set */
     int status;
     int wr_pending;
@@ -118,7 +122,6 @@ struct lb_conn {
     uv_alloc_cb on_alloc;  /* plaintext into rd */
     uv_alloc_cb tls_alloc; /* ciphertext, when TLS is on */
     uv_read_cb on_read;
-    uv_timer_cb on_keepalive_timeout;
     void *tls; /* lb_tls_conn_t * */
 };
 
@@ -159,6 +162,9 @@ struct lb_worker {
     uint64_t err_suppressed;
     double epoch0;
     uint64_t mono0;
+    /* the configured timeouts in loop ms */
+    uint64_t head_ms, keepalive_ms, body_ms, send_ms, response_ms, read_ms, connect_ms,
+        pool_idle_ms;
     llhttp_settings_t req_settings;
     llhttp_settings_t resp_settings;
     lb_hdr_t *hdrs; /* scratch for scanning one head, LB_HDRS_FOR(LB_MAX_HEAD_CAP) */

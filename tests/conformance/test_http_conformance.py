@@ -425,6 +425,79 @@ def test_timeouts_before_the_response(procs, upstreams):
         t0 = time.monotonic()
         assert c.wait_closed(3 * S) and time.monotonic() - t0 >= 0.3
     assert metric(lb, "sky_lb_timeouts_total", {"phase": "response"}) == 1
+    assert metric(lb, "sky_lb_timeouts_total", {"phase": "head"}) == 1
+
+
+# sky-lb's timers are lazy (a deadline that moves later re-arms nothing; the
+# timer re-arms for what is left when it fires early): these cases pin that
+# every wait is still timed from its own start, after a connection has been
+# busy with other phases.
+
+def test_keepalive_timeout_counts_from_the_last_response(procs, upstreams):
+    """A connection busy for longer than --keepalive-timeout stays open; once
+    idle it is closed about --keepalive-timeout after its last response."""
+    a = upstreams(by_path({}), "a")
+    lb = lb_for(procs, [a], ["--keepalive-timeout", "1"])
+    with U.Conn(lb.port, timeout=5 * S) as c:
+        t_first = time.monotonic()
+        while True:
+            still_usable(c, "/busy")
+            t_last = time.monotonic()
+            if t_last - t_first >= 2.5:
+                break
+            time.sleep(0.25)
+        assert c.wait_closed(5 * S)
+        assert 0.8 <= time.monotonic() - t_last < 4 * S
+
+
+def test_head_timeout_on_a_keepalive_connection(procs, upstreams):
+    """RFC 9110 15.5.9: the second request's head, arriving in part, gets 408
+    at --head-timeout, not at the (longer) keep-alive timeout."""
+    a = upstreams(by_path({}), "a")
+    lb = lb_for(procs, [a], ["--head-timeout", "0.5", "--keepalive-timeout", "30"])
+    with U.Conn(lb.port, timeout=10 * S) as c:
+        still_usable(c, "/first")
+        time.sleep(0.8)  # idle longer than the head timeout: keep-alive, not head
+        c.send(b"GET /second HTTP/1.1\r\nHost:")
+        t0 = time.monotonic()
+        assert c.read_response().status == 408
+        assert 0.4 <= time.monotonic() - t0 < 3 * S
+    assert metric(lb, "sky_lb_timeouts_total", {"phase": "head"}) == 1
+
+
+def test_timeouts_on_a_reused_replica_connection(procs, upstreams):
+    """A pooled replica connection, reused by several requests, still times its
+    response (504) and then its body (cut) from their own starts; an idle one
+    is closed after --pool-idle-timeout (the next request opens a new one)."""
+    def head_then_stall(conn, head, body, up):
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial")
+        time.sleep(3)
+        return "close"
+    a = upstreams(by_path({"/slow": stall(3), "/partial": head_then_stall}), "a")
+    lb = lb_for(procs, [a], ["--upstream-timeout", "0.6", "--upstream-read-timeout", "0.6",
+                             "--pool-idle-timeout", "0.8"])
+    with U.Conn(lb.port, timeout=10 * S) as c:
+        for _ in range(5):
+            still_usable(c, "/fast")
+            time.sleep(0.2)
+        assert a.conns == 1  # one pooled connection served them all
+        time.sleep(1.5)  # idle past --pool-idle-timeout: sky-lb closes it
+        still_usable(c, "/fast")
+        assert a.conns == 2
+        c.request("GET", "/slow")
+        t0 = time.monotonic()
+        assert c.read_response().status == 504
+        assert 0.5 <= time.monotonic() - t0 < 3 * S
+    with U.Conn(lb.port, timeout=10 * S) as c:
+        for _ in range(3):
+            still_usable(c, "/fast")
+        c.request("GET", "/partial")
+        t0 = time.monotonic()
+        assert c.read_head()[0] == 200
+        assert c.wait_closed(5 * S)
+        assert 0.5 <= time.monotonic() - t0 < 3 * S
+    assert metric(lb, "sky_lb_timeouts_total", {"phase": "response"}) == 1
+    assert metric(lb, "sky_lb_timeouts_total", {"phase": "upstream_read"}) == 1
 
 
 def test_connect_timeout(procs, upstreams):
