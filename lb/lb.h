@@ -118,12 +118,30 @@ void lb_pool_destroy(lb_pool_t *p);
 
 /* ---- HTTP heads as bytes (lb_head.c), pure ---- */
 
+/* The header names sky-lb acts on, recognised once by lb_head_scan. */
+enum lb_hdr_kind {
+    LB_H_OTHER = 0,
+    LB_H_CONNECTION,
+    LB_H_KEEP_ALIVE,
+    LB_H_PROXY_CONNECTION,
+    LB_H_TE,
+    LB_H_TRAILER,
+    LB_H_UPGRADE,
+    LB_H_TRANSFER_ENCODING,
+    LB_H_CONTENT_LENGTH,
+    LB_H_HOST,
+    LB_H_X_FORWARDED_FOR,
+    LB_H_X_FORWARDED_PROTO,
+};
+
 typedef struct lb_hdr {
     uint16_t line_off; /* offset of the name */
     uint16_t line_len; /* up to and including CRLF */
     uint16_t name_len;
     uint16_t val_off;
-    uint16_t val_len; /* trimmed */
+    uint16_t val_len;   /* trimmed */
+    uint8_t kind;       /* enum lb_hdr_kind, from the name (case-insensitive) */
+    uint8_t underscore; /* the name has a '_' */
 } lb_hdr_t;
 
 typedef struct lb_head {

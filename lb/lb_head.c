@@ -12,6 +12,110 @@
  * fuzz harnesses in fuzz/ drive exactly what the data path runs.
  */
 
+/*
+ * Header names are recognised by loading them a word at a time with bit
+ * 0x20 set: that lower-cases an ASCII letter and leaves '-' alone, and is
+ * exact for the names below (letters and '-') because names with a control
+ * byte, the only other bytes that could alias '-', are never compared.
+ */
+static inline uint64_t ld8(const char *s)
+{
+    uint64_t v;
+    memcpy(&v, s, 8);
+    return v;
+}
+static inline uint32_t ld4(const char *s)
+{
+    uint32_t v;
+    memcpy(&v, s, 4);
+    return v;
+}
+static inline uint16_t ld2(const char *s)
+{
+    uint16_t v;
+    memcpy(&v, s, 2);
+    return v;
+}
+
+/* <s> (<n> bytes, no control byte) is the lower-case <lit> (<ln> >= 2 bytes). */
+static inline int name_eq(const char *s, size_t n, const char *lit, size_t ln)
+{
+    if (n != ln)
+        return 0;
+    if (n >= 8) {
+        size_t i = 0;
+        for (; i + 8 <= n; i += 8)
+            if ((ld8(s + i) | 0x2020202020202020ull) != ld8(lit + i))
+                return 0;
+        return i == n || (ld8(s + n - 8) | 0x2020202020202020ull) == ld8(lit + n - 8);
+    }
+    if (n >= 4)
+        return (ld4(s) | 0x20202020u) == ld4(lit) &&
+               (ld4(s + n - 4) | 0x20202020u) == ld4(lit + n - 4);
+    return (uint16_t)(ld2(s) | 0x2020u) == ld2(lit) &&
+           (uint16_t)(ld2(s + n - 2) | 0x2020u) == ld2(lit + n - 2);
+}
+
+#define IS(lit) name_eq(name, n, lit, sizeof(lit) - 1)
+
+/* Which header sky-lb acts on <name> is: by its first letter, then the
+ * length, so that most names cost one or two compares. */
+static uint8_t hdr_kind(const char *name, size_t n)
+{
+    if (n < 2)
+        return LB_H_OTHER;
+    switch (name[0] | 0x20) {
+    case 'c':
+        if (IS("connection"))
+            return LB_H_CONNECTION;
+        if (IS("content-length"))
+            return LB_H_CONTENT_LENGTH;
+        break;
+    case 'h':
+        if (IS("host"))
+            return LB_H_HOST;
+        break;
+    case 'k':
+        if (IS("keep-alive"))
+            return LB_H_KEEP_ALIVE;
+        break;
+    case 'p':
+        if (IS("proxy-connection"))
+            return LB_H_PROXY_CONNECTION;
+        break;
+    case 't':
+        if (IS("te"))
+            return LB_H_TE;
+        if (IS("trailer"))
+            return LB_H_TRAILER;
+        if (IS("transfer-encoding"))
+            return LB_H_TRANSFER_ENCODING;
+        break;
+    case 'u':
+        if (IS("upgrade"))
+            return LB_H_UPGRADE;
+        break;
+    case 'x':
+        if (IS("x-forwarded-for"))
+            return LB_H_X_FORWARDED_FOR;
+        if (IS("x-forwarded-proto"))
+            return LB_H_X_FORWARDED_PROTO;
+        break;
+    default:
+        break;
+    }
+    return LB_H_OTHER;
+}
+#undef IS
+
+/* What a byte means to the header-name scan (0: an ordinary name byte). */
+enum { NB_COLON = 1, NB_END = 2, NB_UNDERSCORE = 4, NB_CTL = 8 };
+static const uint8_t name_byte[256] = {
+    [0x00 ... 0x08] = NB_CTL, [0x0b ... 0x1f] = NB_CTL, [0x7f] = NB_CTL,
+    ['\t'] = NB_END, ['\n'] = NB_END, [' '] = NB_END, /* no colon, or whitespace before it */
+    [':'] = NB_COLON, ['_'] = NB_UNDERSCORE,
+};
+
 int lb_head_scan(const char *head, size_t len, lb_hdr_t *hdrs, size_t max, lb_head_t *out)
 {
     const char *p = head, *end = head + len;
@@ -26,26 +130,39 @@ int lb_head_scan(const char *head, size_t len, lb_hdr_t *hdrs, size_t max, lb_he
     out->sl = (size_t)(nl + 1 - head);
     out->n = 0;
     p = nl + 1;
+    /* Lines end at an LF: none can end past the last one, so the loops below
+     * need no other bound. */
+    const char *lim = (const char *)memrchr(head, '\n', len) + 1;
     while (p < end) {
-        nl = memchr(p, '\n', (size_t)(end - p));
-        if (!nl)
-            return -EINVAL;
-        size_t ll = (size_t)(nl - p); /* without LF */
-        if (ll > 0 && p[ll - 1] == '\r')
-            ll--;
-        if (ll == 0)
+        if (p >= lim)
+            return -EINVAL; /* a last line without its LF */
+        if (*p == '\n' || (*p == '\r' && p[1] == '\n'))
             break; /* the blank line */
         if (*p == ' ' || *p == '\t')
             return -EINVAL; /* obsolete line folding (RFC 9112 5.2) */
-        const char *colon = memchr(p, ':', ll);
-        if (!colon || colon == p)
+        /* The name, in one pass: up to the colon, which must come before the
+         * end of the line, with no whitespace before it (RFC 9112 5.1). */
+        const char *q = p;
+        unsigned seen = 0;
+        for (;; q++) {
+            uint8_t k = name_byte[(unsigned char)*q];
+            if (k == 0)
+                continue;
+            if (k & NB_COLON)
+                break;
+            if (k & NB_END)
+                return -EINVAL;
+            seen |= k;
+        }
+        if (q == p)
             return -EINVAL;
-        for (const char *q = p; q < colon; q++)
-            if (*q == ' ' || *q == '\t')
-                return -EINVAL; /* whitespace before the colon (RFC 9112 5.1) */
+        const char *colon = q;
+        nl = memchr(colon, '\n', (size_t)(lim - colon));
         if (out->n >= max)
             return -ENOSPC;
-        const char *v = colon + 1, *ve = p + ll;
+        const char *v = colon + 1, *ve = nl;
+        if (ve > v && ve[-1] == '\r')
+            ve--;
         while (v < ve && (*v == ' ' || *v == '\t'))
             v++;
         while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
@@ -56,16 +173,12 @@ int lb_head_scan(const char *head, size_t len, lb_hdr_t *hdrs, size_t max, lb_he
         h->name_len = (uint16_t)(colon - p);
         h->val_off = (uint16_t)(v - head);
         h->val_len = (uint16_t)(ve - v);
+        h->kind = seen & NB_CTL ? LB_H_OTHER : hdr_kind(p, (size_t)(colon - p));
+        h->underscore = (seen & NB_UNDERSCORE) != 0;
         p = nl + 1;
     }
     return 0;
 }
-
-static int name_is(const char *head, const lb_hdr_t *h, const char *name, size_t nl)
-{
-    return h->name_len == nl && strncasecmp(head + h->line_off, name, nl) == 0;
-}
-#define NAME_IS(h, lit) name_is(head, (h), lit, sizeof(lit) - 1)
 
 /* The options of every Connection field (RFC 9110 7.6.1): at most <max>
  * tokens into <tok>; -E2BIG past that, which bounds the work per header. */
@@ -82,7 +195,7 @@ static int conn_tokens(const lb_head_t *h, lb_tok_t *tok, size_t max)
     size_t k = 0;
     for (size_t c = 0; c < h->n; c++) {
         const lb_hdr_t *hd = &h->hdrs[c];
-        if (!NAME_IS(hd, "connection"))
+        if (hd->kind != LB_H_CONNECTION)
             continue;
         const char *v = head + hd->val_off;
         size_t vl = hd->val_len, i = 0;
@@ -104,6 +217,13 @@ static int conn_tokens(const lb_head_t *h, lb_tok_t *tok, size_t max)
     return (int)k;
 }
 
+/* unreserved / sub-delims / pct-encoded's '%' (RFC 3986 3.2.2 reg-name) */
+static const uint8_t reg_name_byte[256] = {
+    ['a' ... 'z'] = 1, ['A' ... 'Z'] = 1, ['0' ... '9'] = 1, ['-'] = 1, ['.'] = 1, ['_'] = 1,
+    ['~'] = 1, ['!'] = 1, ['$'] = 1, ['&'] = 1, ['\''] = 1, ['('] = 1, [')'] = 1, ['*'] = 1,
+    ['+'] = 1, [','] = 1, [';'] = 1, ['='] = 1, ['%'] = 1,
+};
+
 /* uri-host [ ":" port ] (RFC 9110 4.2.3, RFC 3986 3.2.2); <empty_ok> for a Host
  * field sent with a target that has no authority (RFC 9112 3.2). */
 static int authority_ok(const char *s, size_t n, int empty_ok)
@@ -123,12 +243,9 @@ static int authority_ok(const char *s, size_t n, int empty_ok)
             return 0;
         i++;
     } else {
-        for (; i < n && s[i] != ':'; i++) {
-            unsigned char ch = (unsigned char)s[i];
-            if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-                  (ch && strchr("-._~!$&'()*+,;=%", ch))))
+        for (; i < n && s[i] != ':'; i++)
+            if (!reg_name_byte[(unsigned char)s[i]])
                 return 0;
-        }
         if (i == 0)
             return 0;
     }
@@ -216,11 +333,11 @@ int lb_req_check(const lb_head_t *h, const llhttp_t *p, size_t max_uri, size_t m
     int n_host = 0, te = 0;
     for (size_t k = 0; k < h->n; k++) {
         const lb_hdr_t *hd = &h->hdrs[k];
-        if (NAME_IS(hd, "host")) {
+        if (hd->kind == LB_H_HOST) {
             n_host++;
             if (!authority_ok(head + hd->val_off, hd->val_len, 1))
                 REJECT(400, "invalid Host"); /* RFC 9112 3.2 */
-        } else if (NAME_IS(hd, "transfer-encoding")) {
+        } else if (hd->kind == LB_H_TRANSFER_ENCODING) {
             te = 1;
         }
     }
@@ -267,7 +384,7 @@ typedef struct emit {
     int copy;
 } emit_t;
 
-static int emit_bytes(emit_t *e, const char *s, size_t n, int generated)
+static inline int emit_bytes(emit_t *e, const char *s, size_t n, int generated)
 {
     if (n == 0)
         return 0;
@@ -311,33 +428,41 @@ static int emit_bytes(emit_t *e, const char *s, size_t n, int generated)
 static int hdr_dropped(const lb_head_t *h, const lb_hdr_t *hd, const lb_rewrite_t *rw,
                        const lb_tok_t *tok, size_t n_tok)
 {
-    const char *head = h->base;
-    if (NAME_IS(hd, "connection") || NAME_IS(hd, "keep-alive") || NAME_IS(hd, "proxy-connection") ||
-        NAME_IS(hd, "te") || NAME_IS(hd, "trailer"))
+    switch (hd->kind) {
+    case LB_H_CONNECTION:
+    case LB_H_KEEP_ALIVE:
+    case LB_H_PROXY_CONNECTION:
+    case LB_H_TE:
+    case LB_H_TRAILER:
         return 1; /* hop-by-hop (RFC 9110 7.6.1) */
-    if (NAME_IS(hd, "upgrade"))
+    case LB_H_UPGRADE:
         return !rw->upgrade;
-    if (rw->drop_te && NAME_IS(hd, "transfer-encoding"))
-        return 1;
+    case LB_H_TRANSFER_ENCODING:
+        if (rw->drop_te)
+            return 1;
+        break;
+    default:
+        break;
+    }
     if (rw->is_request) {
-        if (NAME_IS(hd, "x-forwarded-proto"))
+        if (hd->kind == LB_H_X_FORWARDED_PROTO)
             return 1; /* ours replaces it */
-        if (rw->req && rw->req->absolute && NAME_IS(hd, "host"))
+        if (rw->req && rw->req->absolute && hd->kind == LB_H_HOST)
             return 1; /* replaced by the target's authority (RFC 9112 3.2.2) */
         /* nginx's default (underscores_in_headers off): X_Forwarded_For would
          * reach a CGI/WSGI application as the same variable as X-Forwarded-For. */
-        if (memchr(head + hd->line_off, '_', hd->name_len))
+        if (hd->underscore)
             return 1;
         /* What we generate or need for framing and routing cannot be made
          * hop-by-hop by the client (X-Forwarded-For would hide its address). */
-        if (NAME_IS(hd, "x-forwarded-for") || NAME_IS(hd, "host"))
+        if (hd->kind == LB_H_X_FORWARDED_FOR || hd->kind == LB_H_HOST)
             return 0;
     }
-    if (NAME_IS(hd, "transfer-encoding") || NAME_IS(hd, "content-length"))
+    if (hd->kind == LB_H_TRANSFER_ENCODING || hd->kind == LB_H_CONTENT_LENGTH)
         return 0;
     /* Headers named in Connection are hop-by-hop too (RFC 9110 7.6.1). */
     for (size_t t = 0; t < n_tok; t++)
-        if (tok[t].n == hd->name_len && strncasecmp(tok[t].p, head + hd->line_off, tok[t].n) == 0)
+        if (tok[t].n == hd->name_len && strncasecmp(tok[t].p, h->base + hd->line_off, tok[t].n) == 0)
             return 1;
     return 0;
 }
@@ -371,24 +496,35 @@ int lb_head_rewrite(const lb_head_t *h, const lb_rewrite_t *rw, uv_buf_t *iov, s
     /* Last forwarded X-Forwarded-For: the client's list, to which we append. */
     ssize_t xff_last = -1;
     for (size_t i = 0; rw->is_request && i < h->n; i++)
-        if (NAME_IS(&h->hdrs[i], "x-forwarded-for") && !hdr_dropped(h, &h->hdrs[i], rw, tok, n_tok))
+        if (h->hdrs[i].kind == LB_H_X_FORWARDED_FOR && !hdr_dropped(h, &h->hdrs[i], rw, tok, n_tok))
             xff_last = (ssize_t)i;
+    /* Kept header lines go out as runs of consecutive lines: one piece for
+     * the common head that keeps them all. */
     int dropped_any = 0;
+    size_t run = 0, run_end = 0; /* [run, run_end) not yet emitted */
     for (size_t i = 0; i < h->n; i++) {
         const lb_hdr_t *hd = &h->hdrs[i];
-        if (hdr_dropped(h, hd, rw, tok, n_tok)) {
+        int drop = hdr_dropped(h, hd, rw, tok, n_tok);
+        if (!drop && (ssize_t)i != xff_last) {
+            if (run_end != hd->line_off) {
+                EMIT_HEAD(run, run_end - run);
+                run = hd->line_off;
+            }
+            run_end = (size_t)hd->line_off + hd->line_len;
+            continue;
+        }
+        EMIT_HEAD(run, run_end - run);
+        run = run_end = 0;
+        if (drop) {
             dropped_any = 1;
             continue;
         }
-        if ((ssize_t)i == xff_last) {
-            EMIT_HEAD(hd->line_off, (size_t)(hd->val_off + hd->val_len - hd->line_off));
-            EMIT_LIT(", ");
-            EMIT_STR(rw->client_ip ? rw->client_ip : "unknown");
-            EMIT_LIT("\r\n");
-            continue;
-        }
-        EMIT_HEAD(hd->line_off, hd->line_len);
+        EMIT_HEAD(hd->line_off, (size_t)(hd->val_off + hd->val_len - hd->line_off));
+        EMIT_LIT(", ");
+        EMIT_STR(rw->client_ip ? rw->client_ip : "unknown");
+        EMIT_LIT("\r\n");
     }
+    EMIT_HEAD(run, run_end - run);
     size_t blank = h->n ? (size_t)h->hdrs[h->n - 1].line_off + h->hdrs[h->n - 1].line_len : h->sl;
     if (!rw->is_request && rw->conn == LB_CONN_HDR_NONE && !dropped_any) {
         /* Nothing to append: the original blank line ends the head, so the

@@ -96,16 +96,28 @@ for p in $PROXIES; do
             awk -v n="$n" -v u=$((u1 - u0)) -v s=$((s1 - s0)) -v hz="$HZ" 'BEGIN {
                 printf "    %-16s %8.2f us\n    %-16s %8.2f us\n", "user time", 1e6 * u / hz / n,
                     "system time", 1e6 * s / hz / n }'
+            awk -F, -v n="$n" -v p="$p" -v c="$c" -v u=$((u1 - u0)) -v s=$((s1 - s0)) -v hz="$HZ" '
+                $3 == "task-clock" { cpu = 1000 * $1 / n }
+                $3 == "raw_syscalls:sys_enter" { sc = $1 / n }
+                $3 == "context-switches" { cs = $1 / n }
+                END { printf "summary %s c=%s requests %d cpu_us %.2f user_us %.2f sys_us %.2f syscalls %.3f cs %.4f\n",
+                      p, c, n, cpu, 1e6 * u / hz / n, 1e6 * s / hz / n, sc, cs >"/dev/stderr" }' "$OUT/perf-$p-$c.csv"
             awk -F, -v n="$n" '$1 ~ /^[0-9.]+$/ {
                     name = $3; sub(/^syscalls:sys_enter_/, "", name); sub(/^raw_syscalls:sys_enter/, "syscalls (all)", name)
                     if ($3 == "task-clock") printf "    %-16s %8.2f us\n", "CPU time", 1000 * $1 / n
                     else if ($1 > 0) printf "    %-16s %8.3f\n", name, $1 / n }' "$OUT/perf-$p-$c.csv"
             if [ "$PERF_RECORD" = 1 ]; then
-                perf record -q -e cpu-clock -g -p "$pids" -o "$OUT/perf-$p-$c.data" -- \
+                # cpu-clock samples (the only sampling event here) at 4 kHz: the
+                # top symbols as microseconds per request
+                w2=$OUT/wrk-record-$p-$c.txt
+                perf record -q -F 4000 -e cpu-clock -g -p "$pids" -o "$OUT/perf-$p-$c.data" -- \
                     taskset -c "$LOAD_CPU" wrk -t1 -c"$c" -d"${DURATION}s" \
-                    "http://127.0.0.1:${PORT[$p]}/" >/dev/null 2>&1 || true
-                perf report -i "$OUT/perf-$p-$c.data" --no-children --stdio --sort sym 2>/dev/null |
-                    grep -E '^ +[0-9.]+%' | head -30
+                    "http://127.0.0.1:${PORT[$p]}/" >"$w2" 2>&1 || true
+                n2=$(requests_of "$w2")
+                echo "  profile ($n2 requests): us/request  symbol"
+                { perf report -i "$OUT/perf-$p-$c.data" --no-children --stdio --sort sym -n 2>/dev/null || true; } |
+                    awk -v n="$n2" '/^ +[0-9.]+%/ && k < 40 { sym = $4; for (i = 5; i <= NF; i++) sym = sym " " $i
+                        printf "    %6.3f  %s %s\n", $2 * 250 / n, $3, sym; k++ }'
             fi
         fi
     done

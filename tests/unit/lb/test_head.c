@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -68,6 +69,49 @@ static void test_scan_basic(void **st)
     assert_int_equal(hd[1].val_len, 12);
 }
 
+static void test_scan_recognises_header_names(void **st)
+{
+    static const struct {
+        const char *name;
+        int kind;
+    } cases[] = {
+        {"TE", LB_H_TE},
+        {"hOsT", LB_H_HOST},
+        {"Trailer", LB_H_TRAILER},
+        {"UPGRADE", LB_H_UPGRADE},
+        {"Connection", LB_H_CONNECTION},
+        {"keep-Alive", LB_H_KEEP_ALIVE},
+        {"Content-Length", LB_H_CONTENT_LENGTH},
+        {"X-Forwarded-For", LB_H_X_FORWARDED_FOR},
+        {"Proxy-Connection", LB_H_PROXY_CONNECTION},
+        {"Transfer-Encoding", LB_H_TRANSFER_ENCODING},
+        {"x-forwarded-proto", LB_H_X_FORWARDED_PROTO},
+        /* near misses: same length, one byte off, or a prefix */
+        {"Tf", LB_H_OTHER},
+        {"Hosts", LB_H_OTHER},
+        {"Hos", LB_H_OTHER},
+        {"Connectiom", LB_H_OTHER},
+        {"Keep_Alive", LB_H_OTHER},
+        {"Content-Lengt", LB_H_OTHER},
+        {"X-Forwarded-Fox", LB_H_OTHER},
+        {"Transfer-Encodinh", LB_H_OTHER},
+        {"X-Forwarded-Proto2", LB_H_OTHER},
+        {"Host\x01", LB_H_OTHER},
+        {"X-Forwarded\rFor", LB_H_OTHER}, /* '\r' | 0x20 == '-': control bytes never match */
+        {"Keep\rAlive", LB_H_OTHER},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char head[256];
+        snprintf(head, sizeof(head), "GET / HTTP/1.1\r\n%s: v\r\n\r\n", cases[i].name);
+        lb_head_t h;
+        assert_int_equal(scan(head, &h), 0);
+        assert_int_equal(h.n, 1);
+        if (h.hdrs[0].kind != cases[i].kind)
+            fail_msg("%s: kind %d, want %d", cases[i].name, h.hdrs[0].kind, cases[i].kind);
+        assert_int_equal(h.hdrs[0].underscore, strchr(cases[i].name, '_') != NULL);
+    }
+}
+
 static void test_scan_rejects_obs_fold_and_space_before_colon(void **st)
 {
     lb_hdr_t hd[8];
@@ -76,6 +120,17 @@ static void test_scan_rejects_obs_fold_and_space_before_colon(void **st)
     const char *sp = "GET / HTTP/1.1\r\nHost : a\r\n\r\n";
     assert_int_equal(lb_head_scan(fold, strlen(fold), hd, 8, &h), -EINVAL);
     assert_int_equal(lb_head_scan(sp, strlen(sp), hd, 8, &h), -EINVAL);
+    static const char *const bad[] = {
+        "GET / HTTP/1.1\r\nNoColon\r\n\r\n",  "GET / HTTP/1.1\r\n: v\r\n\r\n",
+        "GET / HTTP/1.1\r\nA: b",              "GET / HTTP/1.1\r\nA\r\n: b\r\n\r\n",
+        "GET / HTTP/1.1\r\n\r\r\n\r\n",          "GET / HTTP/1.1\r\nA\tB: c\r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(lb_head_scan(bad[i], strlen(bad[i]), hd, 8, &h), -EINVAL);
+    const char *bare = "GET / HTTP/1.1\nA:b\n\n"; /* LF alone ends lines too */
+    assert_int_equal(lb_head_scan(bare, strlen(bare), hd, 8, &h), 0);
+    assert_int_equal(h.n, 1);
+    assert_int_equal(hd[0].val_len, 1);
     const char *many = "GET / HTTP/1.1\r\na: 1\r\nb: 2\r\nc: 3\r\n\r\n";
     assert_int_equal(lb_head_scan(many, strlen(many), hd, 2, &h), -ENOSPC);
 }
@@ -329,6 +384,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_scan_basic),
+        cmocka_unit_test(test_scan_recognises_header_names),
         cmocka_unit_test(test_scan_rejects_obs_fold_and_space_before_colon),
         cmocka_unit_test(test_request_adds_forwarded_headers_zero_copy),
         cmocka_unit_test(test_request_appends_to_xff_and_replaces_proto),
