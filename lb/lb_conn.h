@@ -12,6 +12,7 @@
 
 #define LB_HEAD_IOV   48
 #define LB_WREQ_REFS  16
+#define LB_WSEGS      64
 #define LB_SEG_STATIC ((lb_buf_t *)1) /* static or connection-owned bytes, no ref */
 
 typedef struct lb_seg {
@@ -26,14 +27,42 @@ typedef struct lb_reader {
     uint32_t end; /* data up to */
 } lb_reader_t;
 
+typedef struct lb_out lb_out_t;
+
+/* One write: pieces staged during a loop turn, then written (see lb_out_t). */
 typedef struct lb_wreq {
     uv_write_t req;
-    struct lb_wreq *next;
+    struct lb_wreq *next; /* staged after this one, or the free list */
     lb_worker_t *w;
-    unsigned nrefs;
+    lb_out_t *out;
+    unsigned nrefs, nb, xl;
+    size_t bytes;
     lb_buf_t *refs[LB_WREQ_REFS];
+    uv_buf_t bufs[LB_WSEGS];
     char extra[256]; /* generated header bytes or a local response */
 } lb_wreq_t;
+
+/*
+ * A socket's output. What the data path writes during a loop turn is staged
+ * here and written when the turn's I/O callbacks are done (a uv_check
+ * handle), as HAProxy sends after its receives: a peer process is then
+ * woken once per turn rather than once per write, and that wake-up (an
+ * interrupt to the other core, paid by the writer) was the largest kernel
+ * cost per request that an L4 forwarder did not also pay. Each staged write
+ * request completes exactly once through done(): at once if the socket
+ * takes it all, else from libuv's write callback; or never, if the socket
+ * closes first.
+ */
+struct lb_out {
+    uv_stream_t *s;
+    void *owner;                           /* lb_conn_t * or lb_up_t * */
+    void (*done)(lb_out_t *o, int status); /* one staged write request completed */
+    void (*sent)(lb_out_t *o);             /* bytes were handed to the socket (or NULL) */
+    lb_wreq_t *staged, *staged_tail;
+    size_t staged_bytes;
+    lb_out_t *prev, *next; /* the worker's list of outputs to write */
+    unsigned listed : 1;
+};
 
 enum lb_conn_state {
     LB_CS_IDLE = 0, /* between requests (keep-alive) */
@@ -74,6 +103,7 @@ typedef struct lb_up {
     uint64_t t_tx;     /* loop time the last request bytes were handed to the socket */
     uint64_t t_rx;     /* loop time of the last byte read (or tunnelled either way) */
     uint64_t timer_at; /* loop time the timer is due, 0 when it is not running */
+    lb_out_t out;
     unsigned got_bytes : 1, head_done : 1, in_head : 1, tunnel : 1, bp : 1, ka : 1, reading : 1,
         dechunk : 1, wrote : 1;
     char extra[LB_HEAD_EXTRA];
@@ -102,7 +132,8 @@ struct lb_conn {
     uint64_t timer_at;  /* loop time the timer is due, 0 when it is not running */
     uint64_t body_seen; /* request body bytes, when --max-body-bytes is set */
     int status;
-    int wr_pending;
+    int wr_pending; /* write requests staged or in libuv, not yet done */
+    lb_out_t out;
     /* Request bytes for the upstream: [0, q_sent) written (kept while
      * replayable), [q_sent, q_n) not yet. */
     lb_seg_t *q;
@@ -140,6 +171,9 @@ struct lb_worker {
     uv_tcp_t listener;
     uv_async_t async;
     uv_timer_t drain_timer;
+    uv_check_t flush_check;     /* writes what the turn's I/O callbacks staged */
+    uv_prepare_t flush_prepare; /* and what timers and write callbacks staged */
+    lb_out_t *flush;        /* outputs with staged writes */
     pthread_t thread;
     lb_pool_t pool;
     lb_algo_t algo;

@@ -9,6 +9,8 @@
 #                X-Forwarded-Proto set
 #   haproxy-tcp  mode tcp, nbthread 1: a byte forwarder that parses nothing
 #                (one upstream connection per client connection), the ceiling
+#   sky-lb-base  another sky-lb binary, $SKYLB_BASE, set up as sky-lb (to
+#                compare two builds side by side)
 # Logging off everywhere, client keep-alive unlimited.
 #
 # The caller sets: BUILD (build tree), PROXY_CPU, LOAD_CPU; then calls
@@ -271,11 +273,13 @@ start_proxy() {
     local name=$1 port mode=http
     port=$(free_port)
     case $name in
-    sky-lb)
-        [ -x "$SKYLB" ] || { echo "sky-lb: $SKYLB missing" >&2; return 1; }
-        launch sky-lb "$SKYLB" --listen 127.0.0.1:$port --workers 1 --policy round_robin \
+    sky-lb | sky-lb-base)
+        local bin=$SKYLB
+        [ "$name" = sky-lb-base ] && bin=${SKYLB_BASE:-}
+        [ -x "$bin" ] || { echo "$name: '$bin' missing" >&2; return 1; }
+        launch "$name" "$bin" --listen 127.0.0.1:$port --workers 1 --policy round_robin \
             --replica http://127.0.0.1:$B1 --replica http://127.0.0.1:$B2 \
-            2>"$TMP/sky-lb.log" >/dev/null
+            2>"$TMP/$name.log" >/dev/null
         ;;
     nginx)
         write_nginx_conf "$port"

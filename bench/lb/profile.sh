@@ -35,7 +35,9 @@ mkdir -p "$OUT"
 
 SYSCALLS="read write writev readv recvfrom sendto recvmsg sendmsg epoll_wait epoll_pwait
 epoll_ctl accept4 close splice shutdown setsockopt getsockopt connect ioctl"
-EVENTS=task-clock,context-switches,raw_syscalls:sys_enter
+# wake-ups the proxy makes (a peer asleep in epoll_wait) and the interrupts
+# to the other core they cost it, counted in the proxy's context
+EVENTS=task-clock,context-switches,raw_syscalls:sys_enter,sched:sched_waking,ipi:ipi_send_cpu
 for s in $SYSCALLS; do EVENTS+=",syscalls:sys_enter_$s"; done
 
 echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg) ($(nproc) CPUs), mode $MODE" >&2
@@ -100,10 +102,13 @@ for p in $PROXIES; do
                 $3 == "task-clock" { cpu = 1000 * $1 / n }
                 $3 == "raw_syscalls:sys_enter" { sc = $1 / n }
                 $3 == "context-switches" { cs = $1 / n }
-                END { printf "summary %s c=%s requests %d cpu_us %.2f user_us %.2f sys_us %.2f syscalls %.3f cs %.4f\n",
-                      p, c, n, cpu, 1e6 * u / hz / n, 1e6 * s / hz / n, sc, cs >"/dev/stderr" }' "$OUT/perf-$p-$c.csv"
+                $3 == "sched:sched_waking" { wk = $1 / n }
+                $3 == "ipi:ipi_send_cpu" { ipi = $1 / n }
+                END { printf "summary %s c=%s requests %d cpu_us %.2f user_us %.2f sys_us %.2f syscalls %.3f cs %.4f wakeups %.3f ipis %.3f\n",
+                      p, c, n, cpu, 1e6 * u / hz / n, 1e6 * s / hz / n, sc, cs, wk, ipi >"/dev/stderr" }' "$OUT/perf-$p-$c.csv"
             awk -F, -v n="$n" '$1 ~ /^[0-9.]+$/ {
                     name = $3; sub(/^syscalls:sys_enter_/, "", name); sub(/^raw_syscalls:sys_enter/, "syscalls (all)", name)
+                    sub(/^sched:sched_waking/, "wake-ups made", name); sub(/^ipi:ipi_send_cpu/, "IPIs sent", name)
                     if ($3 == "task-clock") printf "    %-16s %8.2f us\n", "CPU time", 1000 * $1 / n
                     else if ($1 > 0) printf "    %-16s %8.3f\n", name, $1 / n }' "$OUT/perf-$p-$c.csv"
             if [ "$PERF_RECORD" = 1 ]; then
