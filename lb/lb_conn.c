@@ -1,10 +1,12 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <llhttp.h>
@@ -130,6 +132,39 @@ static void out_init(lb_out_t *o, uv_stream_t *s, void *owner, void (*done)(lb_o
     o->owner = owner;
     o->done = done;
     o->sent = sent;
+    o->fd = -1;
+}
+
+/*
+ * What uv_try_write does when libuv's write queue is empty, with send and
+ * sendmsg (the socket calls skip the VFS layer that write and writev go
+ * through): the bytes the socket took, UV_EAGAIN, or a negative errno.
+ */
+_Static_assert(sizeof(uv_buf_t) == sizeof(struct iovec) &&
+                   offsetof(uv_buf_t, base) == offsetof(struct iovec, iov_base) &&
+                   offsetof(uv_buf_t, len) == offsetof(struct iovec, iov_len),
+               "uv_buf_t is struct iovec on Unix (uv/unix.h)");
+
+static int out_try_write(lb_out_t *o, const uv_buf_t *b, unsigned nb)
+{
+    if (o->fd < 0) {
+        uv_os_fd_t fd;
+        if (uv_fileno((uv_handle_t *)o->s, &fd) != 0)
+            return UV_EBADF;
+        o->fd = fd;
+    }
+    ssize_t k;
+    do {
+        if (nb == 1) {
+            k = send(o->fd, b->base, b->len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        } else {
+            struct msghdr m = {.msg_iov = (struct iovec *)b, .msg_iovlen = nb};
+            k = sendmsg(o->fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+        }
+    } while (k < 0 && errno == EINTR);
+    if (k >= 0)
+        return (int)k;
+    return errno == EAGAIN || errno == EWOULDBLOCK ? UV_EAGAIN : -errno;
 }
 
 /* Bytes not yet taken by the socket: staged, or queued in libuv. */
@@ -253,7 +288,7 @@ static void out_flush(lb_out_t *o)
         if (uv_stream_get_write_queue_size(o->s) == 0) {
             /* When the socket takes it all: no write request, callback or
              * POLLOUT toggling (an epoll_ctl per write in libuv). */
-            int k = uv_try_write(o->s, b, nb);
+            int k = out_try_write(o, b, nb);
             if (k < 0 && k != UV_EAGAIN) {
                 wreq_put(r);
                 o->done(o, k);
@@ -297,7 +332,7 @@ static void out_drop(lb_worker_t *w, lb_out_t *o, int try)
     while ((r = o->staged) != NULL) {
         o->staged = r->next;
         if (try && (uv_stream_get_write_queue_size(o->s) != 0 ||
-                    uv_try_write(o->s, r->bufs, r->nb) != (int)r->bytes))
+                    out_try_write(o, r->bufs, r->nb) != (int)r->bytes))
             try = 0;
         wreq_put(r);
     }

@@ -60,6 +60,7 @@ struct lb_out {
     void (*sent)(lb_out_t *o);             /* bytes were handed to the socket (or NULL) */
     lb_wreq_t *staged, *staged_tail;
     size_t staged_bytes;
+    int fd; /* the socket's, once known (-1 before) */
     lb_out_t *prev, *next; /* the worker's list of outputs to write */
     unsigned listed : 1;
 };

@@ -15,7 +15,9 @@
 # Env: SKY_BUILD_DIR (default /work/main/build), MODE=perf|callgrind,
 #      CONNS="64 256", DURATION=5 (perf), CG_DURATION=10 (callgrind: the
 #      proxy runs ~50x slower), PERF_RECORD=1 (also a cpu-clock profile of
-#      each run: the top symbols are printed), OUT=<dir to keep raw output>.
+#      each run: the top symbols are printed), QUOTA=<per cent of a core> (the
+#      proxy in a cgroup under that CFS quota, as in run_bench.sh),
+#      OUT=<dir to keep raw output>.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -40,7 +42,12 @@ epoll_ctl accept4 close splice shutdown setsockopt getsockopt connect ioctl"
 EVENTS=task-clock,context-switches,raw_syscalls:sys_enter,sched:sched_waking,ipi:ipi_send_cpu
 for s in $SYSCALLS; do EVENTS+=",syscalls:sys_enter_$s"; done
 
-echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg) ($(nproc) CPUs), mode $MODE" >&2
+QUOTA=${QUOTA:-}
+if [ -n "$QUOTA" ]; then
+    cg_init "skylb-profile.$$" || exit 1
+    for p in $PROXIES; do cg_make "$p" && cg_quota "$p" "$QUOTA"; done
+fi
+echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg) ($(nproc) CPUs), mode $MODE${QUOTA:+, quota $QUOTA %}" >&2
 start_backends
 
 ticks_us() { # pid: "utime stime" in clock ticks, pid and its children
