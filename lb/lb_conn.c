@@ -124,11 +124,12 @@ static void wreq_put(lb_wreq_t *r)
 
 /* ---------------------------------------------------------------- output (lb_out_t) */
 
-static void out_init(lb_out_t *o, uv_stream_t *s, void *owner, void (*done)(lb_out_t *, int),
-                     void (*sent)(lb_out_t *))
+static void out_init(lb_out_t *o, uv_stream_t *s, int group, void *owner,
+                     void (*done)(lb_out_t *, int), void (*sent)(lb_out_t *))
 {
     memset(o, 0, sizeof(*o));
     o->s = s;
+    o->group = group;
     o->owner = owner;
     o->done = done;
     o->sent = sent;
@@ -173,28 +174,52 @@ static size_t out_queued(const lb_out_t *o)
     return uv_stream_get_write_queue_size(o->s) + o->staged_bytes;
 }
 
+/*
+ * Lists <o> for the next flush. A peer process asleep in epoll_wait is woken
+ * by the first write of a flush; writes to it that follow back to back find
+ * it running. So upstream outputs are listed next to those of the same
+ * replica, before the clients' (their requests go out first).
+ */
 static void out_list(lb_worker_t *w, lb_out_t *o)
 {
     if (o->listed)
         return;
     o->listed = 1;
-    o->prev = NULL;
-    o->next = w->flush;
-    if (w->flush)
-        w->flush->prev = o;
-    w->flush = o;
+    lb_out_t **head = o->group < 0 ? &w->flush_cl : &w->flush_up;
+    lb_out_t **tail = o->group < 0 ? &w->flush_cl_tail : &w->flush_up_tail;
+    lb_out_t *after = o->group < 0 ? *tail : w->flush_last[o->group];
+    if (!after)
+        after = *tail;
+    o->prev = after;
+    o->next = after ? after->next : *head;
+    if (o->prev)
+        o->prev->next = o;
+    else
+        *head = o;
+    if (o->next)
+        o->next->prev = o;
+    else
+        *tail = o;
+    if (o->group >= 0)
+        w->flush_last[o->group] = o;
 }
 
 static void out_unlist(lb_worker_t *w, lb_out_t *o)
 {
     if (!o->listed)
         return;
+    lb_out_t **head = o->group < 0 ? &w->flush_cl : &w->flush_up;
+    lb_out_t **tail = o->group < 0 ? &w->flush_cl_tail : &w->flush_up_tail;
+    if (o->group >= 0 && w->flush_last[o->group] == o)
+        w->flush_last[o->group] = o->prev && o->prev->group == o->group ? o->prev : NULL;
     if (o->prev)
         o->prev->next = o->next;
     else
-        w->flush = o->next;
+        *head = o->next;
     if (o->next)
         o->next->prev = o->prev;
+    else
+        *tail = o->prev;
     o->prev = o->next = NULL;
     o->listed = 0;
 }
@@ -345,7 +370,7 @@ static void out_drop(lb_worker_t *w, lb_out_t *o, int try)
 static void worker_flush(lb_worker_t *w)
 {
     lb_out_t *o;
-    while ((o = w->flush) != NULL) {
+    while ((o = w->flush_up ? w->flush_up : w->flush_cl) != NULL) {
         out_unlist(w, o);
         out_flush(o);
     }
@@ -1180,7 +1205,7 @@ static lb_up_t *up_new(lb_worker_t *w, int slot)
     up->tcp.data = up;
     up->timer.data = up;
     up->creq.data = up;
-    out_init(&up->out, (uv_stream_t *)&up->tcp, up, up_out_done, up_out_sent);
+    out_init(&up->out, (uv_stream_t *)&up->tcp, slot, up, up_out_done, up_out_sent);
     w->n_ups++;
     return up;
 }
@@ -2028,7 +2053,7 @@ static void on_accept(uv_stream_t *server, int status)
     c->tcp.data = c;
     c->timer.data = c;
     c->handles_open = 2;
-    out_init(&c->out, (uv_stream_t *)&c->tcp, c, client_out_done, NULL);
+    out_init(&c->out, (uv_stream_t *)&c->tcp, -1, c, client_out_done, NULL);
     c->slot = -1;
     c->stat_id = -1;
     c->q = c->q_inline;

@@ -62,6 +62,7 @@ struct lb_out {
     size_t staged_bytes;
     int fd; /* the socket's, once known (-1 before) */
     lb_out_t *prev, *next; /* the worker's list of outputs to write */
+    int group;             /* upstream: the replica's slot; client: -1 */
     unsigned listed : 1;
 };
 
@@ -174,7 +175,11 @@ struct lb_worker {
     uv_timer_t drain_timer;
     uv_check_t flush_check;     /* writes what the turn's I/O callbacks staged */
     uv_prepare_t flush_prepare; /* and what timers and write callbacks staged */
-    lb_out_t *flush;        /* outputs with staged writes */
+    /* Outputs with staged writes: upstream ones first, grouped by replica
+     * (a replica's process gets its requests back to back), then the
+     * clients'. */
+    lb_out_t *flush_up, *flush_up_tail, *flush_cl, *flush_cl_tail;
+    lb_out_t *flush_last[LB_ALGO_MAX_SLOTS]; /* last listed upstream output of a replica */
     pthread_t thread;
     lb_pool_t pool;
     lb_algo_t algo;

@@ -40,6 +40,8 @@ epoll_ctl accept4 close splice shutdown setsockopt getsockopt connect ioctl"
 # wake-ups the proxy makes (a peer asleep in epoll_wait) and the interrupts
 # to the other core they cost it, counted in the proxy's context
 EVENTS=task-clock,context-switches,raw_syscalls:sys_enter,sched:sched_waking,ipi:ipi_send_cpu
+# packets the proxy's context sends (data and pure ACKs) and kernel timers it arms
+EVENTS+=,net:net_dev_xmit,timer:timer_start,timer:hrtimer_start
 for s in $SYSCALLS; do EVENTS+=",syscalls:sys_enter_$s"; done
 
 QUOTA=${QUOTA:-}
@@ -116,8 +118,20 @@ for p in $PROXIES; do
             awk -F, -v n="$n" '$1 ~ /^[0-9.]+$/ {
                     name = $3; sub(/^syscalls:sys_enter_/, "", name); sub(/^raw_syscalls:sys_enter/, "syscalls (all)", name)
                     sub(/^sched:sched_waking/, "wake-ups made", name); sub(/^ipi:ipi_send_cpu/, "IPIs sent", name)
+                    sub(/^net:net_dev_xmit/, "packets sent", name); sub(/^timer:/, "", name)
                     if ($3 == "task-clock") printf "    %-16s %8.2f us\n", "CPU time", 1000 * $1 / n
                     else if ($1 > 0) printf "    %-16s %8.3f\n", name, $1 / n }' "$OUT/perf-$p-$c.csv"
+            if [ "${WAKES:-0}" = 1 ]; then
+                # whom the proxy wakes, per request
+                w3=$OUT/wrk-wakes-$p-$c.txt
+                perf record -q -e sched:sched_waking -p "$pids" -o "$OUT/wakes-$p-$c.data" -- \
+                    taskset -c "$LOAD_CPU" wrk -t1 -c"$c" -d"${DURATION}s" \
+                    "http://127.0.0.1:${PORT[$p]}/" >"$w3" 2>&1 || true
+                n3=$(requests_of "$w3")
+                { perf script -i "$OUT/wakes-$p-$c.data" -F trace 2>/dev/null || true; } |
+                    sed -n 's/^comm=\([^ ]*\) .*/\1/p' | sort | uniq -c | sort -rn |
+                    awk -v n="$n3" '{ printf "    woke %-16s %.4f per request\n", $2, $1 / n }'
+            fi
             if [ "$PERF_RECORD" = 1 ]; then
                 # cpu-clock samples (the only sampling event here) at 4 kHz: the
                 # top symbols as microseconds per request
