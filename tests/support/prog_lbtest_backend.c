@@ -24,9 +24,13 @@
  *   GET /raw?bytes=N         like /big but close-delimited: no Content-Length, no
  *                            chunking, "Connection: close", FIN after N bytes
  *   GET /slow?ms=N           200 "slow\n" after N ms
- *   GET /sse?n=N&gap_ms=M    text/event-stream (chunked): N events
+ *   GET /sse?n=N&gap_ms=M[&ts=1]
+ *                            text/event-stream (chunked): N events
  *                            "data: <i>\n\n", one chunk each, M ms apart, the
- *                            first one at once
+ *                            first one at once; with ts=1 "data: <i> <ns>\n\n",
+ *                            <ns> the CLOCK_MONOTONIC time it was written
+ *   *   /sink                reads the request body and drops it, then 200 with
+ *                            the number of body bytes read
  *   GET /headers             200 JSON {"method":..,"url":..,"headers":[[k,v],..]}
  *   GET /status?code=N       responds with status N (empty body)
  *   GET /garbage             answers "THIS IS NOT HTTP\r\n\r\n", then closes
@@ -74,6 +78,7 @@ enum route {
     R_RAW,
     R_SLOW,
     R_SSE,
+    R_SINK,
     R_HEADERS,
     R_STATUS,
     R_RESET,
@@ -130,6 +135,8 @@ typedef struct conn {
     uint64_t sse_left;
     uint64_t sse_gap;
     uint64_t sse_i;
+    bool sse_ts;
+    uint64_t sink_bytes;
 } conn_t;
 
 typedef struct wreq {
@@ -367,7 +374,7 @@ static enum route route_of(const char *url)
     } tab[] = {
         {"/", R_ROOT},           {"/health", R_HEALTH}, {"/name", R_NAME},
         {"/echo", R_ECHO},       {"/big", R_BIG},  {"/raw", R_RAW},       {"/slow", R_SLOW},
-        {"/sse", R_SSE},         {"/headers", R_HEADERS}, {"/status", R_STATUS},
+        {"/sse", R_SSE}, {"/sink", R_SINK},         {"/headers", R_HEADERS}, {"/status", R_STATUS},
         {"/reset", R_RESET},     {"/garbage", R_GARBAGE}, {"/bighead", R_BIGHEAD},     {"/close", R_CLOSE},   {"/ws", R_WS},
     };
     for (size_t i = 0; i < sizeof(tab) / sizeof(tab[0]); i++)
@@ -433,6 +440,7 @@ static int on_headers_complete(llhttp_t *p)
 {
     conn_t *c = p->data;
     c->route = route_of(c->url);
+    c->sink_bytes = 0;
     c->head = p->method == HTTP_HEAD;
     c->close_after = !llhttp_should_keep_alive(p);
     if (p->upgrade && c->route != R_WS) {
@@ -463,6 +471,8 @@ static int on_headers_complete(llhttp_t *p)
 static int on_body(llhttp_t *p, const char *at, size_t len)
 {
     conn_t *c = p->data;
+    if (c->route == R_SINK)
+        c->sink_bytes += len;
     if (c->route != R_ECHO)
         return 0;
     if (c->echo_chunked)
@@ -512,7 +522,9 @@ static void on_timer(uv_timer_t *t)
         response_done(c);
     } else if (c->route == R_SSE) {
         char ev[64];
-        int n = snprintf(ev, sizeof(ev), "data: %" PRIu64 "\n\n", c->sse_i++);
+        int n = c->sse_ts ? snprintf(ev, sizeof(ev), "data: %" PRIu64 " %" PRIu64 "\n\n",
+                                     c->sse_i++, uv_hrtime())
+                          : snprintf(ev, sizeof(ev), "data: %" PRIu64 "\n\n", c->sse_i++);
         buf_addf(&c->out, "%x\r\n%s\r\n", n, ev);
         if (--c->sse_left == 0) {
             buf_add(&c->out, "0\r\n\r\n", 5);
@@ -556,6 +568,12 @@ static int on_message_complete(llhttp_t *p)
         if (c->echo_chunked)
             buf_add(&c->out, "0\r\n\r\n", 5);
         break;
+    case R_SINK: {
+        char n[32];
+        int k = snprintf(n, sizeof(n), "%" PRIu64 "\n", c->sink_bytes);
+        respond(c, 200, "text/plain", n, (size_t)k);
+        break;
+    }
     case R_HEADERS: {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "method", llhttp_method_name(p->method));
@@ -654,6 +672,7 @@ static int on_message_complete(llhttp_t *p)
         c->sse_i = 0;
         if (!query_u64(c->url, "gap_ms", &c->sse_gap))
             c->sse_gap = 100;
+        c->sse_ts = query_u64(c->url, "ts", &v) && v;
         buf_addf(&c->out, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
                           "Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n%s\r\n",
                  c->close_after ? "Connection: close\r\n" : "");
