@@ -18,7 +18,7 @@
 # started here, every cgroup made here, $TMP).
 
 PY=/usr/bin/python3
-SKYLB=$BUILD/lb/sky-lb
+SKYLB=${SKYLB:-$BUILD/lb/sky-lb}
 BACKEND=$BUILD/tests/lbtest_backend
 PROXY_CPU=${PROXY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
@@ -337,6 +337,9 @@ HZ=$(getconf CLK_TCK)
 
 core_ticks() { # "busy total" ticks of CPU $1 from /proc/stat
     awk -v c="cpu$1" '$1 == c { b = $2 + $3 + $4 + $7 + $8 + $9; print b, b + $5 + $6 }' /proc/stat
+}
+core_task_ticks() { # "tasks total" ticks of CPU $1: user+nice+system (no irq time), all
+    awk -v c="cpu$1" '$1 == c { b = $2 + $3 + $4; print b, b + $5 + $6 + $7 + $8 + $9 }' /proc/stat
 }
 busy_pct() { # before after (each "busy total")
     awk -v a="$1" -v b="$2" 'BEGIN { split(a, x, " "); split(b, y, " ");
