@@ -125,7 +125,7 @@ static void wreq_put(lb_wreq_t *r)
 /* ---------------------------------------------------------------- output (lb_out_t) */
 
 static void out_init(lb_out_t *o, uv_stream_t *s, int group, void *owner,
-                     void (*done)(lb_out_t *, int), void (*sent)(lb_out_t *))
+                     void (*done)(lb_out_t *, int), void (*sent)(lb_out_t *, int))
 {
     memset(o, 0, sizeof(*o));
     o->s = s;
@@ -168,10 +168,11 @@ static int out_try_write(lb_out_t *o, const uv_buf_t *b, unsigned nb)
     return errno == EAGAIN || errno == EWOULDBLOCK ? UV_EAGAIN : -errno;
 }
 
-/* Bytes not yet taken by the socket: staged, or queued in libuv. */
+/* Bytes not yet taken by the socket: staged, or queued in libuv
+ * (write_queue_size is uv_stream_t's public read-only field). */
 static size_t out_queued(const lb_out_t *o)
 {
-    return uv_stream_get_write_queue_size(o->s) + o->staged_bytes;
+    return o->s->write_queue_size + o->staged_bytes;
 }
 
 /*
@@ -280,7 +281,7 @@ static int out_stage(lb_worker_t *w, lb_out_t *o, const lb_seg_t *segs, size_t n
         if (r->nb > 0 && r->bufs[r->nb - 1].base + r->bufs[r->nb - 1].len == base)
             r->bufs[r->nb - 1].len += g->len; /* contiguous */
         else
-            r->bufs[r->nb++] = uv_buf_init((char *)base, g->len);
+            r->bufs[r->nb++] = (uv_buf_t){.base = (char *)base, .len = g->len};
         r->bytes += g->len;
         o->staged_bytes += g->len;
     }
@@ -310,7 +311,7 @@ static void out_flush(lb_out_t *o)
         o->staged_bytes -= r->bytes;
         uv_buf_t *b = r->bufs;
         unsigned nb = r->nb;
-        if (uv_stream_get_write_queue_size(o->s) == 0) {
+        if (o->s->write_queue_size == 0) {
             /* When the socket takes it all: no write request, callback or
              * POLLOUT toggling (an epoll_ctl per write in libuv). */
             int k = out_try_write(o, b, nb);
@@ -319,8 +320,6 @@ static void out_flush(lb_out_t *o)
                 o->done(o, k);
                 continue;
             }
-            if (k > 0 && o->sent)
-                o->sent(o);
             if (k > 0) {
                 size_t left = (size_t)k;
                 while (nb > 0 && left >= b->len) {
@@ -330,6 +329,8 @@ static void out_flush(lb_out_t *o)
                 }
                 if (nb == 0) {
                     wreq_put(r);
+                    if (o->sent)
+                        o->sent(o, 0);
                     o->done(o, 0);
                     continue;
                 }
@@ -342,7 +343,7 @@ static void out_flush(lb_out_t *o)
             wreq_put(r);
             o->done(o, rc);
         } else if (o->sent) {
-            o->sent(o);
+            o->sent(o, 1);
         }
     }
 }
@@ -356,7 +357,7 @@ static void out_drop(lb_worker_t *w, lb_out_t *o, int try)
     lb_wreq_t *r;
     while ((r = o->staged) != NULL) {
         o->staged = r->next;
-        if (try && (uv_stream_get_write_queue_size(o->s) != 0 ||
+        if (try && (o->s->write_queue_size != 0 ||
                     out_try_write(o, r->bufs, r->nb) != (int)r->bytes))
             try = 0;
         wreq_put(r);
@@ -414,7 +415,7 @@ static uint32_t reader_alloc(lb_worker_t *w, lb_reader_t *rd, int head_mode, uin
         rd->blk = lb_pool_get(&w->pool);
         rd->pos = rd->end = 0;
     }
-    *buf = uv_buf_init(rd->blk->data + rd->end, LB_BLOCK_SIZE - rd->end);
+    *buf = (uv_buf_t){.base = rd->blk->data + rd->end, .len = LB_BLOCK_SIZE - rd->end};
     return shift;
 }
 
@@ -439,7 +440,8 @@ static void conn_close_after_writes(lb_conn_t *c);
 static void worker_check_done(lb_worker_t *w);
 static void client_out_done(lb_out_t *o, int status);
 static void up_out_done(lb_out_t *o, int status);
-static void up_out_sent(lb_out_t *o);
+static void up_out_sent(lb_out_t *o, int queued);
+static void client_out_sent(lb_out_t *o, int queued);
 static void up_timer_update(lb_up_t *up);
 static void conn_timer_update(lb_conn_t *c);
 static void mark_down(lb_worker_t *w, int slot, int down);
@@ -586,8 +588,9 @@ static void flush_to_up(lb_conn_t *c)
 }
 
 /* Request bytes reached the upstream socket (out_flush). */
-static void up_out_sent(lb_out_t *o)
+static void up_out_sent(lb_out_t *o, int queued)
 {
+    (void)queued;
     lb_up_t *up = o->owner;
     up->wrote = 1;
     /* The response timeout counts from the last request byte sent, so a
@@ -1649,7 +1652,6 @@ int lb_conn_write_raw(lb_conn_t *c, const lb_seg_t *segs, size_t n)
         if (c->wr_pending == 0)
             c->t_tx = uv_now(&c->w->loop);
         c->wr_pending += rc;
-        conn_timer_update(c);
     }
     return rc;
 }
@@ -1986,6 +1988,13 @@ static void on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         lb_conn_on_eof(c, (int)nread);
 }
 
+/* Some of a response waits in libuv's queue: the send timeout runs. */
+static void client_out_sent(lb_out_t *o, int queued)
+{
+    if (queued)
+        conn_timer_update(o->owner);
+}
+
 static void client_out_done(lb_out_t *o, int status)
 {
     lb_conn_t *c = o->owner;
@@ -2053,7 +2062,7 @@ static void on_accept(uv_stream_t *server, int status)
     c->tcp.data = c;
     c->timer.data = c;
     c->handles_open = 2;
-    out_init(&c->out, (uv_stream_t *)&c->tcp, -1, c, client_out_done, NULL);
+    out_init(&c->out, (uv_stream_t *)&c->tcp, -1, c, client_out_done, client_out_sent);
     c->slot = -1;
     c->stat_id = -1;
     c->q = c->q_inline;

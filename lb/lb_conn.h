@@ -57,7 +57,8 @@ struct lb_out {
     uv_stream_t *s;
     void *owner;                           /* lb_conn_t * or lb_up_t * */
     void (*done)(lb_out_t *o, int status); /* one staged write request completed */
-    void (*sent)(lb_out_t *o);             /* bytes were handed to the socket (or NULL) */
+    void (*sent)(lb_out_t *o, int queued); /* bytes reached the socket; <queued>: some
+                                              wait in libuv's queue (or NULL) */
     lb_wreq_t *staged, *staged_tail;
     size_t staged_bytes;
     int fd; /* the socket's, once known (-1 before) */

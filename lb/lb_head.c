@@ -132,7 +132,7 @@ int lb_head_scan(const char *head, size_t len, lb_hdr_t *hdrs, size_t max, lb_he
     p = nl + 1;
     /* Lines end at an LF: none can end past the last one, so the loops below
      * need no other bound. */
-    const char *lim = (const char *)memrchr(head, '\n', len) + 1;
+    const char *lim = head[len - 1] == '\n' ? end : (const char *)memrchr(head, '\n', len) + 1;
     while (p < end) {
         if (p >= lim)
             return -EINVAL; /* a last line without its LF */
@@ -406,7 +406,7 @@ static inline int emit_bytes(emit_t *e, const char *s, size_t n, int generated)
     }
     if (e->n_iov >= e->max_iov)
         return -ENOBUFS;
-    e->iov[e->n_iov++] = uv_buf_init((char *)s, (unsigned)n);
+    e->iov[e->n_iov++] = (uv_buf_t){.base = (char *)s, .len = n};
     return 0;
 }
 
