@@ -26,6 +26,9 @@
 #      CONNS="64 256", QUOTAS="50 off" (per cent of one core, or off),
 #      PROXIES="sky-lb nginx haproxy haproxy-tcp", IDLE_CONNS=10000,
 #      WRK_THREADS=1, SKIP_IDLE=0, SKIP_WRK=0, OUT=<dir to keep raw results>,
+#      NEWCONN=0 (1: wrk sends "Connection: close", so every request comes on
+#      a new client connection: accept, the first read and the close are in
+#      every request's cost; the upstream side stays pooled in every proxy),
 #      MAX_OTHER=10 RETRIES=10: a wrk run during which other processes took
 #      more than MAX_OTHER % of the proxies' core is repeated (5 s later), up
 #      to RETRIES times; the tables report the kept runs, and the ratios also
@@ -46,6 +49,9 @@ PROXIES=${PROXIES:-"sky-lb nginx haproxy haproxy-tcp"}
 WRK_THREADS=${WRK_THREADS:-1}
 SKIP_IDLE=${SKIP_IDLE:-0}
 SKIP_WRK=${SKIP_WRK:-0}
+NEWCONN=${NEWCONN:-0}
+WRK_ARGS=()
+[ "$NEWCONN" = 1 ] && WRK_ARGS=(-H "Connection: close")
 MAX_OTHER=${MAX_OTHER:-10}
 RETRIES=${RETRIES:-10}
 # shellcheck source=bench/lb/lib.sh
@@ -74,6 +80,7 @@ set_quota() { [ $use_cg = 1 ] && cg_quota "$1" "$2" || true; }
 throttled() { if [ $use_cg = 1 ]; then cg_throttled "$1"; else echo "0 0"; fi; }
 
 echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg) ($(nproc) CPUs)" >&2
+[ "$NEWCONN" = 1 ] && echo "client connections: a new one per request (Connection: close)" >&2
 start_backends
 
 IDLE_RES=$OUT/idle.txt
@@ -125,7 +132,7 @@ measure() {
     read -r th0 tt0 < <(throttled "$p")
     c0a=$(core_ticks "$PROXY_CPU") c1a=$(core_ticks "$LOAD_CPU") o0=$(core_task_ticks "$PROXY_CPU")
     taskset -c "$LOAD_CPU" wrk -t"$WRK_THREADS" -c"$c" -d"${DURATION}s" --latency \
-        --timeout 5s "http://127.0.0.1:${PORT[$p]}/" >"$out" 2>&1 || true
+        --timeout 5s ${WRK_ARGS[@]+"${WRK_ARGS[@]}"} "http://127.0.0.1:${PORT[$p]}/" >"$out" 2>&1 || true
     t1=$(cpu_ticks "${PPID_OF[$p]}")
     read -r th1 tt1 < <(throttled "$p")
     o1=$(core_task_ticks "$PROXY_CPU")
