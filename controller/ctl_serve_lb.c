@@ -46,13 +46,13 @@ static int port_free(int port)
     return ok;
 }
 
-int ctl_lb_pick_port(ctl_serve_t *s)
+int ctl_lb_pick_port(ctl_serve_t *s, int taken)
 {
     for (int p = s->cfg.lb_port_start; p < 65536; p++) {
-        bool used = false;
+        bool used = p == taken;
 
         for (ctl_service_t *o = s->services; o; o = o->next)
-            used |= !o->deleted && o->row.lb_port == p;
+            used |= !o->deleted && (o->row.lb_port == p || o->row.lb_admin_port == p);
         if (!used && port_free(p))
             return p;
     }
@@ -92,11 +92,14 @@ int ctl_lb_port_lock(void)
     return -1;
 }
 
-void ctl_lb_port_unlock(int fd, int port)
+void ctl_lb_port_unlock(int fd, int port, int admin_port)
 {
     if (fd < 0)
         return;
     for (int waited = 0; port > 0 && waited < LB_PORT_WAIT_MS && port_free(port); waited += 10)
+        usleep(10 * 1000);
+    for (int waited = 0; admin_port > 0 && waited < LB_PORT_WAIT_MS && port_free(admin_port);
+         waited += 10)
         usleep(10 * 1000);
     close(fd);
 }
@@ -179,7 +182,7 @@ static int lb_spawn(ctl_serve_t *s, ctl_service_t *svc)
 {
     uv_process_options_t o;
     uv_stdio_container_t stdio[3];
-    char listen[32], ctrl[256], sync[32], *log = NULL, *cert = NULL, *key = NULL;
+    char listen[32], admin[32], ctrl[256], sync[32], *log = NULL, *cert = NULL, *key = NULL;
     const char **argv;
     char **urls;
     ctl_version_t *v = ctl_service_latest(svc);
@@ -190,16 +193,24 @@ static int lb_spawn(ctl_serve_t *s, ctl_service_t *svc)
         CORE_ERROR("%s: cannot find the sky-lb program", svc->row.name);
         return -ENOENT;
     }
-    if (svc->row.lb_port <= 0) {
+    /* Ports stay with the service: a restarted LB serves (and is scraped)
+     * where it was. A service from before admin listeners gets one now. */
+    if (svc->row.lb_port <= 0 || svc->row.lb_admin_port <= 0) {
         port_lock = ctl_lb_port_lock();
-        rc = ctl_lb_pick_port(s);
+        rc = svc->row.lb_port > 0 ? svc->row.lb_port : ctl_lb_pick_port(s, 0);
+        if (rc > 0) {
+            svc->row.lb_port = rc;
+            rc = svc->row.lb_admin_port > 0 ? svc->row.lb_admin_port
+                                             : ctl_lb_pick_port(s, svc->row.lb_port);
+        }
         if (rc < 0) {
-            ctl_lb_port_unlock(port_lock, 0);
+            ctl_lb_port_unlock(port_lock, 0, 0);
             return rc;
         }
-        svc->row.lb_port = rc;
+        svc->row.lb_admin_port = rc;
     }
     snprintf(listen, sizeof(listen), "0.0.0.0:%d", svc->row.lb_port);
+    snprintf(admin, sizeof(admin), "127.0.0.1:%d", svc->row.lb_admin_port);
     /* The path names the service: the LB posts {controller}/controller/load_balancer_sync. */
     snprintf(ctrl, sizeof(ctrl), "http://127.0.0.1:%d/lb/%s", s->port, svc->row.name);
     snprintf(sync, sizeof(sync), "%g", s->cfg.lb_sync_interval);
@@ -216,6 +227,9 @@ static int lb_spawn(ctl_serve_t *s, ctl_service_t *svc)
     argv[n++] = svc->row.name;
     argv[n++] = "--controller-token-file";
     argv[n++] = s->token_path;
+    /* /metrics and /-/replicas on loopback, behind the same token. */
+    argv[n++] = "--admin";
+    argv[n++] = admin;
     argv[n++] = "--sync-interval";
     argv[n++] = sync;
     argv[n++] = "--policy";
@@ -272,10 +286,11 @@ static int lb_spawn(ctl_serve_t *s, ctl_service_t *svc)
     svc->row.lb_pid = p->pid;
     svc->row.lb_ctrl_port = s->port;
     ctl_service_save(svc);
-    CORE_INFO("%s: sky-lb pid %d on port %d (%d ready replicas)", svc->row.name, p->pid,
-              svc->row.lb_port, n_urls);
+    CORE_INFO("%s: sky-lb pid %d on port %d, admin 127.0.0.1:%d (%d ready replicas)",
+              svc->row.name, p->pid, svc->row.lb_port, svc->row.lb_admin_port, n_urls);
 out:
-    ctl_lb_port_unlock(port_lock, rc == 0 ? svc->row.lb_port : 0);
+    ctl_lb_port_unlock(port_lock, rc == 0 ? svc->row.lb_port : 0,
+                       rc == 0 ? svc->row.lb_admin_port : 0);
     for (int i = 0; i < n_urls; i++)
         free(urls[i]);
     free(urls);

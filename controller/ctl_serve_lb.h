@@ -15,11 +15,12 @@ char *ctl_lb_url(const ctl_service_t *svc, const ctl_replica_t *r);
 /* The LB's sync: feeds the autoscaler, returns the ready set. */
 cJSON *ctl_serve_lb_sync(ctl_serve_t *s, ctl_service_t *svc, const cJSON *body);
 
-/* A free port for a new service's LB, from lb_port_start; taken under a
- * machine-wide lock (fd, or -1) released by ctl_lb_port_unlock once the LB
- * listens on <port> (0: release now). */
+/* A free port for a new service's LB (or its admin listener), from
+ * lb_port_start, other than <taken> and the ports of our services; taken
+ * under a machine-wide lock (fd, or -1) released by ctl_lb_port_unlock once
+ * the LB listens on <port> and <admin_port> (0: do not wait for it). */
 int ctl_lb_port_lock(void);
-int ctl_lb_pick_port(ctl_serve_t *s);
-void ctl_lb_port_unlock(int fd, int port);
+int ctl_lb_pick_port(ctl_serve_t *s, int taken);
+void ctl_lb_port_unlock(int fd, int port, int admin_port);
 
 #endif

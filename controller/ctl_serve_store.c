@@ -65,9 +65,15 @@ static int v1_columns(core_store_t *st, void *arg, char **err)
 /* Version 2: the task flags of `sky serve up/update` (issue 14). */
 static const char schema_v2[] = "ALTER TABLE versions ADD COLUMN overrides TEXT;";
 
+/* Version 3: the LB's admin listener port, kept so that a restarted or
+ * re-adopted LB serves its metrics where scrapers already look. */
+static const char schema_v3[] =
+    "ALTER TABLE services ADD COLUMN lb_admin_port INTEGER NOT NULL DEFAULT 0;";
+
 static const core_store_step_t steps[] = {
     {schema_v1, v1_columns},
     {schema_v2, NULL},
+    {schema_v3, NULL},
 };
 
 int ctl_store_open(const char *path, ctl_store_t **out)
@@ -146,8 +152,8 @@ int ctl_store_put_service(ctl_store_t *st, const ctl_service_row_t *s)
 {
     sqlite3_stmt *q = prep(st, "INSERT OR REPLACE INTO services (name, status, created_at, uptime,"
                                " lb_port, lb_pid, lb_ctrl_port, load_balancing_policy,"
-                               " requested_resources, active_versions, purge)"
-                               " VALUES (?,?,?,?,?,?,?,?,?,?,?)");
+                               " requested_resources, active_versions, purge, lb_admin_port)"
+                               " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)");
     char *av;
 
     if (!q)
@@ -164,6 +170,7 @@ int ctl_store_put_service(ctl_store_t *st, const ctl_service_row_t *s)
     sqlite3_bind_text(q, 9, s->requested_resources, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(q, 10, av, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int(q, 11, s->purge);
+    sqlite3_bind_int(q, 12, s->lb_admin_port);
     free(av);
     return run(st, q);
 }
@@ -172,7 +179,8 @@ int ctl_store_list_services(ctl_store_t *st, ctl_service_row_t **out, size_t *n)
 {
     sqlite3_stmt *q = prep(st, "SELECT name, status, created_at, uptime, lb_port, lb_pid,"
                                " lb_ctrl_port, load_balancing_policy, requested_resources,"
-                               " active_versions, purge FROM services ORDER BY name");
+                               " active_versions, purge, lb_admin_port FROM services"
+                               " ORDER BY name");
     ctl_service_row_t *v = NULL;
     size_t cnt = 0, cap = 0;
     int rc;
@@ -202,6 +210,7 @@ int ctl_store_list_services(ctl_store_t *st, ctl_service_row_t **out, size_t *n)
         core_store_col_text(q, 8, s->requested_resources, sizeof(s->requested_resources));
         parse_versions((const char *)sqlite3_column_text(q, 9), s->active_versions, &s->n_active);
         s->purge = sqlite3_column_int(q, 10);
+        s->lb_admin_port = sqlite3_column_int(q, 11);
     }
     if (rc < 0) {
         free(v);

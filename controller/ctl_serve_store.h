@@ -24,6 +24,7 @@ typedef struct ctl_service_row {
     int lb_port;
     int lb_pid;       /* 0 = none */
     int lb_ctrl_port; /* controller port the running LB syncs with */
+    int lb_admin_port; /* the LB's loopback admin listener (/metrics); 0 = none yet */
     char lb_policy[24];
     char requested_resources[96];
     int active_versions[CTL_MAX_ACTIVE_VERSIONS];

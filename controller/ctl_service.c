@@ -503,12 +503,15 @@ int ctl_serve_up(ctl_serve_t *s, const char *name, const ctl_task_src_t *src, ct
         goto fail;
     }
     port_lock = ctl_lb_port_lock();
-    rc = ctl_lb_pick_port(s);
+    if ((rc = ctl_lb_pick_port(s, 0)) > 0) {
+        svc->row.lb_port = rc;
+        rc = ctl_lb_pick_port(s, svc->row.lb_port);
+    }
     if (rc < 0) {
         *err = core_xstrdup("no free port for the load balancer");
         goto fail;
     }
-    svc->row.lb_port = rc;
+    svc->row.lb_admin_port = rc;
     {
         char *dir = ctl_serve_log_path(s, name, "");
 
@@ -527,12 +530,13 @@ int ctl_serve_up(ctl_serve_t *s, const char *name, const ctl_task_src_t *src, ct
     svc->next_probe = core_now();
     svc->next_decision = core_now();
     ctl_lb_ensure(s, svc);
-    ctl_lb_port_unlock(port_lock, svc->lb_proc ? svc->row.lb_port : 0);
+    ctl_lb_port_unlock(port_lock, svc->lb_proc ? svc->row.lb_port : 0,
+                       svc->lb_proc ? svc->row.lb_admin_port : 0);
     CORE_INFO("%s: service up (version 1, LB port %d)", name, svc->row.lb_port);
     *out = svc;
     return 0;
 fail:
-    ctl_lb_port_unlock(port_lock, 0);
+    ctl_lb_port_unlock(port_lock, 0, 0);
     service_free(svc);
     return rc < 0 ? rc : CORE_ESPEC;
 }
@@ -680,6 +684,15 @@ cJSON *ctl_serve_service_json(ctl_serve_t *s, ctl_service_t *svc)
     cJSON_AddStringToObject(o, "endpoint", ep);
     free(ep);
     cJSON_AddNumberToObject(o, "lb_port", svc->row.lb_port);
+    if (svc->row.lb_admin_port > 0) {
+        /* Scraped with the same bearer token as the controller's API. */
+        char *u = core_xasprintf("http://127.0.0.1:%d/metrics", svc->row.lb_admin_port);
+
+        cJSON_AddStringToObject(o, "lb_metrics_url", u);
+        free(u);
+    } else {
+        cJSON_AddNullToObject(o, "lb_metrics_url");
+    }
     cJSON_AddStringToObject(o, "load_balancing_policy", svc->row.lb_policy);
     repr = v && v->task ? core_service_repr(v->task->service) : NULL;
     if (repr) {

@@ -348,6 +348,12 @@ def test_sigterm_keeps_replicas_and_lb_then_readopts(serve):
     rid = svc["replicas"][0]["replica_id"]
     wait_lb(port, "/before", lambda _, body: "(replica %d)" % rid in body, 10,
              what="the LB routing to the replica")
+    # The LB's admin listener: on loopback, behind the controller's token.
+    metrics = svc["lb_metrics_url"]
+    assert metrics.startswith("http://127.0.0.1:") and metrics.endswith("/metrics"), metrics
+    assert lb_metric(s, metrics, 'sky_lb_requests_total{code="200"}') >= 1
+    assert api.request("GET", metrics)[0] == 401
+    assert api.request("GET", metrics, "wrong")[0] == 401
     s.proc.send_signal(signal.SIGTERM)
     assert s.proc.wait(timeout=10) == 0
     # Replica and LB keep serving with no controller.
@@ -362,9 +368,23 @@ def test_sigterm_keeps_replicas_and_lb_then_readopts(serve):
     time.sleep(1.5)
     assert lb_pids(s) == before
     assert len(s.instances()) == 1
-    # An LB that dies is restarted.
+    assert s.service("keep")["lb_metrics_url"] == metrics
+    # An LB that dies is restarted, its metrics where they were (fresh counters).
     os.kill(before[0], signal.SIGKILL)
     wait_lb(port, "/back", lambda st, _: st == 200, 20, what="the LB restarted")
+    assert s.service("keep")["lb_metrics_url"] == metrics
+    assert lb_metric(s, metrics, 'sky_lb_requests_total{code="200"}') >= 1
+
+
+def lb_metric(s, url, series):
+    """The value of one series in the LB's Prometheus text."""
+    st, text = api.request("GET", url, s.token)
+    assert st == 200, text
+    for line in text.decode().splitlines():
+        name, _, value = line.rpartition(" ")
+        if name == series:
+            return float(value)
+    raise AssertionError("no %s in %s" % (series, text[:2000]))
 
 
 SPOT_YAML = """\

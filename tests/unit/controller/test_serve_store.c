@@ -66,6 +66,7 @@ static void test_service_roundtrip(void **state)
     s.lb_port = 30001;
     s.lb_pid = 4242;
     s.lb_ctrl_port = 20001;
+    s.lb_admin_port = 30002;
     snprintf(s.lb_policy, sizeof(s.lb_policy), "round_robin");
     snprintf(s.requested_resources, sizeof(s.requested_resources), "1x Local([Spot]vCPU=2)");
     s.active_versions[0] = 1;
@@ -90,6 +91,7 @@ static void test_service_roundtrip(void **state)
     assert_int_equal(out[1].lb_port, 30001);
     assert_int_equal(out[1].lb_pid, 4242);
     assert_int_equal(out[1].lb_ctrl_port, 20001);
+    assert_int_equal(out[1].lb_admin_port, 30002);
     assert_string_equal(out[1].lb_policy, "round_robin");
     assert_string_equal(out[1].requested_resources, "1x Local([Spot]vCPU=2)");
     assert_int_equal(out[1].n_active, 2);
@@ -177,6 +179,43 @@ static void test_versions_from_an_older_file(void **state)
     ctl_version_row_clear(&out[0]);
     free(out);
     reopen(f); /* the column is there now: opening again is fine too */
+}
+
+/* A version-2 file (before the LB admin port) keeps its services: they read
+ * back with no admin port, which the next LB spawn picks. */
+static void test_services_from_a_version_2_file(void **state)
+{
+    fx_t *f = *state;
+    ctl_service_row_t *out = NULL;
+    size_t n = 0;
+    sqlite3 *db;
+
+    ctl_store_close(f->st);
+    f->st = NULL;
+    unlink(f->path);
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(db,
+                     "CREATE TABLE services (name TEXT PRIMARY KEY, status TEXT NOT NULL,"
+                     " created_at REAL NOT NULL, uptime REAL NOT NULL DEFAULT 0,"
+                     " lb_port INTEGER NOT NULL DEFAULT 0, lb_pid INTEGER NOT NULL DEFAULT 0,"
+                     " lb_ctrl_port INTEGER NOT NULL DEFAULT 0,"
+                     " load_balancing_policy TEXT NOT NULL DEFAULT 'least_load',"
+                     " requested_resources TEXT NOT NULL DEFAULT '',"
+                     " active_versions TEXT NOT NULL DEFAULT '[]',"
+                     " purge INTEGER NOT NULL DEFAULT 0);"
+                     "INSERT INTO services (name, status, created_at, lb_port)"
+                     " VALUES ('s', 'READY', 1.0, 30005);"
+                     "PRAGMA user_version=2;",
+                     NULL, NULL, NULL),
+        SQLITE_OK);
+    sqlite3_close(db);
+    reopen(f);
+    assert_int_equal(ctl_store_list_services(f->st, &out, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(out[0].lb_port, 30005);
+    assert_int_equal(out[0].lb_admin_port, 0);
+    free(out);
 }
 
 static void test_replica_every_column(void **state)
@@ -330,6 +369,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_service_roundtrip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_versions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_versions_from_an_older_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_services_from_a_version_2_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replica_every_column, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replica_ids_never_reused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_meta_and_delete_service, setup, teardown),
