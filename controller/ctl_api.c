@@ -17,6 +17,7 @@
 #include "ctl_api.h"
 #include "ctl_serve.h"
 #include "ctl_serve_lb.h"
+#include "ctl_serve_metrics.h"
 #include "ctl_service.h"
 
 #define LOG_MAX_READ (8u << 20) /* one log response never buffers more than this */
@@ -567,6 +568,14 @@ void ctl_api_handle(core_http_conn_t *conn, const core_http_req_t *req, void *ud
         cJSON_AddNumberToObject(o, "pid", getpid());
         cJSON_AddStringToObject(o, "mode", "serve");
         core_http_respond_json(conn, 200, o);
+        return;
+    }
+    if (is_get && strcmp(path, "/metrics") == 0) {
+        size_t len;
+        char *text = ctl_serve_metrics_render(s, &len);
+
+        core_http_respond(conn, 200, CTL_PROM_CONTENT_TYPE, text, len);
+        free(text);
         return;
     }
     if (is_get && strcmp(path, "/api/controller") == 0) {

@@ -141,6 +141,7 @@ int ctl_jobs_main(const ctl_jobs_opts_t *opts)
         goto out;
     }
     int port = core_http_server_port(d->http);
+    ctl_metrics_proc_start(&d->proc, d->jobs_dir);
     write_port_file(d->jobs_dir, port);
     uv_signal_init(d->loop, &dm.sigterm);
     uv_signal_init(d->loop, &dm.sigint);

@@ -7,6 +7,7 @@
 #include "core/http_async.h"
 #include "core/store.h"
 #include "ctl_idle.h"
+#include "ctl_metrics.h"
 
 /*
  * sky-controller --mode jobs: managed spot jobs that survive preemption.
@@ -77,6 +78,7 @@ typedef struct ctl_jobs {
     ctl_job_t *jobs;          /* the jobs with a running state machine */
     int stopping;
     ctl_idle_t idle;
+    ctl_metrics_proc_t proc; /* restarts, start time (/metrics) */
 } ctl_jobs_t;
 
 #endif

@@ -16,6 +16,7 @@
 #include "core/util.h"
 #include "ctl_jobs_api.h"
 #include "ctl_jobs_logs.h"
+#include "ctl_jobs_metrics.h"
 #include "ctl_jobs_run.h"
 #include "ctl_jobs_store.h"
 
@@ -369,6 +370,19 @@ void ctl_jobs_api_handle(core_http_conn_t *c, const core_http_req_t *req, void *
         cJSON_AddStringToObject(doc, "status", "ok");
         cJSON_AddNumberToObject(doc, "pid", getpid());
         core_http_respond_json(c, 200, doc);
+        return;
+    }
+    if (strcmp(p, "/metrics") == 0 && strcmp(req->method, "GET") == 0) {
+        size_t len;
+        char *text = ctl_jobs_metrics_render(d, &len);
+
+        if (!text) {
+            core_http_respond_error(c, 500, "database: %s",
+                                    sqlite3_errmsg(core_store_db(d->store)));
+            return;
+        }
+        core_http_respond(c, 200, CTL_PROM_CONTENT_TYPE, text, len);
+        free(text);
         return;
     }
     if (strcmp(p, "/api/jobs") == 0) {

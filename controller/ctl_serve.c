@@ -328,6 +328,7 @@ int ctl_serve_main(const ctl_serve_opts_t *opts)
         return 1;
     }
     s->port = core_http_server_port(s->http);
+    ctl_metrics_proc_start(&s->proc, s->serve_dir);
     if ((rc = ctl_serve_load_services(s)) < 0) {
         fprintf(stderr, "sky-controller: cannot load services: %s\n", core_strerror(rc));
         return 1;

@@ -15,6 +15,7 @@
 #include "ctl_backoff.h"
 #include "ctl_fleet.h"
 #include "ctl_idle.h"
+#include "ctl_metrics.h"
 #include "ctl_serve_cfg.h"
 #include "ctl_serve_store.h"
 
@@ -50,6 +51,8 @@ typedef struct ctl_replica {
     int preempt_check;                /* a describe after a failed probe is under way */
     unsigned long long launched_mono; /* when the launch result was applied */
     double next_job_poll;
+    /* Attempts the LB sent it and those that failed, summed from its syncs. */
+    unsigned long long lb_requests, lb_failures;
 } ctl_replica_t;
 
 struct ctl_service {
@@ -70,6 +73,7 @@ struct ctl_service {
     double lb_restart_at;  /* 0: none scheduled */
     double lb_spawned_at;
     ctl_backoff_t lb_backoff;
+    ctl_serve_counters_t counters; /* /metrics */
     int deleted;
     struct ctl_service *next;
 };
@@ -114,6 +118,7 @@ struct ctl_serve {
     ctl_rng_t rng;
     ctl_tick_stats_t ticks;
     ctl_idle_t idle;
+    ctl_metrics_proc_t proc; /* restarts, start time (/metrics) */
 };
 
 int ctl_serve_main(const ctl_serve_opts_t *opts);

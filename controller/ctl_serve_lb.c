@@ -335,6 +335,40 @@ void ctl_lb_stop(ctl_serve_t *s, ctl_service_t *svc)
     }
 }
 
+/* {"<url>": {"requests": N, "failures": M}}: what the LB sent each replica
+ * since its last sync (the /metrics of the controller sums them). */
+static void add_replica_stats(ctl_service_t *svc, const cJSON *stats)
+{
+    const cJSON *it;
+
+    cJSON_ArrayForEach(it, stats)
+    {
+        const cJSON *req = cJSON_GetObjectItemCaseSensitive(it, "requests");
+        const cJSON *fail = cJSON_GetObjectItemCaseSensitive(it, "failures");
+
+        if (!it->string || !cJSON_IsNumber(req) || !cJSON_IsNumber(fail) ||
+            !(req->valuedouble >= 0 && req->valuedouble < 1e15) ||
+            !(fail->valuedouble >= 0 && fail->valuedouble < 1e15))
+            continue;
+        /* By address, ready or not: the last requests of a replica that just
+         * left the ready set count too. */
+        CTL_FOR_EACH_REPLICA(svc, r)
+        {
+            char u[96];
+
+            if (!r->fr.row.ip[0])
+                continue;
+            snprintf(u, sizeof(u), "http://%s:%d", r->fr.row.ip,
+                     r->fr.row.replica_port + r->fr.row.port_offset);
+            if (strcmp(u, it->string) == 0) {
+                r->lb_requests += (unsigned long long)req->valuedouble;
+                r->lb_failures += (unsigned long long)fail->valuedouble;
+                break;
+            }
+        }
+    }
+}
+
 cJSON *ctl_serve_lb_sync(ctl_serve_t *s, ctl_service_t *svc, const cJSON *body)
 {
     const cJSON *agg = cJSON_GetObjectItemCaseSensitive(body, "request_aggregator");
@@ -357,6 +391,7 @@ cJSON *ctl_serve_lb_sync(ctl_serve_t *s, ctl_service_t *svc, const cJSON *body)
         ctl_scaler_add_requests(&svc->fleet.scaler, v, k, t);
         free(v);
     }
+    add_replica_stats(svc, cJSON_GetObjectItemCaseSensitive(body, "replica_stats"));
     if (ctl_service_going_down(svc))
         return out;
     CTL_FOR_EACH_REPLICA(svc, r)

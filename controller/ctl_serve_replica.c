@@ -48,6 +48,9 @@ static int resolve_candidates(ctl_serve_t *s, ctl_replica_t *r, ctl_version_t *v
 
 static void launch_failed(ctl_replica_t *r, bool no_capacity)
 {
+    /* An attempt that ended before reaching the provider. */
+    r->svc->counters.launches++;
+    r->svc->counters.launch_failures++;
     ctl_fleet_launch_failed(&r->svc->fleet, &r->fr, no_capacity, core_now());
     ctl_service_save_fleet(r->svc);
 }
@@ -95,6 +98,7 @@ static void queue_launch(ctl_replica_t *r)
     snprintf(j->task_name, sizeof(j->task_name), "serve-%s-%d", svc->row.name, r->fr.row.id);
     j->boot_timeout = s->cfg.instance_boot_timeout;
     ctl_fleet_launch_started(&svc->fleet, &r->fr);
+    svc->counters.launches++;
     ctl_replica_save(r);
     CORE_INFO("%s replica %d: launching (version %d, %s%s%s)", svc->row.name, r->fr.row.id,
               r->fr.row.version, r->fr.row.is_spot ? "spot" : "on-demand",
@@ -186,12 +190,14 @@ static void after_launch(ctl_job_t *j)
                   r->fr.row.instance_id, r->fr.row.ip, j->adopted ? " (adopted)" : "");
         break;
     case CTL_FLEET_RETRY:
+        svc->counters.launch_failures++;
         CORE_WARN("%s replica %d: launch failed: %s", svc->row.name, r->fr.row.id,
                   j->err ? j->err : core_strerror(j->rc));
         ctl_serve_replica_log(s, svc->row.name, r->fr.row.id, "retrying the launch in %.0f s",
                               r->fr.next_launch_at - core_now());
         break;
     case CTL_FLEET_FAILED:
+        svc->counters.launch_failures++;
         CORE_WARN("%s replica %d: launch failed: %s", svc->row.name, r->fr.row.id,
                   j->err ? j->err : core_strerror(j->rc));
         break;
@@ -249,6 +255,7 @@ static void handle_gone(ctl_replica_t *r, const char *why)
 
     if (!ctl_fleet_preempted(&svc->fleet, &r->fr, core_now()))
         return;
+    svc->counters.preemptions++;
     CORE_WARN("%s replica %d: instance %s %s: PREEMPTED", svc->row.name, r->fr.row.id,
               r->fr.row.instance_id, why);
     ctl_serve_replica_log(svc->s, svc->row.name, r->fr.row.id, "instance %s %s: preempted",
