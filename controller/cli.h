@@ -23,6 +23,9 @@ extern const ctl_cli_cmd_t ctl_cli_jobs_cmds[];  /* managed jobs (cli_jobs.c) */
 extern const ctl_cli_cmd_t ctl_cli_spot_cmds[];  /* the seed-era name of jobs (cli_jobs.c) */
 extern const ctl_cli_cmd_t ctl_cli_ssh_cmds[];   /* SSH Node Pools: up, down (cli_ssh.c) */
 
+/* The login link of the serve controller's dashboard (cli_dash.c). */
+int ctl_cli_dashboard(ctl_cli_t *cli, int argc, char **argv);
+
 /* Which infra is usable: the local cloud, each SSH Node Pool (cli_ssh.c). */
 int ctl_cli_check(ctl_cli_t *cli, int argc, char **argv);
 

@@ -27,6 +27,8 @@ static const ctl_cli_cmd_t commands[] = {
      NULL, ctl_cli_spot_cmds},
     {"ssh", "SSH Node Pools: set up (up) or remove (down) sky-agent on your hosts", NULL,
      ctl_cli_ssh_cmds},
+    {"dashboard", "Print (--url) or open the login link of the web dashboard", ctl_cli_dashboard,
+     NULL},
     {"check", "Which infra is usable: the local cloud, each SSH Node Pool", ctl_cli_check, NULL},
     {NULL, NULL, NULL, NULL},
 };

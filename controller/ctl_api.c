@@ -15,6 +15,7 @@
 #include "core/mem.h"
 #include "core/util.h"
 #include "ctl_api.h"
+#include "ctl_dash.h"
 #include "ctl_serve.h"
 #include "ctl_serve_lb.h"
 #include "ctl_serve_metrics.h"
@@ -570,6 +571,8 @@ void ctl_api_handle(core_http_conn_t *conn, const core_http_req_t *req, void *ud
         core_http_respond_json(conn, 200, o);
         return;
     }
+    if (ctl_dash_handle(s, conn, req))
+        return;
     if (is_get && strcmp(path, "/metrics") == 0) {
         size_t len;
         char *text = ctl_serve_metrics_render(s, &len);

@@ -25,7 +25,7 @@ static cJSON *time_or_null(double v)
     return v < 0 ? cJSON_CreateNull() : cJSON_CreateNumber(v);
 }
 
-static cJSON *job_json(const ctl_job_row_t *r)
+cJSON *ctl_jobs_job_json(const ctl_job_row_t *r)
 {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "job_id", (double)r->id);
@@ -84,7 +84,7 @@ static void api_list(ctl_jobs_t *d, core_http_conn_t *c, const core_http_req_t *
     for (size_t i = 0; i < n; i++) {
         /* Without --all: every unfinished job plus the latest 50. */
         if (all || !ctl_job_status_is_terminal(rows[i].t.status) || shown < 50) {
-            cJSON_AddItemToArray(arr, job_json(&rows[i]));
+            cJSON_AddItemToArray(arr, ctl_jobs_job_json(&rows[i]));
             shown++;
         }
         ctl_job_row_free(&rows[i]);
@@ -404,7 +404,7 @@ void ctl_jobs_api_handle(core_http_conn_t *c, const core_http_req_t *req, void *
                 core_http_respond_error(c, 404, "job %ld not found", id);
                 return;
             }
-            core_http_respond_json(c, 200, job_json(&r));
+            core_http_respond_json(c, 200, ctl_jobs_job_json(&r));
             ctl_job_row_free(&r);
             return;
         }

@@ -35,6 +35,7 @@
 #include "core/mem.h"
 #include "core/util.h"
 #include "ctl_api.h"
+#include "ctl_dash.h"
 #include "ctl_probe.h"
 #include "ctl_serve.h"
 #include "ctl_serve_lb.h"
@@ -136,6 +137,7 @@ static void on_tick(uv_timer_t *timer)
             ctl_service_prune_versions(svc);
     }
     ctl_serve_poll(s, t);
+    ctl_dash_sample(s->dash, s, t);
     record_tick(&s->ticks, (double)(uv_hrtime() - start) / 1e6, decided);
 }
 
@@ -307,6 +309,7 @@ int ctl_serve_main(const ctl_serve_opts_t *opts)
         host_ip(s->host_ip, sizeof(s->host_ip));
     memset(&ho, 0, sizeof(ho));
     ho.token = s->token;
+    ho.public_paths = ctl_dash_public_paths;
     ho.max_body = 4 << 20;
     portpath = core_xasprintf("%s/controller.port", s->serve_dir);
     prevpath = core_xasprintf("%s/controller.prev_port", s->serve_dir);
@@ -329,6 +332,7 @@ int ctl_serve_main(const ctl_serve_opts_t *opts)
     }
     s->port = core_http_server_port(s->http);
     ctl_metrics_proc_start(&s->proc, s->serve_dir);
+    s->dash = ctl_dash_new();
     if ((rc = ctl_serve_load_services(s)) < 0) {
         fprintf(stderr, "sky-controller: cannot load services: %s\n", core_strerror(rc));
         return 1;
@@ -356,5 +360,6 @@ int ctl_serve_main(const ctl_serve_opts_t *opts)
     /* Jobs may still block in the thread pool (a launch takes minutes);
      * their effects are idempotent on restart, so do not wait for them. */
     ctl_store_close(s->store);
+    ctl_dash_free(s->dash);
     return 0;
 }

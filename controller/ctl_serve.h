@@ -119,6 +119,7 @@ struct ctl_serve {
     ctl_tick_stats_t ticks;
     ctl_idle_t idle;
     ctl_metrics_proc_t proc; /* restarts, start time (/metrics) */
+    struct ctl_dash *dash;   /* the dashboard's history (ctl_dash.h) */
 };
 
 int ctl_serve_main(const ctl_serve_opts_t *opts);

@@ -653,6 +653,7 @@ static cJSON *replica_json(ctl_replica_t *r)
     cJSON_AddNumberToObject(o, "launched_at", r->fr.row.launched_at);
     cJSON_AddStringToObject(o, "resources", r->fr.row.resources);
     cJSON_AddBoolToObject(o, "is_spot", r->fr.row.is_spot);
+    cJSON_AddNumberToObject(o, "price", r->fr.row.price); /* dollars per hour */
     cJSON_AddStringToObject(o, "cloud", r->fr.row.cloud[0] ? r->fr.row.cloud : r->fr.row.loc.cloud);
     cJSON_AddStringToObject(o, "region",
                             r->fr.row.region[0] ? r->fr.row.region : r->fr.row.loc.region);

@@ -44,6 +44,7 @@ struct core_http_server {
     size_t max_head;
     unsigned idle_ms;
     char *token;
+    const char *const *public_paths;
     int port;
     SSL_CTX *tls; /* NULL: plain HTTP */
     core_http_conn_t *conns; /* doubly linked */
@@ -397,11 +398,22 @@ static int token_ok(const core_http_server_t *s, const char *auth)
     return diff == 0;
 }
 
+static int is_public(const core_http_server_t *s, const core_http_conn_t *c)
+{
+    if (!s->public_paths || strcmp(c->method, "GET") != 0)
+        return 0;
+    size_t n = c->url ? strcspn(c->url, "?") : 0;
+    for (const char *const *p = s->public_paths; *p; p++)
+        if (strlen(*p) == n && strncmp(*p, c->url, n) == 0)
+            return 1;
+    return 0;
+}
+
 static void dispatch(core_http_conn_t *c)
 {
     core_http_server_t *s = c->srv;
     uv_timer_stop(&c->timer);
-    if (!token_ok(s, c->auth)) {
+    if (!token_ok(s, c->auth) && !is_public(s, c)) {
         static const char body[] = "{\"error\":\"missing or bad token\"}";
         send_simple(c, 401, "application/json", body, sizeof(body) - 1, 0);
         return;
@@ -631,6 +643,7 @@ int core_http_server_start(uv_loop_t *loop, const char *host, int port,
     s->max_head = opts && opts->max_head ? opts->max_head : DEFAULT_MAX_HEAD;
     s->idle_ms = opts && opts->idle_timeout_ms ? opts->idle_timeout_ms : DEFAULT_IDLE_MS;
     s->token = opts && opts->token ? core_xstrdup(opts->token) : NULL;
+    s->public_paths = opts ? opts->public_paths : NULL; /* static storage */
     uv_tcp_init(loop, &s->tcp);
     s->tcp.data = s;
     if (opts && opts->tls_cert && opts->tls_key && (r = tls_ctx(s, opts)) < 0)

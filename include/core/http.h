@@ -38,6 +38,9 @@ typedef struct core_http_server_opts {
     size_t max_body;       /* default 1 MiB; larger -> 413 */
     size_t max_head;       /* default 16 KiB; larger -> 431 */
     const char *token;     /* if set, "Authorization: Bearer <token>" is required (401) */
+    /* Exact paths that GET may fetch without the token (NULL-terminated; may be
+     * NULL): a web page's static files, which then call the API with the token. */
+    const char *const *public_paths;
     unsigned idle_timeout_ms; /* default 60 s for idle keep-alive connections */
     /* Both set: TLS (1.2+) with this PEM certificate chain and key (the SSH
      * pool agents, so that their token never crosses a network in clear). */

@@ -94,7 +94,8 @@ static int setup(void **state)
     uv_timer_init(&f->loop, &f->stream_timer);
     f->stop.data = f;
     f->stream_timer.data = f;
-    core_http_server_opts_t o = {.max_body = 1024, .token = "sekret"};
+    static const char *const public_paths[] = {"/query", NULL};
+    core_http_server_opts_t o = {.max_body = 1024, .token = "sekret", .public_paths = public_paths};
     if (core_http_server_start(&f->loop, "127.0.0.1", 0, &o, handler, f, &f->srv) != 0)
         return -1;
     f->port = core_http_server_port(f->srv);
@@ -144,6 +145,27 @@ static void test_token_required(void **state)
     assert_int_equal(core_http_json("GET", u, "wrong", NULL, 2000, &status, NULL), CORE_EHTTP);
     assert_int_equal(status, 401);
     free(u);
+}
+
+/* A public path answers GET without the token, and nothing else. */
+static void test_public_paths(void **state)
+{
+    fixture_t *f = *state;
+    char *u = url(f, "/query?name=x"), *e = url(f, "/query/more"), *p = url(f, "/quer");
+    long status = 0;
+    cJSON *resp = NULL;
+    assert_int_equal(core_http_json("GET", u, NULL, NULL, 2000, &status, &resp), 0);
+    assert_string_equal(cJSON_GetObjectItem(resp, "name")->valuestring, "x");
+    cJSON_Delete(resp);
+    assert_int_equal(core_http_json("POST", u, NULL, NULL, 2000, &status, NULL), CORE_EHTTP);
+    assert_int_equal(status, 401);
+    assert_int_equal(core_http_json("GET", e, NULL, NULL, 2000, &status, NULL), CORE_EHTTP);
+    assert_int_equal(status, 401);
+    assert_int_equal(core_http_json("GET", p, NULL, NULL, 2000, &status, NULL), CORE_EHTTP);
+    assert_int_equal(status, 401);
+    free(u);
+    free(e);
+    free(p);
 }
 
 static void test_body_limit(void **state)
@@ -297,6 +319,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_json_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_token_required, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_public_paths, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unauthorized_body, setup, teardown),
         cmocka_unit_test_setup_teardown(test_body_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_query_and_404, setup, teardown),
