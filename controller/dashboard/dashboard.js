@@ -29,7 +29,8 @@ function cell(row, text, cls) {
 }
 
 function money(v) {
-  return "$" + Number(v || 0).toFixed(2);
+  v = Number(v || 0);
+  return "$" + v.toFixed(v > 0 && v < 1 ? 3 : 2);
 }
 
 function ago(t, now) {

@@ -1,0 +1,322 @@
+"""Acceptance of the observability (issue 15): the seed's dynamic on-demand
+fallback walkthrough (seeds/serve_spot_policy.rst) watched from outside, as an
+operator would, by
+
+- a real Prometheus (Debian `prometheus`): a config this test writes, on
+  loopback, its storage in a temp dir with a bounded retention, scraping the
+  serve controller's /metrics and the service's sky-lb /metrics (the URL
+  `sky serve status --json` lists) with the bearer token; the PromQL results
+  are read through Prometheus' HTTP API;
+- headless Chromium (Debian `chromium`) on the dashboard, through the login
+  link `sky dashboard --url` prints: the DOM's service and replica rows, and
+  a screenshot kept under the build tree (dashboard-artifacts/).
+
+The walkthrough runs once (a module fixture, to keep CI short): spot capacity
+goes away, two on-demand replicas serve; it comes back, two spot replicas
+serve and the on-demand ones go. Every process started here is stopped here.
+"""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.parse
+from html.parser import HTMLParser
+
+import pytest
+from serve_util import DYNAMIC_YAML, Stack, get, live_spot, ready
+from skytest import api
+from skytest.paths import BUILD_DIR, SLOW
+
+pytestmark = pytest.mark.root("instances are network namespaces (ip netns)")
+
+NAME = "http-server"
+ARTIFACTS = os.path.join(BUILD_DIR, "dashboard-artifacts")
+# Only loopback traffic: no update checks, no sync, no metrics reporting.
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--disable-default-apps", "--no-pings",
+                  "--disable-dev-shm-usage", "--metrics-recording-only", "--mute-audio",
+                  "--no-proxy-server"]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def host_port(url):
+    u = urllib.parse.urlsplit(url)
+    return "%s:%d" % (u.hostname, u.port)
+
+
+class Prometheus:
+    """One Prometheus server on loopback scraping <targets> (job -> URL) every
+    second with the bearer token in <token_file>."""
+
+    def __init__(self, root, targets, token_file):
+        self.dir = os.path.join(root, "prometheus")
+        os.makedirs(os.path.join(self.dir, "data"))
+        cfg = ["global:", "  scrape_interval: 1s", "  scrape_timeout: 1s",
+               "  evaluation_interval: 1s", "scrape_configs:"]
+        for job, url in targets.items():
+            cfg += ["  - job_name: %s" % job,
+                    "    metrics_path: %s" % urllib.parse.urlsplit(url).path,
+                    "    authorization:",
+                    "      credentials_file: %s" % token_file,
+                    "    static_configs:",
+                    "      - targets: ['%s']" % host_port(url)]
+        self.config = os.path.join(self.dir, "prometheus.yml")
+        with open(self.config, "w") as f:
+            f.write("\n".join(cfg) + "\n")
+        self.proc = None
+        self.log = os.path.join(self.dir, "prometheus.log")
+
+    def start(self):
+        # A port picked then freed may be taken meanwhile: try a few.
+        for _ in range(3):
+            self.port = free_port()
+            self.base = "http://127.0.0.1:%d" % self.port
+            with open(self.log, "ab") as log:
+                self.proc = subprocess.Popen(
+                    ["prometheus", "--config.file=" + self.config,
+                     "--storage.tsdb.path=" + os.path.join(self.dir, "data"),
+                     "--storage.tsdb.retention.time=1h", "--storage.tsdb.retention.size=256MB",
+                     "--web.listen-address=127.0.0.1:%d" % self.port, "--log.level=warn"],
+                    stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+            deadline = time.monotonic() + 30 * SLOW
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                if get(self.base + "/-/ready", 2)[0] == 200:
+                    return self
+                time.sleep(0.2)
+            self.stop()
+        raise AssertionError("prometheus did not start:\n" + self.tail())
+
+    def stop(self):
+        if not self.proc:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def tail(self):
+        try:
+            with open(self.log, errors="replace") as f:
+                return "".join(f.readlines()[-30:])
+        except OSError as e:
+            return str(e)
+
+    def _api(self, path, **params):
+        st, doc = api.request("GET", self.base + path + "?" + urllib.parse.urlencode(params))
+        assert st == 200 and doc["status"] == "success", (path, params, st, doc)
+        return doc["data"]
+
+    def query(self, q):
+        """The value of an instant query of one series, or None when it has none."""
+        res = self._api("/api/v1/query", query=q)["result"]
+        assert len(res) <= 1, (q, res)
+        return float(res[0]["value"][1]) if res else None
+
+    def query_range(self, q, start, end):
+        """[(t, value)] of a range query of one series, one point a second."""
+        res = self._api("/api/v1/query_range", query=q, start=start, end=end, step=1)["result"]
+        assert len(res) <= 1, (q, res)
+        return [(float(t), float(v)) for t, v in res[0]["values"]] if res else []
+
+    def targets_up(self):
+        return {t["labels"]["job"]: t["health"]
+                for t in self._api("/api/v1/targets")["activeTargets"]}
+
+
+def chromium(url, *args, timeout=90):
+    """Runs headless Chromium on <url> in its own process group and profile;
+    returns its stdout. The whole group is killed afterwards, so no renderer
+    or zygote outlives it."""
+    profile = tempfile.mkdtemp(prefix="sky-chromium-")
+    p = subprocess.Popen(["chromium"] + CHROMIUM_FLAGS + ["--user-data-dir=" + profile]
+                         + list(args) + [url], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         stdin=subprocess.DEVNULL, text=True, start_new_session=True)
+    try:
+        out, err = p.communicate(timeout=timeout * SLOW)
+    except subprocess.TimeoutExpired:
+        out, err = "", "timed out"
+    finally:
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        p.wait(10)
+        shutil.rmtree(profile, ignore_errors=True)
+    assert p.returncode in (0, -signal.SIGKILL) and out is not None, err[-2000:]
+    return out
+
+
+def dashboard_dom(url):
+    """The dashboard's DOM once its first poll has drawn it (virtual time runs
+    the page's timers and fetches before the dump)."""
+    return chromium(url, "--virtual-time-budget=6000", "--dump-dom")
+
+
+def elements(dom, tag, **match):
+    """The attributes of every <tag> of a DOM dump whose attributes include <match>."""
+    found = []
+
+    class P(HTMLParser):
+        def handle_starttag(self, t, attrs):
+            a = dict(attrs)
+            if t == tag and all(a.get(k) == v for k, v in match.items()):
+                found.append(a)
+    P().feed(dom)
+    return found
+
+
+def rows(dom, cls):
+    """The data-* attributes of the <tr class="<cls>"> rows."""
+    return [{k[5:]: v for k, v in a.items() if k.startswith("data-")}
+            for a in elements(dom, "tr", **{"class": cls})]
+
+
+def chart_points(dom, service):
+    charts = elements(dom, "svg", id="chart-" + service)
+    return int(charts[0]["data-points"]) if charts else None
+
+
+class Walk:
+    """What the walkthrough saw, for the tests to check."""
+
+
+@pytest.fixture(scope="module")
+def walk():
+    stack = Stack("observe")
+    root = tempfile.mkdtemp(prefix="sky-e2e-observe-")
+    prom = None
+    w = Walk()
+    try:
+        stack.sky("serve", "up", DYNAMIC_YAML, "-n", NAME, "-y", timeout=120)
+        svc = stack.wait_for(lambda: stack.service(NAME), 30, "the service registered")
+        w.lb_metrics = svc["lb_metrics_url"]
+        w.endpoint = "http://" + svc["endpoint"]
+        with open(os.path.join(stack.home, "serve", "controller.port")) as f:
+            w.controller = "http://127.0.0.1:%d/metrics" % int(f.read())
+        w.token = stack._token()
+        prom = Prometheus(root, {"controller": w.controller, "lb": w.lb_metrics},
+                          os.path.join(stack.home, "token")).start()
+        w.prom = prom
+        w.login = stack.sky("dashboard", "--url").stdout.strip()
+        w.t0 = time.time()
+
+        # No spot capacity: two on-demand replicas serve.
+        stack.sky("cloud", "capacity", "--all", "0")
+
+        def on_demand_serving():
+            s = stack.service(NAME)
+            return (s["status"] == "READY" and len(ready(s["replicas"], spot=False)) == 2
+                    and not ready(s["replicas"], spot=True))
+        stack.wait_for(on_demand_serving, 90, "2 on-demand replicas READY")
+        stack.wait_for(lambda: get(w.endpoint)[0] == 200, 30, "the LB to route")
+        for _ in range(20):  # traffic for the LB's and the controller's counters
+            assert get(w.endpoint)[0] == 200
+        w.dom_on_demand = dashboard_dom(w.login)
+        stack.wait_for(lambda: prom.query(
+            'sum(sky_serve_replicas{service="%s",status="READY",capacity="on_demand"})' % NAME)
+            == 2, 30, "Prometheus to see 2 on-demand replicas READY")
+        w.t_on_demand = time.time()
+
+        # Spot capacity is back: two spot replicas, the on-demand ones go.
+        stack.sky("cloud", "capacity", "--all", "unlimited")
+
+        def spot_only():
+            s = stack.service(NAME)
+            return len(ready(s["replicas"], spot=True)) == 2 and not live_spot(s["replicas"],
+                                                                              False)
+        stack.wait_for(spot_only, 120, "2 spot READY and the on-demand ones scaled down")
+        w.final = stack.service(NAME)
+        w.dom_spot = dashboard_dom(w.login)
+        os.makedirs(ARTIFACTS, exist_ok=True)
+        w.screenshot = os.path.join(ARTIFACTS, "dashboard.png")
+        if os.path.exists(w.screenshot):
+            os.unlink(w.screenshot)
+        chromium(w.login, "--window-size=1280,1300", "--virtual-time-budget=6000",
+                 "--screenshot=" + w.screenshot)
+        stack.wait_for(lambda: prom.query(
+            'sum(sky_serve_replicas{service="%s",capacity="on_demand",'
+            'status=~"PENDING|PROVISIONING|STARTING|READY|NOT_READY"})' % NAME) == 0
+            and prom.query('sum(sky_serve_replicas{service="%s",status="READY",'
+                           'capacity="spot"})' % NAME) == 2,
+            30, "Prometheus to see 2 spot READY and no on-demand replica")
+        w.t1 = time.time()
+        yield w
+    finally:
+        if prom:
+            prom.stop()
+        shutil.rmtree(root, ignore_errors=True)
+        stack.teardown()
+
+
+def test_prometheus_scrapes_controller_and_lb(walk):
+    prom = walk.prom
+    assert prom.targets_up() == {"controller": "up", "lb": "up"}, prom.targets_up()
+    od = prom.query_range('sum(sky_serve_replicas{service="%s",status="READY",'
+                          'capacity="on_demand"})' % NAME, walk.t0, walk.t1)
+    spot = prom.query_range('sum(sky_serve_replicas{service="%s",status="READY",'
+                            'capacity="spot"})' % NAME, walk.t0, walk.t1)
+    # On-demand replicas went from 2 to 0; spot ones came back to 2 after capacity returned.
+    first_od2 = next(t for t, v in od if v == 2)
+    assert od[-1][1] == 0 and any(v == 0 and t > first_od2 for t, v in od), od
+    assert max(v for _, v in od) == 2, od
+    at_od = min(spot, key=lambda p: abs(p[0] - walk.t_on_demand))
+    assert at_od[1] == 0, (at_od, spot)  # no spot replica while capacity was gone
+    assert spot[-1][1] == 2 and any(t > first_od2 for t, v in spot if v == 2), spot
+    q = lambda expr: prom.query(expr % NAME)  # noqa: E731
+    assert q('sky_serve_target_replicas{service="%s"}') >= 2
+    assert q('sky_serve_service_status{service="%s",status="READY"}') == 1
+    assert q('sky_serve_cost_dollars_per_hour{service="%s"}') > 0
+    assert q('sky_serve_launches_total{service="%s"}') >= 4
+    assert q('sky_serve_preemptions_total{service="%s"}') is not None
+    # The traffic went to the on-demand replicas, whose series left with them.
+    assert q('max_over_time(sum(sky_serve_replica_requests_total{service="%s",outcome="ok"})'
+             '[10m:1s])') >= 20
+    assert prom.query('sum(sky_lb_requests_total{job="lb",code="200"})') >= 20
+    assert prom.query('sky_lb_upstream_latency_seconds_count{job="lb"}') >= 20
+    assert prom.query('sky_controller_restarts_total{job="controller"}') == 0
+    # What Prometheus' linter says of both endpoints, as served.
+    for url in (walk.controller, walk.lb_metrics):
+        st, text = api.request("GET", url, walk.token)
+        assert st == 200
+        p = subprocess.run(["promtool", "check", "metrics"], input=text,
+                           capture_output=True, timeout=30)
+        assert p.returncode == 0, (url, p.stdout, p.stderr)
+    assert api.request("GET", walk.controller)[0] == 401
+
+
+def test_dashboard_in_chromium(walk):
+    assert "#token=" in walk.login
+    # While on-demand replicas served: the service row and their replica rows.
+    svcs = rows(walk.dom_on_demand, "service")
+    assert [s["service"] for s in svcs] == [NAME], svcs
+    reps = rows(walk.dom_on_demand, "replica")
+    assert len([r for r in reps if r["capacity"] == "on_demand" and r["status"] == "READY"]) == 2
+    # At the end: two spot replicas READY, no live on-demand one, the same as the API says.
+    reps = rows(walk.dom_spot, "replica")
+    got = sorted((int(r["replica-id"]), r["status"], r["capacity"]) for r in reps)
+    want = sorted((r["replica_id"], r["status"], "spot" if r["is_spot"] else "on_demand")
+                  for r in walk.final["replicas"])
+    assert [x for x in got if x[1] == "READY"] == [x for x in want if x[1] == "READY"], (got, want)
+    assert len([x for x in got if x[1] == "READY" and x[2] == "spot"]) == 2, got
+    assert chart_points(walk.dom_spot, NAME) >= 3, "the chart has the walkthrough's history"
+    # The screenshot, kept for the CI's artifacts.
+    with open(walk.screenshot, "rb") as f:
+        png = f.read()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20000, len(png)
+    # Without the token (no fragment, empty storage) the page asks for the login link.
+    dom = dashboard_dom(walk.login.split("#")[0])
+    login = elements(dom, "p", id="login")
+    assert login and "hidden" not in login[0], login
+    assert not rows(dom, "replica")
