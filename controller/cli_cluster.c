@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "cli_progress.h"
 #include "cli_util.h"
 #include "core/agent.h"
 #include "core/catalog.h"
@@ -259,7 +260,11 @@ static int provision(core_store_t *db, core_task_t *t, cluster_t *c)
     fflush(stdout);
     char owner[160];
     snprintf(owner, sizeof(owner), "cluster:%s", c->name);
+    ctl_progress_t prog;
+    ctl_progress_begin(&prog, stdout); /* a live line on a terminal only */
+    ctl_progress_set(&prog, "Cluster '%s': provisioning", c->name);
     r = core_prov_registry_launch(provs, cands, n, NULL, owner, &c->inst, &chosen, &err);
+    ctl_progress_end(&prog);
     if (r < 0) {
         db_del(db, c->name);
         goto fail;

@@ -25,6 +25,7 @@
 #include <uv.h>
 
 #include "cli.h"
+#include "cli_progress.h"
 #include "cli_util.h"
 #include "core/err.h"
 #include "core/http.h"
@@ -370,6 +371,7 @@ static int launch(ctl_cli_t *cli, int argc, char **argv, const flavor_t *fl)
         printf("To stream its logs: %s logs %ld\n", fl->group, id);
         code = 0;
     } else {
+        ctl_progress_wait_job(&d, id); /* on a terminal: until it runs */
         code = stream_logs(fl, &d, id, false, true, stdout);
         if (code == 0)
             code = report_final(fl, &d, id);

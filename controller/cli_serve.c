@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "cli_progress.h"
 #include "cli_util.h"
 #include "core/err.h"
 #include "core/mem.h"
@@ -296,6 +297,8 @@ static int cmd_up(ctl_cli_t *cli, int argc, char **argv)
     cJSON_Delete(resp);
     /* --async: the controller has the service; its start is for `sky serve status` to show. */
     rc = flags.async == 1 ? 0 : wait_registered(&d, svc, &endpoint);
+    if (rc == 0 && flags.async != 1)
+        rc = ctl_progress_wait_service(&d, svc); /* on a terminal only */
     if (rc == 0) {
         printf("Service name: %s\n", svc);
         printf("Endpoint URL: %s\n", endpoint ? endpoint : "-");

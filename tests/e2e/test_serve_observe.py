@@ -17,6 +17,9 @@ serve and the on-demand ones go. Every process started here is stopped here.
 """
 import json
 import os
+import pty
+import re
+import select
 import shutil
 import signal
 import socket
@@ -29,7 +32,7 @@ from html.parser import HTMLParser
 import pytest
 from serve_util import DYNAMIC_YAML, Stack, get, live_spot, ready
 from skytest import api
-from skytest.paths import BUILD_DIR, SLOW
+from skytest.paths import BUILD_DIR, SKY, SLOW, SOURCE_DIR
 
 pytestmark = pytest.mark.root("instances are network namespaces (ip netns)")
 
@@ -188,6 +191,39 @@ def chart_points(dom, service):
     return int(charts[0]["data-points"]) if charts else None
 
 
+def run_on_tty(stack, args, timeout):
+    """Runs `sky <args>` with a pseudo-terminal as its stdout and stderr;
+    returns everything it wrote there."""
+    master, slave = pty.openpty()
+    env = dict(stack.env, TERM="xterm")
+    p = subprocess.Popen([SKY] + args, cwd=SOURCE_DIR, env=env, stdin=subprocess.DEVNULL,
+                         stdout=slave, stderr=slave, start_new_session=True)
+    os.close(slave)
+    out = b""
+    deadline = time.monotonic() + timeout * SLOW
+    try:
+        while time.monotonic() < deadline:
+            r, _, _ = select.select([master], [], [], 1)
+            if r:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # EIO: the terminal's last writer closed it
+                    break
+                if not chunk:
+                    break
+                out += chunk
+        p.wait(max(1, deadline - time.monotonic()))
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait(10)
+        os.close(master)
+    text = out.decode("utf-8", "replace")
+    print("$ sky %s  (on a terminal, rc %s)\n%s" % (" ".join(args), p.returncode, text))
+    assert p.returncode == 0, text
+    return text
+
+
 class Walk:
     """What the walkthrough saw, for the tests to check."""
 
@@ -199,7 +235,8 @@ def walk():
     prom = None
     w = Walk()
     try:
-        stack.sky("serve", "up", DYNAMIC_YAML, "-n", NAME, "-y", timeout=120)
+        # On a terminal, `sky serve up` shows a live line until the replicas are ready.
+        w.up_tty = run_on_tty(stack, ["serve", "up", DYNAMIC_YAML, "-n", NAME, "-y"], 120)
         svc = stack.wait_for(lambda: stack.service(NAME), 30, "the service registered")
         w.lb_metrics = svc["lb_metrics_url"]
         w.endpoint = "http://" + svc["endpoint"]
@@ -294,6 +331,22 @@ def test_prometheus_scrapes_controller_and_lb(walk):
                            capture_output=True, timeout=30)
         assert p.returncode == 0, (url, p.stdout, p.stderr)
     assert api.request("GET", walk.controller)[0] == 401
+
+
+def test_serve_up_progress_on_a_terminal(walk):
+    out = walk.up_tty
+    assert "Waiting for service '%s' to register..." % NAME in out
+    # Redrawn in place: carriage return, erase line, a spinner, the elapsed seconds.
+    segs = out.split("\r\x1b[K")
+    live = [seg for seg in segs[1:-1] if seg]
+    assert live and all(re.fullmatch(r"\S %s: \w+, \d+/2 replicas ready( \(.*\))? \(\d+ s\)"
+                                     % NAME, seg) for seg in live), live
+    assert "provisioning" in live[0], live
+    # Then the line is erased and the outcome printed for good (more replicas than the
+    # target are ready while the on-demand fallback has not yet scaled down).
+    assert re.match(r"%s: ready, [2-9]/2 replicas ready( \([^)]*\))? \(\d+ s\)\.\r?\n" % NAME,
+                    segs[-1]), segs[-1]
+    assert re.search(r"^Service name: %s\r?$" % NAME, out, re.M), out
 
 
 def test_dashboard_in_chromium(walk):
