@@ -13,10 +13,12 @@ import json
 import os
 import re
 import signal
+import subprocess
 import time
 
 import pytest
 
+from skytest import api
 from skytest.paths import SLOW
 from skytest.procs import pid_alive
 from spot_util import stack  # noqa: F401  (fixture)
@@ -112,6 +114,18 @@ def test_preempted_twice_recovers_and_resumes(stack):
     assert rows[0]["RESOURCES"] == "1x [CPU:2+][Spot]"
     rows = parse_status(stack.sky("spot", "status", "--all").stdout, all_columns=True)
     assert rows[0]["CLOUD"] != "-" and rows[0]["REGION"] == regions[2], rows
+    # The jobs controller's /metrics (docs/metrics.md) says the same, in valid Prometheus text.
+    with open(os.path.join(stack.home, "jobs", "controller.port")) as f:
+        metrics = "http://127.0.0.1:%d/metrics" % int(f.read())
+    st, text = api.request("GET", metrics, stack._token())
+    assert st == 200, text
+    for line in ('sky_jobs_job_recoveries_total{job_id="%d",name="train"} 2' % job_id,
+                 'sky_jobs_job_status{job_id="%d",name="train",status="SUCCEEDED"} 1' % job_id,
+                 'sky_jobs{status="SUCCEEDED"} 1'):
+        assert line in text.decode().splitlines(), (line, text)
+    p = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
+                       timeout=30)
+    assert p.returncode == 0, (p.stdout, p.stderr)
 
     # (f) The logs show all three attempts, each line once, in order.
     out = stack.sky("spot", "logs", str(job_id), "--no-follow").stdout
