@@ -6,7 +6,7 @@
 #include "core/http.h"
 
 /*
- * The dashboard the serve controller serves at / (docs/dashboard.md): a
+ * The dashboard the serve controller serves at / (docs/metrics.md#dashboard): a
  * static page (controller/dashboard/, compiled in) that polls
  * GET /api/dashboard with the token and redraws in place. The page and its
  * two files are public; the token comes in the login link's fragment

@@ -19,7 +19,7 @@ from skytest.procs import processes_naming
 
 KNOWN = {"launch", "exec", "status", "logs", "down",
          "cloud status", "cloud preempt", "cloud capacity", "cloud replay", "cloud usage",
-         "cloud up", "cloud down",
+         "cloud up", "cloud down", "dashboard",
          "serve up", "serve status", "serve update", "serve down", "serve logs",
          "jobs launch", "jobs queue", "jobs logs", "jobs cancel", "jobs dashboard",
          "spot launch", "spot status", "spot queue", "spot logs", "spot cancel"}
@@ -157,7 +157,7 @@ def test_spot_help_says_spot_by_default(home):
     p = sky(home, "spot", "--help")
     assert p.returncode == 0
     assert "runs on spot instances unless its YAML\nsays `use_spot: false`" in p.stdout, p.stdout
-    assert "jobs    Managed jobs" in sky(home, "--help").stdout
+    assert re.search(r"^  jobs +Managed jobs", sky(home, "--help").stdout, re.M)
 
 
 def test_launch_dryrun_prints_the_plan_and_launches_nothing(home):
