@@ -19,6 +19,8 @@ import time
 import pytest
 
 from skytest import api
+from skytest.observe import dashboard_dom
+from skytest.observe import rows as dom_rows
 from skytest.paths import SLOW
 from skytest.procs import pid_alive
 from spot_util import stack  # noqa: F401  (fixture)
@@ -126,6 +128,10 @@ def test_preempted_twice_recovers_and_resumes(stack):
     p = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
                        timeout=30)
     assert p.returncode == 0, (p.stdout, p.stderr)
+    # The dashboard (served by the serve controller, which reads the jobs store) shows the job.
+    dom = dashboard_dom(stack.sky("dashboard", "--url").stdout.strip())
+    assert [(r["job-id"], r["status"]) for r in dom_rows(dom, "job")] == [
+        (str(job_id), "SUCCEEDED")], dom
 
     # (f) The logs show all three attempts, each line once, in order.
     out = stack.sky("spot", "logs", str(job_id), "--no-follow").stdout

@@ -8,6 +8,7 @@ share. Standard library only, so that a bench script runs without pytest.
     api     HTTP to the daemons: JSON with the bearer token, plain GETs
     home    one SKY_HOME: its daemons, their APIs, `sky`, what it leaves behind
     tables  the CLI's borderless tables
+    observe a real Prometheus and headless Chromium (metrics, dashboard)
 
 How it is found: the package lives in tests/. pytest puts tests/ on sys.path
 (tests/pytest.ini: pythonpath = .); a bench script, by hand or started by a
