@@ -35,8 +35,7 @@ void ctl_progress_line(char *out, size_t n, unsigned frame, const char *text, do
     room = width - 3 - (int)strlen(tail);
     if (room < 0)
         room = 0;
-    snprintf(out, n, "%s %.*s%s", SPIN[frame % (sizeof(SPIN) / sizeof(SPIN[0]))], room, text,
-             tail);
+    snprintf(out, n, "%s %.*s%s", SPIN[frame % (sizeof(SPIN) / sizeof(SPIN[0]))], room, text, tail);
 }
 
 static int columns(FILE *f)
@@ -203,8 +202,10 @@ int ctl_progress_wait_service(const ctl_cli_daemon_t *d, const char *name)
         fprintf(stderr, "sky serve: %s\n", err);
         free(err);
     } else if (state < 0) {
-        fprintf(stderr, "sky serve: %s: the service failed (see `sky serve logs %s "
-                        "--controller`)\n", text, name);
+        fprintf(stderr,
+                "sky serve: %s: the service failed (see `sky serve logs %s "
+                "--controller`)\n",
+                text, name);
         rc = 1;
     } else if (state > 0) {
         printf("%s (%.0f s).\n", text, core_now() - p.start);

@@ -29,7 +29,8 @@ typedef struct ctl_progress {
 
 bool ctl_progress_is_tty(FILE *f);
 void ctl_progress_begin(ctl_progress_t *p, FILE *f);
-void ctl_progress_set(ctl_progress_t *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void ctl_progress_set(ctl_progress_t *p, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 /* Stops the redraws and erases the line. */
 void ctl_progress_end(ctl_progress_t *p);
 

@@ -17,10 +17,8 @@
 #include "ctl_service.h"
 
 /* cmake/Embed.cmake, from controller/dashboard/. */
-extern const unsigned char ctl_dash_index_html[], ctl_dash_dashboard_css[],
-    ctl_dash_dashboard_js[];
-extern const size_t ctl_dash_index_html_len, ctl_dash_dashboard_css_len,
-    ctl_dash_dashboard_js_len;
+extern const unsigned char ctl_dash_index_html[], ctl_dash_dashboard_css[], ctl_dash_dashboard_js[];
+extern const size_t ctl_dash_index_html_len, ctl_dash_dashboard_css_len, ctl_dash_dashboard_js_len;
 
 #define DASH_MAX_JOBS 200
 
@@ -207,8 +205,7 @@ bool ctl_dash_handle(ctl_serve_t *s, core_http_conn_t *conn, const core_http_req
         return false;
     for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
         if (strcmp(req->path, files[i].path) == 0) {
-            core_http_respond(conn, 200, files[i].type, (const char *)files[i].body,
-                              *files[i].len);
+            core_http_respond(conn, 200, files[i].type, (const char *)files[i].body, *files[i].len);
             return true;
         }
     }

@@ -40,8 +40,8 @@ char *ctl_jobs_metrics_render(ctl_jobs_t *d, size_t *len)
                     "Times a managed job was recovered after a preemption or a lost instance.");
     for (size_t i = 0; i < n; i++) {
         snprintf(id, sizeof(id), "%ld", rows[i].id);
-        ctl_prom_sample(&p, "sky_jobs_job_recoveries_total", rows[i].t.recovery_count, "job_id",
-                        id, "name", rows[i].name ? rows[i].name : "", NULL);
+        ctl_prom_sample(&p, "sky_jobs_job_recoveries_total", rows[i].t.recovery_count, "job_id", id,
+                        "name", rows[i].name ? rows[i].name : "", NULL);
     }
     ctl_prom_family(&p, "sky_jobs_job_restarts_total", "counter",
                     "Times a managed job's task was restarted after it failed "

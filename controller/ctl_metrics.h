@@ -19,8 +19,7 @@ typedef struct ctl_prom {
 void ctl_prom_family(ctl_prom_t *p, const char *name, const char *type, const char *help);
 /* One sample: <name>{k="v",...} <value>. The varargs are label name/value
  * pairs, ended by NULL. */
-void ctl_prom_sample(ctl_prom_t *p, const char *name, double value, ...)
-    __attribute__((sentinel));
+void ctl_prom_sample(ctl_prom_t *p, const char *name, double value, ...) __attribute__((sentinel));
 /* The text (caller frees) and its length; <p> is empty again. */
 char *ctl_prom_take(ctl_prom_t *p, size_t *len);
 

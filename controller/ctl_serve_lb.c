@@ -201,7 +201,7 @@ static int lb_spawn(ctl_serve_t *s, ctl_service_t *svc)
         if (rc > 0) {
             svc->row.lb_port = rc;
             rc = svc->row.lb_admin_port > 0 ? svc->row.lb_admin_port
-                                             : ctl_lb_pick_port(s, svc->row.lb_port);
+                                            : ctl_lb_pick_port(s, svc->row.lb_port);
         }
         if (rc < 0) {
             ctl_lb_port_unlock(port_lock, 0, 0);
@@ -286,8 +286,8 @@ static int lb_spawn(ctl_serve_t *s, ctl_service_t *svc)
     svc->row.lb_pid = p->pid;
     svc->row.lb_ctrl_port = s->port;
     ctl_service_save(svc);
-    CORE_INFO("%s: sky-lb pid %d on port %d, admin 127.0.0.1:%d (%d ready replicas)",
-              svc->row.name, p->pid, svc->row.lb_port, svc->row.lb_admin_port, n_urls);
+    CORE_INFO("%s: sky-lb pid %d on port %d, admin 127.0.0.1:%d (%d ready replicas)", svc->row.name,
+              p->pid, svc->row.lb_port, svc->row.lb_admin_port, n_urls);
 out:
     ctl_lb_port_unlock(port_lock, rc == 0 ? svc->row.lb_port : 0,
                        rc == 0 ? svc->row.lb_admin_port : 0);

@@ -44,8 +44,8 @@ static cJSON *service(const char *status, int target, const char *const *reps, i
     return s;
 }
 
-static void check(const char *status, int target, const char *const *reps, int n,
-                  const char *want, int want_state)
+static void check(const char *status, int target, const char *const *reps, int n, const char *want,
+                  int want_state)
 {
     char out[256];
     int st = 7;

@@ -141,8 +141,7 @@ static void test_serve_series(void **state)
     assert_int_equal(len, strlen(text));
     assert_true(value_of(text, "sky_controller_restarts_total") == 2);
     assert_true(value_of(text, "sky_serve_service_status{service=\"web\",status=\"READY\"}") == 1);
-    assert_true(value_of(text, "sky_serve_service_status{service=\"web\",status=\"FAILED\"}") ==
-                0);
+    assert_true(value_of(text, "sky_serve_service_status{service=\"web\",status=\"FAILED\"}") == 0);
     assert_true(value_of(text, "sky_serve_replicas{service=\"web\",status=\"READY\","
                                "capacity=\"spot\"}") == 2);
     assert_true(value_of(text, "sky_serve_replicas{service=\"web\",status=\"READY\","
