@@ -24,6 +24,7 @@
  *                                        the job's output across every recovery (the
  *                                        attempts' logs end to end, from byte B)
  *   GET  /api/jobs/N/controller_log?follow=0|1[&offset=B]
+ *   GET  /metrics                        Prometheus text (docs/metrics.md)
  * JOB = {"job_id","name","status","resources","submitted_at","start_at","end_at",
  *        "job_duration","total_duration","job_duration_dash","recovery_count",
  *        "failure_reason","run_id","cloud","region","zone","instance_id"}
