@@ -12,7 +12,7 @@
 # 1 s, then runs $DURATION s at each of $CONNS connections while the proxy
 # is measured; per request = count / requests wrk completed.
 #
-# Env: SKY_BUILD_DIR (default /work/main/build), MODE=perf|callgrind,
+# Env: SKY_BUILD_DIR (default build/ of this checkout), MODE=perf|callgrind,
 #      CONNS="64 256", DURATION=5 (perf), CG_DURATION=10 (callgrind: the
 #      proxy runs ~50x slower), PERF_RECORD=1 (also a cpu-clock profile of
 #      each run: the top symbols are printed), QUOTA=<per cent of a core> (the
@@ -21,7 +21,7 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
-BUILD=${SKY_BUILD_DIR:-/work/main/build}
+BUILD=${SKY_BUILD_DIR:-$(cd "$HERE/../.." && pwd)/build}
 MODE=${MODE:-perf}
 CONNS=${CONNS:-"64 256"}
 DURATION=${DURATION:-5}

@@ -22,7 +22,7 @@
 # Then RSS per idle keep-alive connection: $IDLE_CONNS clients each send one
 # request and idle; (RSS after - RSS before) / $IDLE_CONNS, fresh proxy each.
 #
-# Env: SKY_BUILD_DIR (default /work/main/build), RUNS=3, ROUNDS=3, DURATION=6,
+# Env: SKY_BUILD_DIR (default build/ of this checkout), RUNS=3, ROUNDS=3, DURATION=6,
 #      CONNS="64 256", QUOTAS="50 off" (per cent of one core, or off),
 #      PROXIES="sky-lb nginx haproxy haproxy-tcp", IDLE_CONNS=10000,
 #      WRK_THREADS=1, SKIP_IDLE=0, SKIP_WRK=0, OUT=<dir to keep raw results>,
@@ -38,7 +38,7 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
-BUILD=${SKY_BUILD_DIR:-/work/main/build}
+BUILD=${SKY_BUILD_DIR:-$(cd "$HERE/../.." && pwd)/build}
 RUNS=${RUNS:-3}
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-6}

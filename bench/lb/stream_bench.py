@@ -144,7 +144,8 @@ def pct(xs, p):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--build", default=os.environ.get("SKY_BUILD_DIR", "/work/main/build"))
+    ap.add_argument("--build", default=os.environ.get("SKY_BUILD_DIR", os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "..", "..", "build")))
     ap.add_argument("--bytes", type=int, default=1 << 30)
     ap.add_argument("--events", type=int, default=1000)
     ap.add_argument("--gap-ms", type=int, default=2)

@@ -181,8 +181,8 @@ static void test_resolve_path(void **state)
     char *p;
 
     (void)state;
-    p = core_resolve_path("examples/serve", "/work/main");
-    assert_string_equal(p, "/work/main/examples/serve");
+    p = core_resolve_path("examples/serve", "/src/sky");
+    assert_string_equal(p, "/src/sky/examples/serve");
     free(p);
     p = core_resolve_path("./x", "/w/");
     assert_string_equal(p, "/w/x");
