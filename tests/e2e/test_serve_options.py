@@ -7,7 +7,6 @@ import os
 import re
 import ssl
 import subprocess
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -51,8 +50,8 @@ def self_signed(d):
     return key, cert
 
 
-def test_tls_endpoint_is_https_on_the_configured_host(stack):
-    d = tempfile.mkdtemp(prefix="sky-e2e-tls-")
+def test_tls_endpoint_is_https_on_the_configured_host(stack, tmp_path):
+    d = str(tmp_path)
     key, cert = self_signed(d)
     yaml = os.path.join(d, "tls.yaml")
     with open(yaml, "w") as f:
