@@ -685,6 +685,10 @@ static int cmd_down(ctl_cli_t *cli, int argc, char **argv)
         free(esc);
         cJSON *req = cJSON_CreateObject();
         cJSON_AddBoolToObject(req, "purge", purge);
+        /* -a: the controller exits once every service is gone, so that nothing of the
+         * SKY_HOME's serving keeps running; the next `sky serve up` starts it again. */
+        if (all)
+            cJSON_AddBoolToObject(req, "stop_when_empty", true);
         long status = 0;
         err = NULL;
         rc = ctl_cli_api(&d, "POST", path, req, API_TIMEOUT_MS, &status, NULL, &err);

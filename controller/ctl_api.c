@@ -506,6 +506,8 @@ static void handle_service_post(ctl_serve_t *s, core_http_conn_t *conn, ctl_serv
         const cJSON *purge = cJSON_GetObjectItemCaseSensitive(body, "purge");
 
         ctl_serve_down(s, svc, cJSON_IsTrue(purge));
+        if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(body, "stop_when_empty")))
+            s->stop_when_empty = true;
         core_http_respond_json(conn, 200, NULL);
     } else if (strcmp(action, "terminate_replica") == 0) {
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(body, "replica_id");

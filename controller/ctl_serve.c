@@ -112,6 +112,9 @@ static void record_tick(ctl_tick_stats_t *st, double ms, bool decided)
         st->max_ms = ms;
 }
 
+static bool has_services(void *arg);
+static void stop(void *arg);
+
 static void on_tick(uv_timer_t *timer)
 {
     ctl_serve_t *s = timer->data;
@@ -139,6 +142,11 @@ static void on_tick(uv_timer_t *timer)
     ctl_serve_poll(s, t);
     ctl_dash_sample(s->dash, s, t);
     record_tick(&s->ticks, (double)(uv_hrtime() - start) / 1e6, decided);
+    /* A service is removed only once its replicas are terminated: nothing is left behind. */
+    if (s->stop_when_empty && !s->stopping && !has_services(s)) {
+        CORE_INFO("every service is down (sky serve down -a): exiting");
+        stop(s);
+    }
 }
 
 static int cmp_float(const void *a, const void *b)

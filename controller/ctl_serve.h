@@ -120,6 +120,7 @@ struct ctl_serve {
     ctl_idle_t idle;
     ctl_metrics_proc_t proc; /* restarts, start time (/metrics) */
     struct ctl_dash *dash;   /* the dashboard's history (ctl_dash.h) */
+    bool stop_when_empty;    /* `sky serve down -a`: exit once the last service is gone */
 };
 
 int ctl_serve_main(const ctl_serve_opts_t *opts);

@@ -475,6 +475,7 @@ int ctl_serve_up(ctl_serve_t *s, const char *name, const ctl_task_src_t *src, ct
                               name, CTL_SVC_NAME_MAX - 1);
         return CORE_ESPEC;
     }
+    s->stop_when_empty = false; /* a new service after `down -a`: keep running */
     if (ctl_serve_find(s, name)) {
         *err = core_xasprintf("Service %s already exists.", name);
         return CORE_ECONFLICT;

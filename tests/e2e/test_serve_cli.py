@@ -411,8 +411,9 @@ def test_down(env):
     p = env.run("serve", "down", "-a", "-y", "-p")
     assert p.stdout == "Services 'b-svc', 'http-server' are scheduled to be terminated.\n"
     assert [(r[1], r[3]) for r in env.fake.requests if r[0] == "POST"] == [
-        ("/api/services/b-svc/down", {"purge": True}),
-        ("/api/services/http-server/down", {"purge": True})]
+        # -a: the controller exits once every service is gone (test_serve_options).
+        ("/api/services/b-svc/down", {"purge": True, "stop_when_empty": True}),
+        ("/api/services/http-server/down", {"purge": True, "stop_when_empty": True})]
 
     p = env.run("serve", "down", "nope", "-y")
     assert p.stdout == "No service to terminate.\n"

@@ -125,3 +125,23 @@ def test_task_flags_survive_a_controller_restart(stack):
               check=False)
     stack.wait_for(lambda: max(r["replica_id"] for r in four_vcpus()) > 2, 90,
                    "a replacement replica of 4 vCPUs")
+
+
+def test_down_all_leaves_no_controller():
+    """`sky serve down -a` leaves nothing of the SKY_HOME's serving running: once
+    every replica is terminated and every service removed the controller exits
+    (no idle period), and the next `sky serve up` starts it again."""
+    s = Stack("downall")
+    try:
+        s.sky("serve", "up", "tests/data/serve_e2e/update_v1.yaml", "-n", "da", "-y", timeout=120)
+        s.wait_for(lambda: len(live(s.service("da")["replicas"])) == 2, 60, "2 replicas")
+        s.sky("serve", "down", "-a", "-y")
+        s.wait_for(lambda: s.controller_pid() is None, 60, "the controller to exit")
+        assert s.alive_instances("serve:") == [], s.cloud_instances()
+        assert not [c for _, c in s.home_processes() if "sky-controller" in c or "sky-lb" in c]
+        assert "No existing services." in s.sky("serve", "status").stdout
+        assert s.controller_pid() is None, "a question started the controller"
+        s.sky("serve", "up", "tests/data/serve_e2e/update_v1.yaml", "-n", "db", "-y", timeout=120)
+        assert s.controller_pid()
+    finally:
+        s.teardown()
