@@ -219,6 +219,8 @@ int lb_head_rewrite(const lb_head_t *h, const lb_rewrite_t *rw, uv_buf_t *iov, s
 /* ---- stats (lb_metrics.c): per worker, single writer, summed on read ---- */
 
 #define LB_LAT_BUCKETS 14
+/* Status classes 1xx..5xx of the final responses relayed from a replica. */
+#define LB_RESP_CLASSES 5
 
 enum lb_timeout {
     LB_TO_HEAD = 0,      /* request head not complete in time (408) */
@@ -235,6 +237,8 @@ typedef struct lb_wstats {
     _Atomic uint64_t codes[600];
     _Atomic uint64_t rep_requests[LB_STATS_MAX];
     _Atomic uint64_t rep_failures[LB_STATS_MAX];
+    /* By status class (index status/100 - 1); a response past 599 counts in none. */
+    _Atomic uint64_t rep_responses[LB_STATS_MAX][LB_RESP_CLASSES];
     _Atomic int64_t rep_inflight[LB_STATS_MAX];
     _Atomic uint64_t lat_bucket[LB_LAT_BUCKETS + 1];
     _Atomic uint64_t lat_sum_us;
@@ -330,9 +334,11 @@ lb_snapshot_t *lb_snapshot_from_urls(lb_ctx_t *ctx, const char *const *urls, siz
 typedef struct lb_sync lb_sync_t;
 int lb_sync_start(lb_ctx_t *ctx, lb_sync_t **out);
 void lb_sync_stop(lb_sync_t *s);
-/* Pure helpers, unit tested. Caller frees the results. */
+/* Pure helpers, unit tested. Caller frees the results. <responses> (NULL:
+ * left out of the body) holds n_urls rows of status-class counts. */
 char *lb_sync_build_body(const double *ts, size_t n_ts, const char *const *urls,
-                         const uint64_t *requests, const uint64_t *failures, size_t n_urls);
+                         const uint64_t *requests, const uint64_t *failures,
+                         const uint64_t (*responses)[LB_RESP_CLASSES], size_t n_urls);
 /* Parses {"replica_info":{url:{...}}}; *urls allocated (free each and the array). */
 int lb_sync_parse_reply(const char *body, char ***urls, size_t *n);
 

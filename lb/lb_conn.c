@@ -621,6 +621,14 @@ static void release_slot(lb_conn_t *c, int failed)
     c->stat_id = -1;
 }
 
+/* A final response head from the replica the slot holds, by status class
+ * (interim 1xx heads are not responses; a 101 that switches is). */
+static inline void count_rep_response(lb_conn_t *c, int status)
+{
+    if (c->stat_id >= 0 && status >= 100 && status < 600)
+        lb_ctr_add(&c->w->st->rep_responses[c->stat_id][status / 100 - 1], 1);
+}
+
 /* ---------------------------------------------------------------- upstream pool */
 
 static void on_up_closed(uv_handle_t *h)
@@ -1034,10 +1042,12 @@ static void up_process(lb_up_t *up)
                                          : LB_CONN_HDR_NONE;
                 c->status = status;
                 lb_ctr_add(&c->w->st->codes[status < 600 ? status : 599], 1);
+                count_rep_response(c, status);
             } else if (upgrade101) {
                 rw.conn = LB_CONN_HDR_UPGRADE;
                 c->status = 101;
                 lb_ctr_add(&c->w->st->codes[101], 1);
+                count_rep_response(c, 101);
             } else if (status == 101) {
                 /* 101 to a request that did not ask to upgrade (RFC 9110 15.2.2). */
                 up_forward(up, segs, ns);

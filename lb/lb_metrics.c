@@ -179,6 +179,12 @@ char *lb_metrics_render(lb_stats_t *s, size_t *len)
     for (uint32_t i = 0; i < n; i++)
         sb_printf(&b, "sky_lb_replica_failures_total{replica=\"%s\"} %llu\n", s->urls[i],
                   (unsigned long long)sum_u(s, OFF(rep_failures[i])));
+    sb_printf(&b, "# HELP sky_lb_replica_responses_total Final responses relayed from each "
+                  "replica, by status class.\n# TYPE sky_lb_replica_responses_total counter\n");
+    for (uint32_t i = 0; i < n; i++)
+        for (int c = 0; c < LB_RESP_CLASSES; c++)
+            sb_printf(&b, "sky_lb_replica_responses_total{replica=\"%s\",code=\"%dxx\"} %llu\n",
+                      s->urls[i], c + 1, (unsigned long long)sum_u(s, OFF(rep_responses[i][c])));
     sb_printf(&b, "# HELP sky_lb_upstream_latency_seconds Time from request sent to response "
                   "complete.\n# TYPE sky_lb_upstream_latency_seconds histogram\n");
     uint64_t cum = 0;

@@ -75,20 +75,31 @@ lb_snapshot_t *lb_ctx_snapshot(lb_ctx_t *ctx)
 /* ---- wire format ---- */
 
 char *lb_sync_build_body(const double *ts, size_t n_ts, const char *const *urls,
-                         const uint64_t *requests, const uint64_t *failures, size_t n_urls)
+                         const uint64_t *requests, const uint64_t *failures,
+                         const uint64_t (*responses)[LB_RESP_CLASSES], size_t n_urls)
 {
-    /* Built by hand: a million timestamps as cJSON nodes would cost ~100 MB. */
-    size_t cap = 128 + n_ts * 24 + n_urls * (LB_URL_MAX + 64);
+    /* Built by hand: a million timestamps as cJSON nodes would cost ~100 MB.
+     * Per replica: the URL, then seven counts of 20 digits at most. */
+    size_t cap = 128 + n_ts * 24 + n_urls * (LB_URL_MAX + 96 + LB_RESP_CLASSES * 32);
     char *out = core_xmalloc(cap);
     size_t len = 0;
     len += (size_t)snprintf(out + len, cap - len, "{\"request_aggregator\":{\"timestamps\":[");
     for (size_t i = 0; i < n_ts; i++)
         len += (size_t)snprintf(out + len, cap - len, "%s%.6f", i ? "," : "", ts[i]);
     len += (size_t)snprintf(out + len, cap - len, "]},\"replica_stats\":{");
-    for (size_t i = 0; i < n_urls; i++)
+    for (size_t i = 0; i < n_urls; i++) {
         len += (size_t)snprintf(
-            out + len, cap - len, "%s\"%s\":{\"requests\":%llu,\"failures\":%llu}", i ? "," : "",
+            out + len, cap - len, "%s\"%s\":{\"requests\":%llu,\"failures\":%llu", i ? "," : "",
             urls[i], (unsigned long long)requests[i], (unsigned long long)failures[i]);
+        if (responses) {
+            len += (size_t)snprintf(out + len, cap - len, ",\"responses\":{");
+            for (int k = 0; k < LB_RESP_CLASSES; k++)
+                len += (size_t)snprintf(out + len, cap - len, "%s\"%dxx\":%llu", k ? "," : "",
+                                        k + 1, (unsigned long long)responses[i][k]);
+            len += (size_t)snprintf(out + len, cap - len, "}");
+        }
+        len += (size_t)snprintf(out + len, cap - len, "}");
+    }
     snprintf(out + len, cap - len, "}}");
     return out;
 }
@@ -134,6 +145,7 @@ struct lb_sync {
     size_t n_ts, alloc_ts;
     uint64_t acked_req[LB_STATS_MAX];
     uint64_t acked_fail[LB_STATS_MAX];
+    uint64_t acked_resp[LB_STATS_MAX][LB_RESP_CLASSES];
     int failing;
 };
 
@@ -158,20 +170,28 @@ static void sync_once(lb_sync_t *s)
     uint64_t *cur_fail = core_xcalloc(nu + 1, sizeof(uint64_t));
     uint64_t *d_req = core_xcalloc(nu + 1, sizeof(uint64_t));
     uint64_t *d_fail = core_xcalloc(nu + 1, sizeof(uint64_t));
+    uint64_t(*cur_resp)[LB_RESP_CLASSES] = core_xcalloc(nu + 1, sizeof(*cur_resp));
+    uint64_t(*d_resp)[LB_RESP_CLASSES] = core_xcalloc(nu + 1, sizeof(*d_resp));
     size_t k = 0;
     for (uint32_t i = 0; i < nu; i++) {
         for (int w = 0; w < st->nw; w++) {
             cur_req[i] += lb_ctr_get(&st->w[w].rep_requests[i]);
             cur_fail[i] += lb_ctr_get(&st->w[w].rep_failures[i]);
+            for (int c = 0; c < LB_RESP_CLASSES; c++)
+                cur_resp[i][c] += lb_ctr_get(&st->w[w].rep_responses[i][c]);
         }
-        if (cur_req[i] == s->acked_req[i] && cur_fail[i] == s->acked_fail[i])
+        /* A response can come a sync after its request was counted. */
+        if (cur_req[i] == s->acked_req[i] && cur_fail[i] == s->acked_fail[i] &&
+            memcmp(cur_resp[i], s->acked_resp[i], sizeof(cur_resp[i])) == 0)
             continue;
         urls[k] = st->urls[i];
         d_req[k] = cur_req[i] - s->acked_req[i];
         d_fail[k] = cur_fail[i] - s->acked_fail[i];
+        for (int c = 0; c < LB_RESP_CLASSES; c++)
+            d_resp[k][c] = cur_resp[i][c] - s->acked_resp[i][c];
         k++;
     }
-    char *body = lb_sync_build_body(s->ts, s->n_ts, urls, d_req, d_fail, k);
+    char *body = lb_sync_build_body(s->ts, s->n_ts, urls, d_req, d_fail, d_resp, k);
     char *url = core_xasprintf("%s/controller/load_balancer_sync", ctx->cfg->controller);
     core_http_resp_t resp = {0};
     int rc = core_http_call("POST", url, ctx->cfg->token, body, 5000, &resp);
@@ -183,6 +203,7 @@ static void sync_once(lb_sync_t *s)
             s->n_ts = 0;
             memcpy(s->acked_req, cur_req, nu * sizeof(uint64_t));
             memcpy(s->acked_fail, cur_fail, nu * sizeof(uint64_t));
+            memcpy(s->acked_resp, cur_resp, nu * sizeof(*cur_resp));
             lb_snapshot_t *next = lb_snapshot_from_urls(ctx, (const char *const *)ready, n);
             lb_snapshot_t *cur = lb_ctx_snapshot(ctx);
             if (same_set(cur, next)) {
@@ -217,6 +238,8 @@ static void sync_once(lb_sync_t *s)
     free(cur_fail);
     free(d_req);
     free(d_fail);
+    free(cur_resp);
+    free(d_resp);
 }
 
 static void *sync_main(void *arg)

@@ -186,7 +186,7 @@ def test_interim_and_final_response_in_one_write(procs, upstreams):
                      b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n"
                      b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ndone")
     a = upstreams(cont, "a")
-    lb = procs.lb([a.url])
+    lb = lb_for(procs, [a])
     with U.Conn(lb.port, timeout=5 * S) as c:
         for _ in range(2):
             c.request("POST", "/", headers=[("Expect", "100-continue")], body=b"abc")
@@ -198,6 +198,10 @@ def test_interim_and_final_response_in_one_write(procs, upstreams):
     # RFC 9110 15.2: no 1xx to an HTTP/1.0 client.
     r, _ = U.raw_exchange(lb.port, b"POST / HTTP/1.0\r\nContent-Length: 1\r\n\r\nx", 5 * S)
     assert r.status == 200 and r.body == b"done"
+    # By status class, only the final responses count: three 2xx, no 1xx.
+    U.wait_until(lambda: metric(lb, "sky_lb_replica_responses_total", {"code": "2xx"}) == 3,
+                 3 * S, what="three 2xx responses counted")
+    assert metric(lb, "sky_lb_replica_responses_total", {"code": "1xx"}) == 0
 
 
 def test_interim_then_stall_is_504(procs, upstreams):

@@ -167,7 +167,7 @@ def test_sse_events_arrive_one_at_a_time(procs):
 
 def test_websocket_echo(procs):
     be = procs.backend()
-    lb = procs.lb([be])
+    lb = procs.lb([be], admin=True)
     key = base64.b64encode(os.urandom(16)).decode()
     with U.Conn(lb.port, timeout=10 * U.SLOW) as c:
         c.send(("GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -193,6 +193,10 @@ def test_websocket_echo(procs):
         c.send(U.ws_frame(0x8, b"\x03\xe8bye"))
         assert U.ws_read_frame(c) == (True, 0x8, b"\x03\xe8bye")
         assert c.wait_closed(5 * U.SLOW), "tunnel not closed after the replica closed"
+    # The 101 that switched is the request's final response: one 1xx.
+    text = U.admin_get(lb.admin_port, "/metrics").body.decode()
+    assert U.metric_value(text, "sky_lb_replica_responses_total", {"code": "1xx"}) == 1, text
+    assert U.metric_value(text, "sky_lb_replica_responses_total", {"code": "2xx"}) == 0, text
 
 
 def test_https_with_curl(procs, tmp_path):

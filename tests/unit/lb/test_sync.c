@@ -15,9 +15,10 @@
 static void test_build_body(void **st)
 {
     double ts[] = {1700000000.25, 1700000001.5};
-    const char *urls[] = {"http://10.0.0.1:8080"};
-    uint64_t req[] = {5}, fail[] = {1};
-    char *b = lb_sync_build_body(ts, 2, urls, req, fail, 1);
+    const char *urls[] = {"http://10.0.0.1:8080", "http://10.0.0.2:8080"};
+    uint64_t req[] = {5, 0}, fail[] = {1, 0};
+    uint64_t resp[][LB_RESP_CLASSES] = {{1, 2, 0, 3, 4}, {0, 0, 0, 0, 7}};
+    char *b = lb_sync_build_body(ts, 2, urls, req, fail, resp, 2);
     cJSON *j = cJSON_Parse(b);
     assert_non_null(j);
     cJSON *t = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "request_aggregator"), "timestamps");
@@ -26,10 +27,49 @@ static void test_build_body(void **st)
     cJSON *r = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "replica_stats"), urls[0]);
     assert_int_equal(cJSON_GetObjectItem(r, "requests")->valueint, 5);
     assert_int_equal(cJSON_GetObjectItem(r, "failures")->valueint, 1);
+    cJSON *c = cJSON_GetObjectItem(r, "responses");
+    assert_int_equal(cJSON_GetArraySize(c), 5);
+    assert_int_equal(cJSON_GetObjectItem(c, "1xx")->valueint, 1);
+    assert_int_equal(cJSON_GetObjectItem(c, "2xx")->valueint, 2);
+    assert_int_equal(cJSON_GetObjectItem(c, "3xx")->valueint, 0);
+    assert_int_equal(cJSON_GetObjectItem(c, "4xx")->valueint, 3);
+    assert_int_equal(cJSON_GetObjectItem(c, "5xx")->valueint, 4);
+    /* A replica whose responses came a sync after its requests. */
+    r = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "replica_stats"), urls[1]);
+    assert_int_equal(cJSON_GetObjectItem(r, "requests")->valueint, 0);
+    assert_int_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(r, "responses"), "5xx")->valueint, 7);
     cJSON_Delete(j);
     free(b);
-    b = lb_sync_build_body(NULL, 0, NULL, NULL, NULL, 0);
+    /* Without the classes: the body the controller has always accepted. */
+    b = lb_sync_build_body(NULL, 0, urls, req, fail, NULL, 1);
+    assert_string_equal(b, "{\"request_aggregator\":{\"timestamps\":[]},\"replica_stats\":{"
+                           "\"http://10.0.0.1:8080\":{\"requests\":5,\"failures\":1}}}");
+    free(b);
+    b = lb_sync_build_body(NULL, 0, NULL, NULL, NULL, NULL, 0);
     assert_string_equal(b, "{\"request_aggregator\":{\"timestamps\":[]},\"replica_stats\":{}}");
+    free(b);
+}
+
+/* The longest URLs and counts fit the buffer the builder sizes (ASan
+ * catches an overrun, the end check a truncation). */
+static void test_build_body_max(void **st)
+{
+    enum { N = 64 };
+    char url[LB_URL_MAX];
+    memset(url, 'a', sizeof(url) - 1);
+    url[sizeof(url) - 1] = 0;
+    const char *urls[N];
+    uint64_t big[N];
+    uint64_t resp[N][LB_RESP_CLASSES];
+    for (int i = 0; i < N; i++) {
+        urls[i] = url;
+        big[i] = UINT64_MAX;
+    }
+    memset(resp, 0xff, sizeof(resp));
+    char *b = lb_sync_build_body(NULL, 0, urls, big, big, resp, N);
+    size_t len = strlen(b);
+    assert_true(len > N * (LB_URL_MAX + 7 * 20));
+    assert_string_equal(b + len - 4, "}}}}");
     free(b);
 }
 
@@ -85,11 +125,21 @@ static void test_url_ids_and_metrics(void **st)
     lb_ctr_add(&s.w[0].codes[200], 3);
     lb_ctr_add(&s.w[1].codes[200], 4);
     lb_ctr_add(&s.w[1].rep_requests[b], 2);
+    lb_ctr_add(&s.w[0].rep_responses[b][1], 1);
+    lb_ctr_add(&s.w[1].rep_responses[b][1], 1);
+    lb_ctr_add(&s.w[1].rep_responses[b][3], 5);
     lb_stats_observe_latency(&s.w[0], 0.003);
     size_t len;
     char *m = lb_metrics_render(&s, &len);
     assert_non_null(strstr(m, "sky_lb_requests_total{code=\"200\"} 7\n"));
     assert_non_null(strstr(m, "sky_lb_replica_requests_total{replica=\"http://2.2.2.2:2\"} 2\n"));
+    assert_non_null(strstr(m, "sky_lb_replica_responses_total{replica=\"http://2.2.2.2:2\","
+                              "code=\"2xx\"} 2\n"));
+    assert_non_null(strstr(m, "sky_lb_replica_responses_total{replica=\"http://2.2.2.2:2\","
+                              "code=\"4xx\"} 5\n"));
+    assert_non_null(strstr(m, "sky_lb_replica_responses_total{replica=\"http://1.1.1.1:1\","
+                              "code=\"5xx\"} 0\n"));
+    assert_non_null(strstr(m, "# TYPE sky_lb_replica_responses_total counter\n"));
     assert_non_null(strstr(m, "sky_lb_upstream_latency_seconds_bucket{le=\"0.005\"} 1\n"));
     assert_non_null(strstr(m, "sky_lb_upstream_latency_seconds_count 1\n"));
     free(m);
@@ -100,6 +150,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_build_body),
+        cmocka_unit_test(test_build_body_max),
         cmocka_unit_test(test_parse_reply),
         cmocka_unit_test(test_timestamps_bounded),
         cmocka_unit_test(test_url_ids_and_metrics),
