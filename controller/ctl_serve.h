@@ -15,6 +15,7 @@
 #include "ctl_backoff.h"
 #include "ctl_fleet.h"
 #include "ctl_idle.h"
+#include "ctl_lb_report.h"
 #include "ctl_metrics.h"
 #include "ctl_serve_cfg.h"
 #include "ctl_serve_store.h"
@@ -53,6 +54,8 @@ typedef struct ctl_replica {
     double next_job_poll;
     /* Attempts the LB sent it and those that failed, summed from its syncs. */
     unsigned long long lb_requests, lb_failures;
+    /* Final responses the LB relayed from it, by status class 1xx..5xx. */
+    unsigned long long lb_responses[CTL_LB_CLASSES];
 } ctl_replica_t;
 
 struct ctl_service {

@@ -335,21 +335,13 @@ void ctl_lb_stop(ctl_serve_t *s, ctl_service_t *svc)
     }
 }
 
-/* {"<url>": {"requests": N, "failures": M}}: what the LB sent each replica
- * since its last sync (the /metrics of the controller sums them). */
-static void add_replica_stats(ctl_service_t *svc, const cJSON *stats)
+/* What the LB sent each replica and what came back since its last sync
+ * (the /metrics of the controller sums them). */
+static void add_replica_stats(ctl_service_t *svc, const ctl_lb_report_t *rep)
 {
-    const cJSON *it;
+    for (size_t i = 0; i < rep->n_reps; i++) {
+        const ctl_lb_rep_report_t *st = &rep->reps[i];
 
-    cJSON_ArrayForEach(it, stats)
-    {
-        const cJSON *req = cJSON_GetObjectItemCaseSensitive(it, "requests");
-        const cJSON *fail = cJSON_GetObjectItemCaseSensitive(it, "failures");
-
-        if (!it->string || !cJSON_IsNumber(req) || !cJSON_IsNumber(fail) ||
-            !(req->valuedouble >= 0 && req->valuedouble < 1e15) ||
-            !(fail->valuedouble >= 0 && fail->valuedouble < 1e15))
-            continue;
         /* By address, ready or not: the last requests of a replica that just
          * left the ready set count too. */
         CTL_FOR_EACH_REPLICA(svc, r)
@@ -360,9 +352,13 @@ static void add_replica_stats(ctl_service_t *svc, const cJSON *stats)
                 continue;
             snprintf(u, sizeof(u), "http://%s:%d", r->fr.row.ip,
                      r->fr.row.replica_port + r->fr.row.port_offset);
-            if (strcmp(u, it->string) == 0) {
-                r->lb_requests += (unsigned long long)req->valuedouble;
-                r->lb_failures += (unsigned long long)fail->valuedouble;
+            if (strcmp(u, st->url) == 0) {
+                if (st->has_counts) {
+                    r->lb_requests += st->requests;
+                    r->lb_failures += st->failures;
+                }
+                for (int c = 0; c < CTL_LB_CLASSES; c++)
+                    r->lb_responses[c] += st->responses[c];
                 break;
             }
         }
@@ -371,27 +367,15 @@ static void add_replica_stats(ctl_service_t *svc, const cJSON *stats)
 
 cJSON *ctl_serve_lb_sync(ctl_serve_t *s, ctl_service_t *svc, const cJSON *body)
 {
-    const cJSON *agg = cJSON_GetObjectItemCaseSensitive(body, "request_aggregator");
-    const cJSON *ts = cJSON_GetObjectItemCaseSensitive(agg, "timestamps");
     cJSON *out = cJSON_CreateObject(), *info = cJSON_AddObjectToObject(out, "replica_info");
-    double t = core_now();
+    ctl_lb_report_t rep;
 
     (void)s;
-    if (cJSON_IsArray(ts) && svc->fleet.scaler_ok) {
-        int n = cJSON_GetArraySize(ts);
-        double *v = core_xmalloc((size_t)(n ? n : 1) * sizeof(*v));
-        size_t k = 0;
-        const cJSON *it;
-
-        cJSON_ArrayForEach(it, ts)
-        {
-            if (cJSON_IsNumber(it))
-                v[k++] = it->valuedouble;
-        }
-        ctl_scaler_add_requests(&svc->fleet.scaler, v, k, t);
-        free(v);
-    }
-    add_replica_stats(svc, cJSON_GetObjectItemCaseSensitive(body, "replica_stats"));
+    ctl_lb_report_parse(body, &rep);
+    if (rep.has_ts && svc->fleet.scaler_ok)
+        ctl_scaler_add_requests(&svc->fleet.scaler, rep.ts, rep.n_ts, core_now());
+    add_replica_stats(svc, &rep);
+    ctl_lb_report_free(&rep);
     if (ctl_service_going_down(svc))
         return out;
     CTL_FOR_EACH_REPLICA(svc, r)

@@ -111,6 +111,25 @@ static void traffic(ctl_prom_t *p, ctl_serve_t *s)
                             "service", svc->row.name, "replica", id, "outcome", "failed", NULL);
         }
     }
+    ctl_prom_family(p, "sky_serve_replica_responses_total", "counter",
+                    "Final responses the load balancer relayed from each replica, by status "
+                    "class (1xx..5xx), since this controller started.");
+    for (ctl_service_t *svc = s->services; svc; svc = svc->next) {
+        if (!live(svc))
+            continue;
+        CTL_FOR_EACH_REPLICA(svc, r)
+        {
+            char id[16];
+
+            snprintf(id, sizeof(id), "%d", r->fr.row.id);
+            for (int c = 0; c < CTL_LB_CLASSES; c++) {
+                char code[4] = {(char)('1' + c), 'x', 'x', 0};
+
+                ctl_prom_sample(p, "sky_serve_replica_responses_total", (double)r->lb_responses[c],
+                                "service", svc->row.name, "replica", id, "code", code, NULL);
+            }
+        }
+    }
 }
 
 static unsigned long long counter(const ctl_serve_counters_t *c, int i)

@@ -95,3 +95,20 @@ sync = {
     "deep": b'{"replica_info":{"http://1.2.3.4:5":' + b'[' * 50 + b']' * 50 + b'}}',
 }
 put("lb_sync_reply", sync)
+
+ctl_sync = {
+    "full": b'{"request_aggregator":{"timestamps":[1700000000.250000,1700000001.5]},'
+            b'"replica_stats":{"http://10.0.0.1:8080":{"requests":7,"failures":1,"responses":'
+            b'{"1xx":1,"2xx":4,"3xx":0,"4xx":2,"5xx":3}},"http://10.0.0.2:8080":{"requests":0,'
+            b'"failures":0,"responses":{"1xx":0,"2xx":2,"3xx":0,"4xx":0,"5xx":0}}}}',
+    "python_lb": b'{"request_aggregator":{"timestamps":[1700000000.25]}}',
+    "no_classes": b'{"request_aggregator":{"timestamps":[]},"replica_stats":'
+                  b'{"http://10.0.0.1:8080":{"requests":3,"failures":0}}}',
+    "bad_values": b'{"request_aggregator":{"timestamps":{}},"replica_stats":{"a":{"requests":-1,'
+                  b'"failures":1e15,"responses":{"1xx":"1","2xx":null,"3xx":1e999,"4xx":-0.0,'
+                  b'"5xx":999999999999999}},"b":[1],"c":{"responses":[1,2,3,4,5]},"":{}}}',
+    "not_object": b'[{"replica_stats":{}}]',
+    "dup_keys": b'{"replica_stats":{"u":{"requests":1,"failures":0},"u":{"requests":2,'
+                b'"failures":0,"responses":{"2xx":1,"2xx":2}}},"replica_stats":5}',
+}
+put("ctl_lb_sync", ctl_sync)

@@ -105,6 +105,8 @@ def walk():
         stack.wait_for(lambda: get(w.endpoint)[0] == 200, 30, "the LB to route")
         for _ in range(20):  # traffic for the LB's and the controller's counters
             assert get(w.endpoint)[0] == 200
+        for _ in range(3):  # the example app's 400 (a bad /stream query): 4xx responses
+            assert get(w.endpoint + "/stream?n=x")[0] == 400
         w.dom_on_demand = dashboard_dom(w.login)
         stack.wait_for(lambda: prom.query(
             'sum(sky_serve_replicas{service="%s",status="READY",capacity="on_demand"})' % NAME)
@@ -165,7 +167,16 @@ def test_prometheus_scrapes_controller_and_lb(walk):
     # The traffic went to the on-demand replicas, whose series left with them.
     assert q('max_over_time(sum(sky_serve_replica_requests_total{service="%s",outcome="ok"})'
              '[10m:1s])') >= 20
+    # The same traffic by status class, as the LB reported it to the controller.
+    assert q('max_over_time(sum(sky_serve_replica_responses_total{service="%s",code="2xx"})'
+             '[10m:1s])') >= 20
+    assert q('max_over_time(sum(sky_serve_replica_responses_total{service="%s",code="4xx"})'
+             '[10m:1s])') >= 3
+    assert q('max_over_time(sum(sky_serve_replica_responses_total{service="%s",code="5xx"})'
+             '[10m:1s])') == 0
     assert prom.query('sum(sky_lb_requests_total{job="lb",code="200"})') >= 20
+    assert prom.query('sum(sky_lb_replica_responses_total{job="lb",code="2xx"})') >= 20
+    assert prom.query('sum(sky_lb_replica_responses_total{job="lb",code="4xx"})') >= 3
     assert prom.query('sky_lb_upstream_latency_seconds_count{job="lb"}') >= 20
     assert prom.query('sky_controller_restarts_total{job="controller"}') == 0
     # What Prometheus' linter says of both endpoints, as served.

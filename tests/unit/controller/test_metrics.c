@@ -127,6 +127,8 @@ static void test_serve_series(void **state)
     r = add(&svc, 2, CTL_PROC_SUCCEEDED, true, true, 0.5);
     r->lb_requests = 10;
     r->lb_failures = 3;
+    r->lb_responses[1] = 6;
+    r->lb_responses[3] = 1;
     add(&svc, 3, CTL_PROC_SUCCEEDED, true, false, 1.25);
     add(&svc, 4, CTL_PROC_RUNNING, false, false, 1.25);
     r = add(&svc, 5, CTL_PROC_SUCCEEDED, true, true, 0.5);
@@ -158,6 +160,15 @@ static void test_serve_series(void **state)
                                "outcome=\"ok\"}") == 7);
     assert_true(value_of(text, "sky_serve_replica_requests_total{service=\"web\",replica=\"2\","
                                "outcome=\"failed\"}") == 3);
+    assert_true(value_of(text, "sky_serve_replica_responses_total{service=\"web\",replica=\"2\","
+                               "code=\"2xx\"}") == 6);
+    assert_true(value_of(text, "sky_serve_replica_responses_total{service=\"web\",replica=\"2\","
+                               "code=\"4xx\"}") == 1);
+    assert_true(value_of(text, "sky_serve_replica_responses_total{service=\"web\",replica=\"2\","
+                               "code=\"5xx\"}") == 0);
+    assert_true(value_of(text, "sky_serve_replica_responses_total{service=\"web\",replica=\"1\","
+                               "code=\"1xx\"}") == 0);
+    assert_non_null(strstr(text, "# TYPE sky_serve_replica_responses_total counter\n"));
     assert_true(value_of(text, "sky_serve_launches_total{service=\"web\"}") == 6);
     assert_true(value_of(text, "sky_serve_launch_failures_total{service=\"web\"}") == 1);
     assert_true(value_of(text, "sky_serve_preemptions_total{service=\"web\"}") == 2);
