@@ -13,7 +13,7 @@ import os
 import subprocess
 import sys
 
-from skytest.paths import SOURCE_DIR
+from skytest.paths import SOURCE_DIR, sanitized
 
 CHAOS = os.path.join(SOURCE_DIR, "bench", "chaos", "chaos.py")
 
@@ -46,7 +46,10 @@ def test_chaos_short():
     # the controller's READY set taken every 0.2 s, so a request failing at the
     # edge of such a window can land on the wrong side (bench/RESULTS.md).
     assert r["failed"] <= r["sent"] // 100, r["failed_detail"]
-    assert all(b <= 1.0 for b in r["lb_back_s"]), r["lb_back_s"]
+    # The LB back within 1 s (the benchmark's goal); a sanitized sky-lb starts
+    # slower (1.17 s seen once in twenty under ASan with ctest -j2).
+    lb_limit = 2.0 if sanitized() else 1.0
+    assert all(b <= lb_limit for b in r["lb_back_s"]), r["lb_back_s"]
     assert r["streams_cut_otherwise"] == [], r["streams_cut_otherwise"]
     assert r["recovered"], r.get("final_replicas")
     assert r["leaked_instances"] == [], r["leaked_instances"]
