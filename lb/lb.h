@@ -167,6 +167,26 @@ int lb_head_scan(const char *head, size_t len, lb_hdr_t *hdrs, size_t max, lb_he
  * 0 or -EINVAL (then the response is a 502). */
 int lb_resp_check(const lb_head_t *h);
 
+/* What lb_resp_fast found in a response head. */
+typedef struct lb_resp_fast {
+    uint32_t head_len;       /* up to and including the blank line */
+    uint16_t status;         /* 200-599, not 204 or 304 */
+    uint64_t content_length; /* the body's length: exactly one Content-Length */
+} lb_resp_fast_t;
+
+/*
+ * The common response without llhttp: an HTTP/1.1 head, complete in
+ * <buf>, every byte of it valid for llhttp's strict mode, framed by one
+ * Content-Length, with no Connection, Upgrade or Transfer-Encoding (so the
+ * connection stays open after it). Scans it into <h> (at most <max> header
+ * lines) as lb_head_scan does, in the same pass.
+ * -EAGAIN for anything else: then llhttp parses the message, as it does
+ * every message this path does not take (fuzz_lb_resp_fast checks that
+ * llhttp reads each head taken here the same way).
+ */
+int lb_resp_fast(const char *buf, size_t len, lb_hdr_t *hdrs, size_t max, lb_head_t *h,
+                 lb_resp_fast_t *f);
+
 /* What lb_req_check found in a request head. */
 typedef struct lb_req_info {
     int status;      /* local answer when the request is refused (400, 414, 431, 505) */

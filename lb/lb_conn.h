@@ -106,9 +106,10 @@ typedef struct lb_up {
     uint64_t t_tx;     /* loop time the last request bytes were handed to the socket */
     uint64_t t_rx;     /* loop time of the last byte read (or tunnelled either way) */
     uint64_t timer_at; /* loop time the timer is due, 0 when it is not running */
+    uint64_t body_left; /* fast: response body bytes still to come */
     lb_out_t out;
     unsigned got_bytes : 1, head_done : 1, in_head : 1, tunnel : 1, bp : 1, ka : 1, reading : 1,
-        dechunk : 1, wrote : 1;
+        dechunk : 1, wrote : 1, fast : 1; /* fast: framed by lb_resp_fast, not llhttp */
     char extra[LB_HEAD_EXTRA];
 } lb_up_t;
 

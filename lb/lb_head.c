@@ -371,6 +371,109 @@ int lb_resp_check(const lb_head_t *h)
     return 0;
 }
 
+/* tchar (RFC 9110 5.6.2): the bytes of a header name. */
+static const uint8_t tchar[256] = {
+    ['a' ... 'z'] = 1, ['A' ... 'Z'] = 1, ['0' ... '9'] = 1, ['!'] = 1, ['#'] = 1, ['$'] = 1,
+    ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1, ['+'] = 1, ['-'] = 1, ['.'] = 1, ['^'] = 1,
+    ['_'] = 1, ['`'] = 1, ['|'] = 1, ['~'] = 1,
+};
+
+/* HTAB, SP and VCHAR: the field-value and reason-phrase bytes the fast path
+ * takes (obs-text is left to llhttp). */
+static const uint8_t visible[256] = {['\t'] = 1, [' ' ... '~'] = 1};
+
+static int is_digit(char ch)
+{
+    return ch >= '0' && ch <= '9';
+}
+
+int lb_resp_fast(const char *buf, size_t len, lb_hdr_t *hdrs, size_t max, lb_head_t *h,
+                 lb_resp_fast_t *f)
+{
+    /* "HTTP/1.1 NNN " then the reason phrase and CRLF (RFC 9112 4). */
+    if (len < 17 || memcmp(buf, "HTTP/1.1 ", 9) != 0 || buf[9] < '2' || buf[9] > '5' ||
+        !is_digit(buf[10]) || !is_digit(buf[11]) || buf[12] != ' ')
+        return -EAGAIN;
+    int status = (buf[9] - '0') * 100 + (buf[10] - '0') * 10 + (buf[11] - '0');
+    if (status == 204 || status == 304)
+        return -EAGAIN; /* no body whatever the framing says: llhttp's business */
+    /* One pass that splits, checks and classifies: every line ends in CRLF,
+     * names are tokens followed by the colon (RFC 9112 5.1: no whitespace
+     * before it, no obsolete folding), values are visible bytes. */
+    const char *p = buf + 13, *end = buf + (len < LB_MAX_HEAD_CAP ? len : LB_MAX_HEAD_CAP);
+    while (p < end && visible[(unsigned char)*p])
+        p++;
+    if (end - p < 2 || p[0] != '\r' || p[1] != '\n')
+        return -EAGAIN;
+    p += 2;
+    h->base = buf;
+    h->hdrs = hdrs;
+    h->sl = (size_t)(p - buf);
+    h->n = 0;
+    int n_cl = 0;
+    uint64_t cl = 0;
+    for (;;) {
+        if (end - p < 2)
+            return -EAGAIN;
+        if (p[0] == '\r') {
+            if (p[1] != '\n')
+                return -EAGAIN;
+            p += 2;
+            break;
+        }
+        const char *q = p;
+        while (q < end && tchar[(unsigned char)*q])
+            q++;
+        if (q == p || q == end || *q != ':')
+            return -EAGAIN;
+        const char *v = q + 1, *r = v;
+        while (r < end && visible[(unsigned char)*r])
+            r++;
+        if (end - r < 2 || r[0] != '\r' || r[1] != '\n' || h->n >= max)
+            return -EAGAIN;
+        const char *ve = r;
+        while (v < ve && (*v == ' ' || *v == '\t'))
+            v++;
+        while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
+            ve--;
+        lb_hdr_t *hd = &hdrs[h->n++];
+        hd->line_off = (uint16_t)(p - buf);
+        hd->line_len = (uint16_t)(r + 2 - p);
+        hd->name_len = (uint16_t)(q - p);
+        hd->val_off = (uint16_t)(v - buf);
+        hd->val_len = (uint16_t)(ve - v);
+        hd->kind = hdr_kind(p, hd->name_len);
+        hd->underscore = memchr(p, '_', hd->name_len) != NULL;
+        switch (hd->kind) {
+        case LB_H_CONNECTION:
+        case LB_H_PROXY_CONNECTION: /* llhttp reads it as Connection */
+        case LB_H_UPGRADE:
+        case LB_H_TRANSFER_ENCODING:
+            return -EAGAIN;
+        case LB_H_CONTENT_LENGTH:
+            /* llhttp (strict) takes spaces after the digits, not tabs. */
+            if (n_cl++ || hd->val_len == 0 || hd->val_len > 15 || memchr(ve, '\t', (size_t)(r - ve)))
+                return -EAGAIN;
+            for (; v < ve; v++) {
+                if (!is_digit(*v))
+                    return -EAGAIN;
+                cl = cl * 10 + (uint64_t)(*v - '0');
+            }
+            break;
+        default:
+            break;
+        }
+        p = r + 2;
+    }
+    if (n_cl != 1)
+        return -EAGAIN;
+    h->len = (size_t)(p - buf);
+    f->head_len = (uint32_t)h->len;
+    f->status = (uint16_t)status;
+    f->content_length = cl;
+    return 0;
+}
+
 /* ---------------------------------------------------------------- rewrite */
 
 /* Where the forwarded head goes: pieces of the original head as iovecs and

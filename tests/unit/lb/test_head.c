@@ -380,6 +380,65 @@ static void test_underscore_names_dropped(void **st)
     assert_string_equal(o.text, r);
 }
 
+/* The fast response path takes the common head, scanned as lb_head_scan
+ * scans it, and leaves everything else to llhttp. */
+static void test_resp_fast(void **st)
+{
+    (void)st;
+    static lb_hdr_t fh[64];
+    lb_head_t h, ref;
+    lb_resp_fast_t f;
+    const char *ok = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-A:  b c \t\r\n"
+                     "Content-Length: 12\r\n\r\nhello, world";
+    assert_int_equal(lb_resp_fast(ok, strlen(ok), fh, 64, &h, &f), 0);
+    assert_int_equal(f.status, 200);
+    assert_int_equal(f.content_length, 12);
+    assert_int_equal(f.head_len, strlen(ok) - 12);
+    assert_int_equal(lb_head_scan(ok, f.head_len, hd_store, 1024, &ref), 0);
+    assert_int_equal(h.n, ref.n);
+    assert_int_equal(h.sl, ref.sl);
+    assert_int_equal(h.len, ref.len);
+    for (size_t i = 0; i < h.n; i++)
+        assert_memory_equal(&h.hdrs[i], &ref.hdrs[i], sizeof(lb_hdr_t));
+    /* No body of its own, and the reason phrase may be empty. */
+    const char *empty = "HTTP/1.1 404 \r\nContent-Length: 0\r\n\r\n";
+    assert_int_equal(lb_resp_fast(empty, strlen(empty), fh, 64, &h, &f), 0);
+    assert_int_equal(f.status, 404);
+    assert_int_equal(f.content_length, 0);
+
+    const char *others[] = {
+        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n",                     /* incomplete */
+        "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok",               /* 1.0: closes */
+        "HTTP/1.1 100 Continue\r\n\r\n",                                /* interim */
+        "HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n",         /* never a body */
+        "HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n",
+        "HTTP/1.1 200 OK\r\n\r\n",                                      /* until the close */
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok",
+        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nProxy-Connection: close\r\n\r\nok",
+        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nUpgrade: h2c\r\n\r\nok",
+        "HTTP/1.1 200 OK\r\nContent-Length: +2\r\n\r\nok",
+        "HTTP/1.1 200 OK\r\nContent-Length: 2\t\r\n\r\nok", /* llhttp: invalid */
+        "HTTP/1.1 200 OK\r\nContent-Length: 1234567890123456\r\n\r\n",
+        "HTTP/1.1 200 OK\nContent-Length: 2\r\n\r\nok",                 /* bare LF */
+        "HTTP/1.1 200 OK\r\nContent-Length: 2\n\r\nok",
+        "HTTP/1.1 200 OK\r\nContent-Length : 2\r\n\r\nok",              /* space before : */
+        "HTTP/1.1 200 OK\r\nX: a\r\n b\r\nContent-Length: 2\r\n\r\nok", /* folding */
+        "HTTP/1.1 200 OK\r\nX: \xe9\r\nContent-Length: 2\r\n\r\nok",    /* obs-text */
+        "HTTP/1.1 200 OK\r\nX: a\rb\r\nContent-Length: 2\r\n\r\nok",    /* bare CR */
+        "HTTP/1.1 200 O\x01K\r\nContent-Length: 2\r\n\r\nok",
+        "HTTP/1.1 2000 OK\r\nContent-Length: 2\r\n\r\nok",
+        "\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    };
+    for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++) {
+        if (lb_resp_fast(others[i], strlen(others[i]), fh, 64, &h, &f) != -EAGAIN)
+            fail_msg("taken: %s", others[i]);
+    }
+    /* More header lines than <max>: llhttp's. */
+    assert_int_equal(lb_resp_fast(ok, strlen(ok), fh, 2, &h, &f), -EAGAIN);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -397,6 +456,7 @@ int main(void)
         cmocka_unit_test(test_request_line_normalised),
         cmocka_unit_test(test_connection_cannot_hide_the_client),
         cmocka_unit_test(test_underscore_names_dropped),
+        cmocka_unit_test(test_resp_fast),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
