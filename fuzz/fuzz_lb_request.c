@@ -95,7 +95,9 @@ static void forward_head(const char *head, size_t hl, const llhttp_t *p, uint8_t
     lb_req_info_t info;
     if (lb_head_scan(head, hl, hdrs, LB_HDRS_FOR(hl), &h) < 0)
         return; /* 400 */
-    if (lb_req_check(&h, p, max_uri, max_headers, &info) < 0) {
+    lb_req_meta_t m;
+    lb_req_meta_of(p, &m);
+    if (lb_req_check(&h, &m, max_uri, max_headers, &info) < 0) {
         FUZZ_CHECK(info.status == 400 || info.status == 414 || info.status == 431 ||
                    info.status == 505);
         return;

@@ -167,6 +167,38 @@ int lb_head_scan(const char *head, size_t len, lb_hdr_t *hdrs, size_t max, lb_he
  * 0 or -EINVAL (then the response is a 502). */
 int lb_resp_check(const lb_head_t *h);
 
+/* What the request parser found in a request head. */
+typedef struct lb_req_meta {
+    uint8_t method; /* llhttp_method_t */
+    uint8_t http_major, http_minor;
+    uint8_t keep_alive; /* llhttp_should_keep_alive */
+    uint8_t upgrade;    /* llhttp's: Upgrade, or CONNECT */
+    uint8_t has_cl;     /* a Content-Length: content_length is the body's length */
+    uint64_t content_length;
+} lb_req_meta_t;
+
+/* The same, from llhttp paused at the end of a request head. */
+static inline void lb_req_meta_of(const llhttp_t *p, lb_req_meta_t *m)
+{
+    m->method = p->method;
+    m->http_major = p->http_major;
+    m->http_minor = p->http_minor;
+    m->keep_alive = (uint8_t)llhttp_should_keep_alive(p);
+    m->upgrade = p->upgrade;
+    m->has_cl = (p->flags & F_CONTENT_LENGTH) != 0;
+    m->content_length = p->content_length;
+}
+
+/*
+ * The common request, as lb_resp_fast takes the common response: an
+ * origin-form GET, HEAD, POST, PUT, DELETE, OPTIONS or PATCH in HTTP/1.1 or
+ * 1.0, its head complete in <buf> and valid for llhttp's strict mode, with
+ * at most one Content-Length and no Connection, Upgrade or
+ * Transfer-Encoding. 0 with <h> and <m> filled, or -EAGAIN (llhttp's).
+ */
+int lb_req_fast(const char *buf, size_t len, lb_hdr_t *hdrs, size_t max, lb_head_t *h,
+                lb_req_meta_t *m);
+
 /* What lb_resp_fast found in a response head. */
 typedef struct lb_resp_fast {
     uint32_t head_len;       /* up to and including the blank line */
@@ -201,10 +233,10 @@ typedef struct lb_req_info {
 
 /*
  * The checks RFC 9110/9112 ask of a server that llhttp (strict) does not
- * make, on a scanned request head and the parser that accepted it. Returns 0
+ * make, on a scanned request head and what its parser found. Returns 0
  * or -EINVAL with o->status and o->why set.
  */
-int lb_req_check(const lb_head_t *h, const llhttp_t *p, size_t max_uri, size_t max_headers,
+int lb_req_check(const lb_head_t *h, const lb_req_meta_t *m, size_t max_uri, size_t max_headers,
                  lb_req_info_t *o);
 
 enum lb_conn_hdr {

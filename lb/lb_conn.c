@@ -1797,49 +1797,41 @@ static int queue_request_head(lb_conn_t *c, const lb_head_t *h, const lb_rewrite
     return 0;
 }
 
-/* A complete request head sits at [head_off, rd.pos) in the read block. */
-static void on_request_head(lb_conn_t *c)
+/* A request head, parsed (<m>) and scanned (<h>): checked, rewritten and
+ * queued, and a replica picked; or answered locally. */
+static void request_head(lb_conn_t *c, const lb_req_meta_t *m, const lb_head_t *h)
 {
     lb_worker_t *w = c->w;
     const lb_config_t *cfg = w->cfg;
     lb_stats_push_ts(w->st, worker_epoch(w));
     c->access_start = uv_now(&w->loop);
-    c->keep_alive = llhttp_should_keep_alive(&c->parser) && !w->draining;
-    c->http10 = c->parser.http_major == 1 && c->parser.http_minor == 0;
-    c->upgrade = c->parser.upgrade;
-    c->is_head = c->parser.method == HTTP_HEAD;
-    c->idempotent = method_idempotent(c->parser.method);
+    c->keep_alive = m->keep_alive && !w->draining;
+    c->http10 = m->http_major == 1 && m->http_minor == 0;
+    c->upgrade = m->upgrade;
+    c->is_head = m->method == HTTP_HEAD;
+    c->idempotent = method_idempotent(m->method);
     c->replayable = 1;
     c->dropped = 0;
     c->held = 0;
     c->body_seen = 0;
     c->t_rx = uv_now(&w->loop);
-    if (c->parser.method == HTTP_CONNECT) {
+    if (m->method == HTTP_CONNECT) {
         conn_local_reply(c, 400);
         return;
     }
-    /* RFC 9112 2.2: empty lines before the request line are ignored (llhttp
-     * skipped them; they must not reach the replica as a start line). */
-    const char *blk = c->rd.blk->data;
-    while (c->head_len > 0 && (blk[c->head_off] == '\r' || blk[c->head_off] == '\n')) {
-        c->head_off++;
-        c->head_len--;
+    if (!h) {
+        conn_local_reply(c, 400); /* the scan refused it */
+        return;
     }
-    lb_head_t h;
     lb_req_info_t info;
-    if (lb_head_scan(blk + c->head_off, c->head_len, w->hdrs, LB_HDRS_FOR(c->head_len), &h) < 0) {
-        conn_local_reply(c, 400);
-        return;
-    }
-    if (lb_req_check(&h, &c->parser, cfg->max_uri, cfg->max_headers, &info) < 0) {
+    if (lb_req_check(h, m, cfg->max_uri, cfg->max_headers, &info) < 0) {
         CORE_DEBUG("client %s: %d: %s", c->client_ip, info.status, info.why);
         conn_local_reply(c, info.status);
         return;
     }
     /* RFC 9110 15.5.14: refuse a declared body over the limit before any of
      * it is sent (a chunked one is counted as it comes, on_req_body). */
-    if (cfg->max_body && (c->parser.flags & F_CONTENT_LENGTH) &&
-        c->parser.content_length > cfg->max_body) {
+    if (cfg->max_body && m->has_cl && m->content_length > cfg->max_body) {
         conn_local_reply(c, 413);
         return;
     }
@@ -1851,12 +1843,82 @@ static void on_request_head(lb_conn_t *c)
         .conn = c->upgrade ? LB_CONN_HDR_UPGRADE : LB_CONN_HDR_NONE,
         .req = &info,
     };
-    if (queue_request_head(c, &h, &rw) < 0) {
+    if (queue_request_head(c, h, &rw) < 0) {
         conn_local_reply(c, 431);
         return;
     }
     c->state = LB_CS_WAIT_UP;
     pick_and_connect(c);
+}
+
+/* The head llhttp parsed, at [head_off, rd.pos) in the read block. */
+static void on_request_head(lb_conn_t *c)
+{
+    lb_req_meta_t m;
+    lb_head_t h;
+    lb_req_meta_of(&c->parser, &m);
+    /* RFC 9112 2.2: empty lines before the request line are ignored (llhttp
+     * skipped them; they must not reach the replica as a start line). */
+    const char *blk = c->rd.blk->data;
+    while (c->head_len > 0 && (blk[c->head_off] == '\r' || blk[c->head_off] == '\n')) {
+        c->head_off++;
+        c->head_len--;
+    }
+    int ok = lb_head_scan(blk + c->head_off, c->head_len, c->w->hdrs, LB_HDRS_FOR(c->head_len),
+                          &h) == 0;
+    request_head(c, &m, ok ? &h : NULL);
+}
+
+/* The common request head, whole at rd.pos, without llhttp (lb_req_fast):
+ * 1 if taken (then body_left frames its body), 0 to parse with llhttp. */
+static int fast_request_head(lb_conn_t *c)
+{
+    lb_worker_t *w = c->w;
+    lb_req_meta_t m;
+    lb_head_t h;
+    size_t len = c->rd.end - c->rd.pos;
+    if (len > w->cfg->max_head)
+        len = w->cfg->max_head; /* a larger head is llhttp's, and a 431 */
+    if (lb_req_fast(c->rd.blk->data + c->rd.pos, len, w->hdrs, LB_HDRS_FOR(len), &h, &m) < 0)
+        return 0;
+    c->head_len = (uint32_t)h.len;
+    c->rd.pos += c->head_len;
+    c->fast = 1;
+    c->body_left = m.has_cl ? m.content_length : 0;
+    request_head(c, &m, &h);
+    return 1;
+}
+
+/* The discarded request (we answered it ourselves) is read to its end:
+ * the connection goes on with the next one, -1 if it closes instead. */
+static int discard_done(lb_conn_t *c)
+{
+    c->req_complete = 1;
+    release_slot(c, 0);
+    c->attempts = 0;
+    memset(c->tried, 0, sizeof(c->tried));
+    return reset_for_next(c);
+}
+
+/* The body of a fast request: body_left bytes more, queued for the replica
+ * or, once answered locally, dropped. 0 to go on, -1 if the connection
+ * closed. */
+static int fast_request_body(lb_conn_t *c)
+{
+    uint32_t avail = c->rd.end - c->rd.pos;
+    uint32_t n = c->body_left < avail ? (uint32_t)c->body_left : avail;
+    const char *base = c->rd.blk->data + c->rd.pos;
+    c->rd.pos += n;
+    c->body_left -= n;
+    if (c->body_left == 0)
+        c->fast = 0;
+    if (c->state == LB_CS_DISCARD)
+        return c->fast ? 0 : discard_done(c);
+    if (n)
+        q_push(c, c->rd.blk, base, n);
+    c->req_complete = !c->fast;
+    flush_to_up(c);
+    return 0;
 }
 
 /*
@@ -1908,6 +1970,13 @@ static void conn_process_bytes(lb_conn_t *c)
         }
         if (c->req_complete)
             break;
+        if (c->fast) {
+            if (fast_request_body(c) < 0)
+                return;
+            if (c->fast)
+                break; /* more body to come */
+            continue;
+        }
         if (c->rd.pos == c->rd.end && !kick)
             break;
         kick = 0;
@@ -1920,6 +1989,8 @@ static void conn_process_bytes(lb_conn_t *c)
             c->head_off = c->rd.pos;
             c->head_timer = c->fresh;
             c->fresh = 0;
+            if (fast_request_head(c))
+                continue;
         }
         const char *base = c->rd.blk->data + c->rd.pos;
         size_t len = c->rd.end - c->rd.pos;
@@ -1972,11 +2043,7 @@ static void conn_process_bytes(lb_conn_t *c)
         if (st == LB_CS_DISCARD) {
             if (!(c->ev & EV_MESSAGE))
                 continue;
-            c->req_complete = 1;
-            release_slot(c, 0);
-            c->attempts = 0;
-            memset(c->tried, 0, sizeof(c->tried));
-            if (reset_for_next(c) < 0)
+            if (discard_done(c) < 0)
                 return;
             continue;
         }

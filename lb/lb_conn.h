@@ -128,13 +128,15 @@ struct lb_conn {
     int ev;
     unsigned keep_alive : 1, http10 : 1, upgrade : 1, is_head : 1, req_complete : 1,
         resp_started : 1, resp_complete : 1, replayable : 1, bp : 1, reading : 1, client_eof : 1,
-        close_after : 1, fresh : 1, dropped : 1, head_timer : 1, idempotent : 1, in_process : 1;
+        close_after : 1, fresh : 1, dropped : 1, head_timer : 1, idempotent : 1, in_process : 1,
+        fast : 1; /* the request was framed by lb_req_fast: body_left, not llhttp */
     uint64_t t_rx;      /* loop time of the last client bytes */
     uint64_t t_tx;      /* loop time of the last write progress to the client */
     uint64_t t_mark;    /* loop time the current wait began: accept, keep-alive idle,
                            incomplete head, discard or linger (see conn_due) */
     uint64_t timer_at;  /* loop time the timer is due, 0 when it is not running */
     uint64_t body_seen; /* request body bytes, when --max-body-bytes is set */
+    uint64_t body_left; /* fast: request body bytes still to come */
     int status;
     int wr_pending; /* write requests staged or in libuv, not yet done */
     lb_out_t out;

@@ -259,7 +259,7 @@ static int authority_ok(const char *s, size_t n, int empty_ok)
     return 1;
 }
 
-int lb_req_check(const lb_head_t *h, const llhttp_t *p, size_t max_uri, size_t max_headers,
+int lb_req_check(const lb_head_t *h, const lb_req_meta_t *p, size_t max_uri, size_t max_headers,
                  lb_req_info_t *o)
 {
     const char *head = h->base;
@@ -371,20 +371,116 @@ int lb_resp_check(const lb_head_t *h)
     return 0;
 }
 
-/* tchar (RFC 9110 5.6.2): the bytes of a header name. */
+/* tchar (RFC 9110 5.6.2): the bytes of a header name; 2 marks '_'. */
 static const uint8_t tchar[256] = {
     ['a' ... 'z'] = 1, ['A' ... 'Z'] = 1, ['0' ... '9'] = 1, ['!'] = 1, ['#'] = 1, ['$'] = 1,
     ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1, ['+'] = 1, ['-'] = 1, ['.'] = 1, ['^'] = 1,
-    ['_'] = 1, ['`'] = 1, ['|'] = 1, ['~'] = 1,
+    ['_'] = 3, ['`'] = 1, ['|'] = 1, ['~'] = 1,
 };
 
 /* HTAB, SP and VCHAR: the field-value and reason-phrase bytes the fast path
  * takes (obs-text is left to llhttp). */
 static const uint8_t visible[256] = {['\t'] = 1, [' ' ... '~'] = 1};
 
+/* Past the visible bytes from <r>: eight at a time while none is below
+ * 0x20 or above 0x7e (exact tests for "any byte" in a word), then one at a
+ * time from the word that has one (a tab, or the CR that ends the line). */
+static const char *skip_visible(const char *r, const char *end)
+{
+    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+    while (end - r >= 8) {
+        uint64_t x = ld8(r);
+        if ((((x - 0x20 * ones) & ~x) | ((x + ones) | x)) & highs)
+            break;
+        r += 8;
+    }
+    while (r < end && visible[(unsigned char)*r])
+        r++;
+    return r;
+}
+
 static int is_digit(char ch)
 {
     return ch >= '0' && ch <= '9';
+}
+
+/*
+ * The header lines of a fast-path head from <p> (just after the start line)
+ * through the blank line, split, checked and classified in one pass: every
+ * line ends in CRLF, names are tokens followed by the colon (RFC 9112 5.1:
+ * no whitespace before it, no obsolete folding), values are visible bytes.
+ * Fills h->hdrs, h->n and h->len; <cl> gets the Content-Length, if one.
+ * 0, or -EAGAIN for what the fast path leaves to llhttp.
+ */
+static int fast_fields(const char *p, const char *end, size_t max, lb_head_t *h, int *n_cl,
+                       uint64_t *cl)
+{
+    const char *buf = h->base;
+    h->n = 0;
+    *n_cl = 0;
+    *cl = 0;
+    for (;;) {
+        if (end - p < 2)
+            return -EAGAIN;
+        if (p[0] == '\r') {
+            if (p[1] != '\n')
+                return -EAGAIN;
+            h->len = (size_t)(p + 2 - buf);
+            return 0;
+        }
+        const char *q = p;
+        unsigned k, seen = 0;
+        while (q < end && (k = tchar[(unsigned char)*q]) != 0) {
+            seen |= k;
+            q++;
+        }
+        if (q == p || q == end || *q != ':')
+            return -EAGAIN;
+        const char *v = q + 1, *r = skip_visible(v, end);
+        if (end - r < 2 || r[0] != '\r' || r[1] != '\n' || h->n >= max)
+            return -EAGAIN;
+        const char *ve = r;
+        while (v < ve && (*v == ' ' || *v == '\t'))
+            v++;
+        while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
+            ve--;
+        lb_hdr_t *hd = &h->hdrs[h->n++];
+        hd->line_off = (uint16_t)(p - buf);
+        hd->line_len = (uint16_t)(r + 2 - p);
+        hd->name_len = (uint16_t)(q - p);
+        hd->val_off = (uint16_t)(v - buf);
+        hd->val_len = (uint16_t)(ve - v);
+        hd->kind = hdr_kind(p, hd->name_len);
+        hd->underscore = (seen & 2) != 0;
+        switch (hd->kind) {
+        case LB_H_CONNECTION:
+        case LB_H_PROXY_CONNECTION: /* llhttp reads it as Connection */
+        case LB_H_UPGRADE:
+        case LB_H_TRANSFER_ENCODING:
+            return -EAGAIN;
+        case LB_H_CONTENT_LENGTH:
+            /* llhttp (strict) takes spaces after the digits, not tabs. */
+            if ((*n_cl)++ || hd->val_len == 0 || hd->val_len > 15 ||
+                memchr(ve, '\t', (size_t)(r - ve)))
+                return -EAGAIN;
+            for (; v < ve; v++) {
+                if (!is_digit(*v))
+                    return -EAGAIN;
+                *cl = *cl * 10 + (uint64_t)(*v - '0');
+            }
+            break;
+        default:
+            break;
+        }
+        p = r + 2;
+    }
+}
+
+static void fast_head_init(lb_head_t *h, const char *buf, lb_hdr_t *hdrs, const char *body)
+{
+    h->base = buf;
+    h->hdrs = hdrs;
+    h->sl = (size_t)(body - buf);
 }
 
 int lb_resp_fast(const char *buf, size_t len, lb_hdr_t *hdrs, size_t max, lb_head_t *h,
@@ -397,80 +493,69 @@ int lb_resp_fast(const char *buf, size_t len, lb_hdr_t *hdrs, size_t max, lb_hea
     int status = (buf[9] - '0') * 100 + (buf[10] - '0') * 10 + (buf[11] - '0');
     if (status == 204 || status == 304)
         return -EAGAIN; /* no body whatever the framing says: llhttp's business */
-    /* One pass that splits, checks and classifies: every line ends in CRLF,
-     * names are tokens followed by the colon (RFC 9112 5.1: no whitespace
-     * before it, no obsolete folding), values are visible bytes. */
-    const char *p = buf + 13, *end = buf + (len < LB_MAX_HEAD_CAP ? len : LB_MAX_HEAD_CAP);
-    while (p < end && visible[(unsigned char)*p])
-        p++;
+    const char *end = buf + (len < LB_MAX_HEAD_CAP ? len : LB_MAX_HEAD_CAP);
+    const char *p = skip_visible(buf + 13, end);
     if (end - p < 2 || p[0] != '\r' || p[1] != '\n')
         return -EAGAIN;
-    p += 2;
-    h->base = buf;
-    h->hdrs = hdrs;
-    h->sl = (size_t)(p - buf);
-    h->n = 0;
-    int n_cl = 0;
-    uint64_t cl = 0;
-    for (;;) {
-        if (end - p < 2)
-            return -EAGAIN;
-        if (p[0] == '\r') {
-            if (p[1] != '\n')
-                return -EAGAIN;
-            p += 2;
-            break;
-        }
-        const char *q = p;
-        while (q < end && tchar[(unsigned char)*q])
-            q++;
-        if (q == p || q == end || *q != ':')
-            return -EAGAIN;
-        const char *v = q + 1, *r = v;
-        while (r < end && visible[(unsigned char)*r])
-            r++;
-        if (end - r < 2 || r[0] != '\r' || r[1] != '\n' || h->n >= max)
-            return -EAGAIN;
-        const char *ve = r;
-        while (v < ve && (*v == ' ' || *v == '\t'))
-            v++;
-        while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
-            ve--;
-        lb_hdr_t *hd = &hdrs[h->n++];
-        hd->line_off = (uint16_t)(p - buf);
-        hd->line_len = (uint16_t)(r + 2 - p);
-        hd->name_len = (uint16_t)(q - p);
-        hd->val_off = (uint16_t)(v - buf);
-        hd->val_len = (uint16_t)(ve - v);
-        hd->kind = hdr_kind(p, hd->name_len);
-        hd->underscore = memchr(p, '_', hd->name_len) != NULL;
-        switch (hd->kind) {
-        case LB_H_CONNECTION:
-        case LB_H_PROXY_CONNECTION: /* llhttp reads it as Connection */
-        case LB_H_UPGRADE:
-        case LB_H_TRANSFER_ENCODING:
-            return -EAGAIN;
-        case LB_H_CONTENT_LENGTH:
-            /* llhttp (strict) takes spaces after the digits, not tabs. */
-            if (n_cl++ || hd->val_len == 0 || hd->val_len > 15 || memchr(ve, '\t', (size_t)(r - ve)))
-                return -EAGAIN;
-            for (; v < ve; v++) {
-                if (!is_digit(*v))
-                    return -EAGAIN;
-                cl = cl * 10 + (uint64_t)(*v - '0');
-            }
-            break;
-        default:
-            break;
-        }
-        p = r + 2;
-    }
-    if (n_cl != 1)
+    fast_head_init(h, buf, hdrs, p + 2);
+    int n_cl;
+    uint64_t cl;
+    if (fast_fields(p + 2, end, max, h, &n_cl, &cl) < 0 || n_cl != 1)
         return -EAGAIN;
-    h->len = (size_t)(p - buf);
     f->head_len = (uint32_t)h->len;
     f->status = (uint16_t)status;
     f->content_length = cl;
+    return 0;
+}
+
+/* origin-form (RFC 9112 3.2.1): absolute-path [ "?" query ], as pchar,
+ * "/" and "?" (RFC 3986 3.3, 3.4). */
+static const uint8_t target_byte[256] = {
+    ['a' ... 'z'] = 1, ['A' ... 'Z'] = 1, ['0' ... '9'] = 1, ['-'] = 1, ['.'] = 1, ['_'] = 1,
+    ['~'] = 1, ['!'] = 1, ['$'] = 1, ['&'] = 1, ['\''] = 1, ['('] = 1, [')'] = 1, ['*'] = 1,
+    ['+'] = 1, [','] = 1, [';'] = 1, ['='] = 1, ['%'] = 1, [':'] = 1, ['@'] = 1, ['/'] = 1,
+    ['?'] = 1,
+};
+
+static const struct {
+    char name[8];
+    uint8_t len, method;
+} fast_methods[] = {
+    {"GET ", 4, HTTP_GET},         {"HEAD ", 5, HTTP_HEAD},   {"POST ", 5, HTTP_POST},
+    {"PUT ", 4, HTTP_PUT},         {"DELETE ", 7, HTTP_DELETE}, {"OPTIONS ", 8, HTTP_OPTIONS},
+    {"PATCH ", 6, HTTP_PATCH},
+};
+
+int lb_req_fast(const char *buf, size_t len, lb_hdr_t *hdrs, size_t max, lb_head_t *h,
+                lb_req_meta_t *m)
+{
+    const char *p = NULL, *end = buf + (len < LB_MAX_HEAD_CAP ? len : LB_MAX_HEAD_CAP);
+    for (size_t i = 0; i < sizeof(fast_methods) / sizeof(fast_methods[0]); i++) {
+        size_t ml = fast_methods[i].len;
+        if (len > ml && memcmp(buf, fast_methods[i].name, ml) == 0) {
+            m->method = fast_methods[i].method;
+            p = buf + ml;
+            break;
+        }
+    }
+    if (!p || p == end || *p != '/')
+        return -EAGAIN;
+    while (p < end && target_byte[(unsigned char)*p])
+        p++;
+    if (end - p < 11 || memcmp(p, " HTTP/1.", 8) != 0 || (p[8] != '0' && p[8] != '1') ||
+        p[9] != '\r' || p[10] != '\n')
+        return -EAGAIN;
+    m->http_major = 1;
+    m->http_minor = (uint8_t)(p[8] - '0');
+    fast_head_init(h, buf, hdrs, p + 11);
+    int n_cl;
+    uint64_t cl;
+    if (fast_fields(p + 11, end, max, h, &n_cl, &cl) < 0)
+        return -EAGAIN;
+    m->keep_alive = m->http_minor == 1; /* RFC 9112 9.3: no Connection field */
+    m->upgrade = 0;
+    m->has_cl = n_cl != 0;
+    m->content_length = cl;
     return 0;
 }
 
@@ -570,12 +655,60 @@ static int hdr_dropped(const lb_head_t *h, const lb_hdr_t *hd, const lb_rewrite_
     return 0;
 }
 
+/* Kinds of header the rewrite may drop or extend: none of them in a head
+ * means its lines go out as they are. */
+#define LB_KIND_BIT(k) (1u << (k))
+#define LB_KINDS_PLAIN                                                                             \
+    (LB_KIND_BIT(LB_H_OTHER) | LB_KIND_BIT(LB_H_CONTENT_LENGTH) | LB_KIND_BIT(LB_H_HOST))
+
+/* The common head, whose header lines all go out unchanged: the head up to
+ * its blank line as one piece, then, for a request, the X-Forwarded fields
+ * and the blank line (generated); a response goes out whole. 1 if it was
+ * such a head, 0 if not, or -ENOBUFS. */
+static int rewrite_plain(const lb_head_t *h, const lb_rewrite_t *rw, uv_buf_t *iov,
+                         size_t max_iov, size_t *n_iov, char *x, size_t xcap, size_t *xl)
+{
+    const lb_req_info_t *rq = rw->is_request ? rw->req : NULL;
+    if (rw->conn != LB_CONN_HDR_NONE || rw->drop_te || (rq && (rq->respace || rq->absolute)))
+        return 0;
+    for (size_t i = 0; i < h->n; i++)
+        if (!(LB_KIND_BIT(h->hdrs[i].kind) & LB_KINDS_PLAIN) || h->hdrs[i].underscore)
+            return 0;
+    if (max_iov < 2)
+        return -ENOBUFS;
+    if (!rw->is_request) {
+        iov[0] = uv_buf_init((char *)h->base, (unsigned)h->len);
+        *n_iov = 1;
+        *xl = 0;
+        return 1;
+    }
+    static const char xff[] = "X-Forwarded-For: ", http[] = "\r\nX-Forwarded-Proto: http\r\n\r\n",
+                      https[] = "\r\nX-Forwarded-Proto: https\r\n\r\n";
+    const char *ip = rw->client_ip ? rw->client_ip : "unknown";
+    const char *tail = rw->tls ? https : http;
+    size_t il = strlen(ip), tl = rw->tls ? sizeof(https) - 1 : sizeof(http) - 1;
+    size_t n = sizeof(xff) - 1 + il + tl;
+    if (n > xcap)
+        return -ENOBUFS;
+    memcpy(x, xff, sizeof(xff) - 1);
+    memcpy(x + sizeof(xff) - 1, ip, il);
+    memcpy(x + sizeof(xff) - 1 + il, tail, tl);
+    size_t blank = h->n ? (size_t)h->hdrs[h->n - 1].line_off + h->hdrs[h->n - 1].line_len : h->sl;
+    iov[0] = uv_buf_init((char *)h->base, (unsigned)blank);
+    iov[1] = uv_buf_init(x, (unsigned)n);
+    *n_iov = 2;
+    *xl = n;
+    return 1;
+}
+
 int lb_head_rewrite(const lb_head_t *h, const lb_rewrite_t *rw, uv_buf_t *iov, size_t max_iov,
                     size_t *n_iov, char *extra, size_t extra_cap, size_t *extra_len, int copy)
 {
     const char *head = h->base;
     emit_t e = {head, iov, max_iov, 0, extra, extra_cap, 0, copy};
     int r;
+    if (!copy && (r = rewrite_plain(h, rw, iov, max_iov, n_iov, extra, extra_cap, extra_len)) != 0)
+        return r < 0 ? r : 0;
     lb_tok_t tok[LB_MAX_CONN_TOKENS];
     int nt = conn_tokens(h, tok, LB_MAX_CONN_TOKENS);
     if (nt < 0)

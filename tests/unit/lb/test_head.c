@@ -268,7 +268,9 @@ static int check(const char *req, lb_req_info_t *info, lb_head_t *h)
         return -1000 - (int)e;
     size_t hl = (size_t)(llhttp_get_error_pos(&p) - req);
     assert_int_equal(lb_head_scan(req, hl, hd_store, 1024, h), 0);
-    return lb_req_check(h, &p, 100, 20, info);
+    lb_req_meta_t m;
+    lb_req_meta_of(&p, &m);
+    return lb_req_check(h, &m, 100, 20, info);
 }
 
 static void test_req_check_rfc9112(void **st)
