@@ -81,7 +81,7 @@ static void response(const char *buf, size_t size)
     FUZZ_CHECK(llhttp_head(&p, HTTP_RESPONSE, buf, size) == f.head_len);
     FUZZ_CHECK(p.status_code == f.status && p.http_major == 1 && p.http_minor == 1);
     FUZZ_CHECK((p.flags & F_CONTENT_LENGTH) && p.content_length == f.content_length);
-    FUZZ_CHECK(llhttp_should_keep_alive(&p));
+    FUZZ_CHECK(llhttp_should_keep_alive(&p) == f.keep_alive);
     same_scan(&h);
     FUZZ_CHECK(lb_resp_check(&h) == 0);
 }

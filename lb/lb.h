@@ -193,8 +193,9 @@ static inline void lb_req_meta_of(const llhttp_t *p, lb_req_meta_t *m)
  * The common request, as lb_resp_fast takes the common response: an
  * origin-form GET, HEAD, POST, PUT, DELETE, OPTIONS or PATCH in HTTP/1.1 or
  * 1.0, its head complete in <buf> and valid for llhttp's strict mode, with
- * at most one Content-Length and no Connection, Upgrade or
- * Transfer-Encoding. 0 with <h> and <m> filled, or -EAGAIN (llhttp's).
+ * at most one Content-Length, no Upgrade or Transfer-Encoding, and no
+ * Connection but "close" or "keep-alive". 0 with <h> and <m> filled, or
+ * -EAGAIN (llhttp's).
  */
 int lb_req_fast(const char *buf, size_t len, lb_hdr_t *hdrs, size_t max, lb_head_t *h,
                 lb_req_meta_t *m);
@@ -203,14 +204,15 @@ int lb_req_fast(const char *buf, size_t len, lb_hdr_t *hdrs, size_t max, lb_head
 typedef struct lb_resp_fast {
     uint32_t head_len;       /* up to and including the blank line */
     uint16_t status;         /* 200-599, not 204 or 304 */
+    uint8_t keep_alive;      /* no "Connection: close" */
     uint64_t content_length; /* the body's length: exactly one Content-Length */
 } lb_resp_fast_t;
 
 /*
  * The common response without llhttp: an HTTP/1.1 head, complete in
  * <buf>, every byte of it valid for llhttp's strict mode, framed by one
- * Content-Length, with no Connection, Upgrade or Transfer-Encoding (so the
- * connection stays open after it). Scans it into <h> (at most <max> header
+ * Content-Length, with no Upgrade or Transfer-Encoding, and no Connection
+ * but "close" or "keep-alive". Scans it into <h> (at most <max> header
  * lines) as lb_head_scan does, in the same pass.
  * -EAGAIN for anything else: then llhttp parses the message, as it does
  * every message this path does not take (fuzz_lb_resp_fast checks that

@@ -1025,7 +1025,7 @@ static int up_fast_head(lb_up_t *up, lb_seg_t *segs, size_t *ns, size_t max)
     if (lb_resp_fast(base, len, up->w->hdrs, LB_HDRS_FOR(len < LB_MAX_HEAD_CAP ? len : LB_MAX_HEAD_CAP),
                      &h, &f) < 0)
         return 0;
-    up->ka = 1;
+    up->ka = f.keep_alive;
     lb_rewrite_t rw = {.is_request = 0, .conn = resp_final_conn(up, c, f.status, 0)};
     if (up_head_emit(up, &h, &rw, segs, ns, max) < 0) {
         up_forward(up, segs, *ns);

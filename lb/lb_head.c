@@ -404,21 +404,38 @@ static int is_digit(char ch)
     return ch >= '0' && ch <= '9';
 }
 
+/* What fast_fields found of the framing and the connection. */
+typedef struct fast_framing {
+    int n_cl;    /* Content-Length fields (0 or 1) */
+    uint64_t cl; /* the length, when n_cl */
+    int conn;    /* Connection: 0 none, 1 close, 2 keep-alive (the only values taken) */
+} fast_framing_t;
+
+/* A Connection value the fast path takes: exactly "close" or "keep-alive",
+ * as llhttp reads them (RFC 9112 9.3, 9.6). 0 for anything else. */
+static int conn_value(const char *v, size_t n)
+{
+    if (n == 5 && strncasecmp(v, "close", 5) == 0)
+        return 1;
+    if (n == 10 && strncasecmp(v, "keep-alive", 10) == 0)
+        return 2;
+    return 0;
+}
+
 /*
  * The header lines of a fast-path head from <p> (just after the start line)
  * through the blank line, split, checked and classified in one pass: every
  * line ends in CRLF, names are tokens followed by the colon (RFC 9112 5.1:
  * no whitespace before it, no obsolete folding), values are visible bytes.
- * Fills h->hdrs, h->n and h->len; <cl> gets the Content-Length, if one.
- * 0, or -EAGAIN for what the fast path leaves to llhttp.
+ * Fills h->hdrs, h->n and h->len, and <fr>. 0, or -EAGAIN for what the
+ * fast path leaves to llhttp.
  */
-static int fast_fields(const char *p, const char *end, size_t max, lb_head_t *h, int *n_cl,
-                       uint64_t *cl)
+static int fast_fields(const char *p, const char *end, size_t max, lb_head_t *h,
+                       fast_framing_t *fr)
 {
     const char *buf = h->base;
     h->n = 0;
-    *n_cl = 0;
-    *cl = 0;
+    memset(fr, 0, sizeof(*fr));
     for (;;) {
         if (end - p < 2)
             return -EAGAIN;
@@ -454,19 +471,24 @@ static int fast_fields(const char *p, const char *end, size_t max, lb_head_t *h,
         hd->underscore = (seen & 2) != 0;
         switch (hd->kind) {
         case LB_H_CONNECTION:
+            /* llhttp does not see "close" in "close<TAB>" (nor a length
+             * in "5<TAB>", below). */
+            if (fr->conn || (fr->conn = conn_value(v, hd->val_len)) == 0 ||
+                memchr(ve, '\t', (size_t)(r - ve)))
+                return -EAGAIN;
+            break;
         case LB_H_PROXY_CONNECTION: /* llhttp reads it as Connection */
         case LB_H_UPGRADE:
         case LB_H_TRANSFER_ENCODING:
             return -EAGAIN;
         case LB_H_CONTENT_LENGTH:
-            /* llhttp (strict) takes spaces after the digits, not tabs. */
-            if ((*n_cl)++ || hd->val_len == 0 || hd->val_len > 15 ||
+            if (fr->n_cl++ || hd->val_len == 0 || hd->val_len > 15 ||
                 memchr(ve, '\t', (size_t)(r - ve)))
                 return -EAGAIN;
             for (; v < ve; v++) {
                 if (!is_digit(*v))
                     return -EAGAIN;
-                *cl = *cl * 10 + (uint64_t)(*v - '0');
+                fr->cl = fr->cl * 10 + (uint64_t)(*v - '0');
             }
             break;
         default:
@@ -498,13 +520,13 @@ int lb_resp_fast(const char *buf, size_t len, lb_hdr_t *hdrs, size_t max, lb_hea
     if (end - p < 2 || p[0] != '\r' || p[1] != '\n')
         return -EAGAIN;
     fast_head_init(h, buf, hdrs, p + 2);
-    int n_cl;
-    uint64_t cl;
-    if (fast_fields(p + 2, end, max, h, &n_cl, &cl) < 0 || n_cl != 1)
+    fast_framing_t fr;
+    if (fast_fields(p + 2, end, max, h, &fr) < 0 || fr.n_cl != 1)
         return -EAGAIN;
     f->head_len = (uint32_t)h->len;
     f->status = (uint16_t)status;
-    f->content_length = cl;
+    f->keep_alive = fr.conn != 1;
+    f->content_length = fr.cl;
     return 0;
 }
 
@@ -548,14 +570,14 @@ int lb_req_fast(const char *buf, size_t len, lb_hdr_t *hdrs, size_t max, lb_head
     m->http_major = 1;
     m->http_minor = (uint8_t)(p[8] - '0');
     fast_head_init(h, buf, hdrs, p + 11);
-    int n_cl;
-    uint64_t cl;
-    if (fast_fields(p + 11, end, max, h, &n_cl, &cl) < 0)
+    fast_framing_t fr;
+    if (fast_fields(p + 11, end, max, h, &fr) < 0)
         return -EAGAIN;
-    m->keep_alive = m->http_minor == 1; /* RFC 9112 9.3: no Connection field */
+    /* RFC 9112 9.3: 1.1 persists unless "close", 1.0 only with "keep-alive". */
+    m->keep_alive = m->http_minor == 1 ? fr.conn != 1 : fr.conn == 2;
     m->upgrade = 0;
-    m->has_cl = n_cl != 0;
-    m->content_length = cl;
+    m->has_cl = fr.n_cl != 0;
+    m->content_length = fr.cl;
     return 0;
 }
 

@@ -407,6 +407,10 @@ static void test_resp_fast(void **st)
     assert_int_equal(lb_resp_fast(empty, strlen(empty), fh, 64, &h, &f), 0);
     assert_int_equal(f.status, 404);
     assert_int_equal(f.content_length, 0);
+    assert_true(f.keep_alive);
+    const char *closing = "HTTP/1.1 200 OK\r\nConnection:  Close \r\nContent-Length: 0\r\n\r\n";
+    assert_int_equal(lb_resp_fast(closing, strlen(closing), fh, 64, &h, &f), 0);
+    assert_false(f.keep_alive);
 
     const char *others[] = {
         "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n",                     /* incomplete */
@@ -417,7 +421,8 @@ static void test_resp_fast(void **st)
         "HTTP/1.1 200 OK\r\n\r\n",                                      /* until the close */
         "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
         "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok",
-        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close, x\r\n\r\nok",
+        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\nConnection: close\r\n\r\nok",
         "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nProxy-Connection: close\r\n\r\nok",
         "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nUpgrade: h2c\r\n\r\nok",
         "HTTP/1.1 200 OK\r\nContent-Length: +2\r\n\r\nok",
