@@ -1522,6 +1522,15 @@ static void start_linger(lb_conn_t *c)
 {
     if (c->state == LB_CS_LINGER || c->state == LB_CS_CLOSING)
         return;
+    /* As nginx's "lingering_close on": a client that said it closes after
+     * this request, read whole, has nothing more to send (RFC 9112 9.6), so
+     * nothing unread can turn the close into a reset: close at once, which
+     * saves a shutdown, a read and a timer per such connection. */
+    if (!c->tls && c->client_close && c->req_complete && c->resp_complete &&
+        c->rd.pos == c->rd.end) {
+        lb_conn_close(c);
+        return;
+    }
     c->state = LB_CS_LINGER;
     reader_release(&c->rd);
     if (c->tls) {
@@ -1806,6 +1815,7 @@ static void request_head(lb_conn_t *c, const lb_req_meta_t *m, const lb_head_t *
     lb_stats_push_ts(w->st, worker_epoch(w));
     c->access_start = uv_now(&w->loop);
     c->keep_alive = m->keep_alive && !w->draining;
+    c->client_close = !m->keep_alive;
     c->http10 = m->http_major == 1 && m->http_minor == 0;
     c->upgrade = m->upgrade;
     c->is_head = m->method == HTTP_HEAD;

@@ -129,7 +129,8 @@ struct lb_conn {
     unsigned keep_alive : 1, http10 : 1, upgrade : 1, is_head : 1, req_complete : 1,
         resp_started : 1, resp_complete : 1, replayable : 1, bp : 1, reading : 1, client_eof : 1,
         close_after : 1, fresh : 1, dropped : 1, head_timer : 1, idempotent : 1, in_process : 1,
-        fast : 1; /* the request was framed by lb_req_fast: body_left, not llhttp */
+        fast : 1,         /* the request was framed by lb_req_fast: body_left, not llhttp */
+        client_close : 1; /* the client said it closes after this request (RFC 9112 9.3) */
     uint64_t t_rx;      /* loop time of the last client bytes */
     uint64_t t_tx;      /* loop time of the last write progress to the client */
     uint64_t t_mark;    /* loop time the current wait began: accept, keep-alive idle,

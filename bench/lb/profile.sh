@@ -17,7 +17,8 @@
 #      proxy runs ~50x slower), PERF_RECORD=1 (also a cpu-clock profile of
 #      each run: the top symbols are printed), QUOTA=<per cent of a core> (the
 #      proxy in a cgroup under that CFS quota, as in run_bench.sh),
-#      OUT=<dir to keep raw output>.
+#      NEWCONN=1 (wrk sends "Connection: close": a client connection per
+#      request, as in run_bench.sh), OUT=<dir to keep raw output>.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -28,6 +29,8 @@ DURATION=${DURATION:-5}
 CG_DURATION=${CG_DURATION:-10}
 PERF_RECORD=${PERF_RECORD:-0}
 PROXIES=${*:-sky-lb}
+WRK_ARGS=()
+[ "${NEWCONN:-0}" = 1 ] && WRK_ARGS=(-H "Connection: close")
 # shellcheck source=bench/lb/lib.sh
 . "$HERE/lib.sh"
 lib_need_tools
@@ -71,11 +74,11 @@ for p in $PROXIES; do
     start_proxy "$p" || exit 1
     pids=$(proxy_pids "${PPID_OF[$p]}" | tr ' ' ',')
     for c in $CONNS; do
-        taskset -c "$LOAD_CPU" wrk -t1 -c"$c" -d1s "http://127.0.0.1:${PORT[$p]}/" >/dev/null 2>&1 || true
+        taskset -c "$LOAD_CPU" wrk -t1 "${WRK_ARGS[@]}" -c"$c" -d1s "http://127.0.0.1:${PORT[$p]}/" >/dev/null 2>&1 || true
         w=$OUT/wrk-$p-$c.txt
         if [ "$MODE" = callgrind ]; then
             callgrind_control -z "${PPID_OF[$p]}" >/dev/null
-            taskset -c "$LOAD_CPU" wrk -t1 -c"$c" -d"${CG_DURATION}s" --timeout 10s \
+            taskset -c "$LOAD_CPU" wrk -t1 "${WRK_ARGS[@]}" -c"$c" -d"${CG_DURATION}s" --timeout 10s \
                 "http://127.0.0.1:${PORT[$p]}/" >"$w" 2>&1 || true
             callgrind_control -d "c$c" "${PPID_OF[$p]}" >/dev/null
             sleep 0.5
@@ -99,7 +102,7 @@ for p in $PROXIES; do
         else
             read -r u0 s0 < <(ticks_us "${PPID_OF[$p]}")
             perf stat -x, -e "$EVENTS" -p "$pids" -o "$OUT/perf-$p-$c.csv" -- \
-                taskset -c "$LOAD_CPU" wrk -t1 -c"$c" -d"${DURATION}s" --timeout 10s \
+                taskset -c "$LOAD_CPU" wrk -t1 "${WRK_ARGS[@]}" -c"$c" -d"${DURATION}s" --timeout 10s \
                 "http://127.0.0.1:${PORT[$p]}/" >"$w" 2>&1 || true
             read -r u1 s1 < <(ticks_us "${PPID_OF[$p]}")
             n=$(requests_of "$w")
@@ -125,7 +128,7 @@ for p in $PROXIES; do
                 # whom the proxy wakes, per request
                 w3=$OUT/wrk-wakes-$p-$c.txt
                 perf record -q -e sched:sched_waking -p "$pids" -o "$OUT/wakes-$p-$c.data" -- \
-                    taskset -c "$LOAD_CPU" wrk -t1 -c"$c" -d"${DURATION}s" \
+                    taskset -c "$LOAD_CPU" wrk -t1 "${WRK_ARGS[@]}" -c"$c" -d"${DURATION}s" \
                     "http://127.0.0.1:${PORT[$p]}/" >"$w3" 2>&1 || true
                 n3=$(requests_of "$w3")
                 { perf script -i "$OUT/wakes-$p-$c.data" -F trace 2>/dev/null || true; } |
@@ -137,7 +140,7 @@ for p in $PROXIES; do
                 # top symbols as microseconds per request
                 w2=$OUT/wrk-record-$p-$c.txt
                 perf record -q -F 4000 -e cpu-clock -g -p "$pids" -o "$OUT/perf-$p-$c.data" -- \
-                    taskset -c "$LOAD_CPU" wrk -t1 -c"$c" -d"${DURATION}s" \
+                    taskset -c "$LOAD_CPU" wrk -t1 "${WRK_ARGS[@]}" -c"$c" -d"${DURATION}s" \
                     "http://127.0.0.1:${PORT[$p]}/" >"$w2" 2>&1 || true
                 n2=$(requests_of "$w2")
                 echo "  profile ($n2 requests): us/request  symbol"
