@@ -1,6 +1,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -2255,7 +2256,6 @@ static void on_accept(uv_stream_t *server, int status)
         lb_conn_close(c);
         return;
     }
-    uv_tcp_nodelay(&c->tcp, 1);
     struct sockaddr_storage ss;
     int sl = sizeof(ss);
     snprintf(c->client_ip, sizeof(c->client_ip), "unknown");
@@ -2408,6 +2408,10 @@ int lb_listen_socket(const char *host, int *port, int backlog)
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) == -1)
+        goto fail;
+    /* Accepted sockets inherit it on Linux (a child socket is a copy of its
+     * listener): no setsockopt per client connection. */
+    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) == -1)
         goto fail;
     if (bind(fd, (struct sockaddr *)&ss, sl) == -1)
         goto fail;
