@@ -116,6 +116,38 @@ static const uint8_t name_byte[256] = {
     [':'] = NB_COLON, ['_'] = NB_UNDERSCORE,
 };
 
+/*
+ * Records one header line of the head at <base>: the name from <line> to
+ * <colon>, the value up to <ve> (before its CRLF or LF) without the
+ * surrounding whitespace, the next line at <next>. <classify>: the name may
+ * be one sky-lb acts on (it has no control byte). Shared by lb_head_scan
+ * and the fast path, which must record lines the same way.
+ */
+static inline lb_hdr_t *hdr_record(lb_hdr_t *hd, const char *base, const char *line,
+                                   const char *colon, const char *ve, const char *next,
+                                   int classify, int underscore)
+{
+    const char *v = colon + 1;
+    while (v < ve && (*v == ' ' || *v == '\t'))
+        v++;
+    while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
+        ve--;
+    hd->line_off = (uint16_t)(line - base);
+    hd->line_len = (uint16_t)(next - line);
+    hd->name_len = (uint16_t)(colon - line);
+    hd->val_off = (uint16_t)(v - base);
+    hd->val_len = (uint16_t)(ve - v);
+    hd->kind = classify ? hdr_kind(line, hd->name_len) : LB_H_OTHER;
+    hd->underscore = (uint8_t)underscore;
+    return hd;
+}
+
+/* Where the blank line that ends <h> starts. */
+static size_t head_blank(const lb_head_t *h)
+{
+    return h->n ? (size_t)h->hdrs[h->n - 1].line_off + h->hdrs[h->n - 1].line_len : h->sl;
+}
+
 int lb_head_scan(const char *head, size_t len, lb_hdr_t *hdrs, size_t max, lb_head_t *out)
 {
     const char *p = head, *end = head + len;
@@ -160,21 +192,9 @@ int lb_head_scan(const char *head, size_t len, lb_hdr_t *hdrs, size_t max, lb_he
         nl = memchr(colon, '\n', (size_t)(lim - colon));
         if (out->n >= max)
             return -ENOSPC;
-        const char *v = colon + 1, *ve = nl;
-        if (ve > v && ve[-1] == '\r')
-            ve--;
-        while (v < ve && (*v == ' ' || *v == '\t'))
-            v++;
-        while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
-            ve--;
-        lb_hdr_t *h = &hdrs[out->n++];
-        h->line_off = (uint16_t)(p - head);
-        h->line_len = (uint16_t)(nl + 1 - p);
-        h->name_len = (uint16_t)(colon - p);
-        h->val_off = (uint16_t)(v - head);
-        h->val_len = (uint16_t)(ve - v);
-        h->kind = seen & NB_CTL ? LB_H_OTHER : hdr_kind(p, (size_t)(colon - p));
-        h->underscore = (seen & NB_UNDERSCORE) != 0;
+        const char *ve = nl > colon + 1 && nl[-1] == '\r' ? nl - 1 : nl;
+        hdr_record(&hdrs[out->n++], head, p, colon, ve, nl + 1, !(seen & NB_CTL),
+                   (seen & NB_UNDERSCORE) != 0);
         p = nl + 1;
     }
     return 0;
@@ -453,22 +473,11 @@ static int fast_fields(const char *p, const char *end, size_t max, lb_head_t *h,
         }
         if (q == p || q == end || *q != ':')
             return -EAGAIN;
-        const char *v = q + 1, *r = skip_visible(v, end);
+        const char *r = skip_visible(q + 1, end);
         if (end - r < 2 || r[0] != '\r' || r[1] != '\n' || h->n >= max)
             return -EAGAIN;
-        const char *ve = r;
-        while (v < ve && (*v == ' ' || *v == '\t'))
-            v++;
-        while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
-            ve--;
-        lb_hdr_t *hd = &h->hdrs[h->n++];
-        hd->line_off = (uint16_t)(p - buf);
-        hd->line_len = (uint16_t)(r + 2 - p);
-        hd->name_len = (uint16_t)(q - p);
-        hd->val_off = (uint16_t)(v - buf);
-        hd->val_len = (uint16_t)(ve - v);
-        hd->kind = hdr_kind(p, hd->name_len);
-        hd->underscore = (seen & 2) != 0;
+        const lb_hdr_t *hd = hdr_record(&h->hdrs[h->n++], buf, p, q, r, r + 2, 1, (seen & 2) != 0);
+        const char *v = buf + hd->val_off, *ve = v + hd->val_len;
         switch (hd->kind) {
         case LB_H_CONNECTION:
             /* llhttp does not see "close" in "close<TAB>" (nor a length
@@ -715,7 +724,7 @@ static int rewrite_plain(const lb_head_t *h, const lb_rewrite_t *rw, uv_buf_t *i
     memcpy(x, xff, sizeof(xff) - 1);
     memcpy(x + sizeof(xff) - 1, ip, il);
     memcpy(x + sizeof(xff) - 1 + il, tail, tl);
-    size_t blank = h->n ? (size_t)h->hdrs[h->n - 1].line_off + h->hdrs[h->n - 1].line_len : h->sl;
+    size_t blank = head_blank(h);
     iov[0] = uv_buf_init((char *)h->base, (unsigned)blank);
     iov[1] = uv_buf_init(x, (unsigned)n);
     *n_iov = 2;
@@ -783,7 +792,7 @@ int lb_head_rewrite(const lb_head_t *h, const lb_rewrite_t *rw, uv_buf_t *iov, s
         EMIT_LIT("\r\n");
     }
     EMIT_HEAD(run, run_end - run);
-    size_t blank = h->n ? (size_t)h->hdrs[h->n - 1].line_off + h->hdrs[h->n - 1].line_len : h->sl;
+    size_t blank = head_blank(h);
     if (!rw->is_request && rw->conn == LB_CONN_HDR_NONE && !dropped_any) {
         /* Nothing to append: the original blank line ends the head, so the
          * head (and a body after it) stays one contiguous piece. */
