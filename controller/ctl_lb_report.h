@@ -24,7 +24,7 @@
 
 typedef struct ctl_lb_rep_report {
     const char *url; /* points into the parsed body */
-    /* requests and failures, both valid or both left at 0 */
+    /* requests and failures (at most requests), both valid or both left at 0 */
     bool has_counts;
     unsigned long long requests, failures;
     /* each class valid or left at 0 */

@@ -82,13 +82,14 @@ static void test_parse_rejects_bad_values(void **state)
                      "\"3xx\":\"5\",\"4xx\":999999999999999,\"5xx\":1e999}},"
                      "\"b\":{\"requests\":2,\"failures\":null,\"responses\":[1,2,3,4,5]},"
                      "\"c\":{\"requests\":1e300,\"failures\":1,\"responses\":7},"
-                     "\"d\":5}}");
+                     "\"d\":5,"
+                     "\"e\":{\"requests\":1,\"failures\":2}}}");
     ctl_lb_report_t r;
 
     (void)state;
     ctl_lb_report_parse(j, &r);
     assert_false(r.has_ts);
-    assert_int_equal(r.n_reps, 4);
+    assert_int_equal(r.n_reps, 5);
     assert_false(r.reps[0].has_counts);
     assert_int_equal(r.reps[0].requests, 0);
     assert_int_equal(r.reps[0].responses[0], 0);
@@ -96,7 +97,8 @@ static void test_parse_rejects_bad_values(void **state)
     assert_int_equal(r.reps[0].responses[2], 0);
     assert_true(r.reps[0].responses[3] == 999999999999999ULL);
     assert_int_equal(r.reps[0].responses[4], 0);
-    for (size_t i = 1; i < 4; i++) {
+    /* "e": more failures than attempts */
+    for (size_t i = 1; i < 5; i++) {
         assert_false(r.reps[i].has_counts);
         for (int c = 0; c < CTL_LB_CLASSES; c++)
             assert_int_equal(r.reps[i].responses[c], 0);
