@@ -26,10 +26,8 @@ static void parse_rep(const cJSON *it, ctl_lb_rep_report_t *r)
 
     memset(r, 0, sizeof(*r));
     r->url = it->string;
-    /* A failure is one of the attempts: more failures than attempts is no
-     * report (it would make the "ok" outcome negative). */
     if (count_of(cJSON_GetObjectItemCaseSensitive(it, "requests"), &req) &&
-        count_of(cJSON_GetObjectItemCaseSensitive(it, "failures"), &fail) && fail <= req) {
+        count_of(cJSON_GetObjectItemCaseSensitive(it, "failures"), &fail)) {
         r->has_counts = true;
         r->requests = req;
         r->failures = fail;

@@ -24,7 +24,9 @@
 
 typedef struct ctl_lb_rep_report {
     const char *url; /* points into the parsed body */
-    /* requests and failures (at most requests), both valid or both left at 0 */
+    /* requests and failures, both valid or both left at 0. sky-lb counts an
+     * attempt when it starts and a failure when it ends, so one sync may
+     * carry more failures than requests. */
     bool has_counts;
     unsigned long long requests, failures;
     /* each class valid or left at 0 */

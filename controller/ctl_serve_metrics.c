@@ -104,9 +104,12 @@ static void traffic(ctl_prom_t *p, ctl_serve_t *s)
             char id[16];
 
             snprintf(id, sizeof(id), "%d", r->fr.row.id);
-            ctl_prom_sample(p, "sky_serve_replica_requests_total",
-                            (double)(r->lb_requests - r->lb_failures), "service", svc->row.name,
-                            "replica", id, "outcome", "ok", NULL);
+            /* A failure can arrive without its attempt, counted before this
+             * controller started: never below 0. */
+            ctl_prom_sample(
+                p, "sky_serve_replica_requests_total",
+                r->lb_requests > r->lb_failures ? (double)(r->lb_requests - r->lb_failures) : 0,
+                "service", svc->row.name, "replica", id, "outcome", "ok", NULL);
             ctl_prom_sample(p, "sky_serve_replica_requests_total", (double)r->lb_failures,
                             "service", svc->row.name, "replica", id, "outcome", "failed", NULL);
         }

@@ -129,7 +129,9 @@ static void test_serve_series(void **state)
     r->lb_failures = 3;
     r->lb_responses[1] = 6;
     r->lb_responses[3] = 1;
-    add(&svc, 3, CTL_PROC_SUCCEEDED, true, false, 1.25);
+    r = add(&svc, 3, CTL_PROC_SUCCEEDED, true, false, 1.25);
+    r->lb_requests = 1; /* an attempt made before the controller restarted failed since */
+    r->lb_failures = 2;
     add(&svc, 4, CTL_PROC_RUNNING, false, false, 1.25);
     r = add(&svc, 5, CTL_PROC_SUCCEEDED, true, true, 0.5);
     r->fr.row.f.preempted = true; /* no longer billed */
@@ -160,6 +162,8 @@ static void test_serve_series(void **state)
                                "outcome=\"ok\"}") == 7);
     assert_true(value_of(text, "sky_serve_replica_requests_total{service=\"web\",replica=\"2\","
                                "outcome=\"failed\"}") == 3);
+    assert_true(value_of(text, "sky_serve_replica_requests_total{service=\"web\",replica=\"3\","
+                               "outcome=\"ok\"}") == 0);
     assert_true(value_of(text, "sky_serve_replica_responses_total{service=\"web\",replica=\"2\","
                                "code=\"2xx\"}") == 6);
     assert_true(value_of(text, "sky_serve_replica_responses_total{service=\"web\",replica=\"2\","
