@@ -215,7 +215,7 @@ typedef struct lb_resp_fast {
  * but "close" or "keep-alive". Scans it into <h> (at most <max> header
  * lines) as lb_head_scan does, in the same pass.
  * -EAGAIN for anything else: then llhttp parses the message, as it does
- * every message this path does not take (fuzz_lb_resp_fast checks that
+ * every message this path does not take (fuzz_lb_fast checks that
  * llhttp reads each head taken here the same way).
  */
 int lb_resp_fast(const char *buf, size_t len, lb_hdr_t *hdrs, size_t max, lb_head_t *h,

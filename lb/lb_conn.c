@@ -979,7 +979,7 @@ static int up_head_out(lb_up_t *up, const lb_rewrite_t *rw, lb_seg_t *segs, size
  * body ends with the replica's close. */
 static enum lb_conn_hdr resp_final_conn(lb_up_t *up, lb_conn_t *c, int status, int needs_eof)
 {
-    if (!c->keep_alive || c->w->draining || c->upgrade || up->dechunk || needs_eof)
+    if (c->w->draining || c->upgrade || up->dechunk || needs_eof)
         c->keep_alive = 0;
     c->status = status;
     lb_ctr_add(&c->w->st->codes[status < 600 ? status : 599], 1);
